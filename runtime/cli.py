@@ -1,0 +1,101 @@
+"""The `charwright` command: one click group whose subcommands load lazily.
+
+`train` lives in charwright.trainer.cli and `export` in charwright.export.cli; `generate`, `info`,
+`score`, `verify` and `bench` in this package. Loading a subcommand imports only its module, so
+`charwright generate` never imports TensorFlow, and `charwright train` without the [train] extra
+exits with status 2 and one line naming the extra.
+
+Errors: a CharwrightError becomes one line on stderr and its exit code (1, or 2 for a missing
+extra); CHARWRIGHT_DEBUG=1 shows the traceback instead. Bad flags are click usage errors (2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from .errors import CharwrightError
+
+# command name -> (module, attribute, one-line help shown without importing the module)
+COMMANDS = {
+    "train": ("charwright.trainer.cli", "train", "Train a model on UTF-8 corpus files into RUN_DIR."),
+    "export": ("charwright.export.cli", "export", "Export RUN_DIR to a bundle (TFLite, ONNX)."),
+    "verify": ("charwright.runtime.commands", "verify", "Replay the probe on every file of a bundle."),
+    "generate": ("charwright.runtime.commands", "generate", "Generate text from a bundle."),
+    "info": ("charwright.runtime.commands", "info", "Show what a bundle holds."),
+    "score": ("charwright.runtime.commands", "score", "Bits per character of a text file."),
+}
+
+
+class _CLIError(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand runs (click docs/complex.md)."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as e:  # a missing module of ours is a packaging bug: say so plainly
+            raise _CLIError(f"cannot load command {name!r}: {e}", 2) from None
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharwrightError as e:
+            if os.environ.get("CHARWRIGHT_DEBUG"):
+                raise
+            raise _CLIError(str(e), e.exit_code) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except OSError as e:
+            if os.environ.get("CHARWRIGHT_DEBUG"):
+                raise
+            raise _CLIError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "), 1) from None
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("charwright")
+    except Exception:
+        return "0+unknown"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), prog_name="charwright")
+def cli():
+    """Train character-level recurrent text generators, export them, run them anywhere.
+
+    \b
+    charwright generate "ROMEO:"                 sample from the built-in demo model
+    charwright train corpus.txt -o RUN --epochs 5
+    charwright export RUN -o BUNDLE
+    charwright verify BUNDLE
+    """
+
+
+def main(argv=None) -> None:
+    cli.main(args=argv, prog_name="charwright")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

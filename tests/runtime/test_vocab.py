@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from charwright.runtime.errors import ConfigError, VocabularyError
+from charwright.runtime.vocab import Vocabulary
+
+
+def test_sorted_roundtrip_and_json(tmp_path):
+    v = Vocabulary.from_text("hello, wörld\n")
+    assert v.chars == tuple(sorted(set("hello, wörld\n")))
+    ids = v.encode("wörld")
+    assert ids.dtype == np.int32 and v.decode(ids) == "wörld"
+    assert Vocabulary.from_dict(v.to_dict()) == v
+
+
+def test_unknown_policies():
+    v = Vocabulary.from_text("abc ")
+    with pytest.raises(VocabularyError, match=r"2 character\(s\) not in the model's vocabulary: "
+                                              r"'x' at 1, 'z' at 3"):
+        v.encode("axbz")
+    assert v.decode(v.encode("axbz", unknown="skip")) == "ab"
+    assert v.decode(v.encode("axbz", unknown="replace")) == "a b "
+    assert v.decode(v.encode("axbz", unknown="replace", replacement="c")) == "acbc"
+    with pytest.raises(VocabularyError, match="replacement character 'q'"):
+        v.encode("x", unknown="replace", replacement="q")
+    with pytest.raises(ConfigError):
+        v.encode("a", unknown="guess")
+
+
+def test_line_mode_newline_is_eos():
+    v = Vocabulary.from_text("ab\nba\n", eos=True)
+    assert v.chars == ("a", "b") and v.size == 3 and v.eos_id == 2
+    assert v.encode("ab\nb").tolist() == [0, 1, 2, 1]
+    assert v.decode([0, 2, 1]) == "ab"
+
+
+def test_rejects_bad_documents():
+    with pytest.raises(ConfigError):
+        Vocabulary.from_dict({"format": "other"})
+    with pytest.raises(ConfigError):
+        Vocabulary(("b", "a"))

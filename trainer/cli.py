@@ -1,0 +1,175 @@
+"""`charwright train`: parse options, call trainer.train.train, draw progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from charwright.runtime.errors import ConfigError
+
+from .config import CELLS, ModelConfig, TrainConfig
+
+_M, _T = ModelConfig(), TrainConfig()
+
+
+def _load_config(ctx, param, value):
+    """--config FILE: a JSON object of option values (names as on the command line, - or _)."""
+    if value is None:
+        return None
+    try:
+        with open(value, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"cannot read {value}: {e}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value} must hold a JSON object")
+    names = {p.name for p in ctx.command.params}
+    cleaned = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(cleaned) - names)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **cleaned}
+    return value
+
+
+class _Progress:
+    """Turns trainer events into stderr output: a redrawn line on a tty, plain lines otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_line = 0.0
+
+    def _out(self, text: str, transient: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("" if transient else "\n"))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "start":
+            self._out(f"training {ev['params']:,} parameters, vocab {ev['vocab']}, "
+                      f"{ev['train_chars']:,} train / {ev['val_chars']:,} val chars, "
+                      f"{ev['steps_per_epoch']} steps/epoch, mode {ev['mode']}, "
+                      f"strategy {ev['strategy']}")
+            if ev.get("truncated_lines"):
+                self._out(f"warning: {ev['truncated_lines']} lines longer than --seq-len were "
+                          "truncated")
+        elif kind == "resume":
+            self._out(f"resuming from {ev['path']} (epoch {ev['epoch']}, step {ev['step']}, "
+                      f"{ev['global_step']} optimizer steps done)")
+        elif kind == "batch":
+            now = time.monotonic()
+            if not self.tty and now - self.last_line < 10 and ev["step"] != ev["steps"]:
+                return
+            self.last_line = now
+            width = 24
+            done = int(width * ev["step"] / max(ev["steps"], 1))
+            bar = "#" * done + "." * (width - done)
+            self._out(f"epoch {ev['epoch']}/{ev['epochs']} [{bar}] {ev['step']}/{ev['steps']} "
+                      f"loss {ev['loss']:.4f} ({ev['loss'] / 0.6931471805599453:.3f} bits/char) "
+                      f"{ev['elapsed']:.0f}s", transient=True)
+        elif kind == "epoch":
+            self._out(f"epoch {ev['epoch']}: train {ev['train_bpc']:.4f} bits/char, "
+                      f"val {ev['val_bpc']:.4f} bits/char{' (best)' if ev['best'] else ''}, "
+                      f"{ev['chars_per_second']:,.0f} chars/s, {ev['epoch_seconds']:.0f}s")
+        elif kind == "sample":
+            self._out("sample: " + ev["text"].replace("\n", "\n        "))
+        elif kind == "probe":
+            self._out(f"recording the reference probe ({ev['chars']} chars) and the step graph")
+        elif kind == "done":
+            self._out(f"done: best val {ev['best_val_bpc']:.4f} bits/char (epoch "
+                      f"{ev['best_epoch']}), {ev['optimizer_steps']} optimizer steps, step graph "
+                      f"max |diff| {ev['step_check_max_abs_diff']:.2e}, reference on {ev['device']}")
+
+
+@click.command("train")
+@click.argument("corpus", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory to create (or to continue with --resume).")
+@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
+              expose_value=False, help="JSON file of option values; flags given here win.")
+@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True,
+              help="Recurrent cell (rnn = SimpleRNN).")
+@click.option("--layers", type=click.IntRange(1, 8), default=_M.layers, show_default=True)
+@click.option("--units", type=click.IntRange(1, 8192), default=_M.units, show_default=True,
+              help="Hidden units per layer.")
+@click.option("--embedding-dim", type=click.IntRange(0, 8192), default=_M.embedding_dim,
+              show_default=True, help="Embedding size; 0 = one-hot input.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_M.dropout,
+              show_default=True, help="Dropout after each recurrent layer.")
+@click.option("--seq-len", type=click.IntRange(2, 100_000), default=_T.seq_len, show_default=True,
+              help="Characters per training window.")
+@click.option("--batch-size", type=click.IntRange(1, 65_536), default=_T.batch_size,
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=_T.epochs, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=_T.learning_rate, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+              default=_T.val_fraction, show_default=True,
+              help="Contiguous tail of the corpus held out for validation.")
+@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--stateful", is_flag=True,
+              help="Train on B equidistant streams, carrying state across batches.")
+@click.option("--lines", is_flag=True,
+              help="One sample per line, ending in an end-of-sequence symbol.")
+@click.option("--checkpoint-every", type=click.IntRange(0), default=_T.checkpoint_every,
+              show_default=True, help="Also checkpoint every N optimizer steps (0 = epoch ends).")
+@click.option("--probe-chars", type=click.IntRange(1), default=_T.probe_chars, show_default=True,
+              help="Validation characters recorded with reference logits.")
+@click.option("--greedy-chars", type=click.IntRange(1), default=_T.greedy_chars,
+              show_default=True, help="Length of the reference greedy continuation.")
+@click.option("--sample-chars", type=click.IntRange(0), default=_T.sample_chars,
+              show_default=True, help="Characters sampled after each epoch (0 = none).")
+@click.option("--clipnorm", type=click.FloatRange(0), default=_T.clipnorm, show_default=True,
+              help="Clip gradients to this global norm (0 = off).")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace the run in RUN_DIR.")
+@click.option("--distribute", type=click.Choice(["auto", "mirrored", "none"]), default="auto",
+              show_default=True, help="tf.distribute: mirrored when several devices are visible.")
+@click.option("--cpu-devices", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Split the CPU into N logical devices (to use MirroredStrategy on CPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print run.json to stdout at the end.")
+@click.pass_context
+def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq_len, batch_size,
+          epochs, learning_rate, val_fraction, seed, stateful, lines, checkpoint_every,
+          probe_chars, greedy_chars, sample_chars, clipnorm, resume, force, distribute,
+          cpu_devices, as_json):
+    """Train a character-level model on CORPUS files (UTF-8) into RUN_DIR.
+
+    \b
+    charwright train ../shared/data/tinyshakespeare.txt -o RUN --units 64 --epochs 1
+    charwright train names.txt -o RUN --lines --cell lstm --layers 2
+    charwright train -o RUN --resume
+    """
+    from .train import train as run_training
+
+    if stateful and lines:
+        raise ConfigError("--stateful and --lines are different data schemes; pass one")
+    if not corpus and not resume:
+        raise click.UsageError("give at least one CORPUS file (or --resume)")
+    if resume:
+        given = [p.name for p in ctx.command.params
+                 if p.name not in ("corpus", "run_dir", "resume", "as_json", "distribute",
+                                   "cpu_devices")
+                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            click.echo(f"warning: --resume uses the run's saved configuration; ignoring "
+                       f"{', '.join('--' + g.replace('_', '-') for g in given)}", err=True)
+    mode = "stateful" if stateful else "lines" if lines else "windows"
+    model_cfg = ModelConfig(cell=cell, layers=layers, units=units, embedding_dim=embedding_dim,
+                            dropout=dropout)
+    train_cfg = TrainConfig(seq_len=seq_len, batch_size=batch_size, epochs=epochs,
+                            learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
+                            mode=mode, checkpoint_every=checkpoint_every, probe_chars=probe_chars,
+                            greedy_chars=greedy_chars, sample_chars=sample_chars,
+                            clipnorm=clipnorm)
+    run = run_training(list(corpus), run_dir, model_cfg, train_cfg, resume=resume, force=force,
+                       cpu_devices=cpu_devices, distribute=distribute, on_progress=_Progress())
+    if as_json:
+        click.echo(json.dumps(run, indent=2, sort_keys=True))
