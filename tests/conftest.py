@@ -80,3 +80,17 @@ def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "gru"
     train_tiny(run_dir, tiny_corpus)
     return run_dir
+
+
+def export_quiet(run_dir: Path, bundle_dir: Path, **kw):
+    from charwright.export.bundle_writer import export
+
+    return export(run_dir, bundle_dir, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_run) -> Path:
+    """Every format and precision of the tiny GRU run."""
+    bundle = tmp_path_factory.mktemp("bundles") / "gru"
+    export_quiet(tiny_run, bundle)
+    return bundle

@@ -1,0 +1,236 @@
+"""RUN_DIR -> BUNDLE_DIR: convert every selected (format, precision), check, write atomically.
+
+The bundle is assembled in a temporary sibling directory: model files (each carrying the
+vocabulary and key facts in its own metadata), weights.npz for the numpy backend, probe.npz, and
+manifest.json. Every file's operators are checked for what breaks on devices, the probe is
+replayed on every file (runtime/parity.py), and only then is the directory renamed into place.
+A failure anywhere leaves no bundle and the previous one untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from charwright.runtime.atomic import atomic_dir, write_json
+from charwright.runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, sha256_file
+from charwright.runtime.errors import ConfigError, ExportError, ParityError, RunDirError, require
+from charwright.runtime.parity import TOLERANCES, check_bundle, raise_for_failures
+from charwright.runtime.vocab import Vocabulary
+
+# (format, precision) -> file name, in the order they are written
+FILES = {
+    ("npz", "float32"): "weights.npz",
+    ("onnx", "float32"): "model.float32.onnx",
+    ("onnx", "int8-dynamic"): "model.int8-dynamic.onnx",
+    ("onnx", "int8"): "model.int8.onnx",
+    ("tflite", "float32"): "model.float32.tflite",
+    ("tflite", "float16"): "model.float16.tflite",
+    ("tflite", "int8-dynamic"): "model.int8-dynamic.tflite",
+    ("tflite", "int8"): "model.int8.tflite",
+}
+FORMAT_NAMES = {"onnx": "onnx", "tflite": "tflite", "numpy": "npz", "npz": "npz"}
+PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
+
+
+def _noop(event: dict) -> None:
+    pass
+
+
+def read_run_dir(run_dir: Path) -> dict:
+    """run.json of a complete run, after checking the files export needs."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} holds no charwright run (no run.json)") from None
+    except ValueError as e:
+        raise RunDirError(f"{run_dir / 'run.json'}: malformed JSON ({e})") from None
+    if run.get("format") != "charwright-run":
+        raise RunDirError(f"{run_dir / 'run.json'}: not a charwright run")
+    if run.get("status") != "complete":
+        raise RunDirError(f"{run_dir}: training has not finished (status {run.get('status')!r}); "
+                          "finish it with charwright train -o RUN_DIR --resume")
+    for rel in ("vocab.json", "probe.npz", "step/step.json", "step/weights.npz",
+                "step/saved_model/saved_model.pb"):
+        if not (run_dir / rel).is_file():
+            raise RunDirError(f"{run_dir / rel}: missing; the run directory is incomplete")
+    return run
+
+
+def select(formats=None, precisions=None) -> list[tuple[str, str]]:
+    fmts = {FORMAT_NAMES.get(f, f) for f in (formats or FORMAT_NAMES)}
+    bad = fmts - set(FORMAT_NAMES.values())
+    if bad:
+        raise ConfigError(f"unknown format(s) {sorted(bad)}: use onnx, tflite, numpy")
+    precs = set(precisions or PRECISIONS)
+    if precs - set(PRECISIONS):
+        raise ConfigError(f"unknown precision(s) {sorted(precs - set(PRECISIONS))}: use "
+                          f"{', '.join(PRECISIONS)}")
+    chosen = [k for k in FILES if k[0] in fmts and k[1] in precs]
+    if not chosen:
+        raise ConfigError(f"no file matches formats {sorted(fmts)} and precisions {sorted(precs)}")
+    return chosen
+
+
+def _calibration_ids(run: dict, vocab: Vocabulary, corpus, probe_tokens, on_progress):
+    paths = [corpus] if corpus else run["corpus"]["paths"]
+    try:
+        text = "".join(Path(p).read_text(encoding="utf-8") for p in paths)
+        train_chars = run["corpus"].get("train_chars") or len(text)
+        return vocab.encode(text, unknown="skip")[:train_chars]
+    except OSError:
+        on_progress({"event": "warning", "message": "training corpus not found; calibrating on "
+                     "the probe's validation text instead (pass --corpus to use the corpus)"})
+        return probe_tokens
+
+
+def _write_model_file(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = False,
+           allow_mismatch: bool = False, corpus=None, threads: int = 1,
+           on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Writes BUNDLE_DIR from RUN_DIR and returns its manifest.
+
+    Raises:
+        RunDirError: RUN_DIR is not a complete run.
+        ExportError: BUNDLE_DIR exists (without force), a conversion fails, or a file holds
+            operators that do not run on devices.
+        ParityError: a file is outside its tolerance (unless allow_mismatch, which records the
+            failure in the manifest instead).
+    """
+    on_progress = on_progress or _noop
+    run_dir, bundle_dir = Path(run_dir), Path(bundle_dir)
+    run = read_run_dir(run_dir)
+    chosen = select(formats, precisions)
+    if bundle_dir.exists():
+        if not force:
+            raise ExportError(f"{bundle_dir} already exists; pass --force to replace it")
+        if not (bundle_dir / "manifest.json").is_file() and any(bundle_dir.iterdir()):
+            raise ExportError(f"{bundle_dir} is not empty and is not a bundle; refusing to "
+                              "replace it")
+    tf = require("tensorflow", "train")
+    vocab = Vocabulary.load(run_dir / "vocab.json")
+    step_info = json.loads((run_dir / "step" / "step.json").read_text())
+    arch, S = step_info["architecture"], int(step_info["state_size"])
+    saved_model = str(run_dir / "step" / "saved_model")
+    with np.load(run_dir / "probe.npz", allow_pickle=False) as z:
+        probe_tokens = z["tokens"]
+
+    calibration = None
+    if any(p == "int8" for _, p in chosen):
+        from charwright.runtime.backends.numpy import NumpyStep
+
+        with np.load(run_dir / "step" / "weights.npz", allow_pickle=False) as z:
+            ref_step = NumpyStep({k: z[k] for k in z.files}, arch)
+        ids = _calibration_ids(run, vocab, corpus, probe_tokens, on_progress)
+        calibration = gather_pairs_for(ref_step, ids)
+        on_progress({"event": "calibration", "pairs": len(calibration)})
+
+    facts = {
+        "format": BUNDLE_FORMAT,
+        "vocab": vocab.to_dict(),
+        "architecture": arch,
+        "state": {"size": S, "layout": step_info["state_layout"]},
+        "inputs": step_info["inputs"],
+        "outputs": step_info["outputs"],
+    }
+    t_all = time.perf_counter()
+    files = []
+    names = {"inputs": {"token": "token", "state": "state"},
+             "outputs": {"logits": "logits", "new_state": "new_state"}}
+    with atomic_dir(bundle_dir, replace=force) as tmp:
+        for fmt, prec in chosen:
+            name = FILES[(fmt, prec)]
+            t0 = time.perf_counter()
+            on_progress({"event": "convert", "file": name})
+            meta = dict(facts, precision=prec, file=name)
+            if fmt == "npz":
+                shutil.copyfile(run_dir / "step" / "weights.npz", tmp / name)
+                ops, problems = [], []
+            elif fmt == "tflite":
+                from . import tflite
+
+                data = tflite.convert(saved_model, prec, calibration)
+                ops = tflite.op_names(data)
+                problems = tflite.deploy_problems(ops)
+                _write_model_file(tmp / name, tflite.add_metadata(data, meta))
+            else:
+                from . import onnx as onnx_export
+
+                data = onnx_export.convert_float32(saved_model, S)
+                if prec != "float32":
+                    data = onnx_export.quantize(data, prec, calibration)
+                ops = onnx_export.op_names(data)
+                problems = onnx_export.deploy_problems(ops)
+                _write_model_file(tmp / name, onnx_export.add_metadata(data, meta))
+            if problems:
+                raise ExportError(f"{name} holds operators that do not run on devices: "
+                                  f"{', '.join(problems)}")
+            files.append({"path": name, "format": fmt, "precision": prec,
+                          "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
+                          **names, "ops": ops, "deployable": True,
+                          "convert_seconds": round(time.perf_counter() - t0, 2)})
+            on_progress({"event": "converted", "file": name, "bytes": files[-1]["bytes"],
+                         "seconds": files[-1]["convert_seconds"]})
+        shutil.copyfile(run_dir / "probe.npz", tmp / "probe.npz")
+        summary = run.get("summary", {})
+        manifest = {
+            **facts,
+            "format_version": BUNDLE_VERSION,
+            "files": files,
+            "probe": {"path": "probe.npz", "sha256": sha256_file(tmp / "probe.npz"),
+                      "bytes": (tmp / "probe.npz").stat().st_size,
+                      "tokens": int(len(probe_tokens)), "device": summary.get("device")},
+            "training": {"corpus_sha256": run["corpus"]["sha256"],
+                         "corpus_chars": run["corpus"]["chars"], "epochs": summary.get("epochs"),
+                         "optimizer_steps": summary.get("optimizer_steps"),
+                         "best_val_bpc": summary.get("best_val_bpc"),
+                         "device": summary.get("device"), "train": run["train"]},
+            "sampling_defaults": {"temperature": 0.8, "top_k": 0, "top_p": 1.0},
+            "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
+            "created_by": {"charwright": run.get("created_by", {}).get("charwright"),
+                           "tensorflow": tf.__version__, "converters": _converter_versions()},
+        }
+        write_json(tmp / "manifest.json", manifest)
+
+        on_progress({"event": "parity"})
+        results = check_bundle(load_bundle(tmp), threads=threads,
+                               on_result=lambda r: on_progress({"event": "parity_file",
+                                                                "result": r}))
+        manifest["parity"] = [r.to_dict() for r in results]
+        manifest["export_seconds"] = round(time.perf_counter() - t_all, 2)
+        if not allow_mismatch:
+            try:
+                raise_for_failures(results)
+            except ParityError as e:
+                raise ParityError(f"export refused: {e} (pass --allow-mismatch to keep such "
+                                  "files, recorded as failures in the manifest)") from None
+        manifest["parity_failures_allowed"] = any(not r.passed for r in results)
+        write_json(tmp / "manifest.json", manifest)
+    on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": manifest["export_seconds"]})
+    return manifest
+
+
+def gather_pairs_for(step, ids):
+    from .calibration import gather_pairs
+
+    return gather_pairs(step, np.asarray(ids, np.int32))
+
+
+def _converter_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,79 @@
+"""`charwright export`: parse options, call export.bundle_writer.export, print the parity table."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .bundle_writer import PRECISIONS
+
+
+def _progress(ev: dict) -> None:
+    kind = ev["event"]
+    if kind == "convert":
+        click.echo(f"converting {ev['file']} ...", err=True, nl=False)
+    elif kind == "converted":
+        click.echo(f" {ev['bytes']:,} bytes, {ev['seconds']:.1f}s", err=True)
+    elif kind == "calibration":
+        click.echo(f"calibration: {ev['pairs']} (token, state) pairs, teacher-forced and "
+                   "free-running", err=True)
+    elif kind == "parity_file":
+        r = ev["result"]
+        mark = "✓" if r.passed else "✗"
+        click.echo(f"  -[{mark}] {r.file}: top-1 {r.top1:.2%}, max |Δ| {r.max_abs:.2e}, "
+                   f"bits/char {r.bpc:.4f} vs {r.ref_bpc:.4f}"
+                   + ("" if r.passed else f" ({'; '.join(r.failures)})"), err=True)
+    elif kind == "parity":
+        click.echo("parity (reference probe replayed on every file):", err=True)
+    elif kind == "warning":
+        click.echo("warning: " + ev["message"], err=True)
+    elif kind == "done":
+        click.echo(f"bundle written to {ev['bundle']} in {ev['seconds']:.1f}s", err=True)
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "bundle_dir", required=True, type=click.Path(file_okay=False),
+              help="Bundle directory to write (it appears whole or not at all).")
+@click.option("--format", "formats", multiple=True,
+              type=click.Choice(["onnx", "tflite", "numpy"]),
+              help="Formats to write (repeatable; default: all).")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+              help="Precisions to write (repeatable; default: all that the format supports).")
+@click.option("--corpus", type=click.Path(dir_okay=False, exists=True),
+              help="Text to calibrate int8 on, if the run's corpus is not at its recorded path.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@click.option("--allow-mismatch", is_flag=True,
+              help="Keep files outside their parity tolerance (recorded in the manifest).")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Threads for the parity replay.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismatch, threads,
+           as_json):
+    """Export RUN_DIR (made by charwright train) to a self-describing bundle.
+
+    Writes TFLite (float32, float16, int8-dynamic, full int8) and ONNX (float32, int8-dynamic,
+    static int8) files, weights.npz for the numpy backend, the probe and manifest.json, then
+    replays the probe on every file and refuses to finish if one is outside its tolerance.
+
+    \b
+    charwright export RUN -o BUNDLE
+    charwright export RUN -o BUNDLE --format tflite --precision int8-dynamic
+    """
+    from charwright.runtime.parity import FileParity, format_table
+
+    from .bundle_writer import export as run_export
+
+    manifest = run_export(run_dir, bundle_dir, formats or None, precisions or None, force=force,
+                          allow_mismatch=allow_mismatch, corpus=corpus, threads=threads,
+                          on_progress=_progress)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        fields = FileParity.__dataclass_fields__
+        rows = [FileParity(**{k: v for k, v in d.items() if k in fields})
+                for d in manifest["parity"]]
+        click.echo(format_table(rows))
+    sys.stdout.flush()

@@ -1,0 +1,189 @@
+"""Parity: replay the reference probe on a model file and measure how far it is from the reference.
+
+Teacher-forced over the probe's validation text (batch 1, state carried from zeros):
+    max |Δlogit|, mean |Δlogit|, top-1 agreement, KL(reference ‖ file) in nats/char, and the
+    file's bits/char on that text next to the reference's.
+Free-running: prime the probe's prompt, decode greedily, report the first step at which the
+    file's text differs from the reference's greedy continuation (None: identical throughout).
+
+Tolerances live in TOLERANCES, one row per precision. float32 files must reproduce the logits
+(max |Δ| ≤ 1e-4). Quantized files legitimately move their logits, so they are judged on top-1
+agreement and on bits/char relative to the reference. The greedy divergence step is reported, not
+judged: one near-tie flips every character after it, even between two float32 runtimes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import ParityError
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """None disables a criterion."""
+
+    max_abs: float | None = None
+    min_top1: float | None = None
+    max_bpc_rel: float | None = None
+
+
+TOLERANCES = {
+    "float32": Tolerance(max_abs=1e-4),
+    "float16": Tolerance(min_top1=0.995, max_bpc_rel=0.01),
+    "int8-dynamic": Tolerance(min_top1=0.97, max_bpc_rel=0.02),
+    "int8": Tolerance(min_top1=0.97, max_bpc_rel=0.02),
+}
+
+
+@dataclass
+class FileParity:
+    file: str
+    backend: str
+    precision: str
+    max_abs: float
+    mean_abs: float
+    top1: float
+    kl: float
+    bpc: float
+    ref_bpc: float
+    greedy_first_diff: int | None
+    greedy_len: int
+    passed: bool
+    failures: list
+
+    @property
+    def bpc_rel(self) -> float:
+        return (self.bpc - self.ref_bpc) / self.ref_bpc if self.ref_bpc else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bpc_rel"] = self.bpc_rel
+        d["verdict"] = "pass" if self.passed else "FAIL"
+        return d
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:
+    """Logits float32 [N, V] after each of tokens[:i+1], from a zero state, batch 1."""
+    state = backend.initial_state(1)
+    out = np.empty((len(tokens), backend.vocab_size), np.float32)
+    buf = np.zeros(1, np.int32)
+    for i, t in enumerate(tokens):
+        buf[0] = t
+        logits, state = backend.step(buf, state)
+        out[i] = logits[0]
+    return out
+
+
+def greedy_rollout(backend, prompt: np.ndarray, n: int) -> np.ndarray:
+    """The file's greedy continuation of `prompt`, n ids."""
+    state = backend.initial_state(1)
+    buf = np.zeros(1, np.int32)
+    for t in prompt:
+        buf[0] = t
+        logits, state = backend.step(buf, state)
+    out = np.empty(n, np.int32)
+    for i in range(n):
+        out[i] = buf[0] = int(np.argmax(logits[0]))
+        logits, state = backend.step(buf, state)
+    return out
+
+
+def bits_per_char(logits: np.ndarray, tokens: np.ndarray) -> float:
+    """Mean -log2 p(tokens[i+1] | logits[i]) over the text."""
+    if len(tokens) < 2:
+        return float("nan")
+    lp = _log_softmax(logits[:-1])
+    return float(-lp[np.arange(len(tokens) - 1), tokens[1:]].mean() / LN2)
+
+
+def compare(backend, probe: dict, file: str) -> FileParity:
+    tokens, ref = probe["tokens"], probe["logits"].astype(np.float32)
+    got = teacher_forced(backend, tokens)
+    diff = np.abs(got.astype(np.float64) - ref)
+    lp_ref, lp_got = _log_softmax(ref), _log_softmax(got)
+    kl = float((np.exp(lp_ref) * (lp_ref - lp_got)).sum(axis=-1).mean())
+    greedy = greedy_rollout(backend, probe["prompt"], len(probe["greedy"]))
+    mism = np.flatnonzero(greedy != probe["greedy"])
+    tol = TOLERANCES.get(backend.precision, Tolerance())
+    res = FileParity(
+        file=file, backend=backend.name, precision=backend.precision,
+        max_abs=float(diff.max()), mean_abs=float(diff.mean()),
+        top1=float(np.mean(got.argmax(-1) == ref.argmax(-1))), kl=max(kl, 0.0),
+        bpc=bits_per_char(got, tokens), ref_bpc=bits_per_char(ref, tokens),
+        greedy_first_diff=int(mism[0]) if len(mism) else None, greedy_len=len(probe["greedy"]),
+        passed=True, failures=[],
+    )
+    if tol.max_abs is not None and res.max_abs > tol.max_abs:
+        res.failures.append(f"max |Δlogit| {res.max_abs:.3g} > {tol.max_abs:g}")
+    if tol.min_top1 is not None and res.top1 < tol.min_top1:
+        res.failures.append(f"top-1 agreement {res.top1:.2%} < {tol.min_top1:.1%}")
+    if tol.max_bpc_rel is not None and abs(res.bpc_rel) > tol.max_bpc_rel:
+        res.failures.append(f"bits/char {res.bpc:.4f} vs reference {res.ref_bpc:.4f} "
+                            f"({res.bpc_rel:+.2%}, limit ±{tol.max_bpc_rel:.0%})")
+    res.passed = not res.failures
+    return res
+
+
+def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list[FileParity]:
+    """Replays the probe on every file (or `entries`); returns one FileParity per file.
+
+    A file that cannot be loaded or verified (checksum, missing) is a failure of that file, not
+    an exception: every file gets its row. Use raise_for_failures() to turn failures into one
+    ParityError.
+    """
+    from .backends import open_backend
+    from .bundle import _check_file
+    from .errors import CharwrightError
+
+    probe = bundle.probe()
+    results = []
+    for entry in entries if entries is not None else bundle.files:
+        try:
+            _check_file(bundle.path(entry), entry.bytes, entry.sha256)
+            backend = open_backend(bundle, entry, threads=threads)
+            res = compare(backend, probe, entry.path)
+        except CharwrightError as e:
+            nan = float("nan")
+            res = FileParity(entry.path, entry.format, entry.precision, nan, nan, nan, nan, nan,
+                             nan, None, 0, False, [str(e)])
+        results.append(res)
+        if on_result:
+            on_result(res)
+    return results
+
+
+def raise_for_failures(results: list[FileParity]) -> None:
+    bad = [r for r in results if not r.passed]
+    if bad:
+        raise ParityError("outside tolerance: " + "; ".join(
+            f"{r.file}: {', '.join(r.failures)}" for r in bad))
+
+
+def format_table(results: list[FileParity]) -> str:
+    """A Markdown table, one row per file."""
+    head = ("| file | max abs Δlogit | mean abs Δlogit | top-1 agree | KL(ref‖file) | bits/char "
+            "(file / ref) | greedy first diff | verdict |")
+    rows = [head, "|" + "---|" * 8]
+    for r in results:
+        if r.failures and math.isnan(r.max_abs):
+            rows.append(f"| {r.file} | - | - | - | - | - | - | FAIL: {'; '.join(r.failures)} |")
+            continue
+        g = "none" if r.greedy_first_diff is None else f"step {r.greedy_first_diff}"
+        g += f" of {r.greedy_len}"
+        verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.failures)
+        rows.append(f"| {r.file} | {r.max_abs:.2e} | {r.mean_abs:.2e} | {r.top1:.2%} | "
+                    f"{r.kl:.2e} | {r.bpc:.4f} / {r.ref_bpc:.4f} ({r.bpc_rel:+.2%}) | {g} | "
+                    f"{verdict} |")
+    return "\n".join(rows)

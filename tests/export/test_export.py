@@ -1,0 +1,138 @@
+"""Export tiny GRU, LSTM and SimpleRNN models to every format and precision, and check them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import export_quiet, train_tiny
+
+from charwright.runtime.bundle import load_bundle
+from charwright.runtime.errors import ExportError, ParityError, RunDirError
+from charwright.runtime.parity import check_bundle
+
+pytestmark = [pytest.mark.tf, pytest.mark.litert]
+
+ALL_FILES = {"weights.npz", "model.float32.onnx", "model.int8-dynamic.onnx", "model.int8.onnx",
+             "model.float32.tflite", "model.float16.tflite", "model.int8-dynamic.tflite",
+             "model.int8.tflite"}
+
+
+@pytest.mark.parametrize("cell,layers", [("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2),
+                                         ("rnn", 1), ("rnn", 2)])
+def test_every_cell_exports_and_verifies(tmp_path, tiny_corpus, cell, layers):
+    run = tmp_path / "run"
+    train_tiny(run, tiny_corpus, cell=cell, layers=layers, units=24, epochs=2)
+    manifest = export_quiet(run, tmp_path / "b")
+    assert {f["path"] for f in manifest["files"]} == ALL_FILES
+    assert all(p["verdict"] == "pass" for p in manifest["parity"]), manifest["parity"]
+    b = load_bundle(tmp_path / "b")
+    results = check_bundle(b)  # the runtime's own replay, no TensorFlow involved
+    assert all(r.passed for r in results)
+    f32 = [r for r in results if r.precision == "float32"]
+    assert len(f32) == 3 and all(r.max_abs <= 1e-4 and r.top1 == 1.0 for r in f32)
+    for entry in manifest["files"]:  # the deployability check is recorded per file
+        assert not {"WHILE", "READ_VARIABLE", "VAR_HANDLE", "Loop", "Scan"} & set(entry["ops"])
+        assert entry["deployable"] is True
+
+
+def test_manifest_and_file_metadata(tiny_bundle):
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert m["format"] == "charwright-bundle" and m["format_version"] == "1.0"
+    assert m["state"]["size"] == 24 and m["architecture"]["cell"] == "gru"
+    assert [i["name"] for i in m["inputs"]] == ["token", "state"]
+    assert m["training"]["epochs"] == 2 and m["probe"]["tokens"] == 300
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"])
+    from charwright.export import onnx as onnx_export
+    from charwright.export import tflite
+
+    tmeta = tflite.read_metadata((tiny_bundle / "model.int8.tflite").read_bytes())
+    assert tmeta["vocab"]["chars"] == m["vocab"]["chars"] and tmeta["precision"] == "int8"
+    ometa = onnx_export.read_metadata((tiny_bundle / "model.float32.onnx").read_bytes())
+    assert ometa["vocab"]["chars"] == m["vocab"]["chars"]
+    assert ometa["state"]["size"] == 24
+    assert not list(tiny_bundle.parent.glob(".*tmp*"))
+
+
+def test_files_take_any_batch(tiny_bundle):
+    """A row's result does not depend on its batch-mates, except in ONNX dynamic int8, whose
+    DynamicQuantizeLinear picks one activation scale for the whole batch tensor (documented)."""
+    from charwright.runtime.backends import open_backend
+
+    b = load_bundle(tiny_bundle)
+    tokens = np.array([3, 1, 4, 1, 5], np.int32)
+    for entry in b.files:
+        be = open_backend(b, entry)
+        logits5, state5 = be.step(tokens, be.initial_state(5))
+        for i in (0, 4):
+            l1, s1 = be.step(tokens[i : i + 1], be.initial_state(1))
+            tol = 0.2 if entry.path == "model.int8-dynamic.onnx" else 1e-5
+            assert np.abs(l1[0] - logits5[i]).max() <= tol, entry.path
+        assert logits5.shape == (5, b.vocab_size) and state5.shape == (5, 24)
+
+
+def test_subset_selection(tmp_path, tiny_run):
+    m = export_quiet(tiny_run, tmp_path / "b", formats=["tflite"], precisions=["int8-dynamic"])
+    assert [f["path"] for f in m["files"]] == ["model.int8-dynamic.tflite"]
+
+
+def test_refuses_existing_bundle_and_incomplete_run(tmp_path, tiny_run, tiny_bundle):
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        export_quiet(tiny_run, tiny_bundle)
+    with pytest.raises(RunDirError, match="holds no charwright run"):
+        export_quiet(tmp_path, tmp_path / "b")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    with pytest.raises(ExportError, match="not a bundle; refusing"):
+        export_quiet(tiny_run, mine, force=True)
+    assert (mine / "keep.txt").read_text() == "x"
+
+
+def test_interrupted_export_leaves_previous_bundle_untouched(tmp_path, tiny_run, monkeypatch):
+    from charwright.export import bundle_writer
+
+    target = tmp_path / "b"
+    export_quiet(tiny_run, target, formats=["numpy", "onnx"], precisions=["float32"])
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    real, calls = bundle_writer._write_model_file, []
+
+    def failing(path, data):
+        calls.append(path.name)
+        if len(calls) == 3:
+            raise RuntimeError("injected failure")
+        real(path, data)
+
+    monkeypatch.setattr(bundle_writer, "_write_model_file", failing)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        export_quiet(tiny_run, target, force=True)
+    assert len(calls) == 3
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp directory left
+    calls.clear()
+    with pytest.raises(RuntimeError, match="injected failure"):
+        export_quiet(tiny_run, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_parity_failure_refuses_unless_allowed(tmp_path, tiny_run, monkeypatch):
+    from charwright.runtime import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, "float32", parity.Tolerance(max_abs=0.0))
+    with pytest.raises(ParityError, match=r"export refused: .*model.float32.onnx: max"):
+        export_quiet(tiny_run, tmp_path / "b", formats=["onnx"], precisions=["float32"])
+    assert not (tmp_path / "b").exists()
+    m = export_quiet(tiny_run, tmp_path / "b", formats=["onnx"], precisions=["float32"],
+                     allow_mismatch=True)
+    assert m["parity_failures_allowed"] is True and m["parity"][0]["verdict"] == "FAIL"
+
+
+def test_deploy_check_flags_device_breaking_ops():
+    from charwright.export import onnx as onnx_export
+    from charwright.export import tflite
+
+    assert tflite.deploy_problems(["FULLY_CONNECTED", "WHILE", "READ_VARIABLE",
+                                   "CUSTOM:FlexTensorListReserve"]) == [
+        "WHILE", "READ_VARIABLE", "CUSTOM:FlexTensorListReserve"]
+    assert tflite.deploy_problems(["GATHER", "TANH"]) == []
+    assert onnx_export.deploy_problems(["MatMul", "Loop"]) == ["Loop"]
