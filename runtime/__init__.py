@@ -16,3 +16,5 @@ from .errors import (  # noqa: F401
     VocabularyError,
 )
 from .vocab import Vocabulary  # noqa: F401
+from .model import Model, Score, load  # noqa: F401,E402
+from .sampling import SamplingConfig  # noqa: F401,E402

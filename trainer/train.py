@@ -247,6 +247,9 @@ def train(
     run_dir = Path(run_dir)
     if distribute not in ("auto", "mirrored", "none"):
         raise ConfigError(f"distribute {distribute!r}: use auto, mirrored or none")
+    tf = _import_tf(cpu_devices)  # first: a missing extra must not cost a corpus read
+    import keras
+
     existing = _prepare_run_dir(run_dir, resume, force)
     if existing is not None:
         model_cfg = config_from_dict(ModelConfig, existing["model"])
@@ -281,9 +284,6 @@ def train(
         train_ids, val_ids = split_ids(ids, train_cfg.val_fraction, min_val)
     data = make_data(train_cfg.mode, train_ids, val_ids, train_cfg.seq_len, train_cfg.batch_size,
                      train_cfg.seed, vocab.eos_id)
-
-    tf = _import_tf(cpu_devices)
-    import keras
 
     strategy, strategy_name = _strategy(tf, distribute, cpu_devices, train_cfg.mode)
     if existing is None:

@@ -1,0 +1,158 @@
+"""A loaded bundle ready to generate: `charwright.runtime.load(...)` returns a Model.
+
+One Model may serve several threads at once: onnxruntime sessions and the numpy backend are
+shared (both are thread-safe), while LiteRT interpreters are not, so each thread gets its own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .backends import open_backend
+from .beam import Beam, beam_search
+from .bundle import BACKEND_FORMATS, load_bundle
+from .errors import ConfigError
+from .generator import Generator, prime
+from .sampling import SamplingConfig
+
+DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
+THREAD_SAFE = {"onnx": True, "npz": True, "tflite": False}
+
+
+@dataclass(frozen=True)
+class Score:
+    logprob: float  # natural log of p(text[1:] | text[0])
+    chars: int  # predicted characters (len(text) - 1)
+    bits_per_char: float
+
+
+class Model:
+    def __init__(self, bundle, entry, threads: int = 1):
+        self.bundle, self.entry, self.threads = bundle, entry, threads
+        self.vocab = bundle.vocab
+        self._local = threading.local()
+        self._shared = open_backend(bundle, entry, threads)
+        self._thread_safe = THREAD_SAFE.get(entry.format, False)
+
+    def __repr__(self):
+        return f"<Model {self.entry.path} ({self.entry.format}, {self.entry.precision})>"
+
+    @property
+    def backend(self):
+        """This thread's backend (the shared one where the runtime is thread-safe)."""
+        if self._thread_safe or threading.current_thread() is threading.main_thread():
+            return self._shared
+        be = getattr(self._local, "backend", None)
+        if be is None:
+            be = self._local.backend = open_backend(self.bundle, self.entry, self.threads)
+        return be
+
+    # ---- prompts ----------------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, unknown: str = "error", replacement=None) -> np.ndarray:
+        """Prompt -> ids to prime with. A line-mode model starts from its end-of-sequence id (the
+        start of a line); an empty prompt on a plain model starts from '\\n' (a fresh line)."""
+        ids = self.vocab.encode(prompt, unknown=unknown, replacement=replacement)
+        if self.vocab.eos:
+            return np.concatenate([[self.vocab.eos_id], ids]).astype(np.int32)
+        if len(ids) == 0:
+            if "\n" not in self.vocab:
+                raise ConfigError("empty prompt: this model has no '\\n' to start from; give a "
+                                  "prompt of at least one character")
+            return self.vocab.encode("\n")
+        return ids
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def generator(self, prompts, max_chars=200, sampling=None, stop=(), unknown="error",
+                  replacement=None, row_ids=None) -> Generator:
+        sampling = sampling or SamplingConfig()
+        ids = [self.encode_prompt(p, unknown, replacement) for p in prompts]
+        return Generator(self.backend, self.vocab, ids, sampling, max_chars, stop,
+                         row_ids=row_ids)
+
+    def stream(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
+               unknown="error", replacement=None) -> Iterator[str]:
+        """Returns an iterator of text chunks as they are produced (held back only while they
+        might begin a stop string). Bad input raises here, before anything is yielded."""
+        g = self.generator([prompt], max_chars, sampling, stop, unknown, replacement)
+        return _chunks(g)
+
+    def generate(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
+                 unknown="error", replacement=None) -> str:
+        return "".join(self.stream(prompt, max_chars, sampling, stop, unknown, replacement))
+
+    def generate_batch(self, prompts, max_chars: int = 200, sampling=None, stop=(),
+                       unknown="error", replacement=None) -> list[str]:
+        """N continuations advanced together in one batch (row i seeded by (seed, i))."""
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        g = self.generator(prompts, max_chars, sampling, stop, unknown, replacement)
+        while not g.is_done():
+            g.step()
+        return g.texts()
+
+    def beam_search(self, prompt: str = "", max_chars: int = 100, width: int = 4,
+                    length_penalty: float = 1.0, n_best: int | None = None,
+                    unknown="error", replacement=None) -> list[Beam]:
+        ids = self.encode_prompt(prompt, unknown, replacement)
+        logits, state = prime(self.backend, [ids])
+        return beam_search(self.backend, self.vocab, logits, state, max_chars, width,
+                           length_penalty, n_best)
+
+    def score(self, text: str, unknown="error", replacement=None) -> Score:
+        """Log-probability of text[1:] given text[0] (and bits/char) under the model."""
+        ids = self.vocab.encode(text, unknown=unknown, replacement=replacement)
+        if len(ids) < 2:
+            raise ConfigError("scoring needs a text of at least two characters")
+        be = self.backend
+        state = be.initial_state(1)
+        total = 0.0
+        buf = np.zeros(1, np.int32)
+        for i in range(len(ids) - 1):
+            buf[0] = ids[i]
+            logits, state = be.step(buf, state)
+            z = logits[0].astype(np.float64)
+            m = z.max()
+            total += z[ids[i + 1]] - m - math.log(np.exp(z - m).sum())
+        n = len(ids) - 1
+        return Score(total, n, -total / n / math.log(2))
+
+
+def _chunks(g: Generator) -> Iterator[str]:
+    step, done = g.step, g.is_done
+    while not done():
+        for _, text in step():
+            if text:
+                yield text
+
+
+def load(bundle=None, backend: str = "onnx", precision: str | None = None,
+         threads: int = 1) -> Model:
+    """Loads a bundle (default: the demo bundle shipped in the package) for generation.
+
+    Args:
+        bundle: the bundle directory.
+        backend: "onnx" (onnxruntime), "litert" (ai-edge-litert) or "numpy" (reference).
+        precision: a precision the bundle holds for that backend (default: its fastest).
+        threads: intra-op threads for the backend.
+    Raises:
+        BundleError: missing or damaged bundle or file; ConfigError: unknown backend;
+        BackendUnavailable: the backend's package is not installed.
+    """
+    if backend not in BACKEND_FORMATS:
+        raise ConfigError(f"backend {backend!r}: use one of {', '.join(BACKEND_FORMATS)}")
+    if threads < 1:
+        raise ConfigError(f"threads {threads}: must be >= 1")
+    root = Path(bundle) if bundle is not None else DEMO_BUNDLE
+    b = load_bundle(root, verify=False)
+    entry = b.find(BACKEND_FORMATS[backend], precision)
+    load_bundle(root, verify=True, only=entry)  # size + sha256 of the file we will run
+    return Model(b, entry, threads)

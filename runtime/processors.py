@@ -1,0 +1,220 @@
+"""Logits processors: small steps that reshape logits before the final selector picks an id.
+
+Each processor takes z: float32 [batch, vocab] (the backend's fresh output, owned by the loop)
+and the loop's History, changes z in place and returns it: no allocation per character where it
+can be avoided. Removed candidates are set to -inf. Every parameter has a neutral value for which
+the factory (sampling.build_chain) leaves the processor out of the chain.
+
+Worked example (golden values in tests/runtime/test_processors.py): probabilities
+{0.1, 0.2, 0.3, 0.4} under TopP(0.7) keep {0.3, 0.4}, renormalised {0.428571, 0.571429}.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NEG_INF = np.float32(-np.inf)
+
+
+class History:
+    """Per-row counts of the ids in the last `window` steps (for the repetition penalty).
+
+    counts: int32 [batch, vocab]; ring: int32 [batch, window] (-1 = empty).
+    """
+
+    def __init__(self, batch: int, vocab: int, window: int, prompts=None):
+        self.window = window
+        self.counts = np.zeros((batch, vocab), np.int32)
+        self.ring = np.full((batch, max(window, 1)), -1, np.int32)
+        self.pos = 0
+        self._rows = np.arange(batch)
+        for i, p in enumerate(prompts or ()):
+            # slots are overwritten from 0 upwards: the prompt's last ids go at the end, oldest
+            # first, so they leave the window only after the empty slots have filled
+            tail = np.asarray(p[-window:], np.int32)
+            if len(tail):
+                self.ring[i, window - len(tail) :] = tail
+                np.add.at(self.counts[i], tail, 1)
+
+    def push(self, ids: np.ndarray) -> None:
+        """Records one id per row (ids: int [batch])."""
+        if self.window <= 0:
+            return
+        old = self.ring[:, self.pos]
+        live = old >= 0
+        if live.any():
+            np.subtract.at(self.counts, (self._rows[live], old[live]), 1)
+        self.ring[:, self.pos] = ids
+        np.add.at(self.counts, (self._rows, ids), 1)
+        self.pos = (self.pos + 1) % self.window
+
+    def take(self, keep: np.ndarray) -> None:
+        """Keeps only rows `keep` (when finished rows leave the batch)."""
+        self.counts = self.counts[keep]
+        self.ring = self.ring[keep]
+        self._rows = np.arange(len(keep))
+
+
+class LogitsProcessor:
+    name = "processor"
+    needs_history = False
+
+    def __call__(self, z: np.ndarray, history: History | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class RepetitionPenalty(LogitsProcessor):
+    """CTRL's penalty (Keskar et al. 2019): for ids seen in the last `window` steps, positive
+    logits are divided by `penalty` and negative ones multiplied. Neutral: 1.0."""
+
+    name = "repetition-penalty"
+    needs_history = True
+
+    def __init__(self, penalty: float, window: int = 64):
+        self.penalty, self.window = float(penalty), int(window)
+
+    def __call__(self, z, history):
+        seen = history.counts > 0
+        if seen.any():
+            zs = z[seen]
+            z[seen] = np.where(zs > 0, zs / self.penalty, zs * self.penalty)
+        return z
+
+    def describe(self):
+        return f"repetition-penalty({self.penalty:g}, last {self.window})"
+
+
+class Temperature(LogitsProcessor):
+    """z / T. Neutral: 1.0. (Greedy decoding is a selector, not T = 0.)"""
+
+    name = "temperature"
+
+    def __init__(self, temperature: float):
+        self.t = float(temperature)
+        self.inv = np.float32(1.0 / self.t)
+
+    def __call__(self, z, history):
+        z *= self.inv
+        return z
+
+    def describe(self):
+        return f"temperature({self.t:g})"
+
+
+class TopK(LogitsProcessor):
+    """Keeps the k highest logits of each row (ties with the k-th are kept too). Neutral: off."""
+
+    name = "top-k"
+
+    def __init__(self, k: int):
+        self.k = int(k)
+
+    def __call__(self, z, history):
+        V = z.shape[1]
+        if self.k >= V:
+            return z
+        kth = np.partition(z, V - self.k, axis=1)[:, V - self.k : V - self.k + 1]
+        z[z < kth] = NEG_INF
+        return z
+
+    def describe(self):
+        return f"top-k({self.k})"
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class TopP(LogitsProcessor):
+    """Nucleus sampling (Holtzman et al. 2019): the smallest set of highest-probability ids whose
+    mass reaches p; the id that crosses p is kept. Neutral: 1.0."""
+
+    name = "top-p"
+
+    def __init__(self, p: float):
+        self.p = float(p)
+
+    def __call__(self, z, history):
+        order = np.argsort(-z, axis=1)
+        zs = np.take_along_axis(z, order, axis=1)
+        probs = _softmax_rows(zs.astype(np.float64))
+        before = np.cumsum(probs, axis=1) - probs  # mass of the ids ranked above this one
+        drop = before >= self.p - 1e-9  # ... already reached p (1e-9: rounding of the sum)
+        drop[:, 0] = False
+        np.put_along_axis(z, order, np.where(drop, NEG_INF, zs), axis=1)
+        return z
+
+    def describe(self):
+        return f"top-p({self.p:g})"
+
+
+class MinP(LogitsProcessor):
+    """Keeps ids whose probability is at least p x the top probability, i.e. whose logit is at
+    least max + log(p). Neutral: 0."""
+
+    name = "min-p"
+
+    def __init__(self, p: float):
+        self.p = float(p)
+        self.log_p = np.float32(math.log(self.p))
+
+    def __call__(self, z, history):
+        z[z < z.max(axis=1, keepdims=True) + self.log_p] = NEG_INF
+        return z
+
+    def describe(self):
+        return f"min-p({self.p:g})"
+
+
+class Typical(LogitsProcessor):
+    """Locally typical sampling (Meister et al. 2022): ids ordered by how close their surprisal is
+    to the distribution's entropy, kept until their mass reaches p. Neutral: 1.0."""
+
+    name = "typical"
+
+    def __init__(self, p: float):
+        self.p = float(p)
+
+    def __call__(self, z, history):
+        zz = z - z.max(axis=1, keepdims=True)
+        logp = zz - np.log(np.exp(zz).sum(axis=1, keepdims=True))
+        p = np.exp(logp)
+        ent = -np.nansum(p * np.where(np.isfinite(logp), logp, 0), axis=1, keepdims=True)
+        order = np.argsort(np.abs(-logp - ent), axis=1)
+        ps = np.take_along_axis(p, order, axis=1)
+        cum = np.cumsum(ps, axis=1)
+        drop = (cum - ps) >= self.p
+        drop[:, 0] = False
+        zs = np.take_along_axis(z, order, axis=1)
+        np.put_along_axis(z, order, np.where(drop, NEG_INF, zs), axis=1)
+        return z
+
+    def describe(self):
+        return f"typical({self.p:g})"
+
+
+class ProcessorChain(LogitsProcessor):
+    """Applies processors in order; itself a processor."""
+
+    name = "chain"
+
+    def __init__(self, processors):
+        self.processors = tuple(processors)
+        self.needs_history = any(p.needs_history for p in self.processors)
+
+    def __call__(self, z, history):
+        for p in self.processors:
+            z = p(z, history)
+        return z
+
+    def __len__(self):
+        return len(self.processors)
+
+    def describe(self):
+        return " -> ".join(p.describe() for p in self.processors)

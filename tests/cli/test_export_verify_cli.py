@@ -1,0 +1,56 @@
+"""charwright export / verify / info through the command line."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from charwright.runtime.cli import cli
+
+pytestmark = [pytest.mark.tf, pytest.mark.litert]
+
+
+def test_export_prints_parity_table_and_writes_bundle(tmp_path, tiny_run):
+    r = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "b"),
+                                 "--format", "onnx", "--format", "numpy"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("| file | max abs Δlogit")
+    assert "model.int8-dynamic.onnx" in r.stdout and "tflite" not in r.stdout
+    assert "converting model.float32.onnx" in r.stderr  # progress goes to stderr
+    r2 = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "b")])
+    assert r2.exit_code == 1
+    assert r2.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'b'} already exists; pass --force to replace it")
+
+
+def test_verify_passes_then_names_a_flipped_file(tmp_path, tiny_bundle):
+    d = tmp_path / "b"
+    shutil.copytree(tiny_bundle, d)
+    r = CliRunner().invoke(cli, ["verify", str(d), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert len(rows) == 8 and all(x["verdict"] == "pass" for x in rows)
+    assert {"max_abs", "mean_abs", "top1", "kl", "bpc", "ref_bpc", "greedy_first_diff"} <= set(rows[0])
+    p = d / "model.float16.tflite"
+    data = bytearray(p.read_bytes())
+    data[100] ^= 0x01
+    p.write_bytes(bytes(data))
+    r = CliRunner().invoke(cli, ["verify", str(d)])
+    assert r.exit_code == 1
+    assert "| model.float16.tflite | - |" in r.stdout
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "model.float16.tflite" in last and "sha256 mismatch" in last
+    assert "Traceback" not in r.output
+
+
+def test_info(tiny_bundle):
+    r = CliRunner().invoke(cli, ["info", str(tiny_bundle)])
+    assert r.exit_code == 0, r.output
+    assert "GRU 1x24" in r.stdout and "model.int8.tflite" in r.stdout and "pass" in r.stdout
+
+
+def test_bad_bundle_is_one_line(tmp_path):
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path)])
+    assert r.exit_code == 1
+    assert r.stderr == f"Error: {tmp_path / 'manifest.json'}: missing; {tmp_path} is not a charwright bundle\n"

@@ -1,0 +1,171 @@
+"""The sampling loop: exact strings from a scripted backend, stops, streaming, batching, beams."""
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+from fakes import scripted_model
+
+from charwright.runtime.backends.numpy import NumpyStep
+from charwright.runtime.beam import beam_search
+from charwright.runtime.errors import ConfigError, VocabularyError
+from charwright.runtime.generator import prime
+from charwright.runtime.sampling import SamplingConfig
+from charwright.runtime.vocab import Vocabulary
+
+GREEDY = SamplingConfig(greedy=True)
+
+
+def test_forced_text_is_exact():
+    m = scripted_model("abcdefgh ")
+    assert m.generate("a", 10, GREEDY) == "bcdefgh ab"
+    # sampling cannot escape one-hot * 1e9 logits either
+    assert m.generate("c", 5, SamplingConfig(temperature=2.0, top_k=3, seed=1)) == "defgh"
+
+
+def test_stop_strings_are_never_emitted_and_hold_back_only_what_may_start_one():
+    m = scripted_model("abcdefgh ")
+    assert m.generate("a", 50, GREEDY, stop=["fg"]) == "bcde"
+    chunks = list(m.stream("a", 50, GREEDY, stop=["fgX", "ef"]))
+    # 'e' is held until 'f' shows the stop string "ef"; nothing after it is produced
+    assert chunks == ["b", "c", "d"]
+    chunks = list(m.stream("a", 8, GREEDY, stop=["fgX"]))
+    # 'f' and 'g' are held back while "fgX" is possible, then released together with 'h'
+    assert chunks == ["b", "c", "d", "e", "fgh", " "]
+    assert "".join(chunks) == m.generate("a", 8, GREEDY)
+
+
+def test_stream_yields_in_order_and_length_is_exact():
+    m = scripted_model("0123456789")
+    assert list(m.stream("0", 12, GREEDY)) == list("123456789012")
+    assert m.generate("0", 0, GREEDY) == ""
+
+
+def test_end_of_sequence_stops_a_line_model():
+    m = scripted_model("abc", eos=True, after={"c": 3})
+    assert m.vocab.eos_id == 3
+    assert m.generate("a", 20, GREEDY) == "bc"
+    assert m.generate("", 20, GREEDY) == "abc"  # empty prompt = start of a line
+
+
+def test_batch_rows_finish_independently():
+    m = scripted_model("abcdefgh ")
+    out = m.generate_batch(["a", "e", "ab"], 6, GREEDY, stop=["g"])
+    assert out == ["bcdef", "f", "cdef"]
+    assert m.generate_batch([], 5) == []
+
+
+def test_bad_input_is_typed():
+    m = scripted_model("abc")
+    with pytest.raises(VocabularyError, match=r"'x' at 1, 'y' at 2"):
+        m.generate("axy", 5, GREEDY)
+    assert m.generate("axy", 2, GREEDY, unknown="skip") == "bc"
+    with pytest.raises(ConfigError, match="max_chars -1"):
+        m.generate("a", -1, GREEDY)
+    with pytest.raises(ConfigError, match="no '\\\\n' to start from"):
+        m.generate("", 3, GREEDY)
+
+
+# ---- a real (tiny, random) recurrent model from the numpy reference backend -----------------
+
+
+def _numpy_model(vocab="abcd", units=6, seed=0, cell="gru"):
+    rng = np.random.default_rng(seed)
+    V, H = len(vocab), units
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    w = {"embedding": rng.normal(0, 1, (V, 3)), "layer0.kernel": rng.normal(0, 1, (3, G * H)),
+         "layer0.recurrent_kernel": rng.normal(0, 0.5, (H, G * H)),
+         "layer0.bias": rng.normal(0, 0.5, (2, G * H) if cell == "gru" else (G * H,)),
+         "dense.kernel": rng.normal(0, 1.5, (H, V)), "dense.bias": rng.normal(0, 1, V)}
+    arch = {"cell": cell, "layers": 1, "units": H, "vocab_size": V}
+    return NumpyStep(w, arch), Vocabulary(tuple(vocab))
+
+
+def _logprob(step, prompt, seq):
+    logits, state = prime(step, [prompt])
+    total = 0.0
+    for t in seq:
+        z = logits[0].astype(np.float64)
+        total += z[t] - z.max() - np.log(np.exp(z - z.max()).sum())
+        logits, state = step.step(np.array([t], np.int32), state)
+    return total
+
+
+def test_beam_search_equals_brute_force():
+    step, vocab = _numpy_model()
+    prompt = np.array([0, 1], np.int32)
+    n = 3
+    brute = sorted(((_logprob(step, prompt, s), s) for s in itertools.product(range(4), repeat=n)),
+                   reverse=True)
+    logits, state = prime(step, [prompt])
+    # width 16 = 4**(n-1): every prefix survives, so beam search is exact
+    beams = beam_search(step, vocab, logits, state, n, width=16, length_penalty=0, n_best=3)
+    assert [b.tokens for b in beams] == [s for _, s in brute[:3]]
+    assert np.allclose([b.logprob for b in beams], [lp for lp, _ in brute[:3]], atol=1e-5)
+    narrow = beam_search(step, vocab, logits, state, n, width=2, length_penalty=0)
+    assert narrow[0].logprob <= brute[0][0] + 1e-9 and len(narrow) == 2
+
+
+def test_seeded_sampling_is_reproducible_and_rows_do_not_depend_on_batch():
+    from fakes import FakeBundle  # noqa: F401
+
+    step, vocab = _numpy_model(vocab="abcdefgh", units=8, seed=3)
+    m = scripted_model("abcdefgh")
+    m._shared = step
+    cfg = SamplingConfig(temperature=1.0, top_p=0.95, seed=42)
+    a = m.generate("ab", 60, cfg)
+    assert a == m.generate("ab", 60, cfg)
+    assert a != m.generate("ab", 60, SamplingConfig(temperature=1.0, top_p=0.95, seed=43))
+    batch = m.generate_batch(["ab"] * 4, 60, cfg)
+    assert batch[0] == a and len(set(batch)) > 1
+    g = m.generator(["ab"], 60, cfg, row_ids=[2])
+    while not g.is_done():
+        g.step()
+    assert g.texts()[0] == batch[2]
+
+
+def test_batched_equals_unbatched_greedy():
+    step, vocab = _numpy_model(vocab="abcdefgh", units=8, seed=5)
+    m = scripted_model("abcdefgh")
+    m._shared = step
+    prompts = ["abc", "h", "gfed", "aa"]
+    assert m.generate_batch(prompts, 40, GREEDY) == [m.generate(p, 40, GREEDY) for p in prompts]
+
+
+@pytest.mark.tf
+def test_scoring_agrees_with_the_parity_bits_per_char(tiny_bundle):
+    from charwright.runtime import load
+    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.parity import bits_per_char
+
+    m = load(tiny_bundle, backend="numpy")
+    probe = load_bundle(tiny_bundle).probe()
+    text = m.vocab.decode(probe["tokens"])
+    assert abs(m.score(text).bits_per_char - bits_per_char(probe["logits"], probe["tokens"])) < 1e-3
+
+
+@pytest.mark.tf
+@pytest.mark.litert
+@pytest.mark.parametrize("backend", ["litert", "onnx"])
+def test_four_threads_get_their_single_threaded_results(tiny_bundle, backend):
+    from charwright.runtime import load
+
+    m = load(tiny_bundle, backend=backend, precision="float32")
+    cfgs = [SamplingConfig(seed=s, top_k=5) for s in range(8)]
+    expected = [m.generate("The ", 150, c) for c in cfgs]
+    got = [None] * 8
+    barrier = threading.Barrier(4)
+
+    def work(i):
+        barrier.wait()
+        for j in range(i, 8, 4):
+            got[j] = m.generate("The ", 150, cfgs[j])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert got == expected
