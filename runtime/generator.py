@@ -128,6 +128,63 @@ class Generator:
             self.logits, self.state = self.backend.step(ids.astype(np.int32), self.state)
         return out
 
+    def iter_text(self):
+        """Yields the single row's text as it is produced: the per-character hot path.
+
+        The same decisions as step() for a batch of one, with every lookup bound to a local and
+        one reused int32 [1] buffer for the next token.
+        """
+        if len(self.rows) != 1:
+            raise ConfigError("iter_text() is for a single row; use step() for batches")
+        if self.is_done():
+            return
+        row = self.rows[0]
+        tokens, text = row.tokens, row.text
+        matcher = row.matcher
+        chain = self.chain if len(self.chain) else None
+        history = self.history
+        pick = self.selector.pick1
+        step = self.backend.step
+        chars, eos = self._chars, self._eos
+        buf = np.zeros(1, np.int32)
+        logits, state = self.logits, self.state
+        n = self.max_chars
+        for i in range(1, n + 1):
+            t = pick(logits if chain is None else chain(logits, history))
+            tokens.append(t)
+            if t == eos:
+                row.finish_reason = "eos"
+                if matcher is not None:
+                    tail = matcher.flush()
+                    if tail:
+                        text.append(tail)
+                        yield tail
+                break
+            ch = chars[t]
+            if matcher is not None:
+                ch = matcher.feed(ch)
+                if matcher.stopped:
+                    row.finish_reason = "stop"
+                    if ch:
+                        text.append(ch)
+                        yield ch
+                    break
+                if i == n:
+                    ch += matcher.flush()
+            if ch:
+                text.append(ch)
+                yield ch
+            if i == n:
+                row.finish_reason = "length"
+                break
+            buf[0] = t
+            if history is not None:
+                history.push(buf)
+            logits, state = step(buf, state)
+        self.count = len(tokens)
+        self.active = self.active[:0]
+        self.logits, self.state = logits, state
+
     def _shrink(self, keep: np.ndarray) -> None:
         self.active = self.active[keep]
         self.state = np.take(self.state, keep, axis=0)

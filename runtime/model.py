@@ -82,7 +82,7 @@ class Model:
         """Returns an iterator of text chunks as they are produced (held back only while they
         might begin a stop string). Bad input raises here, before anything is yielded."""
         g = self.generator([prompt], max_chars, sampling, stop, unknown, replacement)
-        return _chunks(g)
+        return g.iter_text()
 
     def generate(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
                  unknown="error", replacement=None) -> str:
@@ -124,14 +124,6 @@ class Model:
             total += z[ids[i + 1]] - m - math.log(np.exp(z - m).sum())
         n = len(ids) - 1
         return Score(total, n, -total / n / math.log(2))
-
-
-def _chunks(g: Generator) -> Iterator[str]:
-    step, done = g.step, g.is_done
-    while not done():
-        for _, text in step():
-            if text:
-                yield text
 
 
 def load(bundle=None, backend: str = "onnx", precision: str | None = None,

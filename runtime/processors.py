@@ -133,21 +133,27 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
 
 class TopP(LogitsProcessor):
     """Nucleus sampling (Holtzman et al. 2019): the smallest set of highest-probability ids whose
-    mass reaches p; the id that crosses p is kept. Neutral: 1.0."""
+    mass reaches p; the id that crosses p is kept (ties with the last kept logit are kept too).
+    Neutral: 1.0. One sort finds the threshold logit; one masked assignment applies it."""
 
     name = "top-p"
 
     def __init__(self, p: float):
         self.p = float(p)
+        # relative slack so that a cumulative mass equal to p up to rounding counts as reaching it
+        self._target = np.float32(self.p * (1 - 1e-6))
 
     def __call__(self, z, history):
-        order = np.argsort(-z, axis=1)
-        zs = np.take_along_axis(z, order, axis=1)
-        probs = _softmax_rows(zs.astype(np.float64))
-        before = np.cumsum(probs, axis=1) - probs  # mass of the ids ranked above this one
-        drop = before >= self.p - 1e-9  # ... already reached p (1e-9: rounding of the sum)
-        drop[:, 0] = False
-        np.put_along_axis(z, order, np.where(drop, NEG_INF, zs), axis=1)
+        zs = np.sort(z, axis=1)[:, ::-1]  # descending
+        e = np.exp(zs - zs[:, :1])
+        cum = np.cumsum(e, axis=1)
+        if z.shape[0] == 1:
+            k = min(int(np.searchsorted(cum[0], self._target * cum[0, -1])), z.shape[1] - 1)
+            z[z < zs[0, k]] = NEG_INF
+            return z
+        k = np.minimum((cum < self._target * cum[:, -1:]).sum(axis=1), z.shape[1] - 1)
+        thr = zs[np.arange(z.shape[0]), k][:, None]
+        z[z < thr] = NEG_INF
         return z
 
     def describe(self):

@@ -17,6 +17,10 @@ class Greedy:
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return z.argmax(axis=1)
 
+    def pick1(self, z: np.ndarray) -> int:
+        """The id for a batch of one row, as a Python int (the single-row fast path)."""
+        return int(z.argmax())
+
     def take(self, keep) -> None:
         pass
 
@@ -51,6 +55,14 @@ class Categorical:
             z += np.stack([n[self.pos] for n in self.noise])
         self.pos += 1
         return z.argmax(axis=1)
+
+    def pick1(self, z: np.ndarray) -> int:
+        """The id for a batch of one row, as a Python int (the single-row fast path)."""
+        if self.pos == self.BLOCK:
+            self._refill()
+        z += self.noise[0][self.pos]
+        self.pos += 1
+        return int(z.argmax())
 
     def take(self, keep) -> None:
         """Keeps rows `keep` (finished rows leave the batch; the others keep their streams)."""
