@@ -141,7 +141,7 @@ class Generator:
         row = self.rows[0]
         tokens, text = row.tokens, row.text
         matcher = row.matcher
-        chain = self.chain if len(self.chain) else None
+        chain = self.chain.compiled() if len(self.chain) else None
         history = self.history
         pick = self.selector.pick1
         step = self.backend.step

@@ -42,6 +42,14 @@ class History:
         """Records one id per row (ids: int [batch])."""
         if self.window <= 0:
             return
+        if len(self._rows) == 1:  # scalar bookkeeping for one row: no ufunc.at overhead
+            old, new = int(self.ring[0, self.pos]), int(ids[0])
+            if old >= 0:
+                self.counts[0, old] -= 1
+            self.ring[0, self.pos] = new
+            self.counts[0, new] += 1
+            self.pos = (self.pos + 1) % self.window
+            return
         old = self.ring[:, self.pos]
         live = old >= 0
         if live.any():
@@ -77,12 +85,13 @@ class RepetitionPenalty(LogitsProcessor):
 
     def __init__(self, penalty: float, window: int = 64):
         self.penalty, self.window = float(penalty), int(window)
+        self._inv = np.float32(1.0 / self.penalty)
 
     def __call__(self, z, history):
         seen = history.counts > 0
-        if seen.any():
-            zs = z[seen]
-            z[seen] = np.where(zs > 0, zs / self.penalty, zs * self.penalty)
+        zs = z[seen]
+        if zs.size:
+            z[seen] = np.where(zs > 0, zs * self._inv, zs * self.penalty)
         return z
 
     def describe(self):
@@ -144,13 +153,15 @@ class TopP(LogitsProcessor):
         self._target = np.float32(self.p * (1 - 1e-6))
 
     def __call__(self, z, history):
-        zs = np.sort(z, axis=1)[:, ::-1]  # descending
-        e = np.exp(zs - zs[:, :1])
-        cum = np.cumsum(e, axis=1)
-        if z.shape[0] == 1:
-            k = min(int(np.searchsorted(cum[0], self._target * cum[0, -1])), z.shape[1] - 1)
-            z[z < zs[0, k]] = NEG_INF
+        if z.shape[0] == 1:  # the single-row hot path, in 1-D operations
+            row = z[0]
+            zs = np.sort(row)[::-1]
+            cum = np.exp(zs - zs[0]).cumsum()
+            k = min(int(np.count_nonzero(cum < self._target * cum[-1])), len(zs) - 1)
+            row[row < zs[k]] = NEG_INF
             return z
+        zs = np.sort(z, axis=1)[:, ::-1]  # descending
+        cum = np.cumsum(np.exp(zs - zs[:, :1]), axis=1)
         k = np.minimum((cum < self._target * cum[:, -1:]).sum(axis=1), z.shape[1] - 1)
         thr = zs[np.arange(z.shape[0]), k][:, None]
         z[z < thr] = NEG_INF
@@ -171,6 +182,10 @@ class MinP(LogitsProcessor):
         self.log_p = np.float32(math.log(self.p))
 
     def __call__(self, z, history):
+        if z.shape[0] == 1:
+            row = z[0]
+            row[row < row.max() + self.log_p] = NEG_INF
+            return z
         z[z < z.max(axis=1, keepdims=True) + self.log_p] = NEG_INF
         return z
 
@@ -218,6 +233,10 @@ class ProcessorChain(LogitsProcessor):
         for p in self.processors:
             z = p(z, history)
         return z
+
+    def compiled(self):
+        """The cheapest callable equal to this chain: the processor itself when there is one."""
+        return self.processors[0] if len(self.processors) == 1 else self
 
     def __len__(self):
         return len(self.processors)

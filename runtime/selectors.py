@@ -38,12 +38,20 @@ class Categorical:
         self.seed, self.vocab = int(seed), vocab
         ids = range(rows) if row_ids is None else row_ids
         self.rngs = [np.random.default_rng([self.seed, int(r)]) for r in ids]
-        self.noise = [rng.gumbel(size=(self.BLOCK, vocab)).astype(np.float32) for rng in self.rngs]
-        self.pos = 0
+        self._refill()
+
+    def _gumbel(self, rng) -> np.ndarray:
+        # G = -log(-log(U)), U ~ uniform float32: 5x faster than rng.gumbel + astype; U = 0
+        # (p = 2**-24 per entry) gives -inf, an id never drawn that time
+        u = rng.random((self.BLOCK, self.vocab), dtype=np.float32)
+        with np.errstate(divide="ignore"):
+            np.log(u, out=u)
+            np.negative(u, out=u)
+            np.log(u, out=u)
+        return np.negative(u, out=u)
 
     def _refill(self):
-        self.noise = [rng.gumbel(size=(self.BLOCK, self.vocab)).astype(np.float32)
-                      for rng in self.rngs]
+        self.noise = [self._gumbel(rng) for rng in self.rngs]
         self.pos = 0
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
@@ -60,9 +68,10 @@ class Categorical:
         """The id for a batch of one row, as a Python int (the single-row fast path)."""
         if self.pos == self.BLOCK:
             self._refill()
-        z += self.noise[0][self.pos]
+        row = z[0]  # 1-D operations cost about half of their [1, V] forms
+        row += self.noise[0][self.pos]
         self.pos += 1
-        return int(z.argmax())
+        return int(row.argmax())
 
     def take(self, keep) -> None:
         """Keeps rows `keep` (finished rows leave the batch; the others keep their streams)."""
