@@ -143,6 +143,7 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
     }
     t_all = time.perf_counter()
     files = []
+    onnx_float32 = None  # converted once, then quantized per precision
     names = {"inputs": {"token": "token", "state": "state"},
              "outputs": {"logits": "logits", "new_state": "new_state"}}
     with atomic_dir(bundle_dir, replace=force) as tmp:
@@ -164,7 +165,9 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
             else:
                 from . import onnx as onnx_export
 
-                data = onnx_export.convert_float32(saved_model, S)
+                if onnx_float32 is None:
+                    onnx_float32 = onnx_export.convert_float32(saved_model, S)
+                data = onnx_float32
                 if prec != "float32":
                     data = onnx_export.quantize(data, prec, calibration)
                 ops = onnx_export.op_names(data)

@@ -15,7 +15,7 @@ class Corpus:
 
     Attributes:
         text: the files' text, concatenated in the order given (nothing inserted between them).
-        files: [(path, chars, sha256 of the bytes)] in order.
+        files: [(absolute path, chars, sha256 of the bytes)] in order.
         sha256: digest over every file's sha256, in order (identifies the whole corpus).
     """
 
@@ -57,7 +57,7 @@ def read_corpus(paths) -> Corpus:
         digest = hashlib.sha256(data).hexdigest()
         whole.update(digest.encode())
         texts.append(text)
-        files.append((str(p), len(text), digest))
+        files.append((str(p.resolve()), len(text), digest))  # absolute: resume/export elsewhere
     text = "".join(texts)
     if not text:
         raise CorpusError("the corpus is empty: " + ", ".join(str(p) for p in paths))

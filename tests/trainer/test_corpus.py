@@ -11,6 +11,7 @@ def test_concatenates_files_in_order_and_records_identity(tmp_path):
     c = read_corpus([a, b])
     assert c.text == "héllo\nwörld"
     assert [f[1] for f in c.files] == [6, 5]
+    assert c.files[0][0] == str(a.resolve())  # absolute, so resume and export work elsewhere
     assert read_corpus([b, a]).sha256 != c.sha256
 
 
