@@ -38,8 +38,8 @@ def _load_config(ctx, param, value):
 class _Progress:
     """Turns trainer events into stderr output: a redrawn line on a tty, plain lines otherwise."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now, not at import
         self.tty = stream.isatty()
         self.last_line = 0.0
 
