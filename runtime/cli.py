@@ -69,6 +69,12 @@ class LazyGroup(click.Group):
             if os.environ.get("CHARWRIGHT_DEBUG"):
                 raise
             raise _CLIError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "), 1) from None
+        except Exception as e:  # a bug of ours: still one line, the traceback on request
+            if os.environ.get("CHARWRIGHT_DEBUG"):
+                raise
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise _CLIError(f"internal error: {type(e).__name__}: {first} (set "
+                            "CHARWRIGHT_DEBUG=1 for the traceback)", 1) from None
 
 
 def _version() -> str:

@@ -40,7 +40,7 @@ class _Progress:
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr  # looked up now, not at import
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.last_line = 0.0
 
     def _out(self, text: str, transient: bool = False) -> None:
