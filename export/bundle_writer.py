@@ -213,8 +213,9 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
             try:
                 raise_for_failures(results)
             except ParityError as e:
-                raise ParityError(f"export refused: {e} (pass --allow-mismatch to keep such "
-                                  "files, recorded as failures in the manifest)") from None
+                raise ParityError(f"export refused: {e} (leave those precisions out with "
+                                  "--precision, or pass --allow-mismatch to keep the files with "
+                                  "the failure recorded in the manifest)") from None
         manifest["parity_failures_allowed"] = any(not r.passed for r in results)
         write_json(tmp / "manifest.json", manifest)
     on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": manifest["export_seconds"]})
