@@ -18,6 +18,7 @@ import sys
 import click
 
 from .errors import CharwrightError
+from .version import package_version
 
 # command name -> (module, attribute, one-line help shown without importing the module)
 COMMANDS = {
@@ -77,17 +78,8 @@ class LazyGroup(click.Group):
                             "CHARWRIGHT_DEBUG=1 for the traceback)", 1) from None
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("charwright")
-    except Exception:
-        return "0+unknown"
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), prog_name="charwright")
+@click.version_option(package_version(), prog_name="charwright")
 def cli():
     """Train character-level recurrent text generators, export them, run them anywhere.
 

@@ -45,8 +45,9 @@ class BackendUnavailable(CharwrightError, ImportError):
     exit_code = 2
 
 
-def require(module: str, extra: str):
-    """Imports `module` or raises BackendUnavailable naming the extra that provides it.
+def require(module: str, extra: str | None):
+    """Imports `module` or raises BackendUnavailable naming the extra that provides it
+    (extra=None: a base dependency, reinstalling charwright brings it back).
 
     Example: `tf = require("tensorflow", "train")`.
     """
@@ -55,6 +56,5 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise BackendUnavailable(
-            f"{module} is not installed ({e}); install it with: pip install 'charwright[{extra}]'"
-        ) from None
+        fix = f"pip install 'charwright[{extra}]'" if extra else "pip install --force-reinstall charwright"
+        raise BackendUnavailable(f"{module} is not installed ({e}); install it with: {fix}") from None

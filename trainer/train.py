@@ -31,6 +31,7 @@ import numpy as np
 
 from charwright.runtime.atomic import atomic_dir, atomic_path, write_json, write_text
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError, require
+from charwright.runtime.version import package_version
 from charwright.runtime.vocab import Vocabulary
 
 from . import checkpoint as ckpt
@@ -299,7 +300,7 @@ def train(
                        "chars": len(text), "files": [list(f) for f in corpus.files],
                        "train_chars": int(len(train_ids)), "val_chars": int(len(val_ids))},
             "state_layout": model_cfg.state_layout(),
-            "created_by": {"charwright": _version(), "tensorflow": tf.__version__,
+            "created_by": {"charwright": package_version(), "tensorflow": tf.__version__,
                            "keras": keras.__version__},
         }
         write_json(run_dir / "run.json", run)
@@ -459,12 +460,3 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
         w.writeheader()
         w.writerows(history)
     write_text(run_dir / "history.csv", buf.getvalue())
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("charwright")
-    except Exception:
-        return "0+unknown"

@@ -39,3 +39,13 @@ def test_rejects_bad_documents():
         Vocabulary.from_dict({"format": "other"})
     with pytest.raises(ConfigError):
         Vocabulary(("b", "a"))
+
+
+def test_missing_module_names_the_extra():
+    from charwright.runtime.errors import BackendUnavailable, require
+
+    with pytest.raises(BackendUnavailable, match=r"install it with: pip install 'charwright\[litert\]'"):
+        require("charwright_no_such_module", "litert")
+    with pytest.raises(BackendUnavailable, match="pip install --force-reinstall charwright"):
+        require("charwright_no_such_module", None)
+    assert issubclass(BackendUnavailable, ImportError) and BackendUnavailable.exit_code == 2
