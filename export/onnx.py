@@ -3,7 +3,7 @@
 precision -> how
     float32       tf2onnx from the serving_default signature
     int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call
-    int8          onnxruntime quantize_static, QDQ format, calibrated on real (token, state) pairs
+(static QDQ int8 was measured and dropped: see FILES in bundle_writer.py)
 """
 
 from __future__ import annotations
@@ -41,37 +41,17 @@ def convert_float32(saved_model_dir: str, state_size: int) -> bytes:
     return proto.SerializeToString()
 
 
-def quantize(model: bytes, precision: str, calibration=None) -> bytes:
-    from onnxruntime.quantization import (
-        CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static,
-    )
+def quantize(model: bytes, precision: str) -> bytes:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if precision != "int8-dynamic":
+        raise ExportError(f"ONNX precision {precision!r} is not supported")
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "in.onnx", Path(d) / "out.onnx"
         src.write_bytes(model)
         try:
-            if precision == "int8-dynamic":
-                quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-            elif precision == "int8":
-                if not calibration:
-                    raise ExportError("static int8 needs calibration pairs")
-
-                class Reader(CalibrationDataReader):
-                    def __init__(self):
-                        self.it = iter(calibration)
-
-                    def get_next(self):
-                        nxt = next(self.it, None)
-                        return None if nxt is None else {"token": nxt[0], "state": nxt[1]}
-
-                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                per_channel=True)
-            else:
-                raise ExportError(f"ONNX precision {precision!r} is not supported")
-        except ExportError:
-            raise
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
         except Exception as e:
             raise ExportError(f"ONNX {precision} quantization failed: {e}") from None
         return dst.read_bytes()

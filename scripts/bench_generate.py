@@ -45,9 +45,14 @@ SAMPLERS = {
 BACKEND_OF = {"onnx": "onnx", "tflite": "litert", "npz": "numpy"}
 
 
-def tutorial_bundle(work: Path) -> Path:
-    """GRU 1024 / embedding 256 on tinyshakespeare's 65 symbols, via train + export (cached)."""
-    bundle = work / "tutorial_bundle"
+SIZES = {"tutorial": (1024, 256), "gru256": (256, 64)}
+
+
+def built_bundle(work: Path, size: str) -> Path:
+    """A GRU of the given size on tinyshakespeare's 65 symbols, via train + export (cached).
+    A few training steps only: the weights are all but untrained, the shapes are real."""
+    units, emb = SIZES[size]
+    bundle = work / f"{size}_bundle"
     if (bundle / "manifest.json").is_file():
         return bundle
     from charwright.export.bundle_writer import export
@@ -58,8 +63,8 @@ def tutorial_bundle(work: Path) -> Path:
     corpus = work / "tutorial_corpus.txt"
     # every symbol of the full corpus in a short slice: the vocabulary stays 65
     corpus.write_text(text[:60_000] + "".join(sorted(set(text))), encoding="utf-8")
-    run = work / "tutorial_run"
-    train([corpus], run, ModelConfig("gru", 1, 1024, 256),
+    run = work / f"{size}_run"
+    train([corpus], run, ModelConfig("gru", 1, units, emb),
           TrainConfig(seq_len=100, batch_size=32, epochs=1, probe_chars=300, greedy_chars=50,
                       sample_chars=0), force=run.exists())
     export(run, bundle, force=True, allow_mismatch=True)
@@ -103,6 +108,48 @@ def bench_file(bundle: Path, entry, chars: int, repeats: int, batches) -> dict:
     return out
 
 
+class _NullStep:
+    """A backend whose step costs nothing: precomputed logits, the state passed through."""
+
+    name, precision = "null", "float32"
+
+    def __init__(self, vocab_size: int):
+        rng = np.random.default_rng(0)
+        self.logits = rng.normal(0, 3, (1, vocab_size)).astype(np.float32)
+        self.vocab_size, self.state_size = vocab_size, 8
+
+    def initial_state(self, batch):
+        return np.zeros((batch, 8), np.float32)
+
+    def step(self, tokens, state):
+        return self.logits.copy(), state
+
+
+def loop_cost(bundle: Path, chars: int, repeats: int) -> dict:
+    """The sampling loop's own cost per character: the real loop over a step that costs only a
+    copy of precomputed logits (that copy, ~0.2 us, is subtracted)."""
+    from charwright.runtime import SamplingConfig, load
+
+    m = load(bundle, backend="onnx")
+    null = _NullStep(m.vocab.size)
+    m._shared = null  # the real Model, Generator and sampling chain; only the step is null
+    buf, s = np.zeros(1, np.int32), null.initial_state(1)
+    t0 = time.perf_counter()
+    for _ in range(chars * 4):
+        null.step(buf, s)
+    step_cost = (time.perf_counter() - t0) / (chars * 4)
+    out = {}
+    for name, kw in SAMPLERS.items():
+        runs = []
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            n = sum(len(c) for c in m.stream("ROMEO:", chars * 4, SamplingConfig(seed=r, **kw)))
+            if r:
+                runs.append((time.perf_counter() - t0) / n - step_cost)
+        out[name] = stats(runs)
+    return out
+
+
 def matmul_peak() -> float:
     """One thread's float32 GEMM rate, GFLOP/s (1024 x 1024 x 1024)."""
     a = np.random.rand(1024, 1024).astype(np.float32)
@@ -122,8 +169,6 @@ def tutorial_baselines(bundle: Path, chars: int) -> dict:
     """The tutorial's two generation recipes, on the same weights (from the bundle's numpy file)."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
     from charwright.runtime.bundle import load_bundle
 
     b = load_bundle(bundle)
@@ -177,7 +222,7 @@ def tutorial_baselines(bundle: Path, chars: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="tutorial,demo")
+    ap.add_argument("--sizes", default="tutorial,gru256,demo")
     ap.add_argument("--demo-bundle", type=Path, default=None,
                     help="bundle for the 'demo' size (default: the one shipped in the package)")
     ap.add_argument("--work", type=Path, default=REPO / ".bench")
@@ -190,15 +235,27 @@ def main():
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     batches = [int(x) for x in a.batches.split(",")]
+    if "tutorial" in a.sizes:  # TensorFlow's threads must be set before it first runs
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from charwright.runtime.bundle import load_bundle
     from charwright.runtime.model import DEMO_BUNDLE
 
     peak = matmul_peak()
     results = {"matmul_peak_gflops": peak, "sizes": {}}
-    print(header("Generation, per character", 1))
+    print(header("Generation, per character", 1), flush=True)
     print(f"One core's float32 matmul peak (1024^3 GEMM, numpy): {peak:.1f} GFLOP/s\n")
+    lc = loop_cost(DEMO_BUNDLE if not a.demo_bundle else a.demo_bundle, a.chars, a.repeats)
+    results["loop_cost"] = lc
+    targets = {"greedy": 3, "temperature 0.8": 6, "top-k 40": 12, "top-p 0.9": 12, "min-p 0.05": 12}
+    print("### The loop's own cost per character (a null step: everything but the step call)\n")
+    print(table(["sampler", "µs/char median", "p90", "target"],
+                [[k, f"{v[0]:.2f}", f"{v[1]:.2f}", f"≤ {targets[k]}"] for k, v in lc.items()]))
+    print(flush=True)
     for size in a.sizes.split(","):
-        bundle = tutorial_bundle(a.work) if size == "tutorial" else (a.demo_bundle or DEMO_BUNDLE)
+        bundle = built_bundle(a.work, size) if size in SIZES else (a.demo_bundle or DEMO_BUNDLE)
         b = load_bundle(bundle)
         arch = b.manifest["architecture"]
         H, V = arch["units"], arch["vocab_size"]
@@ -214,17 +271,17 @@ def main():
         print(title + "\n")
         rows = []
         if base:
-            rows.append(["TF tutorial recipe (Keras over a 100-char prefix)", "-",
-                         f"{base['recipe'][0]:,.0f} / {base['recipe'][1]:,.0f}", "-", "-", "-",
+            rows.append(["TF tutorial recipe (Keras over a 100-char prefix), temperature", "-",
+                         "-", f"{base['recipe'][0]:,.0f} (p90 {base['recipe'][1]:,.0f})", "-",
                          "-", "-"])
-            rows.append(["TF tutorial OneStep (tf.function)", "-",
-                         f"{base['one_step'][0]:,.1f} / {base['one_step'][1]:,.1f}", "-", "-",
-                         "-", "-", "-"])
+            rows.append(["TF tutorial OneStep (tf.function), temperature", "-", "-",
+                         f"{base['one_step'][0]:,.1f} (p90 {base['one_step'][1]:,.1f})", "-",
+                         "-", "-"])
         for r in res:
             bare = r["bare"][0]
             cells = [f"{r['loop'][k][0]:.1f} (+{r['loop'][k][0] - bare:.1f})" for k in SAMPLERS]
             rows.append([r["file"], f"{bare:.1f} / {r['bare'][1]:.1f}"] + cells)
-        print(table(["file", "bare step µs (median / p90)"] + [f"{k} µs/char (loop cost)"
+        print(table(["file", "bare step µs (median / p90)"] + [f"{k} µs/char (minus bare)"
                                                              for k in SAMPLERS], rows))
         print()
         rows = []
@@ -232,7 +289,9 @@ def main():
             c = r["batch"]
             row = [r["file"]] + [f"{c[bb]:,.0f}" for bb in batches]
             row.append(f"{c[batches[-1]] / c[batches[0]]:.1f}x")
-            row.append(f"{c[batches[-1]] * flops / 1e9 / peak:.0%}")
+            is_float = any(p in r["file"] for p in ("float32", "float16", "weights"))
+            row.append(f"{c[batches[-1]] * flops / 1e9 / peak:.0%}" if is_float else
+                       "n/a (int8 kernels)")
             rows.append(row)
         print(table(["file"] + [f"batch {bb} chars/s" for bb in batches]
                     + [f"batch {batches[-1]} / batch {batches[0]}", "share of matmul peak"],

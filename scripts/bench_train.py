@@ -3,6 +3,8 @@
 Same model (Embedding -> GRU -> Dense), same data (a slice of tinyshakespeare), same machine,
 one process. Each runs two epochs; the second is timed (the first includes tracing), and
 throughput is training characters per second (batches x batch size x sequence length / time).
+The two recipes alternate for --rounds rounds and the median is compared: on a shared machine a
+single pair of runs varies by +-15%, more than the difference being measured.
 
     python scripts/bench_train.py                      # GRU 512, embedding 64, 300k chars
     python scripts/bench_train.py --units 64 --chars 200000
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import header, table  # noqa: E402
@@ -95,6 +99,7 @@ def main():
     ap.add_argument("--embedding-dim", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each recipe")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -105,18 +110,27 @@ def main():
         sliced.write_text(text, encoding="utf-8")
         # the trainer trains on the first 90% (the rest is its validation split); give the
         # tutorial the same 90% so both see the same number of training characters
-        ours = charwright_trainer(sliced, a.units, a.embedding_dim, a.seq_len, a.batch_size)
-        theirs = tutorial_recipe(text[: int(len(text) * 0.9)], a.units, a.embedding_dim,
-                                 a.seq_len, a.batch_size)
-    rows = [["TF tutorial recipe (model.fit on its tf.data pipeline)", f"{theirs:,.0f}", "1.00"],
+        ours_all, theirs_all = [], []
+        for _ in range(a.rounds):
+            theirs_all.append(tutorial_recipe(text[: int(len(text) * 0.9)], a.units,
+                                              a.embedding_dim, a.seq_len, a.batch_size))
+            ours_all.append(charwright_trainer(sliced, a.units, a.embedding_dim, a.seq_len,
+                                               a.batch_size))
+    ours, theirs = float(np.median(ours_all)), float(np.median(theirs_all))
+
+    def runs(xs):
+        return ", ".join(f"{x:,.0f}" for x in xs)
+
+    rows = [["TF tutorial recipe (model.fit on its tf.data pipeline)", f"{theirs:,.0f}",
+             runs(theirs_all), "1.00"],
             ["charwright trainer (checkpoints, validation, progress)", f"{ours:,.0f}",
-             f"{ours / theirs:.2f}"]]
+             runs(ours_all), f"{ours / theirs:.2f}"]]
     import tensorflow as tf
 
     print(header(f"Training throughput: GRU {a.units}, embedding {a.embedding_dim}, seq "
                  f"{a.seq_len}, batch {a.batch_size}, {len(text):,} chars", tf.config.threading
                  .get_intra_op_parallelism_threads() or os.cpu_count()))
-    print(table(["recipe", "train chars/s (epoch 2)", "ratio"], rows))
+    print(table(["recipe", "median train chars/s (epoch 2)", "each round", "ratio"], rows))
     if a.json:
         print(json.dumps({"tutorial": theirs, "charwright": ours, "ratio": ours / theirs}))
 

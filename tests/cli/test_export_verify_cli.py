@@ -30,7 +30,7 @@ def test_verify_passes_then_names_a_flipped_file(tmp_path, tiny_bundle):
     r = CliRunner().invoke(cli, ["verify", str(d), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    assert len(rows) == 8 and all(x["verdict"] == "pass" for x in rows)
+    assert len(rows) == 7 and all(x["verdict"] == "pass" for x in rows)
     assert {"max_abs", "mean_abs", "top1", "kl", "bpc", "ref_bpc", "greedy_first_diff"} <= set(rows[0])
     p = d / "model.float16.tflite"
     data = bytearray(p.read_bytes())

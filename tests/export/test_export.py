@@ -13,7 +13,7 @@ from charwright.runtime.parity import check_bundle
 
 pytestmark = [pytest.mark.tf, pytest.mark.litert]
 
-ALL_FILES = {"weights.npz", "model.float32.onnx", "model.int8-dynamic.onnx", "model.int8.onnx",
+ALL_FILES = {"weights.npz", "model.float32.onnx", "model.int8-dynamic.onnx",
              "model.float32.tflite", "model.float16.tflite", "model.int8-dynamic.tflite",
              "model.int8.tflite"}
 
