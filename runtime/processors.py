@@ -156,8 +156,9 @@ class TopP(LogitsProcessor):
         if z.shape[0] == 1:  # the single-row hot path, in 1-D operations
             row = z[0]
             zs = np.sort(row)[::-1]
-            cum = np.exp(zs - zs[0]).cumsum()
-            k = min(int(np.count_nonzero(cum < self._target * cum[-1])), len(zs) - 1)
+            cum = np.add.accumulate(np.exp(zs - zs[0]))
+            # first index whose cumulative mass reaches p = how many ids stay below it
+            k = min(int(cum.searchsorted(self._target * cum[-1])), len(zs) - 1)
             row[row < zs[k]] = NEG_INF
             return z
         zs = np.sort(z, axis=1)[:, ::-1]  # descending
