@@ -129,10 +129,12 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
     if any(p == "int8" for _, p in chosen):
         from charwright.runtime.backends.numpy import NumpyStep
 
+        from .calibration import gather_pairs
+
         with np.load(run_dir / "step" / "weights.npz", allow_pickle=False) as z:
             ref_step = NumpyStep({k: z[k] for k in z.files}, arch)
         ids = _calibration_ids(run, vocab, corpus, probe_tokens, on_progress)
-        calibration = gather_pairs_for(ref_step, ids)
+        calibration = gather_pairs(ref_step, np.asarray(ids, np.int32))
         on_progress({"event": "calibration", "pairs": len(calibration)})
 
     facts = {
@@ -222,12 +224,6 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
         write_json(tmp / "manifest.json", manifest)
     on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": manifest["export_seconds"]})
     return manifest
-
-
-def gather_pairs_for(step, ids):
-    from .calibration import gather_pairs
-
-    return gather_pairs(step, np.asarray(ids, np.int32))
 
 
 def _converter_versions() -> dict:

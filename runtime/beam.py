@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .processors import log_softmax
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,6 @@ class Beam:
     logprob: float  # natural log
     score: float  # length-normalised logprob, the ranking key
     finished: bool  # ended with the end-of-sequence symbol
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars: int,
@@ -48,7 +43,7 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
         return lp / (n ** length_penalty) if length_penalty else lp
 
     for step in range(max_chars):
-        cand = (scores[:, None] + _log_softmax(logits)).ravel()  # [beams * V]
+        cand = (scores[:, None] + log_softmax(logits)).ravel()  # [beams * V]
         k = min(len(cand), 2 * width)
         top = np.argpartition(-cand, k - 1)[:k]
         top = top[np.argsort(-cand[top], kind="stable")]

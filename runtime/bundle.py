@@ -118,7 +118,7 @@ class Bundle:
         if not entry:
             raise BundleError(f"{self.root}: this bundle carries no probe")
         path = safe_relpath(self.root, entry["path"], str(self.root / "manifest.json"))
-        _check_file(path, entry.get("bytes"), entry.get("sha256"))
+        verify_file(path, entry.get("bytes"), entry.get("sha256"))
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
@@ -126,7 +126,8 @@ class Bundle:
             raise BundleError(f"{path}: cannot read the probe: {e}") from None
 
 
-def _check_file(path: Path, size, digest) -> None:
+def verify_file(path: Path, size, digest) -> None:
+    """Raises BundleError unless `path` exists with this size and sha256 (None: not checked)."""
     if not path.is_file():
         raise BundleError(f"{path}: file listed in the manifest is missing")
     if size is not None and path.stat().st_size != int(size):
@@ -160,12 +161,12 @@ def read_manifest(root: str | Path) -> dict:
     return manifest
 
 
-def load_bundle(root: str | Path, verify: bool = True, only: FileEntry | None = None) -> Bundle:
+def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
     """Reads and validates a bundle.
 
     Args:
         root: the bundle directory.
-        verify: check size and sha256 of the model files (all of them, or `only` one).
+        verify: check size and sha256 of every model file.
     Raises:
         BundleError: see the module docstring.
     """
@@ -197,6 +198,6 @@ def load_bundle(root: str | Path, verify: bool = True, only: FileEntry | None = 
         files.append(entry)
     bundle = Bundle(root=root, manifest=manifest, vocab=vocab, files=files)
     if verify:
-        for entry in files if only is None else [only]:
-            _check_file(bundle.path(entry), entry.bytes, entry.sha256)
+        for entry in files:
+            verify_file(bundle.path(entry), entry.bytes, entry.sha256)
     return bundle

@@ -16,13 +16,16 @@ import numpy as np
 
 from .backends import open_backend
 from .beam import Beam, beam_search
-from .bundle import BACKEND_FORMATS, load_bundle
+from .bundle import BACKEND_FORMATS, load_bundle, verify_file
 from .errors import ConfigError
 from .generator import Generator, prime
+from .parity import replay
+from .processors import log_softmax
 from .sampling import SamplingConfig
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
 THREAD_SAFE = {"onnx": True, "npz": True, "tflite": False}
+SCORE_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -112,16 +115,12 @@ class Model:
         ids = self.vocab.encode(text, unknown=unknown, replacement=replacement)
         if len(ids) < 2:
             raise ConfigError("scoring needs a text of at least two characters")
-        be = self.backend
-        state = be.initial_state(1)
-        total = 0.0
-        buf = np.zeros(1, np.int32)
-        for i in range(len(ids) - 1):
-            buf[0] = ids[i]
-            logits, state = be.step(buf, state)
-            z = logits[0].astype(np.float64)
-            m = z.max()
-            total += z[ids[i + 1]] - m - math.log(np.exp(z - m).sum())
+        be, state, total = self.backend, None, 0.0
+        for i in range(0, len(ids) - 1, SCORE_CHUNK):  # bounded memory: [chunk, vocab] logits
+            inputs = ids[i : min(i + SCORE_CHUNK, len(ids) - 1)]
+            logits, state = replay(be, inputs, state)
+            targets = ids[i + 1 : i + 1 + len(inputs)]
+            total += float(log_softmax(logits)[np.arange(len(inputs)), targets].sum())
         n = len(ids) - 1
         return Score(total, n, -total / n / math.log(2))
 
@@ -146,5 +145,5 @@ def load(bundle=None, backend: str = "onnx", precision: str | None = None,
     root = Path(bundle) if bundle is not None else DEMO_BUNDLE
     b = load_bundle(root, verify=False)
     entry = b.find(BACKEND_FORMATS[backend], precision)
-    load_bundle(root, verify=True, only=entry)  # size + sha256 of the file we will run
+    verify_file(b.path(entry), entry.bytes, entry.sha256)  # the file we will run
     return Model(b, entry, threads)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import ParityError
+from .processors import log_softmax
 
 LN2 = math.log(2.0)
 
@@ -68,22 +69,23 @@ class FileParity:
         return d
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+def replay(backend, tokens: np.ndarray, state: np.ndarray | None = None):
+    """Steps over tokens [N] at batch 1 from `state` (zeros by default).
 
-
-def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:
-    """Logits float32 [N, V] after each of tokens[:i+1], from a zero state, batch 1."""
-    state = backend.initial_state(1)
+    Returns (logits float32 [N, V], the state after the last token)."""
+    state = backend.initial_state(1) if state is None else state
     out = np.empty((len(tokens), backend.vocab_size), np.float32)
     buf = np.zeros(1, np.int32)
     for i, t in enumerate(tokens):
         buf[0] = t
         logits, state = backend.step(buf, state)
         out[i] = logits[0]
-    return out
+    return out, state
+
+
+def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:
+    """Logits float32 [N, V] after each of tokens[:i+1], from a zero state, batch 1."""
+    return replay(backend, tokens)[0]
 
 
 def greedy_rollout(backend, prompt: np.ndarray, n: int) -> np.ndarray:
@@ -104,7 +106,7 @@ def bits_per_char(logits: np.ndarray, tokens: np.ndarray) -> float:
     """Mean -log2 p(tokens[i+1] | logits[i]) over the text."""
     if len(tokens) < 2:
         return float("nan")
-    lp = _log_softmax(logits[:-1])
+    lp = log_softmax(logits[:-1])
     return float(-lp[np.arange(len(tokens) - 1), tokens[1:]].mean() / LN2)
 
 
@@ -112,7 +114,7 @@ def compare(backend, probe: dict, file: str) -> FileParity:
     tokens, ref = probe["tokens"], probe["logits"].astype(np.float32)
     got = teacher_forced(backend, tokens)
     diff = np.abs(got.astype(np.float64) - ref)
-    lp_ref, lp_got = _log_softmax(ref), _log_softmax(got)
+    lp_ref, lp_got = log_softmax(ref), log_softmax(got)
     kl = float((np.exp(lp_ref) * (lp_ref - lp_got)).sum(axis=-1).mean())
     greedy = greedy_rollout(backend, probe["prompt"], len(probe["greedy"]))
     mism = np.flatnonzero(greedy != probe["greedy"])
@@ -144,14 +146,14 @@ def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list
     ParityError.
     """
     from .backends import open_backend
-    from .bundle import _check_file
+    from .bundle import verify_file
     from .errors import CharwrightError
 
     probe = bundle.probe()
     results = []
     for entry in entries if entries is not None else bundle.files:
         try:
-            _check_file(bundle.path(entry), entry.bytes, entry.sha256)
+            verify_file(bundle.path(entry), entry.bytes, entry.sha256)
             backend = open_backend(bundle, entry, threads=threads)
             res = compare(backend, probe, entry.path)
         except CharwrightError as e:

@@ -135,6 +135,13 @@ class TopK(LogitsProcessor):
         return f"top-k({self.k})"
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (z: [..., vocab]); -inf entries stay -inf."""
+    z = z.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def _softmax_rows(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -204,8 +211,7 @@ class Typical(LogitsProcessor):
         self.p = float(p)
 
     def __call__(self, z, history):
-        zz = z - z.max(axis=1, keepdims=True)
-        logp = zz - np.log(np.exp(zz).sum(axis=1, keepdims=True))
+        logp = log_softmax(z)
         p = np.exp(logp)
         ent = -np.nansum(p * np.where(np.isfinite(logp), logp, 0), axis=1, keepdims=True)
         order = np.argsort(np.abs(-logp - ent), axis=1)
