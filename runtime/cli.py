@@ -25,7 +25,7 @@ COMMANDS = {
     "train": ("charwright.trainer.cli", "train", "Train a model on UTF-8 corpus files into RUN_DIR."),
     "export": ("charwright.export.cli", "export", "Export RUN_DIR to a bundle (TFLite, ONNX)."),
     "verify": ("charwright.runtime.commands", "verify", "Replay the probe on every file of a bundle."),
-    "generate": ("charwright.runtime.commands", "generate", "Generate text from a bundle."),
+    "generate": ("charwright.runtime.generate_command", "generate", "Generate text from a bundle."),
     "info": ("charwright.runtime.commands", "info", "Show what a bundle holds."),
     "score": ("charwright.runtime.commands", "score", "Bits per character of a text file."),
 }
