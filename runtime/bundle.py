@@ -6,36 +6,40 @@
     BUNDLE_DIR/probe.npz       reference tokens + logits (allow_pickle=False)
     BUNDLE_DIR/model.*.onnx|tflite, weights.npz
 
-Every problem is a BundleError naming the file: unknown major version, malformed JSON, missing
-file, size or sha256 mismatch, an absolute path or one with '..'.
+Every problem is a BundleError naming the file: unknown major version, malformed JSON or a
+manifest value of the wrong type (runtime/manifest.py), missing file, size or sha256 mismatch,
+an absolute path, one with '..', one that links outside the bundle or is not a regular file
+(runtime/safefile.py), a probe whose arrays do not fit the manifest (checked from the npz
+headers before loading, runtime/npz.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .backends import BACKENDS, BY_FORMAT
 from .errors import BundleError, ConfigError
+from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_PROBE_TOKENS, PRECISIONS,  # noqa: F401
+                       check_file_entry, check_model_facts, check_probe_entry, failed_parity,
+                       read_manifest)
+from .npz import Npz
+from .safefile import read_bytes, resolve_inside, sha256_of
 from .vocab import Vocabulary
 
-BUNDLE_FORMAT = "charwright-bundle"
-BUNDLE_VERSION = "1.0"  # readers accept any 1.x; a new major version is refused
-FORMATS = ("onnx", "tflite", "npz")
-PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
-BACKEND_FORMATS = {"onnx": "onnx", "litert": "tflite", "numpy": "npz"}
-# which precision a backend uses when none is asked for: the fastest that passed parity
-DEFAULT_PRECISION = {
-    "onnx": ("int8-dynamic", "int8", "float32"),
-    "tflite": ("int8-dynamic", "int8", "float32", "float16"),
-    "npz": ("float32",),
-}
+FORMATS = tuple(BY_FORMAT)
+# derived from the backend declarations in runtime/backends/__init__.py
+BACKEND_FORMATS = {s.name: s.format for s in BACKENDS}
+# which precision a backend uses when none is asked for: the fastest whose parity passed
+DEFAULT_PRECISION = {s.format: s.precisions for s in BACKENDS}
+MAX_PROBE_ARRAY = 1_000_000  # prompt and greedy ids in the probe
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 hex of a regular file (the export side's helper; readers use verify_file)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -44,14 +48,17 @@ def sha256_file(path: Path) -> str:
 
 
 def safe_relpath(root: Path, rel: str, what: str) -> Path:
-    """root/rel, refusing absolute paths, '..' and anything that leaves root."""
+    """root/rel, refusing absolute paths, '..' and the bundle directory itself (lexically; see
+    Bundle.path for symlinks)."""
     if not isinstance(rel, str) or not rel:
         raise BundleError(f"{what}: a file entry has no path")
     p = PurePosixPath(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ":" in p.parts[0]:
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
         raise BundleError(f"{what}: absolute path {rel!r} is not allowed in a bundle")
     if ".." in p.parts or "\\" in rel:
         raise BundleError(f"{what}: path {rel!r} leaves the bundle directory")
+    if not p.parts:
+        raise BundleError(f"{what}: path {rel!r} names the bundle directory, not a file")
     return root.joinpath(*p.parts)
 
 
@@ -76,7 +83,7 @@ class FileEntry:
 
 @dataclass
 class Bundle:
-    """A verified bundle: its directory, manifest, vocabulary and file entries."""
+    """A validated bundle: its directory, manifest, vocabulary and file entries."""
 
     root: Path
     manifest: dict
@@ -91,21 +98,34 @@ class Bundle:
     def vocab_size(self) -> int:
         return self.vocab.size
 
+    @property
+    def where(self) -> str:
+        return str(self.root / "manifest.json")
+
     def path(self, entry: FileEntry) -> Path:
-        return safe_relpath(self.root, entry.path, str(self.root / "manifest.json"))
+        """The entry's file with symlinks resolved; BundleError if it leaves the bundle or is
+        not a regular file."""
+        return resolve_inside(self.root, safe_relpath(self.root, entry.path, self.where))
 
     def find(self, fmt: str, precision: str | None = None) -> FileEntry:
-        """The file of `fmt` ("onnx", "tflite", "npz") and `precision` (default: see above)."""
+        """The file of `fmt` ("onnx", "tflite", "npz") and `precision`.
+
+        Without a precision: the first in the backend's speed order whose parity, as recorded at
+        export, did not fail. An explicit precision is returned whatever its parity."""
         have = [f for f in self.files if f.format == fmt]
         if not have:
             kinds = ", ".join(sorted({f.format for f in self.files})) or "none"
             raise BundleError(f"{self.root}: no {fmt} file in this bundle (it has: {kinds})")
         if precision is None:
-            for p in DEFAULT_PRECISION[fmt]:
-                for f in have:
-                    if f.precision == p:
-                        return f
-            return have[0]
+            failed = failed_parity(self.manifest)
+            order = {p: i for i, p in enumerate(DEFAULT_PRECISION[fmt])}
+            good = sorted((f for f in have if f.path not in failed),
+                          key=lambda f: order.get(f.precision, len(order)))
+            if not good:
+                raise BundleError(
+                    f"{self.root}: every {fmt} file failed parity at export "
+                    f"({', '.join(f.path for f in have)}); pass a precision to use one anyway")
+            return good[0]
         for f in have:
             if f.precision == precision:
                 return f
@@ -113,52 +133,58 @@ class Bundle:
         raise BundleError(f"{self.root}: no {fmt} file in precision {precision!r} (have: {got})")
 
     def probe(self) -> dict:
-        """The reference probe's arrays (tokens, logits, prompt, greedy, device)."""
-        entry = self.manifest.get("probe")
-        if not entry:
+        """The reference probe's arrays: tokens int [N], logits float32 [N, V], prompt and
+        greedy int [n], device (text, optional). Shapes and dtypes are checked from the npz
+        headers against the manifest before anything is loaded."""
+        entry = check_probe_entry(self.manifest, self.where)
+        if entry is None:
             raise BundleError(f"{self.root}: this bundle carries no probe")
-        path = safe_relpath(self.root, entry["path"], str(self.root / "manifest.json"))
-        verify_file(path, entry.get("bytes"), entry.get("sha256"))
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise BundleError(f"{path}: cannot read the probe: {e}") from None
+        path = resolve_inside(self.root, safe_relpath(self.root, entry["path"], self.where))
+        data = read_bytes(path, entry["bytes"])
+        _check_bytes(path, data, entry["bytes"], entry["sha256"])
+        npz = Npz(data, str(path))
+        n = entry["tokens"]
+        if n is None:  # older manifests: bounded by the header itself
+            npz.expect("tokens", (None,), "iu")
+            n = npz.shape("tokens")[0]
+            if n > MAX_PROBE_TOKENS:
+                raise BundleError(f"{path}: {n:,} probe tokens; at most {MAX_PROBE_TOKENS:,} "
+                                  "are read")
+        npz.expect("tokens", (n,), "iu")
+        npz.expect("logits", (n, self.vocab_size), "f")
+        for name in ("prompt", "greedy"):
+            npz.expect(name, (None,), "iu")
+            if not 0 < npz.shape(name)[0] <= MAX_PROBE_ARRAY:
+                raise BundleError(f"{path}: array {name!r} holds {npz.shape(name)[0]:,} ids; "
+                                  f"1 to {MAX_PROBE_ARRAY:,} are read")
+        out = {k: npz.load(k) for k in ("tokens", "logits", "prompt", "greedy")}
+        for k in ("tokens", "prompt", "greedy"):
+            a = out[k]
+            if len(a) and (a.min() < 0 or a.max() >= self.vocab_size):
+                raise BundleError(f"{path}: array {k!r} holds ids outside 0..{self.vocab_size - 1}")
+            out[k] = a.astype(np.int32)
+        out["logits"] = out["logits"].astype(np.float32, copy=False)
+        device = npz.arrays.get("device")
+        if device and device[0] == () and device[1].kind == "U" and device[1].itemsize <= 4096:
+            npz.expect("device", (), "U")
+            out["device"] = npz.load("device")
+        return out
 
 
-def verify_file(path: Path, size, digest) -> None:
-    """Raises BundleError unless `path` exists with this size and sha256 (None: not checked)."""
-    if not path.is_file():
-        raise BundleError(f"{path}: file listed in the manifest is missing")
-    if size is not None and path.stat().st_size != int(size):
-        raise BundleError(
-            f"{path}: size {path.stat().st_size} bytes, manifest says {size}; the file is "
-            "damaged or was replaced"
-        )
-    if digest is not None and sha256_file(path) != digest:
+def _check_bytes(path, data: bytes, size, digest) -> None:
+    if len(data) != size:
+        raise BundleError(f"{path}: size {len(data)} bytes, manifest says {size}; the file is "
+                          "damaged or was replaced")
+    if hashlib.sha256(data).hexdigest() != digest:
         raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
 
 
-def read_manifest(root: str | Path) -> dict:
-    root = Path(root)
-    path = root / "manifest.json"
-    if not root.is_dir():
-        raise BundleError(f"{root}: bundle directory not found")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path}: missing; {root} is not a charwright bundle") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: malformed JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: not a {BUNDLE_FORMAT} manifest")
-    version = str(manifest.get("format_version", ""))
-    if version.split(".")[0] != BUNDLE_VERSION.split(".")[0]:
-        raise BundleError(
-            f"{path}: format version {version!r} is not supported (this charwright reads "
-            f"{BUNDLE_VERSION.split('.')[0]}.x); upgrade charwright"
-        )
-    return manifest
+def verify_file(path: Path, size, digest) -> None:
+    """Raises BundleError unless `path` is a regular file with this size and sha256 (None: not
+    checked; manifests always carry both)."""
+    got = sha256_of(Path(path), expected_size=None if size is None else int(size))
+    if digest is not None and got != digest:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
 
 
 def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
@@ -173,29 +199,24 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
     root = Path(root)
     manifest = read_manifest(root)
     where = str(root / "manifest.json")
+    check_model_facts(manifest, where)
     try:
         vocab = Vocabulary.from_dict(manifest["vocab"], where)
-        state_size = int(manifest["state"]["size"])
-        raw_files = manifest["files"]
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise BundleError(f"{where}: malformed manifest ({e})") from None
-    if state_size < 1 or not isinstance(raw_files, list):
-        raise BundleError(f"{where}: malformed manifest (state size or files)")
+    except ConfigError as e:
+        raise BundleError(f"malformed manifest: {e}") from None
+    raw_files = manifest.get("files")
+    if not isinstance(raw_files, list) or not raw_files:
+        raise BundleError(f"{where}: files must be a non-empty list of model files, got "
+                          f"{'nothing' if not raw_files else type(raw_files).__name__}; the "
+                          "bundle holds no model to run or verify")
     files = []
-    for d in raw_files:
-        try:
-            entry = FileEntry(
-                path=d["path"], format=d["format"], precision=d["precision"],
-                sha256=d["sha256"], bytes=int(d["bytes"]), inputs=d.get("inputs", {}),
-                outputs=d.get("outputs", {}), ops=tuple(d.get("ops", ())),
-                extra={k: v for k, v in d.items() if k not in FileEntry.__dataclass_fields__},
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"{where}: malformed file entry {d!r} ({e})") from None
-        if entry.format not in FORMATS:
-            raise BundleError(f"{where}: unknown file format {entry.format!r} for {entry.path}")
+    for i, d in enumerate(raw_files):
+        fields = check_file_entry(d, i, where, FORMATS)
+        entry = FileEntry(**fields, extra={k: v for k, v in d.items()
+                                           if k not in FileEntry.__dataclass_fields__})
         safe_relpath(root, entry.path, where)
         files.append(entry)
+    check_probe_entry(manifest, where)
     bundle = Bundle(root=root, manifest=manifest, vocab=vocab, files=files)
     if verify:
         for entry in files:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import ParityError
+from .errors import BackendUnavailable, BundleError, CharwrightError, ParityError
 from .processors import log_softmax
 
 LN2 = math.log(2.0)
@@ -57,30 +57,71 @@ class FileParity:
     greedy_len: int
     passed: bool
     failures: list
+    checked: bool = True  # False: its backend is not installed here ("not checked")
 
     @property
     def bpc_rel(self) -> float:
         return (self.bpc - self.ref_bpc) / self.ref_bpc if self.ref_bpc else 0.0
 
+    @property
+    def verdict(self) -> str:
+        return "not checked" if not self.checked else "pass" if self.passed else "FAIL"
+
     def to_dict(self) -> dict:
+        """Plain JSON values: a figure that could not be measured is None, never NaN."""
         d = asdict(self)
         d["bpc_rel"] = self.bpc_rel
-        d["verdict"] = "pass" if self.passed else "FAIL"
-        return d
+        d["verdict"] = self.verdict
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in d.items()}
+
+    @classmethod
+    def unmeasured(cls, entry, problem: str, checked: bool = True) -> "FileParity":
+        nan = float("nan")
+        return cls(entry.path, entry.format, entry.precision, nan, nan, nan, nan, nan, nan,
+                   None, 0, False, [problem], checked)
 
 
 def replay(backend, tokens: np.ndarray, state: np.ndarray | None = None):
     """Steps over tokens [N] at batch 1 from `state` (zeros by default).
 
-    Returns (logits float32 [N, V], the state after the last token)."""
+    Returns (logits float32 [N, V], the state after the last token). Uses the backend's own
+    replay() where it has one (onnx: preallocated IO bindings), else N calls of step()."""
     state = backend.initial_state(1) if state is None else state
+    fast = getattr(backend, "replay", None)
+    if fast is not None:
+        return fast(np.asarray(tokens, np.int32), state)
     out = np.empty((len(tokens), backend.vocab_size), np.float32)
     buf = np.zeros(1, np.int32)
     for i, t in enumerate(tokens):
         buf[0] = t
         logits, state = backend.step(buf, state)
+        if i == 0:
+            _check_step_shapes(backend, logits, state)
         out[i] = logits[0]
     return out, state
+
+
+def _check_step_shapes(backend, logits, state) -> None:
+    want = ((1, backend.vocab_size), (1, backend.state_size))
+    if (np.shape(logits), np.shape(state)) != want:
+        raise BundleError(f"{backend.path}: one step gives logits {np.shape(logits)} and state "
+                          f"{np.shape(state)}, the manifest says {want[0]} and {want[1]}; the "
+                          "file belongs to another model or the manifest was edited")
+
+
+def log_likelihood(backend, ids: np.ndarray, chunk: int = 4096, on_progress=None) -> float:
+    """Sum over i of ln p(ids[i+1] | ids[:i+1]) from a zero state, replayed in chunks (memory:
+    [chunk, vocab] logits). on_progress(done, total) is called after each chunk."""
+    n, state, total = len(ids) - 1, None, 0.0
+    for i in range(0, max(n, 0), chunk):
+        inputs = ids[i : min(i + chunk, n)]
+        logits, state = replay(backend, inputs, state)
+        targets = ids[i + 1 : i + 1 + len(inputs)]
+        total += float(log_softmax(logits)[np.arange(len(inputs)), targets].sum())
+        if on_progress is not None:
+            on_progress(i + len(inputs), n)
+    return total
 
 
 def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:
@@ -89,12 +130,10 @@ def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:
 
 
 def greedy_rollout(backend, prompt: np.ndarray, n: int) -> np.ndarray:
-    """The file's greedy continuation of `prompt`, n ids."""
-    state = backend.initial_state(1)
+    """The file's greedy continuation of `prompt` (at least one id), n ids."""
+    logits, state = replay(backend, prompt)
+    logits = logits[-1:]
     buf = np.zeros(1, np.int32)
-    for t in prompt:
-        buf[0] = t
-        logits, state = backend.step(buf, state)
     out = np.empty(n, np.int32)
     for i in range(n):
         out[i] = buf[0] = int(np.argmax(logits[0]))
@@ -141,13 +180,14 @@ def compare(backend, probe: dict, file: str) -> FileParity:
 def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list[FileParity]:
     """Replays the probe on every file (or `entries`); returns one FileParity per file.
 
-    A file that cannot be loaded or verified (checksum, missing) is a failure of that file, not
-    an exception: every file gets its row. Use raise_for_failures() to turn failures into one
-    ParityError.
+    Every file gets its row: a file that cannot be verified (checksum, missing, a link out of
+    the bundle), loaded, or run (shapes that do not match the manifest) is a failure of that
+    file, not an exception. A file whose backend is not installed is "not checked" (its
+    checksum is still verified: a damaged file fails). Use raise_for_failures() to turn
+    failures into one ParityError. The probe itself must be readable (BundleError otherwise).
     """
     from .backends import open_backend
     from .bundle import verify_file
-    from .errors import CharwrightError
 
     probe = bundle.probe()
     results = []
@@ -156,10 +196,13 @@ def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list
             verify_file(bundle.path(entry), entry.bytes, entry.sha256)
             backend = open_backend(bundle, entry, threads=threads)
             res = compare(backend, probe, entry.path)
+        except BackendUnavailable as e:
+            res = FileParity.unmeasured(entry, str(e), checked=False)
         except CharwrightError as e:
-            nan = float("nan")
-            res = FileParity(entry.path, entry.format, entry.precision, nan, nan, nan, nan, nan,
-                             nan, None, 0, False, [str(e)])
+            res = FileParity.unmeasured(entry, str(e))
+        except Exception as e:  # noqa: BLE001 - every file gets its row, whatever went wrong
+            first = str(e).splitlines()[0] if str(e) else ""
+            res = FileParity.unmeasured(entry, f"{entry.path}: {type(e).__name__}: {first}")
         results.append(res)
         if on_result:
             on_result(res)
@@ -167,10 +210,19 @@ def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list
 
 
 def raise_for_failures(results: list[FileParity]) -> None:
-    bad = [r for r in results if not r.passed]
+    """ParityError naming every file that failed (not-checked files are not failures), or
+    that nothing at all was checked."""
+    bad = [r for r in results if r.checked and not r.passed]
     if bad:
         raise ParityError("outside tolerance: " + "; ".join(
             f"{r.file}: {', '.join(r.failures)}" for r in bad))
+    if not any(r.checked for r in results):
+        raise ParityError("nothing verified: no file of the bundle could be checked here" + (
+            f" ({results[0].failures[0]})" if results else ""))
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def format_table(results: list[FileParity]) -> str:
@@ -179,7 +231,11 @@ def format_table(results: list[FileParity]) -> str:
             "(file / ref) | greedy first diff | verdict |")
     rows = [head, "|" + "---|" * 8]
     for r in results:
-        if r.failures and math.isnan(r.max_abs):
+        if not r.checked:
+            why = r.failures[0].split(" (")[0] if r.failures else "backend not installed"
+            rows.append(f"| {r.file} | - | - | - | - | - | - | not checked: {why} |")
+            continue
+        if _missing(r.max_abs) or _missing(r.bpc) or _missing(r.ref_bpc):
             rows.append(f"| {r.file} | - | - | - | - | - | - | FAIL: {'; '.join(r.failures)} |")
             continue
         g = "none" if r.greedy_first_diff is None else f"step {r.greedy_first_diff}"

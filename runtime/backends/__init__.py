@@ -1,30 +1,101 @@
 """Step backends, one per file format, behind one interface (base.StepBackend).
 
-The registry is keyed by the manifest's `format`; backend modules import their runtime
-(onnxruntime, ai_edge_litert) only when a backend is built.
+BACKENDS below is the one declaration of what each backend is; every other table is derived
+from it (bundle.BACKEND_FORMATS and DEFAULT_PRECISION, the CLI's --backend and --format choices,
+Model's thread-safety rule, the export's file names). Backend modules import their runtime
+(onnxruntime, ai_edge_litert) only when a backend is built, so importing this is free.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-# format -> (module, class)
-REGISTRY = {
-    "onnx": ("charwright.runtime.backends.onnx", "ONNXStep"),
-    "tflite": ("charwright.runtime.backends.litert", "LiteRTStep"),
-    "npz": ("charwright.runtime.backends.numpy", "NumpyStep"),
-}
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend.
+
+    name: the CLI's --backend value; format: files[].format in the manifest; module/cls: where
+    the StepBackend lives; thread_safe: one instance may serve several threads (else Model gives
+    each thread its own); precisions: the precisions it runs, fastest first (the default order
+    when none is asked for); runtime: the module it imports; extra: the install extra that
+    brings that module (None: a base dependency); file_names: precision -> file name export writes.
+    """
+
+    name: str
+    format: str
+    module: str
+    cls: str
+    thread_safe: bool
+    precisions: tuple
+    runtime: str
+    extra: str | None
+    file_names: dict
+
+    def file_name(self, precision: str) -> str:
+        return self.file_names[precision]
+
+    def available(self) -> bool:
+        """Whether its runtime module can be imported (without importing it)."""
+        try:
+            return importlib.util.find_spec(self.runtime) is not None
+        except (ImportError, ValueError):
+            return False
+
+    @property
+    def install_hint(self) -> str:
+        if self.extra is None:
+            return "pip install --force-reinstall charwright"
+        return f"pip install 'charwright[{self.extra}]'"
+
+
+BACKENDS = (
+    BackendSpec("onnx", "onnx", "charwright.runtime.backends.onnx", "ONNXStep",
+                thread_safe=True, precisions=("int8-dynamic", "int8", "float32"),
+                runtime="onnxruntime", extra=None,
+                file_names={"float32": "model.float32.onnx",
+                            "int8-dynamic": "model.int8-dynamic.onnx"}),
+    BackendSpec("litert", "tflite", "charwright.runtime.backends.litert", "LiteRTStep",
+                thread_safe=False, precisions=("int8-dynamic", "int8", "float32", "float16"),
+                runtime="ai_edge_litert", extra="litert",
+                file_names={"float32": "model.float32.tflite",
+                            "float16": "model.float16.tflite",
+                            "int8-dynamic": "model.int8-dynamic.tflite",
+                            "int8": "model.int8.tflite"}),
+    BackendSpec("numpy", "npz", "charwright.runtime.backends.numpy", "NumpyStep",
+                thread_safe=True, precisions=("float32",), runtime="numpy", extra=None,
+                file_names={"float32": "weights.npz"}),
+)
+BY_NAME = {s.name: s for s in BACKENDS}
+BY_FORMAT = {s.format: s for s in BACKENDS}
+# the names a user may give for a format: the manifest's and the backend's (--format tflite|litert)
+FORMAT_ALIASES = {**{s.format: s.format for s in BACKENDS}, **{s.name: s.format for s in BACKENDS}}
+
+
+def spec_for_format(fmt: str) -> BackendSpec:
+    if fmt not in BY_FORMAT:
+        raise ConfigError(f"no backend for format {fmt!r}; known: {', '.join(BY_FORMAT)}")
+    return BY_FORMAT[fmt]
+
+
+def spec_for_backend(name: str) -> BackendSpec:
+    if name not in BY_NAME:
+        raise ConfigError(f"backend {name!r}: use one of {', '.join(BY_NAME)}")
+    return BY_NAME[name]
 
 
 def backend_class(fmt: str):
-    if fmt not in REGISTRY:
-        raise ConfigError(f"no backend for format {fmt!r}; known: {', '.join(REGISTRY)}")
-    module, name = REGISTRY[fmt]
-    return getattr(importlib.import_module(module), name)
+    spec = spec_for_format(fmt)
+    return getattr(importlib.import_module(spec.module), spec.cls)
 
 
 def open_backend(bundle, entry, threads: int = 1):
-    """Builds the backend for one file entry of a loaded bundle."""
+    """Builds the backend for one file entry of a loaded bundle.
+
+    Raises BackendUnavailable if the runtime is not installed, BundleError if the file cannot be
+    loaded or its inputs and outputs do not match the manifest."""
     return backend_class(entry.format).from_bundle(bundle, entry, threads=threads)

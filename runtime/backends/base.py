@@ -1,8 +1,14 @@
-"""The one interface every backend implements."""
+"""The one interface every backend implements, and what backends share."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
+
+from ..errors import BundleError
 
 
 class StepBackend:
@@ -11,12 +17,17 @@ class StepBackend:
     step(tokens: int32 [batch], state: float32 [batch, state_size])
         -> (logits: float32 [batch, vocab], new_state: float32 [batch, state_size])
 
-    Backends are not required to be thread-safe: a Model gives each thread its own (see
-    runtime/model.py). State is one plain array, so beam search and batch shrinking reorder it
-    with np.take in one shared place, never inside a backend.
+    `thread_safe` says whether one instance may serve several threads (from the backend's
+    declaration in backends/__init__.py); runtime/model.py gives each thread its own otherwise.
+    State is one plain array, so beam search and batch shrinking reorder it with np.take in one
+    shared place, never inside a backend.
+
+    A backend may also offer replay(tokens [N], state) -> (logits float32 [N, vocab], state):
+    a teacher-forced pass at batch 1 that parity.replay uses instead of N calls of step().
     """
 
     name = "base"
+    thread_safe = False
 
     def __init__(self, state_size: int, vocab_size: int, precision: str, path: str):
         self.state_size = state_size
@@ -34,5 +45,42 @@ class StepBackend:
     def step(self, tokens: np.ndarray, state: np.ndarray):
         raise NotImplementedError
 
+    def check_shapes(self, state_dim, logits_dim) -> None:
+        """BundleError unless the file's state and logits widths (None: dynamic, not judged)
+        match the manifest's state size and vocabulary."""
+        for what, got, want, fix in (
+                ("state", state_dim, self.state_size, "state.size"),
+                ("logits", logits_dim, self.vocab_size, "the vocabulary size")):
+            if got is not None and got != want:
+                raise BundleError(f"{self.path}: the file's {what} is {got} wide, the manifest's "
+                                  f"{fix} is {want}; the file belongs to another model or the "
+                                  "manifest was edited")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.precision} {self.path}>"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silences what native libraries write to file descriptor 2 (LiteRT's "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." on every interpreter) while the block runs.
+
+    Python's sys.stderr is untouched; CHARWRIGHT_DEBUG=1 keeps the native output. Process-wide
+    while it lasts (fd 2 is shared), so it wraps only interpreter creation, never a step.
+    """
+    if os.environ.get("CHARWRIGHT_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 (an embedded interpreter): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

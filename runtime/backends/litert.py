@@ -2,8 +2,9 @@
 
 The raw tensor path is a few microseconds faster per call than the signature runner, and the two
 cannot share one Interpreter (LiteRT refuses to invoke while a SignatureRunner holds it). Tensor
-indices come from the serving_default signature; a new batch size resizes the inputs once.
-Interpreters are not thread-safe: runtime/model.py gives each thread its own backend.
+indices come from the serving_default signature, looked up by the manifest's names for the file
+(files[].inputs / outputs); a new batch size resizes the inputs once. Interpreters are not
+thread-safe: runtime/model.py gives each thread its own backend.
 """
 
 from __future__ import annotations
@@ -11,44 +12,70 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BundleError, require
-from .base import StepBackend
+from ..safefile import read_bytes
+from . import BY_NAME
+from .base import StepBackend, quiet_native_stderr
+
+SIGNATURE = "serving_default"
 
 
 class LiteRTStep(StepBackend):
     name = "litert"
+    thread_safe = BY_NAME["litert"].thread_safe
 
     def __init__(self, path: str, state_size: int, vocab_size: int, precision: str,
-                 threads: int = 1):
+                 threads: int = 1, inputs=None, outputs=None, data: bytes | None = None):
         super().__init__(state_size, vocab_size, precision, str(path))
-        interp = require("ai_edge_litert.interpreter", "litert")
+        interp = require("ai_edge_litert.interpreter", BY_NAME["litert"].extra)
+        source = {"model_content": data} if data is not None else {"model_path": str(path)}
         try:
-            self.it = interp.Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate..."
+                self.it = interp.Interpreter(**source, num_threads=max(1, int(threads)))
         except (ValueError, RuntimeError) as e:
             raise BundleError(f"{path}: LiteRT cannot load this file: {e}") from None
-        sig = self._signature()
-        self._i_token, self._i_state = sig["inputs"]["token"], sig["inputs"]["state"]
-        self._o_logits, self._o_state = sig["outputs"]["logits"], sig["outputs"]["new_state"]
+        inputs, outputs = inputs or {}, outputs or {}
+        names = (inputs.get("token", "token"), inputs.get("state", "state"),
+                 outputs.get("logits", "logits"), outputs.get("new_state", "new_state"))
+        sig = self._signature(names)
+        self._i_token, self._i_state = sig["inputs"][names[0]], sig["inputs"][names[1]]
+        self._o_logits, self._o_state = sig["outputs"][names[2]], sig["outputs"][names[3]]
         self._batch = None
+        self._check_widths()
+        self._resize(1)  # applies the XNNPACK delegate now, inside quiet_native_stderr
 
-    def _signature(self) -> dict:
+    def _signature(self, names) -> dict:
         full = getattr(self.it, "_get_full_signature_list", None)
-        sigs = full() if full else {}
-        sig = sigs.get("serving_default")
-        if sig and {"token", "state"} <= set(sig["inputs"]) and \
-                {"logits", "new_state"} <= set(sig["outputs"]):
+        sig = (full() if full else {}).get(SIGNATURE)
+        if sig and set(names[:2]) <= set(sig["inputs"]) and set(names[2:]) <= set(sig["outputs"]):
             return sig
-        raise BundleError(f"{self.path}: no serving_default signature with token/state inputs "
-                          "and logits/new_state outputs")
+        have = "none" if not sig else ", ".join(sorted(sig["inputs"]) + sorted(sig["outputs"]))
+        raise BundleError(f"{self.path}: no {SIGNATURE} signature with inputs {names[0]!r}, "
+                          f"{names[1]!r} and outputs {names[2]!r}, {names[3]!r} (the file has: "
+                          f"{have}); the manifest's names do not match the file")
+
+    def _check_widths(self) -> None:
+        def width(details, index):
+            for d in details:
+                if d["index"] == index:
+                    shape = d.get("shape_signature", d["shape"])
+                    return int(shape[1]) if len(shape) == 2 and shape[1] > 0 else None
+            return None
+
+        ins, outs = self.it.get_input_details(), self.it.get_output_details()
+        self.check_shapes(width(ins, self._i_state), width(outs, self._o_logits))
+        self.check_shapes(width(outs, self._o_state), None)
 
     @classmethod
     def from_bundle(cls, bundle, entry, threads: int = 1):
-        return cls(bundle.path(entry), bundle.state_size, bundle.vocab_size, entry.precision,
-                   threads)
+        path = bundle.path(entry)
+        return cls(path, bundle.state_size, bundle.vocab_size, entry.precision, threads,
+                   entry.inputs, entry.outputs, data=read_bytes(path, entry.bytes))
 
     def _resize(self, batch: int) -> None:
         self.it.resize_tensor_input(self._i_token, [batch], strict=False)
         self.it.resize_tensor_input(self._i_state, [batch, self.state_size], strict=False)
-        self.it.allocate_tensors()
+        with quiet_native_stderr():  # delegates print when they are (re)applied
+            self.it.allocate_tensors()
         self._batch = batch
 
     def step(self, tokens: np.ndarray, state: np.ndarray):

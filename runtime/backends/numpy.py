@@ -10,7 +10,32 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BundleError
+from ..npz import Npz
+from ..safefile import read_bytes
+from . import BY_NAME
 from .base import StepBackend
+
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+
+
+def weight_shapes(architecture: dict) -> dict:
+    """The weights.npz contract (trainer/model.py export_weights): name -> shape.
+
+    embedding [V, E] (E = V when one-hot); layer{i}.kernel [in, G*H]; recurrent_kernel [H, G*H];
+    bias [2, 3H] (GRU, reset_after), [4H] (LSTM), [H] (SimpleRNN); dense.kernel [H, V]; dense.bias
+    [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN)."""
+    cell, L, H = architecture["cell"], int(architecture["layers"]), int(architecture["units"])
+    V, E = int(architecture["vocab_size"]), int(architecture.get("embedding_dim") or 0)
+    E = E or V
+    G = GATES[cell]
+    out = {"embedding": (V, E)}
+    for i in range(L):
+        out[f"layer{i}.kernel"] = (E if i == 0 else H, G * H)
+        out[f"layer{i}.recurrent_kernel"] = (H, G * H)
+        out[f"layer{i}.bias"] = (2, G * H) if cell == "gru" else (G * H,)
+    out["dense.kernel"] = (H, V)
+    out["dense.bias"] = (V,)
+    return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -20,6 +45,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 class NumpyStep(StepBackend):
     name = "numpy"
+    thread_safe = BY_NAME["numpy"].thread_safe
 
     def __init__(self, weights: dict, architecture: dict, precision: str = "float32",
                  path: str = "<weights>"):
@@ -46,13 +72,16 @@ class NumpyStep(StepBackend):
 
     @classmethod
     def from_bundle(cls, bundle, entry, threads: int = 1):
+        """Reads weights.npz after checking every array's header against the architecture."""
         path = bundle.path(entry)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                weights = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise BundleError(f"{path}: cannot read weights: {e}") from None
-        return cls(weights, bundle.manifest["architecture"], entry.precision, str(path))
+        arch = bundle.manifest["architecture"]
+        npz = Npz(read_bytes(path, entry.bytes), str(path))
+        for name, shape in weight_shapes(arch).items():
+            npz.expect(name, shape, "f")
+        weights = {name: npz.load(name) for name in weight_shapes(arch)}
+        step = cls(weights, arch, entry.precision, str(path))
+        step.check_shapes(bundle.state_size, bundle.vocab_size)  # manifest.py checks these agree
+        return step
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
         H = self.H

@@ -1,0 +1,94 @@
+"""Bounded reads of the files a bundle lists: inside the bundle, regular, never more than asked.
+
+A bundle comes from elsewhere (a download, a shared drive), so its manifest decides nothing about
+where we read or how much:
+    resolve_inside(root, path)   follows symlinks, then refuses a target outside the bundle
+                                 directory or one that is not a regular file (a FIFO would hang
+                                 the reader, /dev/zero would never end)
+    read_bytes(path, max_bytes)  opens with O_NONBLOCK (a FIFO swapped in after the check cannot
+                                 block), checks fstat on the open descriptor, reads at most
+                                 max_bytes
+    sha256_of(path)              the same checks, hashed in 1 MiB chunks, up to the fstat size
+Every problem is a BundleError naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from .errors import BundleError
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(
+    os, "O_NOCTTY", 0)
+
+
+def resolve_inside(root: Path, path: Path) -> Path:
+    """`path` with every symlink resolved; BundleError unless it is a regular file in `root`."""
+    try:
+        real_root = Path(root).resolve(strict=True)
+        real = Path(path).resolve(strict=True)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: file listed in the manifest is missing") from None
+    except (OSError, RuntimeError) as e:  # a symlink loop is RuntimeError before Python 3.13
+        raise BundleError(f"{path}: cannot be resolved ({e})") from None
+    if not real.is_relative_to(real_root) or real == real_root:
+        raise BundleError(f"{path}: points outside the bundle directory (to {real}); a bundle "
+                          "must hold its files itself: copy the file in instead of linking it")
+    _require_regular(path, real.stat().st_mode)
+    return real
+
+
+def _require_regular(path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"{path}: not a regular file (a directory, device, FIFO or socket); "
+                          "replace it with the file the manifest lists")
+
+
+def _open(path: Path) -> tuple[int, int]:
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: file listed in the manifest is missing") from None
+    except OSError as e:
+        raise BundleError(f"{path}: cannot open ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        _require_regular(path, st.st_mode)
+    return fd, st.st_size
+
+
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The whole of a regular file of at most max_bytes bytes."""
+    fd, size = _open(path)
+    with os.fdopen(fd, "rb") as f:
+        if size > max_bytes:
+            raise BundleError(f"{path}: {size:,} bytes, more than the {max_bytes:,} expected; "
+                              "the file is damaged or was replaced")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while we read it
+        raise BundleError(f"{path}: more than the {max_bytes:,} bytes expected; the file is "
+                          "damaged or was replaced")
+    return data
+
+
+def sha256_of(path: Path, expected_size: int | None = None) -> str:
+    """sha256 hex of a regular file; with expected_size, BundleError first if it differs (and
+    never more than that many bytes are read)."""
+    fd, size = _open(path)
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        if expected_size is not None and size != expected_size:
+            raise BundleError(f"{path}: size {size} bytes, manifest says {expected_size}; the "
+                              "file is damaged or was replaced")
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
