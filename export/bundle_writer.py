@@ -9,17 +9,21 @@ A failure anywhere leaves no bundle and the previous one untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
 
 from charwright.runtime.atomic import atomic_dir, write_json
-from charwright.runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, sha256_file
-from charwright.runtime.errors import ConfigError, ExportError, ParityError, RunDirError, require
+from charwright.runtime.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest,
+                                      sha256_file)
+from charwright.runtime.errors import BundleError, ConfigError, ExportError, ParityError, require
+from charwright.runtime.locking import hold
+from charwright.trainer import run_dir as rd
 from charwright.runtime.parity import TOLERANCES, check_bundle, raise_for_failures
 from charwright.runtime.vocab import Vocabulary
 
@@ -38,6 +42,7 @@ FILES = {
 }
 FORMAT_NAMES = {"onnx": "onnx", "tflite": "tflite", "numpy": "npz", "npz": "npz"}
 PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
+SAMPLING_DEFAULTS = {"temperature": 0.8, "top_k": None, "top_p": None}
 
 
 def _noop(event: dict) -> None:
@@ -45,23 +50,53 @@ def _noop(event: dict) -> None:
 
 
 def read_run_dir(run_dir: Path) -> dict:
-    """run.json of a complete run, after checking the files export needs."""
+    """run.json of a complete run (the format is trainer/run_dir.py's)."""
+    return rd.read_complete_run(run_dir)
+
+
+def listed_paths(manifest: dict) -> set[str]:
+    """Every path a bundle's manifest accounts for, manifest.json included."""
+    out = {"manifest.json"}
+    for f in manifest.get("files") or []:
+        if isinstance(f, dict) and isinstance(f.get("path"), str):
+            out.add(f["path"])
+    probe = manifest.get("probe")
+    if isinstance(probe, dict) and isinstance(probe.get("path"), str):
+        out.add(probe["path"])
+    return out
+
+
+def check_replaceable(bundle_dir: Path) -> None:
+    """Refuses to replace BUNDLE_DIR unless it is a charwright bundle (format and version of
+    its manifest checked) holding nothing its manifest does not list (user files are named)."""
+    entries = list(bundle_dir.iterdir())
+    if not entries:
+        return
+    if not (bundle_dir / "manifest.json").is_file():
+        raise ExportError(f"{bundle_dir} is not empty and is not a bundle; refusing to replace "
+                          "it (choose a new directory)")
     try:
-        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{run_dir} holds no charwright run (no run.json)") from None
-    except ValueError as e:
-        raise RunDirError(f"{run_dir / 'run.json'}: malformed JSON ({e})") from None
-    if run.get("format") != "charwright-run":
-        raise RunDirError(f"{run_dir / 'run.json'}: not a charwright run")
-    if run.get("status") != "complete":
-        raise RunDirError(f"{run_dir}: training has not finished (status {run.get('status')!r}); "
-                          "finish it with charwright train -o RUN_DIR --resume")
-    for rel in ("vocab.json", "probe.npz", "step/step.json", "step/weights.npz",
-                "step/saved_model/saved_model.pb"):
-        if not (run_dir / rel).is_file():
-            raise RunDirError(f"{run_dir / rel}: missing; the run directory is incomplete")
-    return run
+        manifest = read_manifest(bundle_dir)
+    except BundleError as e:
+        raise ExportError(f"{bundle_dir} is not a charwright bundle ({e}); refusing to replace "
+                          "it") from None
+    listed = listed_paths(manifest)
+    folders = {str(a) for p in listed for a in PurePosixPath(p).parents if str(a) != "."}
+    extra: list[str] = []
+
+    def walk(folder: Path) -> None:
+        for p in sorted(folder.iterdir()):
+            rel = p.relative_to(bundle_dir).as_posix()
+            if rel in folders and p.is_dir() and not p.is_symlink():
+                walk(p)
+            elif rel not in listed:
+                extra.append(rel)
+
+    walk(bundle_dir)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise ExportError(f"{bundle_dir} holds files its manifest does not list ({shown}); "
+                          "move them out, then export again")
 
 
 def select(formats=None, precisions=None) -> list[tuple[str, str]]:
@@ -109,14 +144,32 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
     """
     on_progress = on_progress or _noop
     run_dir, bundle_dir = Path(run_dir), Path(bundle_dir)
-    run = read_run_dir(run_dir)
     chosen = select(formats, precisions)
-    if bundle_dir.exists():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rd.lock_for_reading(run_dir))
+        read_run_dir(run_dir)
+        _check_target(bundle_dir, force)  # early, before the slow part
+        bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+        # the target is swapped by rename, so its lock sits beside it
+        stack.enter_context(hold(bundle_dir.parent / f".{bundle_dir.name}.lock", str(bundle_dir),
+                                 ExportError, remove=True))
+        _check_target(bundle_dir, force)  # again, under the lock
+        return _export(run_dir, bundle_dir, chosen, force, allow_mismatch, corpus, threads,
+                       on_progress)
+
+
+def _check_target(bundle_dir: Path, force: bool) -> None:
+    if bundle_dir.exists() or bundle_dir.is_symlink():
+        if not bundle_dir.is_dir() or bundle_dir.is_symlink():
+            raise ExportError(f"{bundle_dir} exists and is not a directory; choose another path")
         if not force:
             raise ExportError(f"{bundle_dir} already exists; pass --force to replace it")
-        if not (bundle_dir / "manifest.json").is_file() and any(bundle_dir.iterdir()):
-            raise ExportError(f"{bundle_dir} is not empty and is not a bundle; refusing to "
-                              "replace it")
+        check_replaceable(bundle_dir)
+
+
+def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch: bool, corpus,
+            threads: int, on_progress) -> dict:
+    run = read_run_dir(run_dir)
     tf = require("tensorflow", "train")
     vocab = Vocabulary.load(run_dir / "vocab.json")
     step_info = json.loads((run_dir / "step" / "step.json").read_text())
@@ -182,10 +235,9 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
                                   f"{', '.join(problems)}")
             files.append({"path": name, "format": fmt, "precision": prec,
                           "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
-                          **names, "ops": ops, "deployable": True,
-                          "convert_seconds": round(time.perf_counter() - t0, 2)})
+                          **names, "ops": ops})
             on_progress({"event": "converted", "file": name, "bytes": files[-1]["bytes"],
-                         "seconds": files[-1]["convert_seconds"]})
+                         "seconds": round(time.perf_counter() - t0, 2)})
         shutil.copyfile(run_dir / "probe.npz", tmp / "probe.npz")
         summary = run.get("summary", {})
         manifest = {
@@ -200,7 +252,8 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
                          "optimizer_steps": summary.get("optimizer_steps"),
                          "best_val_bpc": summary.get("best_val_bpc"),
                          "device": summary.get("device"), "train": run["train"]},
-            "sampling_defaults": {"temperature": 0.8, "top_k": 0, "top_p": 1.0},
+            # keyword arguments of runtime.sampling.SamplingConfig (null: that processor is off)
+            "sampling_defaults": dict(SAMPLING_DEFAULTS),
             "tolerances": {k: vars(v) for k, v in TOLERANCES.items()},
             "created_by": {"charwright": run.get("created_by", {}).get("charwright"),
                            "tensorflow": tf.__version__, "converters": _converter_versions()},
@@ -212,7 +265,7 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
                                on_result=lambda r: on_progress({"event": "parity_file",
                                                                 "result": r}))
         manifest["parity"] = [r.to_dict() for r in results]
-        manifest["export_seconds"] = round(time.perf_counter() - t_all, 2)
+        seconds = round(time.perf_counter() - t_all, 2)
         if not allow_mismatch:
             try:
                 raise_for_failures(results)
@@ -222,7 +275,7 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
                                   "the failure recorded in the manifest)") from None
         manifest["parity_failures_allowed"] = any(not r.passed for r in results)
         write_json(tmp / "manifest.json", manifest)
-    on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": manifest["export_seconds"]})
+    on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": seconds})
     return manifest
 
 

@@ -10,27 +10,36 @@ import click
 from .bundle_writer import PRECISIONS
 
 
-def _progress(ev: dict) -> None:
-    kind = ev["event"]
-    if kind == "convert":
-        click.echo(f"converting {ev['file']} ...", err=True, nl=False)
-    elif kind == "converted":
-        click.echo(f" {ev['bytes']:,} bytes, {ev['seconds']:.1f}s", err=True)
-    elif kind == "calibration":
-        click.echo(f"calibration: {ev['pairs']} (token, state) pairs, teacher-forced and "
-                   "free-running", err=True)
-    elif kind == "parity_file":
-        r = ev["result"]
-        mark = "✓" if r.passed else "✗"
-        click.echo(f"  -[{mark}] {r.file}: top-1 {r.top1:.2%}, max |Δ| {r.max_abs:.2e}, "
-                   f"bits/char {r.bpc:.4f} vs {r.ref_bpc:.4f}"
-                   + ("" if r.passed else f" ({'; '.join(r.failures)})"), err=True)
-    elif kind == "parity":
-        click.echo("parity (reference probe replayed on every file):", err=True)
-    elif kind == "warning":
-        click.echo("warning: " + ev["message"], err=True)
-    elif kind == "done":
-        click.echo(f"bundle written to {ev['bundle']} in {ev['seconds']:.1f}s", err=True)
+class _Progress:
+    """Turns export events into stderr lines on `stream` (the real stderr; see runtime/quiet.py)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def _echo(self, text: str, nl: bool = True) -> None:
+        click.echo(text, file=self.stream, nl=nl)
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "convert":
+            self._echo(f"converting {ev['file']} ...", nl=False)
+        elif kind == "converted":
+            self._echo(f" {ev['bytes']:,} bytes, {ev['seconds']:.1f}s")
+        elif kind == "calibration":
+            self._echo(f"calibration: {ev['pairs']} (token, state) pairs, teacher-forced and "
+                       "free-running")
+        elif kind == "parity_file":
+            r = ev["result"]
+            mark = "✓" if r.passed else "✗"
+            self._echo(f"  -[{mark}] {r.file}: top-1 {r.top1:.2%}, max |Δ| {r.max_abs:.2e}, "
+                       f"bits/char {r.bpc:.4f} vs {r.ref_bpc:.4f}"
+                       + ("" if r.passed else f" ({'; '.join(r.failures)})"))
+        elif kind == "parity":
+            self._echo("parity (reference probe replayed on every file):")
+        elif kind == "warning":
+            self._echo("warning: " + ev["message"])
+        elif kind == "done":
+            self._echo(f"bundle written to {ev['bundle']} in {ev['seconds']:.1f}s")
 
 
 @click.command("export")
@@ -50,8 +59,10 @@ def _progress(ev: dict) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Threads for the parity replay.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show the converters' own log lines and warnings on stderr.")
 def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismatch, threads,
-           as_json):
+           as_json, verbose):
     """Export RUN_DIR (made by charwright train) to a self-describing bundle.
 
     Writes TFLite (float32, float16, int8-dynamic, full int8) and ONNX (float32, int8-dynamic)
@@ -64,11 +75,14 @@ def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismat
     """
     from charwright.runtime.parity import FileParity, format_table
 
+    from charwright.runtime.quiet import quiet_stderr
+
     from .bundle_writer import export as run_export
 
-    manifest = run_export(run_dir, bundle_dir, formats or None, precisions or None, force=force,
-                          allow_mismatch=allow_mismatch, corpus=corpus, threads=threads,
-                          on_progress=_progress)
+    with quiet_stderr(verbose) as err:
+        manifest = run_export(run_dir, bundle_dir, formats or None, precisions or None,
+                              force=force, allow_mismatch=allow_mismatch, corpus=corpus,
+                              threads=threads, on_progress=_Progress(err))
     if as_json:
         click.echo(json.dumps(manifest, indent=2, sort_keys=True))
     else:

@@ -56,10 +56,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def restore_checkpoint(path: Path, model) -> dict:
     """Loads weights and optimizer slots into a compiled `model`; returns the saved state."""
-    state = json.loads((path / "state.json").read_text())
-    model.load_weights(str(path / "model.weights.h5"))
+    state = read_state(path)
     opt = model.optimizer
+    # build the optimizer first: model.weights.h5 holds its slots too, and loading them into an
+    # unbuilt optimizer makes Keras warn "Skipping variable loading for optimizer" on every resume
     opt.build(model.trainable_variables)
+    model.load_weights(str(path / "model.weights.h5"))
     with np.load(path / "optimizer.npz", allow_pickle=False) as z:
         values = [z[k] for k in sorted(z.files)]
     if len(values) != len(opt.variables):
@@ -73,3 +75,11 @@ def restore_checkpoint(path: Path, model) -> dict:
                               f"expected {tuple(var.shape)}")
         var.assign(val)
     return state
+
+
+def read_state(path: Path) -> dict:
+    """The loop position a checkpoint holds (epoch = epochs completed, step_in_epoch, ...)."""
+    try:
+        return json.loads((Path(path) / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{path / 'state.json'}: unreadable ({e}); the run is damaged") from None

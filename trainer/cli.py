@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -26,13 +27,39 @@ def _load_config(ctx, param, value):
         raise click.BadParameter(f"cannot read {value}: {e}") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value} must hold a JSON object")
-    names = {p.name for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params if p.name in CONFIG_KEYS}
     cleaned = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(cleaned) - names)
+    unknown = sorted(set(cleaned) - set(params))
     if unknown:
         raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}")
+    for name, v in cleaned.items():
+        _check_config_value(value, name, v, params[name])
     ctx.default_map = {**(ctx.default_map or {}), **cleaned}
     return value
+
+
+# options a --config file may set (not where the run goes, nor what to do with it)
+CONFIG_KEYS = ("cell", "layers", "units", "embedding_dim", "dropout", "seq_len", "batch_size",
+               "epochs", "learning_rate", "val_fraction", "seed", "stateful", "lines",
+               "checkpoint_every", "probe_chars", "greedy_chars", "sample_chars", "clipnorm",
+               "distribute", "cpu_devices")
+
+
+def _check_config_value(path, name, v, param) -> None:
+    """JSON gives floats for 3.0 and inf for 1e400, and click would quietly truncate 3.5 to 3:
+    an int option takes an integer, a float option a finite number, a flag true or false."""
+    opt = "--" + name.replace("_", "-")
+    if param.is_flag:
+        if not isinstance(v, bool):
+            raise click.BadParameter(f"{path}: {opt} must be true or false, not {v!r}")
+    elif isinstance(param.type, (click.types.IntParamType, click.IntRange)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise click.BadParameter(f"{path}: {opt} must be an integer, not {v!r}")
+    elif isinstance(param.type, (click.types.FloatParamType, click.FloatRange)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise click.BadParameter(f"{path}: {opt} must be a finite number, not {v!r}")
+    elif not isinstance(v, str):
+        raise click.BadParameter(f"{path}: {opt} must be a string, not {v!r}")
 
 
 class _Progress:
@@ -82,6 +109,10 @@ class _Progress:
             self._out("sample: " + ev["text"].replace("\n", "\n        "))
         elif kind == "probe":
             self._out(f"recording the reference probe ({ev['chars']} chars) and the step graph")
+        elif kind == "interrupt":  # the resume line follows; end a redrawn progress line first
+            if self.tty:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
         elif kind == "done":
             self._out(f"done: best val {ev['best_val_bpc']:.4f} bits/char (epoch "
                       f"{ev['best_epoch']}), {ev['optimizer_steps']} optimizer steps, step graph "
@@ -113,7 +144,7 @@ class _Progress:
 @click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
               default=_T.val_fraction, show_default=True,
               help="Contiguous tail of the corpus held out for validation.")
-@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=_T.seed, show_default=True)
 @click.option("--stateful", is_flag=True,
               help="Train on B equidistant streams, carrying state across batches.")
 @click.option("--lines", is_flag=True,
@@ -135,29 +166,39 @@ class _Progress:
 @click.option("--cpu-devices", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Split the CPU into N logical devices (to use MirroredStrategy on CPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print run.json to stdout at the end.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show TensorFlow's own log lines and warnings on stderr.")
 @click.pass_context
 def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq_len, batch_size,
           epochs, learning_rate, val_fraction, seed, stateful, lines, checkpoint_every,
           probe_chars, greedy_chars, sample_chars, clipnorm, resume, force, distribute,
-          cpu_devices, as_json):
+          cpu_devices, as_json, verbose):
     """Train a character-level model on CORPUS files (UTF-8) into RUN_DIR.
 
     \b
     charwright train ../shared/data/tinyshakespeare.txt -o RUN --units 64 --epochs 1
     charwright train names.txt -o RUN --lines --cell lstm --layers 2
     charwright train -o RUN --resume
+    charwright train -o RUN --resume --epochs 20     (train a finished run further)
     """
+    from charwright.runtime.quiet import quiet_stderr
+
+    from .interrupt import TrainingInterrupted
     from .train import train as run_training
 
     if stateful and lines:
         raise ConfigError("--stateful and --lines are different data schemes; pass one")
     if not corpus and not resume:
         raise click.UsageError("give at least one CORPUS file (or --resume)")
+    new_epochs = None
     if resume:
+        cmdline = click.core.ParameterSource.COMMANDLINE
+        if ctx.get_parameter_source("epochs") == cmdline:
+            new_epochs = epochs
         given = [p.name for p in ctx.command.params
                  if p.name not in ("corpus", "run_dir", "resume", "as_json", "distribute",
-                                   "cpu_devices")
-                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+                                   "cpu_devices", "epochs", "verbose")
+                 and ctx.get_parameter_source(p.name) == cmdline]
         if given:
             click.echo(f"warning: --resume uses the run's saved configuration; ignoring "
                        f"{', '.join('--' + g.replace('_', '-') for g in given)}", err=True)
@@ -169,7 +210,15 @@ def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq
                             mode=mode, checkpoint_every=checkpoint_every, probe_chars=probe_chars,
                             greedy_chars=greedy_chars, sample_chars=sample_chars,
                             clipnorm=clipnorm)
-    run = run_training(list(corpus), run_dir, model_cfg, train_cfg, resume=resume, force=force,
-                       cpu_devices=cpu_devices, distribute=distribute, on_progress=_Progress())
+    with quiet_stderr(verbose) as err:
+        try:
+            run = run_training(list(corpus), run_dir, None if resume else model_cfg,
+                               None if resume else train_cfg, resume=resume, force=force,
+                               epochs=new_epochs, cpu_devices=cpu_devices,
+                               distribute=distribute, on_progress=_Progress(err))
+        except TrainingInterrupted as e:
+            err.write(f"{e}\n")
+            err.flush()
+            ctx.exit(e.exit_code)
     if as_json:
         click.echo(json.dumps(run, indent=2, sort_keys=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from charwright.runtime.errors import ConfigError
@@ -13,6 +14,21 @@ DATA_MODES = ("windows", "stateful", "lines")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def _int(name: str, value, lo: int, hi: int) -> None:
+    """An integer (not a bool, not 3.0) in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}={value!r}: must be an integer")
+    _check(lo <= value <= hi, f"{name}={value}: use {lo}..{hi}")
+
+
+def _float(name: str, value, rule: str, ok) -> None:
+    """A finite number for which ok(value) holds (NaN and inf, e.g. JSON's 1e400, never do)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r}: must be a number")
+    _check(math.isfinite(value), f"{name}={value}: must be a finite number ({rule})")
+    _check(ok(value), f"{name}={value}: use {rule}")
 
 
 @dataclass(frozen=True)
@@ -37,12 +53,13 @@ class ModelConfig:
     vocab_size: int = 0
 
     def __post_init__(self):
-        _check(self.cell in CELLS, f"cell {self.cell!r}: use one of {', '.join(CELLS)}")
-        _check(1 <= self.layers <= 8, f"layers={self.layers}: use 1..8")
-        _check(1 <= self.units <= 8192, f"units={self.units}: use 1..8192")
-        _check(0 <= self.embedding_dim <= 8192, f"embedding_dim={self.embedding_dim}: use 0..8192")
-        _check(0.0 <= self.dropout < 1.0, f"dropout={self.dropout}: use 0 <= dropout < 1")
-        _check(self.vocab_size >= 0, f"vocab_size={self.vocab_size} must not be negative")
+        _check(isinstance(self.cell, str) and self.cell in CELLS,
+               f"cell {self.cell!r}: use one of {', '.join(CELLS)}")
+        _int("layers", self.layers, 1, 8)
+        _int("units", self.units, 1, 8192)
+        _int("embedding_dim", self.embedding_dim, 0, 8192)
+        _float("dropout", self.dropout, "0 <= dropout < 1", lambda v: 0.0 <= v < 1.0)
+        _int("vocab_size", self.vocab_size, 0, 1 << 24)
 
     @property
     def state_parts(self) -> int:
@@ -99,17 +116,19 @@ class TrainConfig:
     clipnorm: float = 5.0
 
     def __post_init__(self):
-        _check(2 <= self.seq_len <= 100_000, f"seq_len={self.seq_len}: use 2..100000")
-        _check(1 <= self.batch_size <= 65_536, f"batch_size={self.batch_size}: use 1..65536")
-        _check(1 <= self.epochs <= 100_000, f"epochs={self.epochs}: use at least 1")
-        _check(0 < self.learning_rate < 1, f"learning_rate={self.learning_rate}: use 0 < lr < 1")
-        _check(0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction}: use 0 < f < 0.5")
-        _check(self.mode in DATA_MODES, f"mode {self.mode!r}: use one of {', '.join(DATA_MODES)}")
-        _check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
-        _check(self.probe_chars >= 1, "probe_chars must be >= 1")
-        _check(self.greedy_chars >= 1, "greedy_chars must be >= 1")
-        _check(self.sample_chars >= 0, "sample_chars must be >= 0")
-        _check(self.clipnorm >= 0, "clipnorm must be >= 0")
+        _int("seq_len", self.seq_len, 2, 100_000)
+        _int("batch_size", self.batch_size, 1, 65_536)
+        _int("epochs", self.epochs, 1, 100_000)
+        _float("learning_rate", self.learning_rate, "0 < lr < 1", lambda v: 0 < v < 1)
+        _float("val_fraction", self.val_fraction, "0 < f < 0.5", lambda v: 0 < v < 0.5)
+        _int("seed", self.seed, 0, 2**32 - 1)
+        _check(isinstance(self.mode, str) and self.mode in DATA_MODES,
+               f"mode {self.mode!r}: use one of {', '.join(DATA_MODES)}")
+        _int("checkpoint_every", self.checkpoint_every, 0, 10**9)
+        _int("probe_chars", self.probe_chars, 1, 10**7)
+        _int("greedy_chars", self.greedy_chars, 1, 10**6)
+        _int("sample_chars", self.sample_chars, 0, 10**6)
+        _float("clipnorm", self.clipnorm, "0 (off) or more", lambda v: v >= 0)
 
 
 def config_to_dict(cfg) -> dict:

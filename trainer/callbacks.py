@@ -1,0 +1,82 @@
+"""The Keras callback of the training loop: progress, step checkpoints, stateful resets, signals.
+
+`loop` is the live loop position (a dict shared with trainer/train.py): epoch, step_in_epoch,
+global_step, history, best_val_loss, best_epoch and timing marks. A checkpoint stores
+`loop_state(loop)`, which is what resume needs to replay the rest of an epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import checkpoint as ckpt
+from .interrupt import InterruptFlag, TrainingInterrupted
+
+LOOP_KEYS = ("epoch", "step_in_epoch", "global_step", "history", "best_val_loss", "best_epoch")
+
+
+def loop_state(loop: dict) -> dict:
+    return {k: loop[k] for k in LOOP_KEYS}
+
+
+def reset_states(model) -> None:
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+def save_checkpoint(run_dir: Path, model, loop: dict, on_progress: Callable[[dict], None]):
+    path = ckpt.save_checkpoint(run_dir, model, loop_state(loop))
+    on_progress({"event": "checkpoint", "path": str(path), "global_step": loop["global_step"]})
+    return path
+
+
+def interrupted(run_dir: Path, loop: dict) -> TrainingInterrupted:
+    return TrainingInterrupted(run_dir, loop["epoch"] + 1, loop["step_in_epoch"],
+                               loop["global_step"])
+
+
+def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
+                   on_progress: Callable[[dict], None], stateful: bool, steps_per_epoch: int,
+                   flag: InterruptFlag):
+    """[the loop callback]. Stateful models are reset before each epoch and before validation;
+    a signal (flag.requested) saves a checkpoint after the current step and raises
+    TrainingInterrupted (at an epoch's last step the epoch is finished first: see train.py)."""
+
+    class Loop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            loop["t_begin"] = time.perf_counter()
+            loop["t_train_end"] = None
+            loop["t_last"] = 0.0
+            if stateful:
+                reset_states(model)
+
+        def on_train_batch_end(self, batch, logs=None):
+            loop["step_in_epoch"] += 1
+            loop["global_step"] += 1
+            now = time.perf_counter()
+            last = loop["step_in_epoch"] == steps_per_epoch
+            if now - loop["t_last"] >= 0.5 or last:
+                loop["t_last"] = now
+                on_progress({"event": "batch", "epoch": loop["epoch"] + 1,
+                             "epochs": loop["epochs"], "step": loop["step_in_epoch"],
+                             "steps": steps_per_epoch, "loss": float((logs or {}).get("loss", 0)),
+                             "elapsed": now - loop["t_begin"]})
+            if last:
+                return
+            if flag.requested:
+                on_progress({"event": "interrupt"})
+                save_checkpoint(run_dir, model, loop, on_progress)
+                raise interrupted(run_dir, loop)
+            if every and loop["global_step"] % every == 0:
+                save_checkpoint(run_dir, model, loop, on_progress)
+
+        def on_test_begin(self, logs=None):
+            if loop["t_train_end"] is None:
+                loop["t_train_end"] = time.perf_counter()
+            if stateful:
+                reset_states(model)
+
+    return [Loop()]

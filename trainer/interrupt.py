@@ -1,0 +1,60 @@
+"""Ctrl-C and SIGTERM during training: finish the current step, save a checkpoint, stop.
+
+The first signal only sets a flag (and puts the previous handlers back, so a second Ctrl-C
+aborts at once); the training loop checks the flag after every optimizer step, saves a
+checkpoint there and raises TrainingInterrupted, which the CLI turns into one line saying how
+to resume, and exit status 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from charwright.runtime.errors import CharwrightError
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(CharwrightError):
+    """Training stopped on a signal after saving a checkpoint; `--resume` continues it."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir, epoch: int, step: int, global_step: int):
+        self.run_dir, self.epoch, self.step, self.global_step = run_dir, epoch, step, global_step
+        super().__init__(
+            f"interrupted in epoch {epoch} after step {step} ({global_step} optimizer steps "
+            f"saved); resume with: charwright train -o {run_dir} --resume"
+        )
+
+
+class InterruptFlag:
+    """Installs the handlers for the `with` block (main thread only; elsewhere a no-op)."""
+
+    def __init__(self, on_signal=None):
+        self.requested = False
+        self.signum = None
+        self._previous = {}
+        self._on_signal = on_signal
+
+    def _handle(self, signum, frame):
+        self.requested, self.signum = True, signum
+        self._restore()  # a second signal takes the default path (KeyboardInterrupt / exit)
+        if self._on_signal is not None:
+            self._on_signal(signum)
+
+    def _restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
