@@ -1,105 +1,200 @@
-"""The runtime's inspection subcommands: info, score, verify. Thin: parse, call, render."""
+"""The runtime's inspection subcommands: info, score, verify. Thin: parse, call, render.
+
+Every command takes its bundle the way `generate` does: -b/--bundle, defaulting to the demo
+bundle shipped with charwright; info and verify also take it as their one positional argument.
+Ctrl-C exits with status 130 and no traceback or "Aborted!".
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 
 import click
 
-from .errors import ParityError
+from .backends import BACKENDS, BY_FORMAT, FORMAT_ALIASES
+from .errors import ConfigError, ParityError
+from .manifest import PRECISIONS
+
+BACKEND_CHOICE = click.Choice([s.name for s in BACKENDS])
+PRECISION_CHOICE = click.Choice(list(PRECISIONS))
+BOM = "\ufeff"
+
+
+def exit_130_on_interrupt(fn):
+    """Ctrl-C ends the command with status 130 (128 + SIGINT), quietly."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+
+    return wrapper
+
+
+def bundle_option(fn):
+    return click.option(
+        "-b", "--bundle", "bundle_opt", type=click.Path(file_okay=False),
+        help="Bundle directory (default: the demo model shipped with charwright).")(fn)
+
+
+def resolve_bundle(positional, option):
+    """The bundle directory from BUNDLE_DIR or -b (not both), else the demo bundle."""
+    if positional is not None and option is not None and positional != option:
+        raise click.UsageError(f"two bundles given ({positional} and -b {option}): give one")
+    chosen = positional if positional is not None else option
+    if chosen is None:
+        from .model import DEMO_BUNDLE
+
+        return str(DEMO_BUNDLE)
+    return chosen
 
 
 @click.command("verify")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.argument("bundle_dir", required=False, type=click.Path(file_okay=False))
+@bundle_option
+@click.option("--format", "formats", multiple=True, type=click.Choice(sorted(FORMAT_ALIASES)),
+              help="Check only files of this format (repeatable; tflite = litert, npz = numpy).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
-def verify(bundle_dir, as_json, threads):
-    """Replay the reference probe on every model file of BUNDLE_DIR.
+@exit_130_on_interrupt
+def verify(bundle_dir, bundle_opt, formats, as_json, threads):
+    """Replay the reference probe on every model file of BUNDLE_DIR (default: the demo bundle).
 
     Prints one row per file: max and mean |Δlogit|, top-1 agreement, KL(reference‖file),
     bits/char of the file vs the reference, the first step at which the file's greedy text
-    differs from the reference's, and the verdict. Exits 1 if any file is outside its
-    tolerance, or damaged (size or sha256 mismatch). Needs no TensorFlow.
+    differs from the reference's, and the verdict. A file whose runtime is not installed here
+    (ai-edge-litert for .tflite) is "not checked", with one line on stderr naming the extra.
+    Exits 1 if any checked file is outside its tolerance or damaged (size or sha256 mismatch),
+    or if no file could be checked at all. Needs no TensorFlow.
+
+    \b
+    charwright verify BUNDLE
+    charwright verify -b BUNDLE --format onnx --json
     """
     from .bundle import load_bundle
     from .parity import check_bundle, format_table, raise_for_failures
 
-    bundle = load_bundle(bundle_dir, verify=False)  # per-file checks happen in check_bundle
-    results = check_bundle(bundle, threads=threads)
+    root = resolve_bundle(bundle_dir, bundle_opt)
+    bundle = load_bundle(root, verify=False)  # per-file checks happen in check_bundle
+    wanted = {FORMAT_ALIASES[f] for f in formats}
+    entries = [e for e in bundle.files if not wanted or e.format in wanted]
+    if not entries:
+        have = ", ".join(sorted({e.format for e in bundle.files}))
+        raise ConfigError(f"{root}: no file of format {', '.join(sorted(wanted))} in this "
+                          f"bundle (it has: {have}); drop --format or pick one of those")
+    results = check_bundle(bundle, entries, threads=threads)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True,
+                              allow_nan=False))
     else:
         click.echo(format_table(results))
+    missing = {}
+    for r in results:
+        if not r.checked:
+            missing.setdefault(r.format, []).append(r.file)
+    for fmt, files in missing.items():
+        spec = BY_FORMAT[fmt]
+        click.echo(f"note: {len(files)} {fmt} file{'s' * (len(files) > 1)} not checked: "
+                   f"{spec.runtime} is not installed; install it with: {spec.install_hint}",
+                   err=True)
     try:
         raise_for_failures(results)
     except ParityError as e:
-        raise ParityError(f"{bundle_dir}: {e}") from None
+        raise ParityError(f"{root}: {e}") from None
+
+
+def _fmt(v, spec: str, default: str = "?") -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return format(v, spec)
+    return default
 
 
 @click.command("info")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.argument("bundle_dir", required=False, type=click.Path(file_okay=False))
+@bundle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def info(bundle_dir, as_json):
-    """Show what BUNDLE_DIR holds: vocabulary, architecture, files, training, parity."""
+@exit_130_on_interrupt
+def info(bundle_dir, bundle_opt, as_json):
+    """Show what BUNDLE_DIR (default: the demo bundle) holds: vocabulary, architecture, files,
+    training, parity."""
     from .bundle import load_bundle
 
-    b = load_bundle(bundle_dir, verify=False)
+    b = load_bundle(resolve_bundle(bundle_dir, bundle_opt), verify=False)
     m = b.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, sort_keys=True))
         return
     a = m["architecture"]
-    t = m.get("training", {})
-    parity = {p["file"]: p for p in m.get("parity", [])}
+    t = m.get("training") if isinstance(m.get("training"), dict) else {}
+    parity = {p.get("file"): p for p in m.get("parity") or () if isinstance(p, dict)}
     chars = "".join(b.vocab.chars)
     click.echo(f"bundle      {b.root} ({m['format']} {m['format_version']})")
     click.echo(f"model       {a['cell'].upper()} {a['layers']}x{a['units']}, embedding "
-               f"{a['embedding_dim'] or 'one-hot'}, vocab {b.vocab.size}"
+               f"{a.get('embedding_dim') or 'one-hot'}, vocab {b.vocab.size}"
                + (" (with end-of-sequence)" if b.vocab.eos else ""))
     click.echo(f"state       float32 [batch, {b.state_size}]: "
                + ", ".join(f"{s['name']}[{s['size']}]" for s in m["state"]["layout"]))
     click.echo(f"vocabulary  {json.dumps(chars, ensure_ascii=False)}")
     if t:
-        bpc = t.get("best_val_bpc")
         click.echo(f"training    {t.get('epochs')} epochs, {t.get('optimizer_steps')} steps, "
-                   f"val {bpc:.4f} bits/char, on {t.get('device')}" if bpc is not None else
-                   f"training    {t}")
+                   f"val {_fmt(t.get('best_val_bpc'), '.4f')} bits/char, on {t.get('device')}")
     click.echo("files")
     for f in b.files:
         p = parity.get(f.path)
         verdict = "" if p is None else (
-            f"  top-1 {p['top1']:.2%}, bits/char {p['bpc']:.4f}, {p['verdict']}")
+            f"  top-1 {_fmt(p.get('top1'), '.2%', '-')}, bits/char "
+            f"{_fmt(p.get('bpc'), '.4f', '-')}, {p.get('verdict', '?')}")
         click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}")
 
 
-BACKEND_CHOICE = click.Choice(["onnx", "litert", "numpy"])
-PRECISION_CHOICE = click.Choice(["float32", "float16", "int8-dynamic", "int8"])
-
-
 @click.command("score")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.argument("text_file", type=click.Path(dir_okay=False))
+@bundle_option
 @click.option("--backend", type=BACKEND_CHOICE, default="onnx", show_default=True)
-@click.option("--precision", type=PRECISION_CHOICE)
+@click.option("--precision", type=PRECISION_CHOICE, help="Model file precision (default: the "
+              "fastest whose parity passed).")
 @click.option("--unknown", type=click.Choice(["error", "skip", "replace"]), default="error",
-              show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def score(bundle_dir, text_file, backend, precision, unknown, as_json):
-    """Bits per character of TEXT_FILE (UTF-8) under the model in BUNDLE_DIR."""
-    from .errors import ConfigError
+              show_default=True, help="Characters outside the vocabulary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@exit_130_on_interrupt
+def score(text_file, bundle_opt, backend, precision, unknown, as_json):
+    """Bits per character of TEXT_FILE (UTF-8; one leading byte-order mark is ignored, as
+    `train` does) under the model in -b BUNDLE (default: the demo bundle).
+
+    The first character is given; each following one is predicted from all before it, from a
+    zero state. Progress goes to stderr (redrawn on a terminal, a line every 5 s otherwise).
+
+    \b
+    charwright score text.txt
+    charwright score text.txt -b BUNDLE --backend litert --json
+    """
     from .model import load
+    from .parity import log_likelihood
+    from .progress import Progress
 
     try:
         with open(text_file, "rb") as f:
             text = f.read().decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{text_file}: invalid UTF-8 at byte offset {e.start}") from None
-    model = load(bundle_dir, backend=backend, precision=precision)
-    s = model.score(text, unknown=unknown)
+    except OSError as e:
+        raise ConfigError(f"{text_file}: cannot read ({e.strerror or e})") from None
+    if text.startswith(BOM):
+        text = text[1:]
+    model = load(resolve_bundle(None, bundle_opt), backend=backend, precision=precision)
+    ids = model.vocab.encode(text, unknown=unknown)
+    if len(ids) < 2:
+        raise ConfigError(f"{text_file}: scoring needs a text of at least two characters")
+    with Progress("score", "chars") as progress:
+        logprob = log_likelihood(model.backend, ids, on_progress=progress.update)
+    n = len(ids) - 1
+    bpc = -logprob / n / math.log(2)
     if as_json:
-        click.echo(json.dumps({"file": text_file, "bits_per_char": s.bits_per_char,
-                               "logprob": s.logprob, "chars": s.chars,
-                               "model": model.entry.path}))
+        click.echo(json.dumps({"file": text_file, "bits_per_char": bpc, "logprob": logprob,
+                               "chars": n, "model": model.entry.path}))
     else:
-        click.echo(f"{s.bits_per_char:.4f} bits/char over {s.chars:,} characters "
-                   f"({model.entry.path})")
+        click.echo(f"{bpc:.4f} bits/char over {n:,} characters ({model.entry.path})")
