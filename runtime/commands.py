@@ -92,10 +92,10 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
                               allow_nan=False))
     else:
         click.echo(format_table(results))
-    missing = {}
+    missing, format_of = {}, {e.path: e.format for e in entries}
     for r in results:
         if not r.checked:
-            missing.setdefault(r.format, []).append(r.file)
+            missing.setdefault(format_of[r.file], []).append(r.file)
     for fmt, files in missing.items():
         spec = BY_FORMAT[fmt]
         click.echo(f"note: {len(files)} {fmt} file{'s' * (len(files) > 1)} not checked: "
