@@ -1,0 +1,38 @@
+"""charwright info: the demo bundle by default, -b, and odd manifest values that are not fatal."""
+
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from charwright.runtime.cli import cli
+from charwright.runtime.model import DEMO_BUNDLE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
+from bundle_factory import copy_demo, edit  # noqa: E402
+
+
+def test_info_defaults_to_the_demo_bundle():
+    a = CliRunner().invoke(cli, ["info"])
+    b = CliRunner().invoke(cli, ["info", "-b", str(DEMO_BUNDLE)])
+    c = CliRunner().invoke(cli, ["info", str(DEMO_BUNDLE)])
+    assert a.exit_code == 0, a.output
+    assert a.stdout == b.stdout == c.stdout
+    assert "GRU 1x512, embedding 64, vocab 65" in a.stdout
+    assert "model.int8-dynamic.onnx" in a.stdout and "top-1 97.40%, bits/char 1.9102, pass" \
+        in a.stdout
+
+
+def test_info_survives_free_form_fields(tmp_path):
+    d = copy_demo(tmp_path / "b")
+    edit(d, lambda m: (m["training"].update(best_val_bpc="n/a"),
+                       m["parity"][0].update(top1=None, verdict="not checked")))
+    r = CliRunner().invoke(cli, ["info", str(d)])
+    assert r.exit_code == 0, r.output
+    assert "val ? bits/char" in r.stdout and "top-1 -, bits/char 1.9102, not checked" in r.stdout
+
+
+def test_help_shows_the_bundle_option():
+    for cmd in ("info", "verify", "score"):
+        r = CliRunner().invoke(cli, [cmd, "--help"])
+        assert r.exit_code == 0 and "-b, --bundle" in r.stdout and "demo" in r.stdout
