@@ -59,6 +59,29 @@ def describe_holder(lock_path: str | os.PathLike) -> str:
     return f"pid {pid} ({info.get('command', '?')}, since {info.get('since', '?')})"
 
 
+def _busy(lock_path: Path, what: str, error: type[CharwrightError]) -> CharwrightError:
+    return error(f"{what} is in use by {describe_holder(lock_path)}; wait for it to finish or "
+                 "stop it, then run again")
+
+
+def check_free(lock_path: str | os.PathLike, what: str,
+               error: type[CharwrightError] = CharwrightError) -> None:
+    """Raises `error` naming the holder if someone holds an exclusive lock on `lock_path` now
+    (creates nothing: for read-only checks before the lock is taken)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        raise _busy(Path(lock_path), what, error) from None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def hold(lock_path: str | os.PathLike, what: str, error: type[CharwrightError] = CharwrightError,
          shared: bool = False, remove: bool = False) -> Iterator[Path]:
@@ -82,8 +105,7 @@ def hold(lock_path: str | os.PathLike, what: str, error: type[CharwrightError] =
             os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise error(f"{what} is in use by {describe_holder(lock_path)}; wait for it to "
-                        "finish or stop it, then run again") from None
+            raise _busy(lock_path, what, error) from None
         try:
             same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

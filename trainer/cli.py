@@ -62,6 +62,16 @@ def _check_config_value(path, name, v, param) -> None:
         raise click.BadParameter(f"{path}: {opt} must be a string, not {v!r}")
 
 
+class _Finite(click.FloatRange):
+    """FloatRange that also refuses nan and inf (click lets nan through every range check)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
 class _Progress:
     """Turns trainer events into stderr output: a redrawn line on a tty, plain lines otherwise."""
 
@@ -132,16 +142,16 @@ class _Progress:
               help="Hidden units per layer.")
 @click.option("--embedding-dim", type=click.IntRange(0, 8192), default=_M.embedding_dim,
               show_default=True, help="Embedding size; 0 = one-hot input.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_M.dropout,
+@click.option("--dropout", type=_Finite(0, 1, max_open=True), default=_M.dropout,
               show_default=True, help="Dropout after each recurrent layer.")
 @click.option("--seq-len", type=click.IntRange(2, 100_000), default=_T.seq_len, show_default=True,
               help="Characters per training window.")
 @click.option("--batch-size", type=click.IntRange(1, 65_536), default=_T.batch_size,
               show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=_T.epochs, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--learning-rate", type=_Finite(0, 1, min_open=True, max_open=True),
               default=_T.learning_rate, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+@click.option("--val-fraction", type=_Finite(0, 0.5, min_open=True, max_open=True),
               default=_T.val_fraction, show_default=True,
               help="Contiguous tail of the corpus held out for validation.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=_T.seed, show_default=True)
@@ -157,7 +167,7 @@ class _Progress:
               show_default=True, help="Length of the reference greedy continuation.")
 @click.option("--sample-chars", type=click.IntRange(0), default=_T.sample_chars,
               show_default=True, help="Characters sampled after each epoch (0 = none).")
-@click.option("--clipnorm", type=click.FloatRange(0), default=_T.clipnorm, show_default=True,
+@click.option("--clipnorm", type=_Finite(0), default=_T.clipnorm, show_default=True,
               help="Clip gradients to this global norm (0 = off).")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace the run in RUN_DIR.")

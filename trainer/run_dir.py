@@ -27,7 +27,7 @@ from pathlib import Path
 
 from charwright.runtime.atomic import write_json, write_text
 from charwright.runtime.errors import RunDirError
-from charwright.runtime.locking import hold
+from charwright.runtime.locking import check_free, hold
 
 RUN_FORMAT = "charwright-run"
 RUN_VERSION = 1
@@ -104,17 +104,19 @@ def never_checkpointed(run_dir: Path, run: dict) -> bool:
         Path(run_dir) / "checkpoints" / "latest").is_file()
 
 
-def check_target(run_dir: Path, force: bool) -> dict | None:
+def check_target(run_dir: Path, force: bool, locked: bool = False) -> dict | None:
     """Checks that a new run may be written into RUN_DIR; returns the run it will replace.
 
     Allowed: a missing or empty directory; a charwright run with force; a run that never reached
     its first checkpoint (a failed start must not block a plain re-run). Refused: a file, a
     directory with entries charwright did not write (named, with or without force), another
-    run without force. Read-only: call it again under the lock before writing.
+    run without force. Read-only: call it again under the lock (locked=True) before writing.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} exists and is not a directory")
+    if not locked:  # a live trainer first (under our own lock, flock would see ours)
+        check_free(run_dir / LOCK_NAME, str(run_dir), RunDirError)
     foreign = foreign_entries(run_dir)
     if not has_run(run_dir):
         if foreign:

@@ -167,7 +167,7 @@ def train(
             # the new run can start: only now is RUN_DIR touched
             run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(rd.lock(run_dir))
-            rd.check_target(run_dir, force)  # again, under the lock
+            rd.check_target(run_dir, force, locked=True)  # again, under the lock
             rd.clear_run(run_dir)
             run = _new_run(run_dir, prep, model_cfg, train_cfg, tf.__version__,
                            keras.__version__)
