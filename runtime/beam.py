@@ -8,12 +8,15 @@ The state follows the surviving beams with np.take on the batch axis.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigError
 from .processors import log_softmax
+
+MAX_WIDTH = 256  # candidates per step = width x vocab; wider beams only cost memory
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,16 @@ class Beam:
 def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars: int,
                 width: int, length_penalty: float = 1.0, n_best: int | None = None) -> list[Beam]:
     """Args: logits float32 [1, V] and state [1, S] after priming the prompt."""
-    if width < 1:
-        raise ConfigError(f"beam width {width}: must be >= 1")
-    if max_chars < 1:
-        raise ConfigError(f"max_chars {max_chars}: beam search needs at least 1")
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+        raise ConfigError(f"beam width {width!r}: must be in 1..{MAX_WIDTH}")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ConfigError(f"max_chars {max_chars!r}: beam search needs at least 1")
+    lp = length_penalty
+    if not isinstance(lp, (int, float)) or not math.isfinite(lp) or not -10 <= lp <= 10:
+        raise ConfigError(f"length_penalty {lp!r}: must be in [-10, 10]")
     n_best = width if n_best is None else n_best
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= width:
+        raise ConfigError(f"n_best {n_best!r}: must be in 1..{width}")
     eos = vocab.eos_id
     V = logits.shape[1]
     seqs = np.zeros((1, 0), np.int32)

@@ -11,11 +11,20 @@ extra); CHARWRIGHT_DEBUG=1 shows the traceback instead. Bad flags are click usag
 
 from __future__ import annotations
 
-import importlib
-import os
+import signal
 import sys
 
-import click
+
+def _early_interrupt(signum, frame):  # Ctrl-C while the CLI is still starting: quiet, 130
+    raise SystemExit(130)
+
+
+signal.signal(signal.SIGINT, _early_interrupt)
+
+import importlib  # noqa: E402
+import os  # noqa: E402
+
+import click  # noqa: E402
 
 from .errors import CharwrightError
 from .version import package_version
@@ -35,6 +44,10 @@ class _CLIError(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class _ReaderGone(Exception):
+    """stdout's reader closed the pipe (`charwright generate | head`)."""
 
 
 class LazyGroup(click.Group):
@@ -64,6 +77,8 @@ class LazyGroup(click.Group):
             if os.environ.get("CHARWRIGHT_DEBUG"):
                 raise
             raise _CLIError(str(e), e.exit_code) from None
+        except BrokenPipeError:  # click would sys.exit(1); the reader went away, not an error
+            raise _ReaderGone() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except OSError as e:
@@ -91,8 +106,31 @@ def cli():
     """
 
 
-def main(argv=None) -> None:
-    cli.main(args=argv, prog_name="charwright")
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that the interpreter's final flush does
+    not fail again with 'Exception ignored ... BrokenPipeError'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def main(argv=None) -> int:
+    """The console script. Exit codes: 0 ok, 1 error, 2 usage or missing extra, 130 Ctrl-C,
+    141 stdout closed by its reader (`charwright generate | head`), as for a SIGPIPE."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, KeyboardInterrupt
+    try:
+        rv = cli.main(args=argv, prog_name="charwright", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        return 130
+    except (_ReaderGone, BrokenPipeError):
+        _silence_stdout()
+        return 141
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

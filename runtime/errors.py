@@ -49,12 +49,45 @@ def require(module: str, extra: str | None):
     """Imports `module` or raises BackendUnavailable naming the extra that provides it
     (extra=None: a base dependency, reinstalling charwright brings it back).
 
+    A Ctrl-C during the import is held until the import is over and then raised as usual:
+    some packages (onnxruntime) catch it inside their import and fail as if not installed.
+
     Example: `tf = require("tensorflow", "train")`.
     """
     import importlib
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
+    with _interrupts_deferred() as interrupted:
+        try:
+            mod = importlib.import_module(module)
+            err = None
+        except ImportError as e:
+            mod, err = None, e
+    if interrupted:
+        raise KeyboardInterrupt
+    if err is not None:
         fix = f"pip install 'charwright[{extra}]'" if extra else "pip install --force-reinstall charwright"
-        raise BackendUnavailable(f"{module} is not installed ({e}); install it with: {fix}") from None
+        raise BackendUnavailable(f"{module} is not installed ({err}); install it with: {fix}")
+    return mod
+
+
+class _interrupts_deferred:
+    """Records SIGINT instead of raising it (main thread only); truthy once one arrived."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._got, self._old = [], None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGINT, lambda *a: self._got.append(1))
+            except ValueError:  # not the main interpreter
+                self._old = None
+        return self._got
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False

@@ -1,26 +1,28 @@
-"""The sampling loop: prime the prompt, then step -> process logits -> select, per character.
+"""Rows that join and leave one running batch of the step graph: the one sampling loop.
 
-    Generator(backend, vocab, prompts_ids, sampling, ...)   the stepping object
-        .step() -> [(row, text)]    one character for every unfinished row
-        .is_done()
-        .logits                     float32 [active, vocab]: read or replace before step()
-        .state                      float32 [active, state_size]
+    g = Generator(backend)
+    key = g.add(prompt_ids, sampler, seed=7, row_id=0)   primes the prompt; joins the batch
+    keys, ids = g.step()                                 one id for every row in the batch
+    g.remove([key])                                      the row leaves before the next step
+    g.is_done()
 
-Rows are advanced together in one batch of the step graph; a row that finishes (length, stop
-string, end-of-sequence) leaves the batch, its state dropped with np.take. Each row samples from
-its own generator seeded by (seed, row), so its text does not depend on the batch around it.
+step() first advances every row that already chose an id (one batched backend step: token int32
+[rows], state float32 [rows, state_size]), then samples one id per row. A row that joined since
+the last step was primed when it was added and brings its own logits, so rows can join at any
+time; a row removed after its last id is never stepped again. Rows with different sampling
+configurations share the batch: each Sampler processes its own rows.
+
+`run(generator, streams)` is the loop on top: it feeds each row's ids to that row's TextStream
+(end-of-sequence, stop strings, length) and yields the text as it is produced.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from .errors import ConfigError
-from .processors import History
-from .sampling import SamplingConfig, build_chain, build_selector, resolve_seed
-from .stopping import StopMatcher
 
 
 def prime(backend, prompts: list[np.ndarray]):
@@ -41,156 +43,124 @@ def prime(backend, prompts: list[np.ndarray]):
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
-@dataclass
-class Row:
-    """One continuation's progress."""
-
-    tokens: list = field(default_factory=list)
-    text: list = field(default_factory=list)
-    finish_reason: str | None = None
-    matcher: StopMatcher | None = None
-
-
 class Generator:
-    def __init__(self, backend, vocab, prompts: list[np.ndarray], sampling: SamplingConfig,
-                 max_chars: int, stop=(), seed: int | None = None, row_ids=None):
-        if max_chars < 0:
-            raise ConfigError(f"max_chars {max_chars}: must be >= 0")
-        self.backend, self.vocab = backend, vocab
-        self.sampling = sampling
-        self.seed = seed if seed is not None else resolve_seed(sampling)
-        B = len(prompts)
-        self.chain = build_chain(sampling)
-        self.selector = build_selector(sampling, B, vocab.size, self.seed, row_ids)
-        self.history = None
-        if self.chain.needs_history:  # the prompt counts towards the penalty window
-            self.history = History(B, vocab.size, sampling.repetition_window, prompts)
-        self.rows = [Row(matcher=StopMatcher(stop) if stop else None) for _ in range(B)]
-        self.active = np.arange(B)
-        self.max_chars = max_chars
-        self.count = 0
-        if max_chars == 0:
-            for r in self.rows:
-                r.finish_reason = "length"
-            self.active = self.active[:0]
-            self.logits = self.state = None
-        else:
-            self.logits, self.state = prime(backend, prompts)
-        self._eos = vocab.eos_id
-        self._chars = vocab.chars
+    """A running batch. Not thread-safe: one thread drives it (the engine's scheduler, or a
+    generate call)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.state = backend.initial_state(0)  # float32 [rows, state_size]
+        self.tokens = np.zeros(0, np.int32)  # int32 [rows]: the id each row feeds next
+        self.keys: list[int] = []  # row keys in batch order
+        self._next_key = 0
+        self._samplers: list = []  # distinct samplers, in order of first use
+        self._sampler_of: list = []  # per row, its sampler
+        self._groups = None  # [(sampler, row positions)] when several samplers share the batch
+        self._sample = None  # ids = self._sample(z): one sampler's, or _sample_groups
+        self._fresh: dict[int, np.ndarray] = {}  # position -> logits [V] of rows just joined
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     def is_done(self) -> bool:
-        return len(self.active) == 0
+        return not self.keys
 
-    def step(self) -> list[tuple[int, str]]:
-        """Chooses one id per active row; returns the text each row may now emit."""
-        z = self.logits
-        if len(self.chain):
-            z = self.chain(z, self.history)
-        ids = self.selector(z)
-        self.count += 1
-        out, keep = [], []
-        chars, eos = self._chars, self._eos
-        last = self.count >= self.max_chars
-        for j, row_i in enumerate(self.active):
-            row = self.rows[row_i]
-            t = int(ids[j])
-            row.tokens.append(t)
-            if t == eos:
-                row.finish_reason = "eos"
-                if row.matcher:
-                    out.append((row_i, row.matcher.flush()))
-                continue
-            ch = chars[t]
-            if row.matcher is not None:
-                ch = row.matcher.feed(ch)
-                if row.matcher.stopped:
-                    row.finish_reason = "stop"
-                    out.append((row_i, ch))
-                    continue
-                if last:
-                    ch += row.matcher.flush()
-            if ch:
-                out.append((row_i, ch))
-            if last:
-                row.finish_reason = "length"
-            else:
-                keep.append(j)
-        for row_i, ch in out:
-            if ch:
-                self.rows[row_i].text.append(ch)
-        if self.history is not None:
-            self.history.push(ids.astype(np.int32))
-        if len(keep) < len(self.active):
-            self._shrink(np.asarray(keep, np.int64))
-            ids = ids[keep]
-        if len(self.active):
-            self.logits, self.state = self.backend.step(ids.astype(np.int32), self.state)
-        return out
+    def add(self, prompt_ids: np.ndarray, sampler, seed: int = 0, row_id: int = 0,
+            primed=None) -> int:
+        """Primes `prompt_ids` (int32 [n >= 1]) and adds the row to the batch; returns its key.
 
-    def iter_text(self):
-        """Yields the single row's text as it is produced: the per-character hot path.
+        sampler: a sampling.Sampler (shared by rows with the same configuration); seed and
+        row_id seed this row's generator. primed: (logits [1, V], state [1, S]) if the caller
+        primed the prompt already (several prompts at once, see prime())."""
+        logits, state = primed if primed is not None else prime(self.backend, [prompt_ids])
+        sampler.join(np.asarray(prompt_ids, np.int32), seed, row_id)
+        pos = len(self.keys)
+        self.state = np.concatenate([self.state, state]) if pos else state
+        self.tokens = np.append(self.tokens, np.int32(0))
+        self._fresh[pos] = logits[0]
+        if not any(s is sampler for s in self._samplers):
+            self._samplers.append(sampler)
+        self._sampler_of.append(sampler)
+        self._regroup()
+        key = self._next_key
+        self._next_key += 1
+        self.keys.append(key)
+        return key
 
-        The same decisions as step() for a batch of one, with every lookup bound to a local and
-        one reused int32 [1] buffer for the next token.
-        """
-        if len(self.rows) != 1:
-            raise ConfigError("iter_text() is for a single row; use step() for batches")
-        if self.is_done():
+    def remove(self, keys) -> None:
+        """Rows `keys` leave the batch (finished or cancelled); unknown keys are ignored."""
+        gone = set(keys)
+        kept = [k not in gone for k in self.keys]
+        if all(kept):
             return
-        row = self.rows[0]
-        tokens, text = row.tokens, row.text
-        matcher = row.matcher
-        chain = self.chain.compiled() if len(self.chain) else None
-        history = self.history
-        pick = self.selector.pick1
-        step = self.backend.step
-        chars, eos = self._chars, self._eos
-        buf = np.zeros(1, np.int32)
-        logits, state = self.logits, self.state
-        n = self.max_chars
-        for i in range(1, n + 1):
-            t = pick(logits if chain is None else chain(logits, history))
-            tokens.append(t)
-            if t == eos:
-                row.finish_reason = "eos"
-                if matcher is not None:
-                    tail = matcher.flush()
-                    if tail:
-                        text.append(tail)
-                        yield tail
-                break
-            ch = chars[t]
-            if matcher is not None:
-                ch = matcher.feed(ch)
-                if matcher.stopped:
-                    row.finish_reason = "stop"
-                    if ch:
-                        text.append(ch)
-                        yield ch
-                    break
-                if i == n:
-                    ch += matcher.flush()
-            if ch:
-                text.append(ch)
-                yield ch
-            if i == n:
-                row.finish_reason = "length"
-                break
-            buf[0] = t
-            if history is not None:
-                history.push(buf)
-            logits, state = step(buf, state)
-        self.count = len(tokens)
-        self.active = self.active[:0]
-        self.logits, self.state = logits, state
+        keep = np.flatnonzero(kept)
+        for s in self._samplers:  # each sampler keeps its own rows, in batch order
+            s.take(np.flatnonzero([kept[i] for i, t in enumerate(self._sampler_of) if t is s]))
+        self.state = self.state[keep]
+        self.tokens = self.tokens[keep]
+        self.keys = [self.keys[i] for i in keep]
+        self._sampler_of = [self._sampler_of[i] for i in keep]
+        self._samplers = [s for s in self._samplers if any(t is s for t in self._sampler_of)]
+        where = {int(old): new for new, old in enumerate(keep)}
+        self._fresh = {where[p]: z for p, z in self._fresh.items() if p in where}
+        self._regroup()
 
-    def _shrink(self, keep: np.ndarray) -> None:
-        self.active = self.active[keep]
-        self.state = np.take(self.state, keep, axis=0)
-        self.selector.take(keep)
-        if self.history is not None:
-            self.history.take(keep)
+    def _regroup(self) -> None:
+        if len(self._samplers) <= 1:  # one sampler for the whole batch: no gather, no scatter
+            self._groups = None
+            self._sample = self._samplers[0].sample if self._samplers else None
+            return
+        self._groups = [(s, np.asarray([i for i, t in enumerate(self._sampler_of) if t is s]))
+                        for s in self._samplers]
+        self._sample = self._sample_groups
 
-    def texts(self) -> list[str]:
-        return ["".join(r.text) for r in self.rows]
+    def _merge_fresh(self) -> np.ndarray:
+        """float32 [rows, V]: a backend step for the rows that chose an id, and the logits that
+        joined rows brought with them."""
+        fresh, self._fresh = self._fresh, {}
+        n = len(self.keys)
+        z = np.empty((n, self.backend.vocab_size), np.float32)
+        old = np.asarray([i for i in range(n) if i not in fresh], np.int64)
+        if len(old):
+            z[old], self.state[old] = self.backend.step(self.tokens[old], self.state[old])
+        for i, row in fresh.items():
+            z[i] = row
+        return z
+
+    def _sample_groups(self, z: np.ndarray) -> np.ndarray:
+        ids = np.empty(len(self.keys), np.int64)
+        for sampler, rows in self._groups:
+            ids[rows] = sampler.sample(z[rows])
+        return ids
+
+    def step(self) -> tuple[list[int], np.ndarray]:
+        """One id for every row: returns (keys, ids int64 [rows]) in batch order."""
+        if self._fresh:
+            z = self._merge_fresh()
+        elif self.keys:
+            z, self.state = self.backend.step(self.tokens, self.state)
+        else:
+            return [], np.zeros(0, np.int64)
+        ids = self._sample(z)
+        self.tokens[...] = ids  # int64 -> the int32 buffer the backends take (cheaper than astype)
+        return self.keys, ids
+
+
+def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
+    """Drives `gen` until every row is done; yields (key, text) as each row's text appears.
+
+    streams: key -> TextStream for every row of gen (rows added while this runs need theirs
+    added before their first step). A row whose stream finishes leaves the batch at once."""
+    step, remove = gen.step, gen.remove
+    while gen.keys:
+        keys, ids = step()
+        done = None
+        for k, t in zip(keys, ids.tolist()):
+            s = streams[k]
+            piece = s.push(t)
+            if piece:
+                yield k, piece
+            if s.finish_reason is not None:
+                done = [k] if done is None else done + [k]
+        if done:
+            remove(done)

@@ -18,14 +18,22 @@ from .backends import open_backend
 from .beam import Beam, beam_search
 from .bundle import BACKEND_FORMATS, load_bundle, verify_file
 from .errors import ConfigError
-from .generator import Generator, prime
+from .generator import Generator, prime, run
 from .parity import replay
 from .processors import log_softmax
-from .sampling import SamplingConfig
+from .sampling import Sampler, SamplingConfig, resolve_seed
+from .text_stream import TextStream
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
 THREAD_SAFE = {"onnx": True, "npz": True, "tflite": False}
 SCORE_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "eos", "stop" or "length"
+    tokens: tuple  # the ids chosen (the end-of-sequence id included)
 
 
 @dataclass(frozen=True)
@@ -71,36 +79,64 @@ class Model:
             return self.vocab.encode("\n")
         return ids
 
-    # ---- generation -------------------------------------------------------------------------
+    # ---- generation ---------------------------------------------------------------------------
 
-    def generator(self, prompts, max_chars=200, sampling=None, stop=(), unknown="error",
-                  replacement=None, row_ids=None) -> Generator:
-        sampling = sampling or SamplingConfig()
+    def start(self, prompts, max_chars=200, sampling=None, stop=(), unknown="error",
+              replacement=None, row_ids=None):
+        """A running batch for `prompts`: (Generator, {key: TextStream}, [key per prompt]).
+
+        Row i samples from its own generator seeded by (seed, row_ids[i] or i), so its text does
+        not depend on the batch. Prompts of equal length are primed together. Bad input raises
+        here, before any step. max_chars 0 gives rows that are done at once (no key, None)."""
+        sampling = resolve_seed(sampling or SamplingConfig())
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
+            raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
         ids = [self.encode_prompt(p, unknown, replacement) for p in prompts]
-        return Generator(self.backend, self.vocab, ids, sampling, max_chars, stop,
-                         row_ids=row_ids)
+        row_ids = list(range(len(ids))) if row_ids is None else list(row_ids)
+        if len(row_ids) != len(ids):
+            raise ConfigError(f"{len(row_ids)} row ids for {len(ids)} prompts")
+        gen = Generator(self.backend)
+        if max_chars == 0:
+            return gen, {}, [None] * len(ids)
+        sampler = Sampler(sampling, self.vocab.size)
+        same = len({len(i) for i in ids}) == 1
+        logits, state = prime(gen.backend, ids) if same and len(ids) > 1 else (None, None)
+        streams, keys = {}, []
+        for i, p in enumerate(ids):
+            primed = None if logits is None else (logits[i : i + 1], state[i : i + 1])
+            key = gen.add(p, sampler, sampling.seed, row_ids[i], primed=primed)
+            streams[key] = TextStream(self.vocab, max_chars, stop)
+            keys.append(key)
+        return gen, streams, keys
 
     def stream(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
                unknown="error", replacement=None) -> Iterator[str]:
         """Returns an iterator of text chunks as they are produced (held back only while they
         might begin a stop string). Bad input raises here, before anything is yielded."""
-        g = self.generator([prompt], max_chars, sampling, stop, unknown, replacement)
-        return g.iter_text()
+        gen, streams, _ = self.start([prompt], max_chars, sampling, stop, unknown, replacement)
+        return (piece for _, piece in run(gen, streams))
 
     def generate(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
                  unknown="error", replacement=None) -> str:
         return "".join(self.stream(prompt, max_chars, sampling, stop, unknown, replacement))
 
-    def generate_batch(self, prompts, max_chars: int = 200, sampling=None, stop=(),
-                       unknown="error", replacement=None) -> list[str]:
+    def complete(self, prompts, max_chars: int = 200, sampling=None, stop=(), unknown="error",
+                 replacement=None, row_ids=None) -> list[Completion]:
         """N continuations advanced together in one batch (row i seeded by (seed, i))."""
         prompts = list(prompts)
-        if not prompts:
-            return []
-        g = self.generator(prompts, max_chars, sampling, stop, unknown, replacement)
-        while not g.is_done():
-            g.step()
-        return g.texts()
+        gen, streams, keys = self.start(prompts, max_chars, sampling, stop, unknown,
+                                        replacement, row_ids)
+        for _ in run(gen, streams):
+            pass
+        return [Completion("", "length", ()) if k is None else
+                Completion(streams[k].text(), streams[k].finish_reason, tuple(streams[k].tokens))
+                for k in keys]
+
+    def generate_batch(self, prompts, max_chars: int = 200, sampling=None, stop=(),
+                       unknown="error", replacement=None) -> list[str]:
+        """The texts of complete(): N continuations advanced together in one batch."""
+        return [c.text for c in self.complete(prompts, max_chars, sampling, stop, unknown,
+                                              replacement)]
 
     def beam_search(self, prompt: str = "", max_chars: int = 100, width: int = 4,
                     length_penalty: float = 1.0, n_best: int | None = None,

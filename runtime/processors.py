@@ -1,9 +1,15 @@
 """Logits processors: small steps that reshape logits before the final selector picks an id.
 
-Each processor takes z: float32 [batch, vocab] (the backend's fresh output, owned by the loop)
-and the loop's History, changes z in place and returns it: no allocation per character where it
-can be avoided. Removed candidates are set to -inf. Every parameter has a neutral value for which
-the factory (sampling.build_chain) leaves the processor out of the chain.
+The shape is llama.cpp's sampler interface (`llama_sampler_i`): every processor has
+
+    __call__(z)       z: float32 [rows, vocab], changed in place and returned (-inf = removed)
+    accept(ids)       ids: int64 [rows], the ids the selector picked (for stateful processors)
+    join(prompt_ids)  a row joins at the end of the batch; prompt_ids: int32 [n]
+    take(keep)        only rows `keep` (int array, ascending) stay
+
+A processor owns whatever state it needs, per row (the repetition penalty its window of recent
+ids); the stateless ones inherit the no-op hooks. Every parameter has a neutral value for which
+the factory (sampling.build_processors) leaves the processor out of the chain.
 
 Worked example (golden values in tests/runtime/test_processors.py): probabilities
 {0.1, 0.2, 0.3, 0.4} under TopP(0.7) keep {0.3, 0.4}, renormalised {0.428571, 0.571429}.
@@ -18,88 +24,101 @@ import numpy as np
 NEG_INF = np.float32(-np.inf)
 
 
-class History:
-    """Per-row counts of the ids in the last `window` steps (for the repetition penalty).
-
-    counts: int32 [batch, vocab]; ring: int32 [batch, window] (-1 = empty).
-    """
-
-    def __init__(self, batch: int, vocab: int, window: int, prompts=None):
-        self.window = window
-        self.counts = np.zeros((batch, vocab), np.int32)
-        self.ring = np.full((batch, max(window, 1)), -1, np.int32)
-        self.pos = 0
-        self._rows = np.arange(batch)
-        for i, p in enumerate(prompts or ()):
-            # slots are overwritten from 0 upwards: the prompt's last ids go at the end, oldest
-            # first, so they leave the window only after the empty slots have filled
-            tail = np.asarray(p[-window:], np.int32)
-            if len(tail):
-                self.ring[i, window - len(tail) :] = tail
-                np.add.at(self.counts[i], tail, 1)
-
-    def push(self, ids: np.ndarray) -> None:
-        """Records one id per row (ids: int [batch])."""
-        if self.window <= 0:
-            return
-        if len(self._rows) == 1:  # scalar bookkeeping for one row: no ufunc.at overhead
-            old, new = int(self.ring[0, self.pos]), int(ids[0])
-            if old >= 0:
-                self.counts[0, old] -= 1
-            self.ring[0, self.pos] = new
-            self.counts[0, new] += 1
-            self.pos = (self.pos + 1) % self.window
-            return
-        old = self.ring[:, self.pos]
-        live = old >= 0
-        if live.any():
-            np.subtract.at(self.counts, (self._rows[live], old[live]), 1)
-        self.ring[:, self.pos] = ids
-        np.add.at(self.counts, (self._rows, ids), 1)
-        self.pos = (self.pos + 1) % self.window
-
-    def take(self, keep: np.ndarray) -> None:
-        """Keeps only rows `keep` (when finished rows leave the batch)."""
-        self.counts = self.counts[keep]
-        self.ring = self.ring[keep]
-        self._rows = np.arange(len(keep))
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (z: [..., vocab]); -inf entries stay -inf."""
+    z = z.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 class LogitsProcessor:
-    name = "processor"
-    needs_history = False
+    """Base class: a stateless processor needs only __call__ and describe."""
 
-    def __call__(self, z: np.ndarray, history: History | None) -> np.ndarray:
+    name = "processor"
+    stateful = False  # True: accept/join/take do something
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def accept(self, ids: np.ndarray) -> None:
+        pass
+
+    def join(self, prompt_ids: np.ndarray) -> None:
+        pass
+
+    def take(self, keep: np.ndarray) -> None:
+        pass
 
     def describe(self) -> str:
         return self.name
 
 
 class RepetitionPenalty(LogitsProcessor):
-    """CTRL's penalty (Keskar et al. 2019): for ids seen in the last `window` steps, positive
-    logits are divided by `penalty` and negative ones multiplied. Neutral: 1.0."""
+    """CTRL's penalty (Keskar et al. 2019): for ids seen in a row's last `window` ids (its prompt
+    included), positive logits are divided by `penalty` and negative ones multiplied.
+    Neutral: 1.0.
+
+    State per row: the window as a ring int64 [rows, window] and the counts of its ids int32
+    [rows, vocab + 1]; an empty slot holds id `vocab`, counted in the extra column that is never
+    read, so updates need no mask. All rows share one write position; a joining row's ring is
+    rolled so that its oldest entry sits at that position, which is overwritten first.
+    """
 
     name = "repetition-penalty"
-    needs_history = True
+    stateful = True
 
-    def __init__(self, penalty: float, window: int = 64):
-        self.penalty, self.window = float(penalty), int(window)
+    def __init__(self, penalty: float, window: int, vocab_size: int):
+        self.penalty, self.window, self.vocab_size = float(penalty), int(window), int(vocab_size)
         self._inv = np.float32(1.0 / self.penalty)
+        self._pen = np.float32(self.penalty)
+        self.counts = np.zeros((0, vocab_size + 1), np.int32)
+        self.ring = np.zeros((0, self.window), np.int64)
+        self.pos = 0
+        self._base = np.zeros(0, np.int64)  # row * (vocab + 1): flat offsets into counts
 
-    def __call__(self, z, history):
-        seen = history.counts > 0
+    def __call__(self, z):
+        seen = self.counts[:, :-1] > 0
         zs = z[seen]
         if zs.size:
-            z[seen] = np.where(zs > 0, zs * self._inv, zs * self.penalty)
+            z[seen] = np.where(zs > 0, zs * self._inv, zs * self._pen)
         return z
+
+    def accept(self, ids):
+        pos = self.pos
+        self.pos = pos + 1 if pos + 1 < self.window else 0
+        if len(ids) == 1:  # one row: scalar updates, 2.8 us/char cheaper than fancy indexing
+            t, counts, ring = int(ids[0]), self.counts[0], self.ring[0]
+            counts[ring[pos]] -= 1
+            ring[pos] = t
+            counts[t] += 1
+            return
+        flat = self.counts.reshape(-1)
+        # one id per row: no index repeats within one fancy update, so no ufunc.at needed
+        flat[self._base + self.ring[:, pos]] -= 1
+        self.ring[:, pos] = ids
+        flat[self._base + ids] += 1
+
+    def join(self, prompt_ids):
+        W, V = self.window, self.vocab_size
+        ring = np.full(W, V, np.int64)
+        counts = np.zeros((1, V + 1), np.int32)
+        tail = np.asarray(prompt_ids[-W:], np.int64)  # the prompt's last ids, oldest first
+        ring[W - len(tail):] = tail
+        np.add.at(counts[0], ring, 1)
+        self.ring = np.concatenate([self.ring, np.roll(ring, self.pos)[None]])
+        self.counts = np.concatenate([self.counts, counts])
+        self._base = np.arange(len(self.ring), dtype=np.int64) * (V + 1)
+
+    def take(self, keep):
+        self.ring, self.counts = self.ring[keep], self.counts[keep]
+        self._base = np.arange(len(self.ring), dtype=np.int64) * (self.vocab_size + 1)
 
     def describe(self):
         return f"repetition-penalty({self.penalty:g}, last {self.window})"
 
 
 class Temperature(LogitsProcessor):
-    """z / T. Neutral: 1.0. (Greedy decoding is a selector, not T = 0.)"""
+    """z / T. Neutral: 1.0. (T = 0 is greedy decoding: the selector, not this processor.)"""
 
     name = "temperature"
 
@@ -107,7 +126,7 @@ class Temperature(LogitsProcessor):
         self.t = float(temperature)
         self.inv = np.float32(1.0 / self.t)
 
-    def __call__(self, z, history):
+    def __call__(self, z):
         z *= self.inv
         return z
 
@@ -123,7 +142,7 @@ class TopK(LogitsProcessor):
     def __init__(self, k: int):
         self.k = int(k)
 
-    def __call__(self, z, history):
+    def __call__(self, z):
         V = z.shape[1]
         if self.k >= V:
             return z
@@ -133,18 +152,6 @@ class TopK(LogitsProcessor):
 
     def describe(self):
         return f"top-k({self.k})"
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64 (z: [..., vocab]); -inf entries stay -inf."""
-    z = z.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class TopP(LogitsProcessor):
@@ -159,20 +166,18 @@ class TopP(LogitsProcessor):
         # relative slack so that a cumulative mass equal to p up to rounding counts as reaching it
         self._target = np.float32(self.p * (1 - 1e-6))
 
-    def __call__(self, z, history):
-        if z.shape[0] == 1:  # the single-row hot path, in 1-D operations
+    def __call__(self, z):
+        if z.shape[0] == 1:  # one row: 1-D sort + searchsorted, 2.9 us/char cheaper (measured)
             row = z[0]
             zs = np.sort(row)[::-1]
             cum = np.add.accumulate(np.exp(zs - zs[0]))
-            # first index whose cumulative mass reaches p = how many ids stay below it
-            k = min(int(cum.searchsorted(self._target * cum[-1])), len(zs) - 1)
-            row[row < zs[k]] = NEG_INF
+            row[row < zs[int(cum.searchsorted(self._target * cum[-1]))]] = NEG_INF
             return z
         zs = np.sort(z, axis=1)[:, ::-1]  # descending
-        cum = np.cumsum(np.exp(zs - zs[:, :1]), axis=1)
-        k = np.minimum((cum < self._target * cum[:, -1:]).sum(axis=1), z.shape[1] - 1)
-        thr = zs[np.arange(z.shape[0]), k][:, None]
-        z[z < thr] = NEG_INF
+        cum = np.add.accumulate(np.exp(zs - zs[:, :1]), axis=1)
+        # per row, the first index whose cumulative mass reaches p (target < 1: always found)
+        k = (cum >= self._target * cum[:, -1:]).argmax(axis=1)
+        z[z < zs[np.arange(len(k)), k][:, None]] = NEG_INF
         return z
 
     def describe(self):
@@ -189,11 +194,7 @@ class MinP(LogitsProcessor):
         self.p = float(p)
         self.log_p = np.float32(math.log(self.p))
 
-    def __call__(self, z, history):
-        if z.shape[0] == 1:
-            row = z[0]
-            row[row < row.max() + self.log_p] = NEG_INF
-            return z
+    def __call__(self, z):
         z[z < z.max(axis=1, keepdims=True) + self.log_p] = NEG_INF
         return z
 
@@ -210,7 +211,7 @@ class Typical(LogitsProcessor):
     def __init__(self, p: float):
         self.p = float(p)
 
-    def __call__(self, z, history):
+    def __call__(self, z):
         logp = log_softmax(z)
         p = np.exp(logp)
         ent = -np.nansum(p * np.where(np.isfinite(logp), logp, 0), axis=1, keepdims=True)
@@ -225,28 +226,3 @@ class Typical(LogitsProcessor):
 
     def describe(self):
         return f"typical({self.p:g})"
-
-
-class ProcessorChain(LogitsProcessor):
-    """Applies processors in order; itself a processor."""
-
-    name = "chain"
-
-    def __init__(self, processors):
-        self.processors = tuple(processors)
-        self.needs_history = any(p.needs_history for p in self.processors)
-
-    def __call__(self, z, history):
-        for p in self.processors:
-            z = p(z, history)
-        return z
-
-    def compiled(self):
-        """The cheapest callable equal to this chain: the processor itself when there is one."""
-        return self.processors[0] if len(self.processors) == 1 else self
-
-    def __len__(self):
-        return len(self.processors)
-
-    def describe(self):
-        return " -> ".join(p.describe() for p in self.processors)

@@ -1,9 +1,13 @@
 """Selectors: the last link of the sampling chain, turning logits into one id per row.
 
+    __call__(z) -> ids int64 [rows]     z: float32 [rows, vocab] (may be changed in place)
+    join(seed, row_id)                  a row joins at the end of the batch
+    take(keep)                          only rows `keep` stay
+
 Categorical sampling uses the Gumbel-max trick: argmax(z + G), G ~ Gumbel(0, 1) i.i.d., is an
-exact draw from softmax(z), and -inf logits are never drawn. The noise is drawn in blocks from one
-np.random.Generator per row, seeded from (seed, row), so a row's text does not depend on the batch
-it runs in, and a character costs an add and an argmax.
+exact draw from softmax(z), and -inf logits are never drawn. Each row owns a generator seeded
+from (seed, row_id) and a block of precomputed noise with its own read position, so a row's text
+depends only on its seed and row id, never on the batch it runs in or on when it joined.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ class Greedy:
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return z.argmax(axis=1)
 
-    def pick1(self, z: np.ndarray) -> int:
-        """The id for a batch of one row, as a Python int (the single-row fast path)."""
-        return int(z.argmax())
+    def join(self, seed: int, row_id: int) -> None:
+        pass
 
     def take(self, keep) -> None:
         pass
@@ -29,54 +32,57 @@ class Greedy:
 
 
 class Categorical:
-    """Draws from softmax(z) row by row. rows: how many rows; seed: int."""
+    """Draws from softmax(z), row by row, from per-row seeded noise.
+
+    All rows share one read clock `pos` into their noise blocks [rows, BLOCK, vocab]; a row that
+    joins at clock c fills only its block's rows c.. from its generator. numpy's generators
+    give the same stream however the draws are chunked (random(a) then random(b) equals
+    random(a + b)), so a row's k-th draw is the same whenever it joined: its text depends only
+    on (seed, row_id). One shared clock keeps the per-character work to a slice and an add.
+    """
 
     name = "categorical"
-    BLOCK = 256
+    BLOCK = 256  # draws of noise made at once per row
 
-    def __init__(self, rows: int, vocab: int, seed: int, row_ids=None):
-        self.seed, self.vocab = int(seed), vocab
-        ids = range(rows) if row_ids is None else row_ids
-        self.rngs = [np.random.default_rng([self.seed, int(r)]) for r in ids]
-        self._refill()
+    def __init__(self, vocab_size: int):
+        self.vocab = int(vocab_size)
+        self.rngs: list[np.random.Generator] = []
+        self.seeds: list[int] = []
+        self.noise = np.zeros((0, self.BLOCK, self.vocab), np.float32)
+        self.pos = 0  # the block row every row reads next
 
-    def _gumbel(self, rng) -> np.ndarray:
+    def _gumbel(self, rng: np.random.Generator, n: int) -> np.ndarray:
         # G = -log(-log(U)), U ~ uniform float32: 5x faster than rng.gumbel + astype; U = 0
         # (p = 2**-24 per entry) gives -inf, an id never drawn that time
-        u = rng.random((self.BLOCK, self.vocab), dtype=np.float32)
+        u = rng.random((n, self.vocab), dtype=np.float32)
         with np.errstate(divide="ignore"):
             np.log(u, out=u)
             np.negative(u, out=u)
             np.log(u, out=u)
         return np.negative(u, out=u)
 
-    def _refill(self):
-        self.noise = [self._gumbel(rng) for rng in self.rngs]
-        self.pos = 0
+    def join(self, seed: int, row_id: int) -> None:
+        rng = np.random.default_rng([int(seed), int(row_id)])
+        block = np.zeros((1, self.BLOCK, self.vocab), np.float32)
+        block[0, self.pos:] = self._gumbel(rng, self.BLOCK - self.pos)
+        self.rngs.append(rng)
+        self.seeds.append(int(seed))
+        self.noise = np.concatenate([self.noise, block])
+
+    def take(self, keep) -> None:
+        self.rngs = [self.rngs[i] for i in keep]
+        self.seeds = [self.seeds[i] for i in keep]
+        self.noise = self.noise[keep]
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         if self.pos == self.BLOCK:
-            self._refill()
-        if len(self.noise) == 1:
-            z += self.noise[0][self.pos]
-        else:
-            z += np.stack([n[self.pos] for n in self.noise])
+            for i, rng in enumerate(self.rngs):
+                self.noise[i] = self._gumbel(rng, self.BLOCK)
+            self.pos = 0
+        z += self.noise[:, self.pos]
         self.pos += 1
         return z.argmax(axis=1)
 
-    def pick1(self, z: np.ndarray) -> int:
-        """The id for a batch of one row, as a Python int (the single-row fast path)."""
-        if self.pos == self.BLOCK:
-            self._refill()
-        row = z[0]  # 1-D operations cost about half of their [1, V] forms
-        row += self.noise[0][self.pos]
-        self.pos += 1
-        return int(row.argmax())
-
-    def take(self, keep) -> None:
-        """Keeps rows `keep` (finished rows leave the batch; the others keep their streams)."""
-        self.rngs = [self.rngs[i] for i in keep]
-        self.noise = [self.noise[i] for i in keep]
-
     def describe(self) -> str:
-        return f"categorical(seed={self.seed})"
+        seeds = sorted(set(self.seeds))
+        return f"categorical(seed={seeds[0] if len(seeds) == 1 else seeds})"

@@ -128,7 +128,9 @@ class Vocabulary:
             raise ConfigError(f"unknown-character policy {unknown!r}: use one of {UNKNOWN_POLICIES}")
         if not text:
             return np.zeros(0, dtype=np.int32)
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        # surrogatepass: text from argv with invalid UTF-8 carries lone surrogates (Python's
+        # surrogateescape); they are characters no vocabulary holds, reported like any other
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         ids = np.searchsorted(self._codepoints, cps).astype(np.int64)
         np.clip(ids, 0, len(self.chars) - 1, out=ids)
         bad = self._codepoints[ids] != cps

@@ -31,24 +31,98 @@ def test_generate_json_num_samples_and_stop(tiny_bundle):
                                  "3", "--seed", "1", "--stop", ".", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert len(out["samples"]) == 3 and all("." not in s for s in out["samples"])
     assert out["chain"] == "logits -> temperature(0.8) -> categorical(seed=1)"
+    assert out["seed"] == 1 and out["prompt"] == "The "
+    from charwright.runtime import SamplingConfig, load
+
+    ref = load(tiny_bundle).complete(["The "] * 3, 300, SamplingConfig(temperature=0.8, seed=1),
+                                     stop=["."])
+    assert [c["text"] for c in out["completions"]] == [c.text for c in ref]
+    assert [c["finish_reason"] for c in out["completions"]] == [c.finish_reason for c in ref]
+    assert all(set(c) == {"text", "finish_reason", "logprob", "score"} for c in out["completions"])
 
 
-def test_generate_beam_and_backends(tiny_bundle):
+def test_num_samples_are_separated_on_stdout(tiny_bundle):
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(tiny_bundle), "--num-samples",
+                                 "2", "--seed", "4", "-n", "30"])
+    assert r.exit_code == 0, r.output
+    from charwright.runtime import SamplingConfig, load
+
+    texts = load(tiny_bundle).generate_batch(["The "] * 2, 30, SamplingConfig(temperature=0.8,
+                                                                               seed=4))
+    assert r.stdout == (f"--- sample 1 of 2 ---\nThe {texts[0]}\n"
+                        f"--- sample 2 of 2 ---\nThe {texts[1]}\n")
+
+
+def test_beam_output_json_has_the_samples_shape(tiny_bundle):
     r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(tiny_bundle), "--beam", "3",
                                  "-n", "10", "--json"])
     assert r.exit_code == 0, r.output
-    beams = json.loads(r.stdout)
-    assert len(beams) == 3 and beams[0]["score"] >= beams[1]["score"]
-    for backend in ("numpy", "litert"):
-        r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(tiny_bundle), "--backend",
-                                     backend, "--precision", "float32", "--greedy", "-n", "20"])
-        assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    from charwright.runtime import load
+
+    ref = load(tiny_bundle).beam_search("The ", 10, width=3)
+    assert out["chain"] == "beam(width=3, length_penalty=1)" and out["seed"] is None
+    assert [c["text"] for c in out["completions"]] == [b.text for b in ref]
+    assert [c["logprob"] for c in out["completions"]] == [b.logprob for b in ref]
+    assert set(out["completions"][0]) == {"text", "finish_reason", "logprob", "score"}
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(tiny_bundle), "--beam", "2",
+                                 "-n", "10"])
+    ref = load(tiny_bundle).beam_search("The ", 10, width=2)
+    assert r.stdout.splitlines()[0] == (f"--- beam 1 of 2: logprob {ref[0].logprob:.3f}, "
+                                        f"score {ref[0].score:.4f} ---")
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("backend", ["numpy", "litert", "onnx"])
+def test_every_backend_prints_the_library_text(tiny_bundle, backend):
+    from charwright.runtime import SamplingConfig, load
+
+    expected = load(tiny_bundle, backend=backend, precision="float32").generate(
+        "The ", 40, SamplingConfig(temperature=0.7, top_k=5, seed=9))
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(tiny_bundle), "--backend",
+                                 backend, "--precision", "float32", "--temperature", "0.7",
+                                 "--top-k", "5", "--seed", "9", "-n", "40"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "The " + expected + "\n"
+
+
+def test_temperature_zero_is_greedy(tiny_bundle):
+    args = ["generate", "The ", "-b", str(tiny_bundle), "-n", "40"]
+    greedy = CliRunner().invoke(cli, args + ["--greedy"])
+    zero = CliRunner().invoke(cli, args + ["--temperature", "0", "--seed", "3"])
+    assert greedy.exit_code == zero.exit_code == 0
+    assert zero.stdout == greedy.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--beam", "3", "--seed", "1"], "--beam is deterministic and does not take --seed"),
+    (["--beam", "3", "--stop", "x", "--num-samples", "2"],
+     "--beam is deterministic and does not take --stop, --num-samples"),
+    (["--beam", "3", "--greedy", "--temperature", "0.5"],
+     "--beam is deterministic and does not take --temperature, --greedy"),
+    (["--beam", "3", "-n", "0"], "--beam needs -n/--max-chars >= 1"),
+    (["--beam", "1000000000"], "Invalid value for '--beam': 1000000000 is not in the range 1<=x<=256."),
+    (["--length-penalty", "2"], "--length-penalty ranks beams: it needs --beam"),
+    (["--beam", "2", "--length-penalty", "1e308"],
+     "Invalid value for '--length-penalty': 1e+308 is not in the range -10<=x<=10."),
+    (["--seed", "-1"], "Invalid value for '--seed': -1 is not in the range 0<=x<=9223372036854775807."),
+    (["--temperature", "1e-39"], "temperature 1e-39: must be 0 (greedy) or between 0.0001 and 1000"),
+])
+def test_refused_combinations_and_values_are_usage_errors(tiny_bundle, args, message):
+    r = CliRunner().invoke(cli, ["generate", "The", "-b", str(tiny_bundle), *args])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1] == "Error: " + message
+    assert r.stdout == ""
+
+
+def test_help_shows_the_stop_example_as_typed():
+    r = CliRunner().invoke(cli, ["generate", "--help"], env={"COLUMNS": "100"})
+    assert 'charwright generate "KING" --greedy --stop "\\n\\n"' in r.stdout
 
 
 @pytest.mark.parametrize("args,exit_code,message", [
-    (["--temperature", "0"], 2, "Invalid value for '--temperature': 0.0 is not in the range x>0."),
+    (["--temperature", "-1"], 2, "Invalid value for '--temperature': -1.0 is not in the range 0<=x<=1000."),
     (["--top-p", "1.5"], 2, "Invalid value for '--top-p': 1.5 is not in the range 0<x<=1."),
     (["--top-k", "0"], 2, "Invalid value for '--top-k': 0 is not in the range x>=1."),
     (["-n", "-5"], 2, "Invalid value for '-n' / '--max-chars': -5 is not in the range x>=0."),
@@ -71,13 +145,6 @@ def test_unknown_prompt_characters(tiny_bundle):
     assert r.exit_code == 0 and r.stdout.startswith("Thé€")
 
 
-def test_score(tiny_bundle, tiny_corpus):
-    r = CliRunner().invoke(cli, ["score", str(tiny_bundle), str(tiny_corpus), "--json"])
-    assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
-    assert 0.5 < out["bits_per_char"] < 4 and out["chars"] == 29_999
-
-
 def test_missing_extra_is_exit_2_and_one_line(tmp_path):
     """With TensorFlow blocked, `charwright train` names the extra and exits 2."""
     import subprocess
@@ -91,7 +158,7 @@ def test_missing_extra_is_exit_2_and_one_line(tmp_path):
         "            raise ImportError('No module named ' + repr(name))\n"
         "sys.meta_path.insert(0, B())\n"
         "from charwright.runtime.cli import main\n"
-        "main()\n"
+        "sys.exit(main())\n"
     )
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello world " * 100)

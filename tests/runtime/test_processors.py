@@ -5,22 +5,24 @@ import pytest
 
 from charwright.runtime.errors import ConfigError
 from charwright.runtime.processors import (
-    History, MinP, ProcessorChain, RepetitionPenalty, Temperature, TopK, TopP, Typical,
+    MinP, RepetitionPenalty, Temperature, TopK, TopP, Typical,
 )
-from charwright.runtime.sampling import SamplingConfig, build_chain, describe
+from charwright.runtime.sampling import Sampler, SamplingConfig, build_processors, describe
 from charwright.runtime.selectors import Categorical, Greedy
 
 P = np.array([0.1, 0.2, 0.3, 0.4])
 
 
-def _apply(proc, p=P, history=None):
-    z = np.log(p).astype(np.float32)[None, :].copy()
-    z = proc(z, history)
-    e = np.exp(z - z.max())
-    return (e / e.sum())[0]
+def _probs(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("proc,expected", [
+def _apply(proc, p=P):
+    return _probs(proc(np.log(p).astype(np.float32)[None, :].copy()))[0]
+
+
+GOLDEN = [
     (TopP(0.7), [0, 0, 0.428571, 0.571429]),
     (TopP(1.0), [0.1, 0.2, 0.3, 0.4]),
     (TopP(0.3), [0, 0, 0, 1]),
@@ -35,25 +37,78 @@ def _apply(proc, p=P, history=None):
     # entropy 1.2799 nats; |surprisal - H| orders ids 0.3, 0.2, 0.4, 0.1; mass 0.3 + 0.2 = 0.5
     (Typical(0.5), [0, 0.4, 0.6, 0]),
     (Typical(0.2), [0, 0, 1, 0]),
-])
+]
+
+
+@pytest.mark.parametrize("proc,expected", GOLDEN)
 def test_golden(proc, expected):
     assert np.allclose(_apply(proc), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("proc,expected", GOLDEN)
+def test_golden_in_a_batch_row_by_row(proc, expected):
+    """The batch path (rows > 1) gives each row what the row alone gets: rows 0 and 2 hold the
+    golden distribution, row 1 its reverse, checked against the reversed golden result."""
+    z = np.log(np.stack([P, P[::-1], P])).astype(np.float32)
+    out = _probs(proc(z.copy()))
+    assert np.allclose(out[0], expected, atol=1e-5) and np.allclose(out[2], expected, atol=1e-5)
+    assert np.allclose(out[1], expected[::-1], atol=1e-5)
+
+
 def test_repetition_penalty_divides_positive_and_multiplies_negative():
-    h = History(1, 4, window=3, prompts=[np.array([1, 2])])
+    rp = RepetitionPenalty(2.0, 3, 4)
+    rp.join(np.array([1, 2]))
     z = np.array([[1.0, 2.0, -1.0, 0.5]], np.float32)
-    assert RepetitionPenalty(2.0, 3)(z, h).tolist() == [[1.0, 1.0, -2.0, 0.5]]
-    h.push(np.array([3]))  # window 3 now holds 1, 2, 3
-    h.push(np.array([3]))  # 1 leaves the window
-    assert h.counts.tolist() == [[0, 0, 1, 2]]
+    assert rp(z).tolist() == [[1.0, 1.0, -2.0, 0.5]]
+    rp.accept(np.array([3]))  # the window of 3 now holds 1, 2, 3
+    assert rp.counts[0, :4].tolist() == [0, 1, 1, 1]
+    rp.accept(np.array([3]))  # 1 leaves the window
+    assert rp.counts[0, :4].tolist() == [0, 0, 1, 2]
+    rp.accept(np.array([0]))  # 2 leaves
+    assert rp.counts[0, :4].tolist() == [1, 0, 0, 2]
+
+
+def _rp_alone(prompt, ids, window=3, vocab=5):
+    rp = RepetitionPenalty(2.0, window, vocab)
+    rp.join(np.asarray(prompt))
+    for t in ids:
+        rp.accept(np.array([t]))
+    return rp.counts[0, :vocab].tolist()
+
+
+def test_repetition_penalty_rows_keep_their_own_windows_whenever_they_join():
+    """Several rows, joining at different times and leaving: each row's counts equal what the
+    row alone would count (the multi-row path, checked against the single-row one)."""
+    rp = RepetitionPenalty(2.0, 3, 5)
+    rp.join(np.array([0, 1]))
+    rp.accept(np.array([2]))
+    rp.join(np.array([4, 4, 4, 3]))  # joins one step later, its ring rolled to the shared clock
+    rp.accept(np.array([3, 0]))
+    rp.accept(np.array([1, 1]))
+    rp.join(np.array([2]))
+    rp.accept(np.array([4, 2, 2]))
+    assert rp.counts[0, :5].tolist() == _rp_alone([0, 1], [2, 3, 1, 4])
+    assert rp.counts[1, :5].tolist() == _rp_alone([4, 4, 4, 3], [0, 1, 2])
+    assert rp.counts[2, :5].tolist() == _rp_alone([2], [2])
+    rp.take(np.array([0, 2]))  # the middle row leaves
+    rp.accept(np.array([0, 0]))
+    assert rp.counts[0, :5].tolist() == _rp_alone([0, 1], [2, 3, 1, 4, 0])
+    assert rp.counts[1, :5].tolist() == _rp_alone([2], [2, 0])
+    z = np.zeros((2, 5), np.float32) + 1.0
+    assert rp(z).tolist() == [[0.5, 0.5, 1.0, 1.0, 0.5], [0.5, 1.0, 0.5, 1.0, 1.0]]
+
+
+def test_min_p_batch_branch_keeps_rows_apart():
+    z = np.log(np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]], np.float32))
+    out = MinP(0.6)(z.copy())  # keeps p >= 0.24 in row 0, p >= 0.42 in row 1
+    assert np.isfinite(out).tolist() == [[False, False, True, True], [True, False, False, False]]
 
 
 def test_processors_keep_rows_apart():
     z = np.log(np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], np.float32))
-    out = TopK(2)(z.copy(), None)
+    out = TopK(2)(z.copy())
     assert np.isinf(out[0, :2]).all() and np.isinf(out[1, 2:]).all()
-    out = TopP(0.7)(z.copy(), None)
+    out = TopP(0.7)(z.copy())
     assert np.isfinite(out[0]).tolist() == [False, False, True, True]
     assert np.isfinite(out[1]).tolist() == [True, True, False, False]
 
@@ -61,21 +116,33 @@ def test_processors_keep_rows_apart():
 def test_chain_order_is_data_and_neutral_values_drop_processors():
     cfg = SamplingConfig(temperature=0.8, top_k=40, top_p=0.95, seed=7)
     assert describe(cfg) == "logits -> temperature(0.8) -> top-k(40) -> top-p(0.95) -> categorical(seed=7)"
-    assert len(build_chain(SamplingConfig(top_p=1.0, min_p=0.0, typical_p=1.0))) == 0
+    assert build_processors(SamplingConfig(top_p=1.0, min_p=0.0, typical_p=1.0), 4) == []
     assert describe(SamplingConfig(greedy=True, temperature=0.5)) == "logits -> greedy"
-    chain = build_chain(SamplingConfig(repetition_penalty=1.3, min_p=0.1, typical_p=0.9))
-    assert [p.name for p in chain.processors] == ["repetition-penalty", "min-p", "typical"]
-    assert isinstance(chain, ProcessorChain) and chain.needs_history
+    assert describe(SamplingConfig(temperature=0)) == "logits -> greedy"  # T = 0 is greedy
+    assert describe(SamplingConfig(temperature=0, repetition_penalty=1.2)) == (
+        "logits -> repetition-penalty(1.2, last 64) -> greedy")
+    procs = build_processors(SamplingConfig(repetition_penalty=1.3, min_p=0.1, typical_p=0.9), 4)
+    assert [p.name for p in procs] == ["repetition-penalty", "min-p", "typical"]
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"temperature": 0}, "temperature 0: must be > 0"),
-    ({"temperature": -1.0}, "temperature -1.0: must be > 0"),
+    ({"temperature": -1.0}, r"temperature -1.0: must be 0 \(greedy\) or between 0.0001 and 1000"),
+    ({"temperature": 1e-39}, r"temperature 1e-39: must be 0 \(greedy\) or between"),
+    ({"temperature": float("nan")}, "temperature nan: must be"),
+    ({"temperature": "hot"}, "temperature 'hot': must be"),
     ({"top_k": 0}, "top_k 0: must be an integer >= 1"),
+    ({"top_k": True}, "top_k True: must be an integer >= 1"),
     ({"top_p": 0.0}, r"top_p 0.0: must be in \(0, 1\]"),
     ({"top_p": 1.5}, r"top_p 1.5: must be in \(0, 1\]"),
+    ({"top_p": float("nan")}, r"top_p nan: must be in \(0, 1\]"),
     ({"min_p": 1.0}, r"min_p 1.0: must be in \[0, 1\)"),
-    ({"repetition_penalty": 0}, "repetition_penalty 0: must be > 0"),
+    ({"typical_p": 0}, r"typical_p 0: must be in \(0, 1\]"),
+    ({"repetition_penalty": 0}, r"repetition_penalty 0: must be in \(0, 100\]"),
+    ({"repetition_penalty": 1e308}, r"repetition_penalty 1e\+308: must be in \(0, 100\]"),
+    ({"repetition_window": 0}, r"repetition_window 0: must be an integer in 1..65536"),
+    ({"seed": -1}, r"seed -1: must be an integer in 0..2\*\*63-1"),
+    ({"seed": 2**63}, r"seed 9223372036854775808: must be an integer in 0..2\*\*63-1"),
+    ({"greedy": "false"}, "greedy 'false': must be true or false"),
 ])
 def test_bad_sampling_values(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -84,7 +151,8 @@ def test_bad_sampling_values(kwargs, message):
 
 def test_categorical_matches_the_distribution_and_respects_masks():
     z0 = np.log(P).astype(np.float32)
-    sel = Categorical(1, 4, seed=0)
+    sel = Categorical(4)
+    sel.join(0, 0)
     counts = np.bincount([int(sel(z0[None].copy())[0]) for _ in range(20000)], minlength=4)
     assert np.allclose(counts / 20000, P, atol=0.015)
     masked = z0.copy()
@@ -93,10 +161,35 @@ def test_categorical_matches_the_distribution_and_respects_masks():
     assert Greedy()(z0[None].copy()).tolist() == [3]
 
 
-def test_categorical_rows_are_independent_of_batch():
-    z = np.zeros((3, 5), np.float32)
-    wide = Categorical(3, 5, seed=9)
-    alone = Categorical(1, 5, seed=9, row_ids=[2])
-    a = [int(wide(z.copy())[2]) for _ in range(300)]
-    b = [int(alone(z[:1].copy())[0]) for _ in range(300)]
-    assert a == b
+def _draws(sel, rows, n, vocab=5):
+    return [sel(np.zeros((rows, vocab), np.float32)).tolist() for _ in range(n)]
+
+
+def test_categorical_rows_depend_only_on_seed_and_row_id():
+    """A row's k-th draw is the same alone, in a batch, or after joining late (past a refill)."""
+    alone = Categorical(5)
+    alone.join(9, 2)
+    ref = [d[0] for d in _draws(alone, 1, 700)]
+    wide = Categorical(5)
+    for r in range(3):
+        wide.join(9, r)
+    assert [d[2] for d in _draws(wide, 3, 700)] == ref
+    late = Categorical(5)
+    late.join(1, 0)
+    _draws(late, 1, 300)  # the shared clock is now 300 - 256 = 44 into its second block
+    late.join(9, 2)
+    got = [d[1] for d in _draws(late, 2, 700)]
+    late.take(np.array([1]))  # the first row leaves; the late one keeps its stream
+    got += [d[0] for d in _draws(late, 1, 50)]
+    longer = Categorical(5)
+    longer.join(9, 2)
+    assert got == [d[0] for d in _draws(longer, 1, 750)]
+
+
+def test_sampler_runs_the_chain_then_accepts():
+    s = Sampler(SamplingConfig(temperature=0, repetition_penalty=100.0), 4)
+    s.join(np.array([3]), seed=0, row_id=0)
+    z = np.log(np.array([[0.1, 0.2, 0.3, 0.4]], np.float32))
+    # 3 is in the window: its logit is pushed down 100x, so greedy takes 2, then 1
+    assert s(z.copy()).tolist() == [2]
+    assert s(z.copy()).tolist() == [1]
