@@ -176,7 +176,7 @@ def lock_for_reading(run_dir: Path):
     try:
         cm = lock(run_dir, shared=True)
         cm.__enter__()
-    except PermissionError:
+    except OSError:  # read-only directory or file system (RunDirError is no OSError)
         yield
         return
     try:
