@@ -173,7 +173,6 @@ def score(text_file, bundle_opt, backend, precision, unknown, as_json):
     charwright score text.txt -b BUNDLE --backend litert --json
     """
     from .model import load
-    from .parity import log_likelihood
     from .progress import Progress
 
     try:
@@ -186,13 +185,11 @@ def score(text_file, bundle_opt, backend, precision, unknown, as_json):
     if text.startswith(BOM):
         text = text[1:]
     model = load(resolve_bundle(None, bundle_opt), backend=backend, precision=precision)
-    ids = model.vocab.encode(text, unknown=unknown)
-    if len(ids) < 2:
+    if len(text) < 2:
         raise ConfigError(f"{text_file}: scoring needs a text of at least two characters")
     with Progress("score", "chars") as progress:
-        logprob = log_likelihood(model.backend, ids, on_progress=progress.update)
-    n = len(ids) - 1
-    bpc = -logprob / n / math.log(2)
+        s = model.score(text, unknown=unknown, on_progress=progress.update)
+    logprob, n, bpc = s.logprob, s.chars, s.bits_per_char
     if as_json:
         click.echo(json.dumps({"file": text_file, "bits_per_char": bpc, "logprob": logprob,
                                "chars": n, "model": model.entry.path}))

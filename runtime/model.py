@@ -14,18 +14,16 @@ from typing import Iterator
 
 import numpy as np
 
-from .backends import open_backend
+from .backends import open_backend, spec_for_backend
 from .beam import Beam, beam_search
-from .bundle import BACKEND_FORMATS, load_bundle, verify_file
+from .bundle import load_bundle, verify_file
 from .errors import ConfigError
 from .generator import Generator, prime, run
-from .parity import replay
-from .processors import log_softmax
+from .parity import log_likelihood
 from .sampling import Sampler, SamplingConfig, resolve_seed
 from .text_stream import TextStream
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
-THREAD_SAFE = {"onnx": True, "npz": True, "tflite": False}
 SCORE_CHUNK = 4096
 
 
@@ -49,7 +47,7 @@ class Model:
         self.vocab = bundle.vocab
         self._local = threading.local()
         self._shared = open_backend(bundle, entry, threads)
-        self._thread_safe = THREAD_SAFE.get(entry.format, False)
+        self._thread_safe = self._shared.thread_safe
 
     def __repr__(self):
         return f"<Model {self.entry.path} ({self.entry.format}, {self.entry.precision})>"
@@ -146,17 +144,14 @@ class Model:
         return beam_search(self.backend, self.vocab, logits, state, max_chars, width,
                            length_penalty, n_best)
 
-    def score(self, text: str, unknown="error", replacement=None) -> Score:
-        """Log-probability of text[1:] given text[0] (and bits/char) under the model."""
+    def score(self, text: str, unknown="error", replacement=None, on_progress=None) -> Score:
+        """Log-probability of text[1:] given text[0] (and bits/char) under the model.
+
+        on_progress(done, total) is called as the replay advances (chunks of 4,096 chars)."""
         ids = self.vocab.encode(text, unknown=unknown, replacement=replacement)
         if len(ids) < 2:
             raise ConfigError("scoring needs a text of at least two characters")
-        be, state, total = self.backend, None, 0.0
-        for i in range(0, len(ids) - 1, SCORE_CHUNK):  # bounded memory: [chunk, vocab] logits
-            inputs = ids[i : min(i + SCORE_CHUNK, len(ids) - 1)]
-            logits, state = replay(be, inputs, state)
-            targets = ids[i + 1 : i + 1 + len(inputs)]
-            total += float(log_softmax(logits)[np.arange(len(inputs)), targets].sum())
+        total = log_likelihood(self.backend, ids, SCORE_CHUNK, on_progress)
         n = len(ids) - 1
         return Score(total, n, -total / n / math.log(2))
 
@@ -174,12 +169,11 @@ def load(bundle=None, backend: str = "onnx", precision: str | None = None,
         BundleError: missing or damaged bundle or file; ConfigError: unknown backend;
         BackendUnavailable: the backend's package is not installed.
     """
-    if backend not in BACKEND_FORMATS:
-        raise ConfigError(f"backend {backend!r}: use one of {', '.join(BACKEND_FORMATS)}")
-    if threads < 1:
+    spec = spec_for_backend(backend)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads {threads}: must be >= 1")
     root = Path(bundle) if bundle is not None else DEMO_BUNDLE
     b = load_bundle(root, verify=False)
-    entry = b.find(BACKEND_FORMATS[backend], precision)
+    entry = b.find(spec.format, precision)
     verify_file(b.path(entry), entry.bytes, entry.sha256)  # the file we will run
     return Model(b, entry, threads)

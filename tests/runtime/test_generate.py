@@ -115,8 +115,6 @@ def test_beam_search_equals_brute_force():
 
 
 def test_seeded_sampling_is_reproducible_and_rows_do_not_depend_on_batch():
-    from fakes import FakeBundle  # noqa: F401
-
     step, vocab = _numpy_model(vocab="abcdefgh", units=8, seed=3)
     m = scripted_model("abcdefgh")
     m._shared = step
