@@ -97,6 +97,27 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json) ->
                   f"{b.score:.4f} ---\n{prompt}{b.text}\n")
 
 
+def _with_bundle_defaults(ctx, cfg, model):
+    """Options not given on the command line take the bundle's sampling_defaults, if any."""
+    from dataclasses import fields, replace
+
+    from .errors import BundleError
+    from .sampling import SamplingConfig
+
+    defaults = model.bundle.manifest.get("sampling_defaults") or {}
+    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}
+    if not isinstance(defaults, dict) or set(defaults) - names:
+        raise BundleError(f"{model.bundle.root}/manifest.json: sampling_defaults must be an "
+                          f"object with keys among {', '.join(sorted(names))}")
+    chosen = {k: v for k, v in defaults.items() if not _given(ctx, k)}
+    if chosen.get("top_k") == 0:  # bundles from charwright 0.1 wrote 0 for "off"
+        chosen["top_k"] = None
+    try:
+        return replace(cfg, **chosen)
+    except ConfigError as e:
+        raise BundleError(f"{model.bundle.root}/manifest.json: sampling_defaults: {e}") from None
+
+
 @click.command("generate")
 @click.argument("prompt", required=False, default="")
 @click.option("-b", "--bundle", type=click.Path(file_okay=False),
@@ -106,7 +127,8 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json) ->
 @click.option("-n", "--max-chars", type=click.IntRange(0), default=300, show_default=True,
               help="Characters to generate.")
 @click.option("--temperature", type=click.FloatRange(0, 1000), default=0.8, show_default=True,
-              help="0 = greedy; otherwise 0.0001..1000.")
+              help="0 = greedy; otherwise 0.0001..1000. Sampling options not given here take "
+              "the bundle's sampling_defaults.")
 @click.option("--top-k", type=click.IntRange(1), help="Keep the K most likely characters.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling.")
 @click.option("--min-p", type=click.FloatRange(0, 1, max_open=True),
@@ -161,10 +183,11 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     elif _given(ctx, "length_penalty"):
         raise click.UsageError("--length-penalty ranks beams: it needs --beam")
     try:
-        cfg = resolve_seed(SamplingConfig(**sampling))
+        cfg = SamplingConfig(**sampling)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     model = load(bundle, backend=backend, precision=precision, threads=threads)
+    cfg = resolve_seed(_with_bundle_defaults(ctx, cfg, model))
     if verbose:
         chain = f"beam(width={beam})" if beam else describe(cfg)
         click.echo(f"{model!r}\n{chain}", err=True)

@@ -18,10 +18,15 @@ import io
 import logging
 import os
 import sys
+import threading
 import warnings
 from typing import Iterator, TextIO
 
 THIRD_PARTY_LOGGERS = ("tensorflow", "absl", "tf2onnx", "onnx", "onnxruntime", "keras", "h5py")
+# fd 2, the warning filters and the loggers are process-wide: one block at a time (re-entrant, so
+# a quiet export may open quiet LiteRT interpreters), else two threads could restore each other's
+# /dev/null and lose stderr for good
+_LOCK = threading.RLock()
 
 
 def debug_enabled() -> bool:
@@ -34,6 +39,13 @@ def quiet_stderr(verbose: bool = False) -> Iterator[TextIO]:
     if verbose or debug_enabled():
         yield sys.stderr
         return
+    with _LOCK:
+        with _quiet() as err:
+            yield err
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[TextIO]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}

@@ -77,12 +77,15 @@ class Vocabulary:
     def from_dict(cls, d: dict, source: str = "vocabulary") -> "Vocabulary":
         if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT:
             raise ConfigError(f"{source}: not a {VOCAB_FORMAT} document")
-        if int(d.get("version", 0)) != VOCAB_VERSION:
+        if d.get("version") != VOCAB_VERSION or isinstance(d.get("version"), bool):
             raise ConfigError(f"{source}: unsupported vocabulary version {d.get('version')!r}")
         chars = d.get("chars")
         if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
             raise ConfigError(f"{source}: 'chars' must be a list of strings")
-        return cls(tuple(chars), eos=bool(d.get("eos", False)))
+        eos = d.get("eos", False)
+        if not isinstance(eos, bool):  # "false" is a string, and bool("false") is True
+            raise ConfigError(f"{source}: 'eos' must be true or false, not {eos!r}")
+        return cls(tuple(chars), eos=eos)
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":

@@ -7,6 +7,10 @@ interleaved with the working tree's (rounds alternate), so both see the same mac
 
     python scripts/bench_loop.py                              # this tree only
     python scripts/bench_loop.py --baseline-rev 44521cf       # before/after table
+    python scripts/bench_loop.py --baseline-rev 44521cf --backend litert   # the demo's real steps
+
+With --backend, the demo bundle's file for that backend runs the steps, and the table gives the
+whole loop per character (step included), to see the loop's cost beside a real model's.
 """
 
 from __future__ import annotations
@@ -71,9 +75,13 @@ def baseline_package(rev: str, where: Path) -> str:
     return "cw_baseline.runtime"
 
 
-def null_model(pkg: str):
+def null_model(pkg: str, backend: str = "null"):
+    """(Model, SamplingConfig, null step or None) from package `pkg`; backend "null" swaps the
+    demo's step for NullStep, any other name runs the demo's file for that backend."""
     rt = importlib.import_module(pkg)
-    m = rt.load(DEMO, backend="onnx")
+    m = rt.load(DEMO, backend="onnx" if backend == "null" else backend)
+    if backend != "null":
+        return m, rt.SamplingConfig, None
     null = NullStep(m.vocab.size)
     m._shared = null
     if hasattr(m, "_thread_safe"):
@@ -82,11 +90,14 @@ def null_model(pkg: str):
 
 
 def per_char(m, cfg_cls, null, kw: dict, chars: int, seed: int) -> float:
-    buf, s = np.zeros(1, np.int32), null.initial_state(1)
-    t0 = time.perf_counter()
-    for _ in range(chars):
-        null.step(buf, s)
-    step_cost = (time.perf_counter() - t0) / chars
+    """Seconds per character of m.stream(...), less the null step's own cost (if null)."""
+    step_cost = 0.0
+    if null is not None:
+        buf, s = np.zeros(1, np.int32), null.initial_state(1)
+        t0 = time.perf_counter()
+        for _ in range(chars):
+            null.step(buf, s)
+        step_cost = (time.perf_counter() - t0) / chars
     t0 = time.perf_counter()
     n = sum(len(c) for c in m.stream("ROMEO:", chars, cfg_cls(seed=seed, **kw)))
     return (time.perf_counter() - t0) / n - step_cost
@@ -97,12 +108,14 @@ def main():
     ap.add_argument("--baseline-rev", help="git revision to compare with (e.g. 44521cf)")
     ap.add_argument("--chars", type=int, default=2000, help="characters per timed run")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--backend", default="null", choices=["null", "onnx", "litert", "numpy"],
+                    help="null: the loop alone; else the demo bundle's real steps")
     a = ap.parse_args()
     subjects = {"this tree": "charwright.runtime"}
     tmp = tempfile.TemporaryDirectory()
     if a.baseline_rev:
         subjects = {a.baseline_rev: baseline_package(a.baseline_rev, Path(tmp.name)), **subjects}
-    models = {name: null_model(pkg) for name, pkg in subjects.items()}
+    models = {name: null_model(pkg, a.backend) for name, pkg in subjects.items()}
     results = {name: {k: [] for k in SAMPLERS} for name in subjects}
     for r in range(a.repeats + 1):  # round 0 warms up
         for k, kw in SAMPLERS.items():
@@ -110,7 +123,9 @@ def main():
                 t = per_char(m, cfg, null, kw, a.chars, seed=r)
                 if r:
                     results[name][k].append(t)
-    print(header("The sampling loop's own cost per character (null step)", 1))
+    what = ("The sampling loop's own cost per character (null step)" if a.backend == "null" else
+             f"The whole loop per character on the demo model ({a.backend}, step included)")
+    print(header(what, 1))
     print(f"{a.chars} characters per run, {a.repeats} interleaved rounds; µs/char, median (p90)\n")
     head = ["sampler"] + list(subjects)
     if a.baseline_rev:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 
 import numpy as np
 
@@ -58,29 +55,3 @@ class StepBackend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.precision} {self.path}>"
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silences what native libraries write to file descriptor 2 (LiteRT's "INFO: Created
-    TensorFlow Lite XNNPACK delegate for CPU." on every interpreter) while the block runs.
-
-    Python's sys.stderr is untouched; CHARWRIGHT_DEBUG=1 keeps the native output. Process-wide
-    while it lasts (fd 2 is shared), so it wraps only interpreter creation, never a step.
-    """
-    if os.environ.get("CHARWRIGHT_DEBUG"):
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 (an embedded interpreter): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import BundleError, require
 from ..safefile import read_bytes
 from . import BY_NAME
-from .base import StepBackend, quiet_native_stderr
+from ..quiet import quiet_stderr
+from .base import StepBackend
 
 SIGNATURE = "serving_default"
 
@@ -29,7 +30,7 @@ class LiteRTStep(StepBackend):
         interp = require("ai_edge_litert.interpreter", BY_NAME["litert"].extra)
         source = {"model_content": data} if data is not None else {"model_path": str(path)}
         try:
-            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate..."
+            with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate..."
                 self.it = interp.Interpreter(**source, num_threads=max(1, int(threads)))
         except (ValueError, RuntimeError) as e:
             raise BundleError(f"{path}: LiteRT cannot load this file: {e}") from None
@@ -41,7 +42,7 @@ class LiteRTStep(StepBackend):
         self._o_logits, self._o_state = sig["outputs"][names[2]], sig["outputs"][names[3]]
         self._batch = None
         self._check_widths()
-        self._resize(1)  # applies the XNNPACK delegate now, inside quiet_native_stderr
+        self._resize(1)  # applies the XNNPACK delegate now, inside quiet_stderr
 
     def _signature(self, names) -> dict:
         full = getattr(self.it, "_get_full_signature_list", None)
@@ -74,7 +75,7 @@ class LiteRTStep(StepBackend):
     def _resize(self, batch: int) -> None:
         self.it.resize_tensor_input(self._i_token, [batch], strict=False)
         self.it.resize_tensor_input(self._i_state, [batch, self.state_size], strict=False)
-        with quiet_native_stderr():  # delegates print when they are (re)applied
+        with quiet_stderr():  # delegates print when they are (re)applied
             self.it.allocate_tensors()
         self._batch = batch
 

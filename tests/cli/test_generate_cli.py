@@ -169,3 +169,30 @@ def test_missing_extra_is_exit_2_and_one_line(tmp_path):
         "Error: tensorflow is not installed (No module named 'tensorflow'); install it with: "
         "pip install 'charwright[train]'"]
     assert not (tmp_path / "run").exists()
+
+
+def _with_defaults(tmp_path, bundle, defaults):
+    import shutil
+
+    d = tmp_path / "b"
+    shutil.copytree(bundle, d)
+    m = json.loads((d / "manifest.json").read_text())
+    m["sampling_defaults"] = defaults
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
+def test_the_bundles_sampling_defaults_apply_unless_given(tmp_path, tiny_bundle):
+    d = _with_defaults(tmp_path, tiny_bundle, {"temperature": 0.5, "top_k": 0, "top_p": 0.9})
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(d), "--seed", "2", "-v"])
+    assert r.exit_code == 0, r.output
+    # top_k 0 is how charwright 0.1 wrote "off"
+    assert "logits -> temperature(0.5) -> top-p(0.9) -> categorical(seed=2)" in r.stderr
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(d), "--seed", "2", "-v",
+                                 "--temperature", "1.5", "--top-p", "1"])
+    assert "logits -> temperature(1.5) -> categorical(seed=2)" in r.stderr
+    d = _with_defaults(tmp_path / "x", tiny_bundle, {"temperature": -3})
+    r = CliRunner().invoke(cli, ["generate", "The ", "-b", str(d)])
+    assert r.exit_code == 1 and r.stderr.strip().endswith(
+        "manifest.json: sampling_defaults: temperature -3: must be 0 (greedy) or between "
+        "0.0001 and 1000")

@@ -23,7 +23,7 @@ def test_unknown_policies():
     assert v.decode(v.encode("axbz", unknown="replace", replacement="c")) == "acbc"
     with pytest.raises(VocabularyError, match="replacement character 'q'"):
         v.encode("x", unknown="replace", replacement="q")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown-character policy 'guess': use one of"):
         v.encode("a", unknown="guess")
 
 
@@ -34,10 +34,21 @@ def test_line_mode_newline_is_eos():
     assert v.decode([0, 2, 1]) == "ab"
 
 
-def test_rejects_bad_documents():
-    with pytest.raises(ConfigError):
-        Vocabulary.from_dict({"format": "other"})
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("doc,message", [
+    ({"format": "other"}, "vocabulary: not a charwright-vocab document"),
+    ({"format": "charwright-vocab", "version": "1", "chars": ["a"]},
+     "unsupported vocabulary version '1'"),
+    ({"format": "charwright-vocab", "version": 1, "chars": "ab"}, "'chars' must be a list"),
+    ({"format": "charwright-vocab", "version": 1, "chars": ["a"], "eos": "false"},
+     "'eos' must be true or false, not 'false'"),
+])
+def test_rejects_bad_documents(doc, message):
+    with pytest.raises(ConfigError, match=message):
+        Vocabulary.from_dict(doc)
+
+
+def test_rejects_unsorted_characters():
+    with pytest.raises(ConfigError, match="distinct and sorted by code point"):
         Vocabulary(("b", "a"))
 
 
