@@ -1,9 +1,9 @@
 """Rows that join and leave one running batch of the step graph: the one sampling loop.
 
     g = Generator(backend)
-    key = g.add(prompt_ids, sampler, seed=7, row_id=0)   primes the prompt; joins the batch
-    keys, ids = g.step()                                 one id for every row in the batch
-    g.remove([key])                                      the row leaves before the next step
+    keys = g.add([prompt_ids], sampler, seed=7)   primes the prompts; the rows join the batch
+    keys, ids = g.step()                          one id for every row in the batch
+    g.remove(keys[:1])                            a row leaves before the next step
     g.is_done()
 
 step() first advances every row that already chose an id (one batched backend step: token int32
@@ -65,27 +65,33 @@ class Generator:
     def is_done(self) -> bool:
         return not self.keys
 
-    def add(self, prompt_ids: np.ndarray, sampler, seed: int = 0, row_id: int = 0,
-            primed=None) -> int:
-        """Primes `prompt_ids` (int32 [n >= 1]) and adds the row to the batch; returns its key.
+    def add(self, prompts: list, sampler, seed: int = 0, row_ids=None, primed=None) -> list:
+        """Primes `prompts` (int32 arrays of >= 1 id, one per row) and adds the rows to the
+        batch together; returns their keys.
 
-        sampler: a sampling.Sampler (shared by rows with the same configuration); seed and
-        row_id seed this row's generator. primed: (logits [1, V], state [1, S]) if the caller
-        primed the prompt already (several prompts at once, see prime())."""
-        logits, state = primed if primed is not None else prime(self.backend, [prompt_ids])
-        sampler.join(np.asarray(prompt_ids, np.int32), seed, row_id)
-        pos = len(self.keys)
-        self.state = np.concatenate([self.state, state]) if pos else state
-        self.tokens = np.append(self.tokens, np.int32(0))
-        self._fresh[pos] = logits[0]
+        sampler: a sampling.Sampler (shared by rows with the same configuration); row i draws
+        from the generator seeded by (seed, row_ids[i]) (default 0, 1, ...). primed: (logits
+        [n, V], state [n, S]) if the caller primed the prompts already (see prime())."""
+        prompts = [np.asarray(p, np.int32) for p in prompts]
+        n = len(prompts)
+        row_ids = list(range(n)) if row_ids is None else list(row_ids)
+        if not n or len(row_ids) != n:
+            raise ConfigError(f"{n} prompts and {len(row_ids)} row ids: give one row id each")
+        logits, state = primed if primed is not None else prime(self.backend, prompts)
+        sampler.join(prompts, seed, row_ids)
+        start = len(self.keys)
+        self.state = np.concatenate([self.state, state]) if start else state
+        self.tokens = np.concatenate([self.tokens, np.zeros(n, np.int32)])
+        for i in range(n):
+            self._fresh[start + i] = logits[i]
         if not any(s is sampler for s in self._samplers):
             self._samplers.append(sampler)
-        self._sampler_of.append(sampler)
+        self._sampler_of += [sampler] * n
         self._regroup()
-        key = self._next_key
-        self._next_key += 1
-        self.keys.append(key)
-        return key
+        keys = list(range(self._next_key, self._next_key + n))
+        self._next_key += n
+        self.keys += keys
+        return keys
 
     def remove(self, keys) -> None:
         """Rows `keys` leave the batch (finished or cancelled); unknown keys are ignored."""

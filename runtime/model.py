@@ -93,18 +93,19 @@ class Model:
         row_ids = list(range(len(ids))) if row_ids is None else list(row_ids)
         if len(row_ids) != len(ids):
             raise ConfigError(f"{len(row_ids)} row ids for {len(ids)} prompts")
+        if not ids:
+            return Generator(self.backend), {}, []
         gen = Generator(self.backend)
         if max_chars == 0:
             return gen, {}, [None] * len(ids)
         sampler = Sampler(sampling, self.vocab.size)
-        same = len({len(i) for i in ids}) == 1
-        logits, state = prime(gen.backend, ids) if same and len(ids) > 1 else (None, None)
-        streams, keys = {}, []
-        for i, p in enumerate(ids):
-            primed = None if logits is None else (logits[i : i + 1], state[i : i + 1])
-            key = gen.add(p, sampler, sampling.seed, row_ids[i], primed=primed)
-            streams[key] = TextStream(self.vocab, max_chars, stop)
-            keys.append(key)
+        keys = []
+        for length in sorted({len(p) for p in ids}):  # prompts of one length prime together
+            rows = [i for i, p in enumerate(ids) if len(p) == length]
+            keys += zip(rows, gen.add([ids[i] for i in rows], sampler, sampling.seed,
+                                      [row_ids[i] for i in rows]))
+        keys = [k for _, k in sorted(keys)]
+        streams = {k: TextStream(self.vocab, max_chars, stop) for k in keys}
         return gen, streams, keys
 
     def stream(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),

@@ -4,7 +4,7 @@ The shape is llama.cpp's sampler interface (`llama_sampler_i`): every processor 
 
     __call__(z)       z: float32 [rows, vocab], changed in place and returned (-inf = removed)
     accept(ids)       ids: int64 [rows], the ids the selector picked (for stateful processors)
-    join(prompt_ids)  a row joins at the end of the batch; prompt_ids: int32 [n]
+    join(prompts)     rows join at the end of the batch; prompts: one int32 [n] array per row
     take(keep)        only rows `keep` (int array, ascending) stay
 
 A processor owns whatever state it needs, per row (the repetition penalty its window of recent
@@ -43,7 +43,7 @@ class LogitsProcessor:
     def accept(self, ids: np.ndarray) -> None:
         pass
 
-    def join(self, prompt_ids: np.ndarray) -> None:
+    def join(self, prompts: list) -> None:
         pass
 
     def take(self, keep: np.ndarray) -> None:
@@ -98,14 +98,16 @@ class RepetitionPenalty(LogitsProcessor):
         self.ring[:, pos] = ids
         flat[self._base + ids] += 1
 
-    def join(self, prompt_ids):
+    def join(self, prompts):
         W, V = self.window, self.vocab_size
-        ring = np.full(W, V, np.int64)
-        counts = np.zeros((1, V + 1), np.int32)
-        tail = np.asarray(prompt_ids[-W:], np.int64)  # the prompt's last ids, oldest first
-        ring[W - len(tail):] = tail
-        np.add.at(counts[0], ring, 1)
-        self.ring = np.concatenate([self.ring, np.roll(ring, self.pos)[None]])
+        ring = np.full((len(prompts), W), V, np.int64)
+        counts = np.zeros((len(prompts), V + 1), np.int32)
+        for i, p in enumerate(prompts):
+            tail = np.asarray(p[-W:], np.int64)  # the prompt's last ids, oldest first
+            ring[i, W - len(tail):] = tail
+            counts[i] = np.bincount(ring[i], minlength=V + 1)
+        # rolled so that the slot written next holds each row's oldest entry
+        self.ring = np.concatenate([self.ring, np.roll(ring, self.pos, axis=1)])
         self.counts = np.concatenate([self.counts, counts])
         self._base = np.arange(len(self.ring), dtype=np.int64) * (V + 1)
 

@@ -130,11 +130,13 @@ class Sampler:
         # the cheapest callable equal to __call__: the selector itself when the chain is empty
         self.sample = self.selector if not self.processors else self.__call__
 
-    def join(self, prompt_ids: np.ndarray, seed: int, row_id: int) -> None:
+    def join(self, prompts: list, seed: int, row_ids) -> None:
+        """Rows join at the end: prompts, one int32 array per row; row i draws from the
+        generator seeded by (seed, row_ids[i])."""
         for p in self._stateful:
-            p.join(prompt_ids)
-        self.selector.join(seed, row_id)
-        self.rows += 1
+            p.join(prompts)
+        self.selector.join(seed, row_ids)
+        self.rows += len(prompts)
 
     def take(self, keep: np.ndarray) -> None:
         for p in self._stateful:

@@ -1,7 +1,7 @@
 """Selectors: the last link of the sampling chain, turning logits into one id per row.
 
     __call__(z) -> ids int64 [rows]     z: float32 [rows, vocab] (may be changed in place)
-    join(seed, row_id)                  a row joins at the end of the batch
+    join(seed, row_ids)                 rows join at the end of the batch
     take(keep)                          only rows `keep` stay
 
 Categorical sampling uses the Gumbel-max trick: argmax(z + G), G ~ Gumbel(0, 1) i.i.d., is an
@@ -21,7 +21,7 @@ class Greedy:
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return z.argmax(axis=1)
 
-    def join(self, seed: int, row_id: int) -> None:
+    def join(self, seed: int, row_ids) -> None:
         pass
 
     def take(self, keep) -> None:
@@ -34,21 +34,24 @@ class Greedy:
 class Categorical:
     """Draws from softmax(z), row by row, from per-row seeded noise.
 
-    All rows share one read clock `pos` into their noise blocks [rows, BLOCK, vocab]; a row that
+    All rows share one read clock `pos` into their noise blocks [rows, length, vocab]; a row that
     joins at clock c fills only its block's rows c.. from its generator. numpy's generators
     give the same stream however the draws are chunked (random(a) then random(b) equals
-    random(a + b)), so a row's k-th draw is the same whenever it joined: its text depends only
-    on (seed, row_id). One shared clock keeps the per-character work to a slice and an add.
+    random(a + b)), so a row's k-th draw is the same whenever it joined and whatever the block
+    length: its text depends only on (seed, row_id). The block length is chosen at each refill
+    so that the noise stays within NOISE_BYTES however many rows there are (a row costs
+    4 x vocab bytes per draw held).
     """
 
     name = "categorical"
-    BLOCK = 256  # draws of noise made at once per row
+    BLOCK = 256  # draws of noise made at once per row, at most
+    NOISE_BYTES = 16 << 20
 
     def __init__(self, vocab_size: int):
         self.vocab = int(vocab_size)
         self.rngs: list[np.random.Generator] = []
         self.seeds: list[int] = []
-        self.noise = np.zeros((0, self.BLOCK, self.vocab), np.float32)
+        self.noise = np.zeros((0, 0, self.vocab), np.float32)  # sized at the first draw
         self.pos = 0  # the block row every row reads next
 
     def _gumbel(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -61,12 +64,14 @@ class Categorical:
             np.log(u, out=u)
         return np.negative(u, out=u)
 
-    def join(self, seed: int, row_id: int) -> None:
-        rng = np.random.default_rng([int(seed), int(row_id)])
-        block = np.zeros((1, self.BLOCK, self.vocab), np.float32)
-        block[0, self.pos:] = self._gumbel(rng, self.BLOCK - self.pos)
-        self.rngs.append(rng)
-        self.seeds.append(int(seed))
+    def join(self, seed: int, row_ids) -> None:
+        length = self.noise.shape[1]
+        block = np.zeros((len(row_ids), length, self.vocab), np.float32)
+        for i, r in enumerate(row_ids):
+            rng = np.random.default_rng([int(seed), int(r)])
+            block[i, self.pos:] = self._gumbel(rng, length - self.pos)
+            self.rngs.append(rng)
+            self.seeds.append(int(seed))
         self.noise = np.concatenate([self.noise, block])
 
     def take(self, keep) -> None:
@@ -74,11 +79,20 @@ class Categorical:
         self.seeds = [self.seeds[i] for i in keep]
         self.noise = self.noise[keep]
 
+    def _refill(self) -> None:
+        # sized as if at least 16 rows were here, so that rows joining mid-block (each drawing
+        # the rest of the block) cost at most NOISE_BYTES / 16 apiece
+        rows = len(self.rngs)
+        length = max(1, min(self.BLOCK, self.NOISE_BYTES // (4 * self.vocab * max(rows, 16))))
+        if self.noise.shape[1] != length:
+            self.noise = np.empty((rows, length, self.vocab), np.float32)
+        for i, rng in enumerate(self.rngs):
+            self.noise[i] = self._gumbel(rng, length)
+        self.pos = 0
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        if self.pos == self.BLOCK:
-            for i, rng in enumerate(self.rngs):
-                self.noise[i] = self._gumbel(rng, self.BLOCK)
-            self.pos = 0
+        if self.pos == self.noise.shape[1]:
+            self._refill()
         z += self.noise[:, self.pos]
         self.pos += 1
         return z.argmax(axis=1)

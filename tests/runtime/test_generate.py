@@ -197,11 +197,11 @@ def test_a_row_that_joins_a_running_batch_gets_its_own_text():
     for n, (k, piece) in enumerate(it):
         out[k] += piece
         if n == 5:  # b joins after a few characters
-            kb = gen.add(m.encode_prompt("h"), Sampler(cfg_b, m.vocab.size), 4, 0)
+            (kb,) = gen.add([m.encode_prompt("h")], Sampler(cfg_b, m.vocab.size), 4)
             streams[kb] = TextStream(m.vocab, 40)
             out[kb] = ""
         if n == 30:  # c joins later still, greedy, beside two sampling rows
-            kc = gen.add(m.encode_prompt("gg"), Sampler(GREEDY, m.vocab.size), 0, 0)
+            (kc,) = gen.add([m.encode_prompt("gg")], Sampler(GREEDY, m.vocab.size), 0)
             streams[kc] = TextStream(m.vocab, 30)
             out[kc] = ""
     assert out[ka] == alone_a and out[kb] == alone_b and out[kc] == alone_c

@@ -57,7 +57,7 @@ def test_golden_in_a_batch_row_by_row(proc, expected):
 
 def test_repetition_penalty_divides_positive_and_multiplies_negative():
     rp = RepetitionPenalty(2.0, 3, 4)
-    rp.join(np.array([1, 2]))
+    rp.join([np.array([1, 2])])
     z = np.array([[1.0, 2.0, -1.0, 0.5]], np.float32)
     assert rp(z).tolist() == [[1.0, 1.0, -2.0, 0.5]]
     rp.accept(np.array([3]))  # the window of 3 now holds 1, 2, 3
@@ -70,7 +70,7 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative():
 
 def _rp_alone(prompt, ids, window=3, vocab=5):
     rp = RepetitionPenalty(2.0, window, vocab)
-    rp.join(np.asarray(prompt))
+    rp.join([np.asarray(prompt)])
     for t in ids:
         rp.accept(np.array([t]))
     return rp.counts[0, :vocab].tolist()
@@ -80,12 +80,12 @@ def test_repetition_penalty_rows_keep_their_own_windows_whenever_they_join():
     """Several rows, joining at different times and leaving: each row's counts equal what the
     row alone would count (the multi-row path, checked against the single-row one)."""
     rp = RepetitionPenalty(2.0, 3, 5)
-    rp.join(np.array([0, 1]))
+    rp.join([np.array([0, 1])])
     rp.accept(np.array([2]))
-    rp.join(np.array([4, 4, 4, 3]))  # joins one step later, its ring rolled to the shared clock
+    rp.join([np.array([4, 4, 4, 3])])  # joins one step later, its ring rolled to the shared clock
     rp.accept(np.array([3, 0]))
     rp.accept(np.array([1, 1]))
-    rp.join(np.array([2]))
+    rp.join([np.array([2])])
     rp.accept(np.array([4, 2, 2]))
     assert rp.counts[0, :5].tolist() == _rp_alone([0, 1], [2, 3, 1, 4])
     assert rp.counts[1, :5].tolist() == _rp_alone([4, 4, 4, 3], [0, 1, 2])
@@ -152,7 +152,7 @@ def test_bad_sampling_values(kwargs, message):
 def test_categorical_matches_the_distribution_and_respects_masks():
     z0 = np.log(P).astype(np.float32)
     sel = Categorical(4)
-    sel.join(0, 0)
+    sel.join(0, [0])
     counts = np.bincount([int(sel(z0[None].copy())[0]) for _ in range(20000)], minlength=4)
     assert np.allclose(counts / 20000, P, atol=0.015)
     masked = z0.copy()
@@ -168,27 +168,36 @@ def _draws(sel, rows, n, vocab=5):
 def test_categorical_rows_depend_only_on_seed_and_row_id():
     """A row's k-th draw is the same alone, in a batch, or after joining late (past a refill)."""
     alone = Categorical(5)
-    alone.join(9, 2)
+    alone.join(9, [2])
     ref = [d[0] for d in _draws(alone, 1, 700)]
     wide = Categorical(5)
-    for r in range(3):
-        wide.join(9, r)
+    wide.join(9, [0, 1, 2])
     assert [d[2] for d in _draws(wide, 3, 700)] == ref
     late = Categorical(5)
-    late.join(1, 0)
+    late.join(1, [0])
     _draws(late, 1, 300)  # the shared clock is now 300 - 256 = 44 into its second block
-    late.join(9, 2)
+    late.join(9, [2])
     got = [d[1] for d in _draws(late, 2, 700)]
     late.take(np.array([1]))  # the first row leaves; the late one keeps its stream
     got += [d[0] for d in _draws(late, 1, 50)]
     longer = Categorical(5)
-    longer.join(9, 2)
+    longer.join(9, [2])
     assert got == [d[0] for d in _draws(longer, 1, 750)]
+    tight = Categorical(5)  # a noise budget of 3 draws per row: blocks of 3, refilled often
+    tight.NOISE_BYTES = 4 * 5 * 16 * 3
+    tight.join(9, [0, 2])
+    draws = _draws(tight, 2, 40)
+    tight.join(9, [5])  # joins mid-block
+    draws += _draws(tight, 3, 30)
+    assert tight.noise.shape[1] == 3 and [d[1] for d in draws] == ref[:70]
+    five = Categorical(5)
+    five.join(9, [5])
+    assert [d[2] for d in draws[40:]] == [d[0] for d in _draws(five, 1, 30)]
 
 
 def test_sampler_runs_the_chain_then_accepts():
     s = Sampler(SamplingConfig(temperature=0, repetition_penalty=100.0), 4)
-    s.join(np.array([3]), seed=0, row_id=0)
+    s.join([np.array([3])], seed=0, row_ids=[0])
     z = np.log(np.array([[0.1, 0.2, 0.3, 0.4]], np.float32))
     # 3 is in the window: its logit is pushed down 100x, so greedy takes 2, then 1
     assert s(z.copy()).tolist() == [2]
