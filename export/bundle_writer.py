@@ -22,26 +22,23 @@ from charwright.runtime.atomic import atomic_dir, write_json
 from charwright.runtime.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest,
                                       sha256_file)
 from charwright.runtime.errors import BundleError, ConfigError, ExportError, ParityError, require
+from charwright.runtime.backends import BACKENDS, FORMAT_ALIASES
 from charwright.runtime.locking import hold
+from charwright.runtime.manifest import PRECISIONS
 from charwright.trainer import run_dir as rd
 from charwright.runtime.parity import TOLERANCES, check_bundle, raise_for_failures
 from charwright.runtime.vocab import Vocabulary
 
-# (format, precision) -> file name, in the order they are written. ONNX has no full-int8 file:
-# static QDQ (onnxruntime quantize_static, calibrated like TFLite's) was measured 85x slower
-# than dynamic int8 on the CPU provider (6.2 ms vs 73 us per step at GRU 1024) and less
-# accurate (top-1 94.8% vs 97.4% at GRU 512), so dynamic int8 is ONNX's int8.
-FILES = {
-    ("npz", "float32"): "weights.npz",
-    ("onnx", "float32"): "model.float32.onnx",
-    ("onnx", "int8-dynamic"): "model.int8-dynamic.onnx",
-    ("tflite", "float32"): "model.float32.tflite",
-    ("tflite", "float16"): "model.float16.tflite",
-    ("tflite", "int8-dynamic"): "model.int8-dynamic.tflite",
-    ("tflite", "int8"): "model.int8.tflite",
-}
-FORMAT_NAMES = {"onnx": "onnx", "tflite": "tflite", "numpy": "npz", "npz": "npz"}
-PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
+# (format, precision) -> file name, in the order they are written, from the backend registry
+# (runtime/backends: the one declaration of formats, precisions and file names). ONNX has no
+# full-int8 file: static QDQ (onnxruntime quantize_static, calibrated like TFLite's) was
+# measured 85x slower than dynamic int8 on the CPU provider (6.2 ms vs 73 us per step at GRU
+# 1024) and less accurate (top-1 94.8% vs 97.4% at GRU 512), so dynamic int8 is ONNX's int8.
+_WRITE_ORDER = ("npz", "onnx", "tflite")
+FILES = {(spec.format, prec): name
+         for spec in sorted(BACKENDS, key=lambda s: _WRITE_ORDER.index(s.format))
+         for prec, name in spec.file_names.items()}
+FORMAT_NAMES = FORMAT_ALIASES
 SAMPLING_DEFAULTS = {"temperature": 0.8, "top_k": None, "top_p": None}
 
 

@@ -102,6 +102,10 @@ class Bundle:
     def where(self) -> str:
         return str(self.root / "manifest.json")
 
+    def read(self, entry: FileEntry) -> bytes:
+        """The file's bytes, checked against the manifest's size and sha256 (see read_verified)."""
+        return read_verified(self.path(entry), entry.bytes, entry.sha256)
+
     def path(self, entry: FileEntry) -> Path:
         """The entry's file with symlinks resolved; BundleError if it leaves the bundle or is
         not a regular file."""
@@ -177,6 +181,15 @@ def _check_bytes(path, data: bytes, size, digest) -> None:
                           "damaged or was replaced")
     if hashlib.sha256(data).hexdigest() != digest:
         raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+
+
+def read_verified(path: Path, size: int, digest: str) -> bytes:
+    """The bytes of `path` (a bounded read of a regular file), after checking their size and
+    sha256: what a backend runs is exactly what was checked, read once."""
+    data = read_bytes(Path(path), int(size))
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+    return data
 
 
 def verify_file(path: Path, size, digest) -> None:

@@ -107,6 +107,17 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
         raise ParityError(f"{root}: {e}") from None
 
 
+def _finite(obj):
+    """obj with every non-finite float replaced by None (valid JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _fmt(v, spec: str, default: str = "?") -> str:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         return format(v, spec)
@@ -125,8 +136,8 @@ def info(bundle_dir, bundle_opt, as_json):
 
     b = load_bundle(resolve_bundle(bundle_dir, bundle_opt), verify=False)
     m = b.manifest
-    if as_json:
-        click.echo(json.dumps(m, indent=2, sort_keys=True))
+    if as_json:  # a manifest may hold NaN (older parity rows): JSON has no NaN, null it
+        click.echo(json.dumps(_finite(m), indent=2, sort_keys=True, allow_nan=False))
         return
     a = m["architecture"]
     t = m.get("training") if isinstance(m.get("training"), dict) else {}

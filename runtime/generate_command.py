@@ -16,11 +16,11 @@ import click
 
 from .commands import BACKEND_CHOICE, PRECISION_CHOICE
 from .errors import ConfigError
+from .sampling import SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
 _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
                   "greedy", "seed", "stop", "num_samples")
-SEED_MAX = 2**63 - 1
 
 
 def _given(ctx: click.Context, name: str) -> bool:

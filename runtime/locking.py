@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -69,10 +70,11 @@ def check_free(lock_path: str | os.PathLike, what: str,
     """Raises `error` naming the holder if someone holds an exclusive lock on `lock_path` now
     (creates nothing: for read-only checks before the lock is taken)."""
     try:
-        fd = os.open(lock_path, os.O_RDONLY)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return
     try:
+        _check_lock_file(fd, Path(lock_path), error)
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as e:
         if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
@@ -80,6 +82,15 @@ def check_free(lock_path: str | os.PathLike, what: str,
         raise _busy(Path(lock_path), what, error) from None
     finally:
         os.close(fd)
+
+
+def _check_lock_file(fd: int, lock_path: Path, error: type[CharwrightError]) -> None:
+    """A lock file is written to: it must be a regular file of our own (no FIFO, no device, no
+    hard link to someone else's file)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        kind = "has other hard links" if stat.S_ISREG(st.st_mode) else "is not a regular file"
+        raise error(f"{lock_path}: {kind}; a lock file must be a plain file (remove it)")
 
 
 @contextlib.contextmanager
@@ -98,14 +109,25 @@ def hold(lock_path: str | os.PathLike, what: str, error: type[CharwrightError] =
     lock_path = Path(lock_path)
     op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # never through a link: a planted link would have us overwrite its target
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise error(f"{lock_path}: is a symbolic link; a lock file must be a plain "
+                            "file (remove it)") from None
+            raise
         try:
+            _check_lock_file(fd, lock_path, error)
             fcntl.flock(fd, op)
         except OSError as e:
             os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             raise _busy(lock_path, what, error) from None
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

@@ -88,12 +88,13 @@ class Fields:
             return default
         return self.d[key]
 
-    def int(self, key, minimum=0, default=...) -> int:
+    def int(self, key, minimum=0, default=..., maximum=None) -> int:
         v = self.get(key, default)
         if v is default and default is not ...:
             return v
-        if type(v) is not int or v < minimum:
-            self.fail(f"must be an integer >= {minimum}, got {show(v)}", key)
+        if type(v) is not int or v < minimum or (maximum is not None and v > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            self.fail(f"must be an integer {bound}, got {show(v)}", key)
         return v
 
     def str(self, key, default=..., choices=None) -> str:
@@ -136,6 +137,9 @@ class Fields:
         return v
 
 
+MAX_LAYERS, MAX_UNITS, MAX_VOCAB = 64, 65_536, 1_114_112  # the last: every Unicode code point
+
+
 def check_model_facts(m: dict, where: str) -> None:
     """Vocabulary, architecture and state: typed, and in agreement with each other."""
     top = Fields(where, "", m)
@@ -146,8 +150,11 @@ def check_model_facts(m: dict, where: str) -> None:
     eos = vocab.bool("eos", default=False)
     arch = top.obj("architecture")
     cell = arch.str("cell", choices=tuple(CELLS))
-    layers, units = arch.int("layers", 1), arch.int("units", 1)
-    V = arch.int("vocab_size", 1)
+    # bounds far above any model charwright trains (8 layers, 8,192 units), so that absurd
+    # values are refused before anything is sized from them
+    layers = arch.int("layers", 1, maximum=MAX_LAYERS)
+    units = arch.int("units", 1, maximum=MAX_UNITS)
+    V = arch.int("vocab_size", 1, maximum=MAX_VOCAB)
     if arch.get("embedding_dim", None) is not None:
         arch.int("embedding_dim", 0)
     if len(chars) + eos != V:

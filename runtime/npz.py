@@ -22,6 +22,12 @@ import numpy as np
 from .errors import BundleError
 
 MAX_MEMBERS = 4096
+# numeric arrays written by np.savez (stored) or savez_compressed (deflate) unpack to about their
+# stored size; a member that claims more than this ratio (plus 1 MiB of slack for tiny arrays) is
+# a decompression bomb, whatever the manifest says, and so is an archive over MAX_UNPACKED
+MAX_RATIO = 50
+MAX_UNPACKED = 8 << 30
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _HEADER_MAX = 10_000  # numpy's own default limit on an .npy header
 
 
@@ -37,6 +43,15 @@ class Npz:
             if len(infos) > MAX_MEMBERS:
                 raise BundleError(f"{where}: {len(infos)} arrays; an npz here holds at most "
                                   f"{MAX_MEMBERS}")
+            for i in infos:
+                if i.compress_type not in _METHODS:
+                    raise BundleError(f"{where}: member {i.filename!r} uses compression method "
+                                      f"{i.compress_type}; only stored and deflated are read")
+                if i.file_size > MAX_RATIO * i.compress_size + (1 << 20):
+                    raise BundleError(f"{where}: member {i.filename!r} unpacks to {i.file_size:,} "
+                                      f"bytes from {i.compress_size:,}: a decompression bomb")
+            if sum(i.file_size for i in infos) > MAX_UNPACKED:
+                raise BundleError(f"{where}: unpacks to more than {MAX_UNPACKED >> 30} GiB")
             self._info = {i.filename[:-4]: i for i in infos if i.filename.endswith(".npy")}
             self.arrays = {name: self._header(info) for name, info in self._info.items()}
         except BundleError:

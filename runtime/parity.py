@@ -187,14 +187,12 @@ def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list
     failures into one ParityError. The probe itself must be readable (BundleError otherwise).
     """
     from .backends import open_backend
-    from .bundle import verify_file
 
     probe = bundle.probe()
     results = []
     for entry in entries if entries is not None else bundle.files:
         try:
-            verify_file(bundle.path(entry), entry.bytes, entry.sha256)
-            backend = open_backend(bundle, entry, threads=threads)
+            backend = open_backend(bundle, entry, threads=threads)  # reads + checks the bytes
             res = compare(backend, probe, entry.path)
         except BackendUnavailable as e:
             res = FileParity.unmeasured(entry, str(e), checked=False)

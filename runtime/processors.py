@@ -212,6 +212,7 @@ class Typical(LogitsProcessor):
 
     def __init__(self, p: float):
         self.p = float(p)
+        self._target = self.p * (1 - 1e-6)  # mass equal to p up to rounding reaches it (TopP)
 
     def __call__(self, z):
         logp = log_softmax(z)
@@ -220,7 +221,7 @@ class Typical(LogitsProcessor):
         order = np.argsort(np.abs(-logp - ent), axis=1)
         ps = np.take_along_axis(p, order, axis=1)
         cum = np.cumsum(ps, axis=1)
-        drop = (cum - ps) >= self.p
+        drop = (cum - ps) >= self._target
         drop[:, 0] = False
         zs = np.take_along_axis(z, order, axis=1)
         np.put_along_axis(z, order, np.where(drop, NEG_INF, zs), axis=1)

@@ -55,9 +55,11 @@ class Categorical:
         self.pos = 0  # the block row every row reads next
 
     def _gumbel(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        # G = -log(-log(U)), U ~ uniform float32: 5x faster than rng.gumbel + astype; U = 0
-        # (p = 2**-24 per entry) gives -inf, an id never drawn that time
+        # G = -log(-log(U)), U ~ uniform float32: 5x faster than rng.gumbel + astype. U = 0
+        # (p = 2**-24 per entry) is raised to the smallest float32: G = -inf there would, for a
+        # row whose only candidate left drew it, make argmax return a removed id
         u = rng.random((n, self.vocab), dtype=np.float32)
+        np.maximum(u, np.finfo(np.float32).tiny, out=u)
         with np.errstate(divide="ignore"):
             np.log(u, out=u)
             np.negative(u, out=u)

@@ -40,8 +40,11 @@ class Vocabulary:
     def __post_init__(self):
         if not self.chars:
             raise ConfigError("a vocabulary needs at least one character")
-        if any(len(c) != 1 for c in self.chars):
+        if any(not isinstance(c, str) or len(c) != 1 for c in self.chars):
             raise ConfigError("each vocabulary entry must be exactly one character")
+        if any("\ud800" <= c <= "\udfff" for c in self.chars):
+            raise ConfigError("a vocabulary entry is a lone surrogate (U+D800..U+DFFF), which "
+                              "is not a character of any UTF-8 text")
         if list(self.chars) != sorted(set(self.chars)):
             raise ConfigError("vocabulary characters must be distinct and sorted by code point")
         object.__setattr__(

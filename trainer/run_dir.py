@@ -147,14 +147,32 @@ def clear_run(run_dir: Path) -> None:
     sweep_temps(run_dir)
 
 
+# what charwright's atomic writes leave behind in checkpoints/ and step/ when killed
+_SUB_TEMPS = {"checkpoints": (".ckpt-", ".latest."),
+              "step": (".step.json.", ".weights.npz.", ".saved_model.")}
+
+
+def _own_temp(folder: str, name: str) -> bool:
+    if not (name.startswith(".") and (".tmp" in name or ".old-" in name)):
+        return False
+    if folder == "":
+        return _is_temp(name)
+    return name.startswith(_SUB_TEMPS[folder])
+
+
 def sweep_temps(run_dir: Path) -> None:
-    """Removes what a killed run was writing (atomic writes use dot-names with '.tmp')."""
+    """Removes what a killed run was writing: only names that charwright's atomic writes make
+    (runtime/atomic.py), never a user's file that merely looks like one, and links are removed
+    as links (never followed)."""
     run_dir = Path(run_dir)
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "step"):
-        if not folder.is_dir():
+    for folder in ("", *_SUB_TEMPS):
+        where = run_dir / folder
+        if where.is_symlink() or not where.is_dir():
             continue
-        for p in list(folder.glob(".*.tmp*")) + list(folder.glob(".*.old-*")):
-            if p.is_dir():
+        for p in where.iterdir():
+            if not _own_temp(folder, p.name):
+                continue
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)

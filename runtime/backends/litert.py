@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BundleError, require
-from ..safefile import read_bytes
 from . import BY_NAME
 from ..quiet import quiet_stderr
 from .base import StepBackend
@@ -42,7 +41,8 @@ class LiteRTStep(StepBackend):
         self._o_logits, self._o_state = sig["outputs"][names[2]], sig["outputs"][names[3]]
         self._batch = None
         self._check_widths()
-        self._resize(1)  # applies the XNNPACK delegate now, inside quiet_stderr
+        with quiet_stderr():  # the first allocation applies the delegate, which prints; later
+            self._resize(1)  # resizes do not (checked), so steps never touch fd 2
 
     def _signature(self, names) -> dict:
         full = getattr(self.it, "_get_full_signature_list", None)
@@ -70,13 +70,12 @@ class LiteRTStep(StepBackend):
     def from_bundle(cls, bundle, entry, threads: int = 1):
         path = bundle.path(entry)
         return cls(path, bundle.state_size, bundle.vocab_size, entry.precision, threads,
-                   entry.inputs, entry.outputs, data=read_bytes(path, entry.bytes))
+                   entry.inputs, entry.outputs, data=bundle.read(entry))
 
     def _resize(self, batch: int) -> None:
         self.it.resize_tensor_input(self._i_token, [batch], strict=False)
         self.it.resize_tensor_input(self._i_state, [batch, self.state_size], strict=False)
-        with quiet_stderr():  # delegates print when they are (re)applied
-            self.it.allocate_tensors()
+        self.it.allocate_tensors()
         self._batch = batch
 
     def step(self, tokens: np.ndarray, state: np.ndarray):

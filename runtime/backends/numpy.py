@@ -11,7 +11,6 @@ import numpy as np
 
 from ..errors import BundleError
 from ..npz import Npz
-from ..safefile import read_bytes
 from . import BY_NAME
 from .base import StepBackend
 
@@ -75,7 +74,7 @@ class NumpyStep(StepBackend):
         """Reads weights.npz after checking every array's header against the architecture."""
         path = bundle.path(entry)
         arch = bundle.manifest["architecture"]
-        npz = Npz(read_bytes(path, entry.bytes), str(path))
+        npz = Npz(bundle.read(entry), str(path))
         for name, shape in weight_shapes(arch).items():
             npz.expect(name, shape, "f")
         weights = {name: npz.load(name) for name in weight_shapes(arch)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BundleError, require
-from ..safefile import read_bytes
 from . import BY_NAME
 from .base import StepBackend
 
@@ -75,7 +74,7 @@ class ONNXStep(StepBackend):
     def from_bundle(cls, bundle, entry, threads: int = 1):
         path = bundle.path(entry)
         return cls(path, bundle.state_size, bundle.vocab_size, entry.precision, threads,
-                   entry.inputs, entry.outputs, data=read_bytes(path, entry.bytes))
+                   entry.inputs, entry.outputs, data=bundle.read(entry))
 
     def _failed(self, e: Exception) -> BundleError:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -36,3 +36,15 @@ def test_help_shows_the_bundle_option():
     for cmd in ("info", "verify", "score"):
         r = CliRunner().invoke(cli, [cmd, "--help"])
         assert r.exit_code == 0 and "-b, --bundle" in r.stdout and "demo" in r.stdout
+
+
+def test_info_json_is_valid_json_when_the_manifest_holds_nan(tmp_path):
+    import json
+
+    d = copy_demo(tmp_path / "b")
+    text = (d / "manifest.json").read_text()
+    (d / "manifest.json").write_text(text.replace("{", '{"nan_here": NaN, ', 1))
+    r = CliRunner().invoke(cli, ["info", str(d), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["nan_here"] is None  # strict JSON: no NaN token
+    assert "NaN" not in r.stdout

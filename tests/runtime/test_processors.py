@@ -202,3 +202,18 @@ def test_sampler_runs_the_chain_then_accepts():
     # 3 is in the window: its logit is pushed down 100x, so greedy takes 2, then 1
     assert s(z.copy()).tolist() == [2]
     assert s(z.copy()).tolist() == [1]
+
+
+def test_a_zero_uniform_never_selects_a_removed_id():
+    """U = 0 (p = 2**-24 per draw) must not turn the only candidate left into -inf."""
+    sel = Categorical(4)
+    sel.join(0, [0])
+    sel._refill()
+    sel.noise[:] = 0.0
+    sel.noise[0, :, 2] = -np.log(-np.log(np.finfo(np.float32).tiny))  # what U = 0 now gives
+    z = np.array([[-np.inf, -np.inf, 1.0, -np.inf]], np.float32)  # top-k 1 left only id 2
+    assert np.isfinite(sel.noise).all() and sel(z).tolist() == [2]
+    u = np.zeros((1, 4), np.float32)  # and the transform itself keeps U = 0 finite
+    sel._gumbel = Categorical._gumbel.__get__(sel)
+    rng = type("R", (), {"random": staticmethod(lambda shape, dtype: u.copy())})()
+    assert np.isfinite(sel._gumbel(rng, 1)).all()

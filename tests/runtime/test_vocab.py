@@ -60,3 +60,8 @@ def test_missing_module_names_the_extra():
     with pytest.raises(BackendUnavailable, match="pip install --force-reinstall charwright"):
         require("charwright_no_such_module", None)
     assert issubclass(BackendUnavailable, ImportError) and BackendUnavailable.exit_code == 2
+
+
+def test_a_lone_surrogate_is_not_a_vocabulary_character():
+    with pytest.raises(ConfigError, match=r"lone surrogate \(U\+D800..U\+DFFF\)"):
+        Vocabulary(("a", "\ud800"))

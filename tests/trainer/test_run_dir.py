@@ -96,3 +96,49 @@ def test_lock_names_the_holder_across_processes(tmp_path):
         p.wait()
     with rd.lock(d):  # released when its holder died
         pass
+
+
+def test_sweep_removes_only_what_charwrights_atomic_writes_leave(tmp_path):
+    """A user's '.backup.old-2024/' or '.notes.tmp.md' look like temps but are not ours."""
+    run = tmp_path / "run"
+    (run / ".backup.old-2024").mkdir(parents=True)
+    (run / ".backup.old-2024" / "data").write_text("mine")
+    (run / ".notes.tmp.md").write_text("mine")
+    (run / ".run.json.k2j3.tmp").write_text("half")
+    (run / ".step.tmp-abc").mkdir()
+    (run / "checkpoints" / ".ckpt-000000010.tmp-x").mkdir(parents=True)
+    (run / "checkpoints" / ".mine.tmp").write_text("mine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("mine")
+    (run / ".probe.npz.zz.tmp.npz").symlink_to(outside)
+    rd.sweep_temps(run)
+    left = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
+    assert left == [".backup.old-2024", ".backup.old-2024/data", ".notes.tmp.md", "checkpoints",
+                    "checkpoints/.mine.tmp"]
+    assert (outside / "keep").read_text() == "mine"  # the link went, not what it pointed to
+
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo", "hardlink"])
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(tmp_path, plant):
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / rd.LOCK_NAME
+    if plant == "symlink":
+        lock.symlink_to(victim)
+        message = "is a symbolic link"
+    elif plant == "fifo":
+        os.mkfifo(lock)
+        message = "is not a regular file"
+    else:
+        os.link(victim, lock)
+        message = "has other hard links"
+    with pytest.raises(RunDirError, match=f"{rd.LOCK_NAME}: {message}; a lock file must be a "
+                                          "plain file"):
+        with rd.lock(run):
+            pass
+    assert victim.read_text() == "precious"
