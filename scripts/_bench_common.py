@@ -8,6 +8,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
+# the sampling settings every generation benchmark times, by name
+SAMPLERS = {
+    "greedy": dict(greedy=True),
+    "temperature 0.8": dict(temperature=0.8),
+    "top-k 40": dict(temperature=0.8, top_k=40),
+    "top-p 0.9": dict(temperature=0.8, top_p=0.9),
+    "min-p 0.05": dict(temperature=0.8, min_p=0.05),
+    "repetition 1.3": dict(temperature=0.8, repetition_penalty=1.3),
+}
+
 
 def cpu_name() -> str:
     try:

@@ -31,18 +31,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import header, stats, table  # noqa: E402
+from _bench_common import SAMPLERS, header, stats, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "runtime" / "demo"
-SAMPLERS = {
-    "greedy": dict(greedy=True),
-    "temperature 0.8": dict(temperature=0.8),
-    "top-k 40": dict(temperature=0.8, top_k=40),
-    "top-p 0.9": dict(temperature=0.8, top_p=0.9),
-    "min-p 0.05": dict(temperature=0.8, min_p=0.05),
-    "repetition 1.3": dict(temperature=0.8, repetition_penalty=1.3),
-}
 
 
 class NullStep:
