@@ -37,6 +37,14 @@ COMMANDS = {
     "generate": ("charwright.runtime.generate_command", "generate", "Generate text from a bundle."),
     "info": ("charwright.runtime.commands", "info", "Show what a bundle holds."),
     "score": ("charwright.runtime.commands", "score", "Bits per character of a text file."),
+    "serve": ("charwright.runtime.serve_command", "serve",
+              "Serve bundles over HTTP (OpenAI-compatible completions)."),
+    "emit-c": ("charwright.runtime.emit_c", "emit_c",
+               "Emit a dependency-free C99 runtime for a bundle."),
+    "import": ("charwright.trainer.import_cli", "import_model",
+               "Turn a Keras model trained elsewhere into RUN_DIR."),
+    "report": ("charwright.trainer.report", "report",
+               "Plot a run's or a bundle's training and parity (PNG or HTML)."),
 }
 
 
