@@ -1,0 +1,448 @@
+"""Continuous batching: requests are rows that join one running batch at the next step and leave
+when done. The core of `charwright serve`, usable from Python without HTTP.
+
+    engine = Engine(load(), max_batch=64, max_queue=64)
+    engine.start()
+    req = engine.submit(["ROMEO:"], n=2, max_chars=200, sampling=SamplingConfig(seed=7))
+    for choice, piece, finish_reason in req.events_blocking(): ...
+    req.completions()                      [Completion per choice]
+    engine.cancel(req); engine.drain(); engine.abort_all("shutdown"); engine.close()
+
+Threads. One scheduler thread owns the batch (a Generator) and is the only one that steps it. A
+primer thread runs the prompts of waiting requests through the step graph (FIFO), so a long
+prompt never stalls the running batch. Callers only validate, enqueue and relay: submit() and
+cancel() post to the scheduler and return at once.
+
+Each scheduler pass: commands first (cancels, aborts), then waiting requests that are primed and
+fit join the batch (FIFO, a request's rows all together), then one batched step for every row,
+then the new text of each request is appended to its events and `notify(touched requests)` is
+called once per step (the HTTP layer turns that into one wake-up of its event loop).
+
+Rows and seeds. A request of P prompts and n choices holds P x n rows; choice p*n + j is row
+(seed, j) of prompt p, exactly the row `charwright generate PROMPT_p --num-samples n --seed S`
+samples as sample j. Rows sampled with equal settings share one Sampler (the seed is per row), so
+the batch is sampled in a few groups, whatever the number of requests.
+
+Queue. At most max_batch rows run. A request that does not fit waits; if max_queue requests wait
+already, submit raises QueueFull at once (HTTP 429): the queue is bounded, never a backlog.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+
+import numpy as np
+
+from .errors import CharwrightError, ConfigError
+from .generator import Generator, prime
+from .model import Completion
+from .sampling import Sampler, SamplingConfig, resolve_seed
+from .text_stream import TextStream
+
+STEP_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TIMEOUT_CHECK_SECONDS = 0.1
+
+
+class QueueFull(CharwrightError):
+    """max_queue requests wait already: try again later (HTTP 429)."""
+
+
+class Draining(CharwrightError):
+    """The engine admits no more requests (it is shutting down; HTTP 503)."""
+
+
+class Histogram:
+    """Cumulative-free bucket counts, Prometheus style (le = upper bounds, +Inf last)."""
+
+    def __init__(self, bounds):
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, x: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, x)] += 1
+        self.sum += x
+        self.count += 1
+
+    def cumulative(self) -> list:
+        """[(le, cumulative count)] with '+Inf' last."""
+        out, total = [], 0
+        for le, c in zip(list(self.bounds) + [float("inf")], self.counts):
+            total += c
+            out.append((le, total))
+        return out
+
+
+class Request:
+    """One completion request: P prompts x n choices, i.e. P*n rows joining together.
+
+    events: deque of (choice, piece, finish_reason or None), appended by the scheduler, drained by
+    the caller. outcome: None while running, then "ok" (every choice finished), "cancelled",
+    "timeout" or "shutdown", set after the last event. waker(): called (through the engine's
+    notify) when events or the outcome changed."""
+
+    def __init__(self, ids, n, max_chars, cfg, stop, deadline):
+        self.ids = ids  # int32 array per distinct prompt
+        self.n = n
+        self.rows = len(ids) * n
+        self.max_chars, self.cfg, self.stop, self.deadline = max_chars, cfg, stop, deadline
+        self.prompt_chars = 0
+        self.events: deque = deque()
+        self.outcome: str | None = None
+        self.primed = None  # (logits [rows, V], state [rows, S]) once the primer ran
+        self.streams: list[TextStream] = []
+        self.keys: list[int] = []
+        self.left = self.rows
+        self.submitted = time.monotonic()
+        self.started: float | None = None  # when its rows joined the batch
+        self._mark = -1
+        self._done = threading.Event()
+        self._wake = threading.Event()
+        self.waker = self._wake.set
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+    def events_blocking(self, timeout: float | None = None):
+        """Yields (choice, piece, finish_reason) until the request ends (for threads; the HTTP
+        layer drains `events` from its event loop instead)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outcome = self.outcome
+            while self.events:
+                yield self.events.popleft()
+            if outcome is not None:
+                return
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("the request did not end in time")
+            self._wake.wait(left)
+            self._wake.clear()
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Blocks until the request ended; returns its outcome (None on timeout)."""
+        self._done.wait(timeout)
+        return self.outcome
+
+    def completions(self) -> list[Completion]:
+        """The choices so far, in order (complete once outcome is "ok")."""
+        return [Completion(s.text(), s.finish_reason or self.outcome or "", tuple(s.tokens))
+                for s in self.streams]
+
+    def generated_chars(self) -> int:
+        return sum(len(s.tokens) for s in self.streams)
+
+
+class Engine:
+    """One scheduler over one loaded Model (see the module docstring)."""
+
+    def __init__(self, model, max_batch: int = 64, max_queue: int = 64, notify=None):
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch {max_batch!r}: must be an integer >= 1")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
+            raise ConfigError(f"max_queue {max_queue!r}: must be an integer >= 0")
+        self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
+        self.notify = notify or _wake_each
+        self._cond = threading.Condition()
+        self._waiting: deque[Request] = deque()  # accepted, not yet in the batch (FIFO)
+        self._to_prime: deque[Request] = deque()
+        self._prime_cond = threading.Condition()
+        self._commands: list = []
+        self._running: list[Request] = []
+        self._running_rows = 0
+        self._draining = False
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self._gen = None
+        self._row: dict[int, tuple] = {}  # key -> (request, choice, TextStream)
+        self._samplers: dict = {}  # config without seed -> Sampler
+        # statistics, written by the scheduler thread only (read anywhere: plain ints)
+        self.steps = 0
+        self.chars_generated = 0
+        self.step_seconds = Histogram(STEP_SECONDS_BUCKETS)
+        self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
+        self.last_error: BaseException | None = None
+
+    # ---- public ---------------------------------------------------------------------------------
+
+    def start(self) -> "Engine":
+        for target, name in ((self._schedule, "scheduler"), (self._prime_loop, "primer")):
+            t = threading.Thread(target=target, name=f"charwright-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    @property
+    def running_requests(self) -> int:
+        return len(self._running)
+
+    @property
+    def running_rows(self) -> int:
+        return self._running_rows
+
+    @property
+    def waiting_requests(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def idle(self) -> bool:
+        return not self._running and not self._waiting
+
+    def prepare(self, prompts, n: int = 1, max_chars: int = 200, sampling=None, stop=(),
+                timeout: float | None = None) -> Request:
+        """Validates a request (ConfigError naming the bad value) without queueing it."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"n {n!r}: must be an integer >= 1")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 1")
+        prompts = list(prompts)
+        if not prompts:
+            raise ConfigError("no prompt: give at least one")
+        rows = len(prompts) * n
+        if rows > self.max_batch:
+            raise ConfigError(f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this engine "
+                              f"runs at most {self.max_batch} (max_batch)")
+        cfg = resolve_seed(sampling or SamplingConfig())
+        ids = [self.model.encode_prompt(p) for p in prompts]
+        deadline = None if not timeout else time.monotonic() + timeout
+        req = Request(ids, n, max_chars, cfg, tuple(s for s in stop if s), deadline)
+        req.prompt_chars = sum(len(p) for p in prompts)
+        return req
+
+    def submit(self, prompts, n: int = 1, max_chars: int = 200, sampling=None, stop=(),
+               timeout: float | None = None, waker=None) -> Request:
+        """Queues a request and returns it at once. Raises ConfigError (bad values), Draining
+        (shutting down) or QueueFull (max_queue requests wait already)."""
+        req = self.prepare(prompts, n, max_chars, sampling, stop, timeout)
+        if waker is not None:
+            req.waker = waker
+        return self.enqueue(req)
+
+    def enqueue(self, req: Request) -> Request:
+        with self._cond:
+            if self._draining or self._stop:
+                raise Draining("the server is shutting down and admits no new requests")
+            if self._must_wait(req) and self._blocked() >= self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} requests wait already (max_queue "
+                                f"{self.max_queue}); retry shortly")
+            self._waiting.append(req)
+        with self._prime_cond:
+            self._to_prime.append(req)
+            self._prime_cond.notify()
+        return req
+
+    def cancel(self, req: Request) -> None:
+        """The request ends (its client went away): its rows leave before the next step."""
+        if req.outcome is None:
+            self._post(("cancel", req, "cancelled"))
+
+    def drain(self) -> None:
+        """Admit no more requests; those accepted run to their end."""
+        with self._cond:
+            self._draining = True
+
+    def abort_all(self, reason: str = "shutdown") -> None:
+        """Ends every running and waiting request now, with outcome `reason`."""
+        self._post(("abort", None, reason))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the threads (requests still running end with outcome "shutdown")."""
+        self.drain()
+        self.abort_all("shutdown")
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        with self._prime_cond:
+            self._prime_cond.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout)
+
+    # ---- admission ------------------------------------------------------------------------------
+
+    def _must_wait(self, req: Request) -> bool:
+        """Whether req would wait behind what runs and waits now (called under the lock)."""
+        taken = self._running_rows + sum(r.rows for r in self._waiting)
+        return taken + req.rows > self.max_batch
+
+    def _blocked(self) -> int:
+        """Waiting requests that will not fit when every earlier one has joined."""
+        free, blocked = self.max_batch - self._running_rows, 0
+        for r in self._waiting:
+            if r.rows <= free:
+                free -= r.rows
+            else:
+                blocked += 1
+                free = 0
+        return blocked
+
+    def _post(self, cmd) -> None:
+        with self._cond:
+            self._commands.append(cmd)
+            self._cond.notify()
+
+    # ---- the primer thread ----------------------------------------------------------------------
+
+    def _prime_loop(self) -> None:
+        while True:
+            with self._prime_cond:
+                while not self._to_prime and not self._stop:
+                    self._prime_cond.wait()
+                if self._stop:
+                    return
+                req = self._to_prime.popleft()
+            if req.outcome is not None:
+                continue
+            try:
+                backend = self.model.backend  # this thread's (LiteRT interpreters are per thread)
+                by_len: dict = {}
+                for i, p in enumerate(req.ids):
+                    by_len.setdefault(len(p), []).append(i)
+                logits = [None] * len(req.ids)
+                state = [None] * len(req.ids)
+                for idx in by_len.values():  # prompts of one length prime together
+                    z, s = prime(backend, [req.ids[i] for i in idx])
+                    for j, i in enumerate(idx):
+                        logits[i], state[i] = z[j], s[j]
+                rows = np.repeat(np.arange(len(req.ids)), req.n)  # choice p*n + j -> prompt p
+                req.primed = (np.stack(logits)[rows], np.stack(state)[rows])
+            except Exception as e:  # noqa: BLE001 - a backend failure ends this request only
+                self.last_error = e
+                self._post(("cancel", req, "error"))
+                continue
+            with self._cond:
+                self._cond.notify()
+
+    # ---- the scheduler thread -------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        self._gen = Generator(self.model.backend)
+        next_check = time.monotonic() + TIMEOUT_CHECK_SECONDS
+        while True:
+            with self._cond:
+                while (not self._commands and not self._gen.keys and not self._stop
+                       and not (self._waiting and self._waiting[0].primed is not None)):
+                    self._cond.wait(TIMEOUT_CHECK_SECONDS if self._waiting else None)
+                    if self._waiting and time.monotonic() >= next_check:
+                        break
+                if self._stop and not self._commands:
+                    return
+                commands, self._commands = self._commands, []
+                admit = []
+                free = self.max_batch - self._running_rows
+                while self._waiting:
+                    r = self._waiting[0]
+                    if r.outcome is not None:
+                        self._waiting.popleft()
+                        continue
+                    if r.primed is None or r.rows > free:
+                        break
+                    self._waiting.popleft()
+                    admit.append(r)
+                    free -= r.rows
+                    self._running_rows += r.rows
+                    self._running.append(r)
+            touched: list = []
+            for kind, req, reason in commands:
+                if kind == "cancel":
+                    self._end(req, reason, touched)
+                else:
+                    for r in list(self._running) + list(self._waiting):
+                        self._end(r, reason, touched)
+            for r in admit:
+                if r.outcome is None:
+                    self._join(r)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + TIMEOUT_CHECK_SECONDS
+                for r in list(self._running) + list(self._waiting):
+                    if r.deadline is not None and now >= r.deadline:
+                        self._end(r, "timeout", touched)
+            if self._gen.keys:
+                self._step(touched)
+            if touched:
+                self.notify(touched)
+
+    def _join(self, r: Request) -> None:
+        cfg = r.cfg
+        key = replace(cfg, seed=None)
+        sampler = self._samplers.get(key)
+        if sampler is None or sampler.rows == 0:  # one that left the batch is not reused
+            sampler = self._samplers[key] = Sampler(cfg, self.model.vocab.size)
+        prompts = [r.ids[c // r.n] for c in range(r.rows)]
+        row_ids = [c % r.n for c in range(r.rows)]
+        r.keys = self._gen.add(prompts, sampler, cfg.seed, row_ids, primed=r.primed)
+        r.primed = None
+        r.streams = [TextStream(self.model.vocab, r.max_chars, r.stop) for _ in range(r.rows)]
+        r.started = time.monotonic()
+        for c, k in enumerate(r.keys):
+            self._row[k] = (r, c, r.streams[c])
+
+    def _step(self, touched: list) -> None:
+        t0 = time.perf_counter()
+        keys, ids = self._gen.step()
+        dt = time.perf_counter() - t0
+        n = len(keys)
+        self.steps += 1
+        self.chars_generated += n
+        self.step_seconds.observe(dt)
+        self.batch_size.observe(n)
+        mark, row, done = self.steps, self._row, []
+        for k, t in zip(keys, ids.tolist()):
+            r, c, s = row[k]
+            piece = s.push(t)
+            fin = s.finish_reason
+            if piece or fin is not None:
+                r.events.append((c, piece, fin))
+                if r._mark != mark:
+                    r._mark = mark
+                    touched.append(r)
+                if fin is not None:
+                    done.append(k)
+                    r.left -= 1
+                    if not r.left:
+                        self._finish(r, "ok")
+        if done:
+            self._gen.remove(done)
+            for k in done:
+                del row[k]
+
+    def _finish(self, r: Request, outcome: str) -> None:
+        r.outcome = outcome
+        with self._cond:
+            if r in self._running:
+                self._running.remove(r)
+                self._running_rows -= r.rows
+        r._done.set()
+
+    def _end(self, r: Request, reason: str, touched: list) -> None:
+        """Ends a request early: its rows leave, its outcome is `reason`."""
+        if r.outcome is not None:
+            return
+        live = [k for k in r.keys if k in self._row]
+        if live:
+            self._gen.remove(live)
+            for k in live:
+                del self._row[k]
+        with self._cond:
+            if r in self._waiting:
+                self._waiting.remove(r)
+        r.primed = None
+        self._finish(r, reason)
+        touched.append(r)
+
+
+def _wake_each(requests) -> None:
+    for r in requests:
+        r.waker()
