@@ -1,0 +1,124 @@
+"""The engine without HTTP: rows join at the next step and leave when done, seeds per row, a
+bounded queue, cancellation within one step, draining and aborts."""
+
+import time
+
+import numpy as np
+import pytest
+
+from bundle_factory import make_bundle
+from charwright.runtime import SamplingConfig, load
+from charwright.runtime.engine import Draining, Engine, QueueFull
+from charwright.runtime.errors import ConfigError
+from fakes import scripted_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load(make_bundle(tmp_path_factory.mktemp("engine") / "tiny", units=32),
+                backend="numpy")
+
+
+@pytest.fixture
+def engine(model):
+    e = Engine(model, max_batch=16, max_queue=4).start()
+    yield e
+    e.close()
+
+
+def test_seeded_rows_equal_model_complete_whatever_the_batch(model, engine):
+    cfg = SamplingConfig(temperature=0.9, top_k=5, seed=11)
+    ref = model.complete(["abc "] * 3, 120, cfg)
+    noise = [engine.submit(["hg"], n=2, max_chars=300, sampling=SamplingConfig(seed=i))
+             for i in range(3)]
+    req = engine.submit(["abc "], n=3, max_chars=120, sampling=cfg)
+    assert req.wait(10) == "ok" and all(r.wait(10) == "ok" for r in noise)
+    assert [c.text for c in req.completions()] == [c.text for c in ref]
+    assert [c.finish_reason for c in req.completions()] == [c.finish_reason for c in ref]
+
+
+def test_events_stream_the_text_in_order(model, engine):
+    req = engine.submit(["ab", "cd"], n=2, max_chars=50, sampling=SamplingConfig(seed=3))
+    texts = {}
+    finals = {}
+    for c, piece, fin in req.events_blocking(timeout=10):
+        texts[c] = texts.get(c, "") + piece
+        if fin:
+            finals[c] = fin
+    assert req.outcome == "ok" and sorted(texts) == [0, 1, 2, 3]
+    assert [texts[i] for i in range(4)] == [c.text for c in req.completions()]
+    assert finals == {i: "length" for i in range(4)}
+    # choice p*n + j is row (seed, j) of prompt p, as `generate PROMPT_p --num-samples n`
+    ref = model.complete(["cd", "cd"], 50, SamplingConfig(seed=3))
+    assert [texts[2], texts[3]] == [c.text for c in ref]
+
+
+def test_a_cancelled_request_leaves_within_one_step():
+    m = scripted_model("abcdefg")
+    e = Engine(m, max_batch=8, max_queue=0)
+    e.start()
+    try:
+        req = e.submit(["a"], max_chars=10**9, sampling=SamplingConfig(greedy=True))
+        while not req.events:
+            time.sleep(0.001)
+        backend = e._gen.backend
+        e.cancel(req)
+        assert req.wait(5) == "cancelled"
+        calls = len(backend.calls)
+        time.sleep(0.05)
+        assert len(backend.calls) == calls and e.running_rows == 0 and e.idle()
+    finally:
+        e.close()
+
+
+def test_the_queue_is_bounded():
+    e = Engine(scripted_model("abcdefg"), max_batch=2, max_queue=1).start()
+    try:
+        greedy = SamplingConfig(greedy=True)
+        a = e.submit(["a"], n=2, max_chars=10**9, sampling=greedy)  # fills the batch
+        while e.running_rows < 2:
+            time.sleep(0.001)
+        b = e.submit(["b"], max_chars=5, sampling=greedy)  # waits
+        with pytest.raises(QueueFull):
+            e.submit(["c"], max_chars=5, sampling=greedy)
+        assert e.waiting_requests == 1
+        e.cancel(a)
+        assert b.wait(5) == "ok" and b.completions()[0].text == "cdefg"
+        with pytest.raises(ConfigError, match="3 rows"):
+            e.submit(["a"], n=3, sampling=greedy)
+    finally:
+        e.close()
+
+
+def test_drain_refuses_new_requests_and_abort_ends_the_rest():
+    e = Engine(scripted_model("abcdefg"), max_batch=4, max_queue=4).start()
+    try:
+        req = e.submit(["a"], max_chars=10**9, sampling=SamplingConfig(greedy=True))
+        e.drain()
+        with pytest.raises(Draining):
+            e.submit(["a"], max_chars=3)
+        e.abort_all("shutdown")
+        assert req.wait(5) == "shutdown" and e.idle()
+    finally:
+        e.close()
+
+
+def test_timeouts_end_a_request():
+    e = Engine(scripted_model("abcdefg"), max_batch=4, max_queue=4).start()
+    try:
+        req = e.submit(["a"], max_chars=10**9, sampling=SamplingConfig(greedy=True),
+                       timeout=0.05)
+        assert req.wait(5) == "timeout"
+    finally:
+        e.close()
+
+
+def test_bad_values_raise_before_queueing(model, engine):
+    with pytest.raises(ConfigError):
+        engine.submit(["xyz"])  # outside the vocabulary
+    with pytest.raises(ConfigError, match="max_chars"):
+        engine.submit(["a"], max_chars=0)
+    with pytest.raises(ConfigError, match="no prompt"):
+        engine.submit([])
+    assert engine.idle()
+    assert np.all(np.diff([c for _, c in engine.batch_size.cumulative()]) >= 0)
