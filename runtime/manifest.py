@@ -22,6 +22,8 @@ BUNDLE_FORMAT = "charwright-bundle"
 BUNDLE_VERSION = "1.0"  # readers accept any 1.x; a new major version is refused
 PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
 CELLS = {"gru": 1, "lstm": 2, "rnn": 1}  # cell -> state vectors per layer (h, or h and c)
+MIXED = "mixed"  # architecture.cell of a stack whose layers differ in kind (stack[] says which)
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")
 MAX_MANIFEST_BYTES = 16 << 20  # the demo's is 6 KB; a 100k-character vocabulary is ~1 MB
 MAX_PROBE_TOKENS = 10_000_000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -149,11 +151,20 @@ def check_model_facts(m: dict, where: str) -> None:
         vocab.fail("must be a list of strings", "chars")
     eos = vocab.bool("eos", default=False)
     arch = top.obj("architecture")
-    cell = arch.str("cell", choices=tuple(CELLS))
+    cell = arch.str("cell", choices=(*CELLS, MIXED))
     # bounds far above any model charwright trains (8 layers, 8,192 units), so that absurd
     # values are refused before anything is sized from them
     layers = arch.int("layers", 1, maximum=MAX_LAYERS)
     units = arch.int("units", 1, maximum=MAX_UNITS)
+    stack = arch.get("stack", None)
+    if stack is None:
+        if cell == MIXED:
+            arch.fail("is 'mixed' but there is no stack saying what each layer is", "cell")
+        want = layers * CELLS[cell] * units
+        described = f"a {cell.upper()} of {layers} x {units}"
+    else:
+        want = check_stack(arch, stack, cell, layers, units)
+        described = f"its stack of {layers} layers"
     V = arch.int("vocab_size", 1, maximum=MAX_VOCAB)
     if arch.get("embedding_dim", None) is not None:
         arch.int("embedding_dim", 0)
@@ -163,9 +174,8 @@ def check_model_facts(m: dict, where: str) -> None:
                    "chars")
     state = top.obj("state")
     size = state.int("size", 1)
-    want = layers * CELLS[cell] * units
     if size != want:
-        state.fail(f"is {size}, but a {cell.upper()} of {layers} x {units} carries {want}", "size")
+        state.fail(f"is {size}, but {described} carries {want}", "size")
     layout = state.list("layout")
     total = 0
     for i, part in enumerate(layout):
@@ -174,6 +184,33 @@ def check_model_facts(m: dict, where: str) -> None:
         total += p.int("size", 1)
     if total != size:
         state.fail(f"sizes add up to {total}, not state.size {size}", "layout")
+
+
+def check_stack(arch: "Fields", stack, cell: str, layers: int, units: int) -> int:
+    """architecture.stack: one typed spec per layer, agreeing with cell, layers and units (the
+    largest layer); returns the state size it carries."""
+    if not isinstance(stack, list) or len(stack) != layers:
+        arch.fail(f"must be a list of {layers} layer specs (architecture.layers), got "
+                  f"{show(stack)}", "stack")
+    size, kinds = 0, set()
+    for i, d in enumerate(stack):
+        f = Fields(arch.where, f"{arch.prefix}.stack[{i}]", d)
+        kind = f.str("cell", choices=tuple(CELLS))
+        kinds.add(kind)
+        h = f.int("units", 1, maximum=MAX_UNITS)
+        f.str("activation", default="tanh", choices=ACTIVATIONS)
+        if kind != "rnn":
+            f.str("recurrent_activation", default="sigmoid", choices=ACTIVATIONS)
+        if kind == "gru":
+            f.bool("reset_after", default=True)
+        size += CELLS[kind] * h
+    if max(int(d["units"]) for d in stack) != units:
+        arch.fail(f"is {units}, but the stack's largest layer has "
+                  f"{max(int(d['units']) for d in stack)}", "units")
+    if cell != (next(iter(kinds)) if len(kinds) == 1 else MIXED):
+        arch.fail(f"is {show(cell)}, but the stack holds {', '.join(sorted(kinds))} layers",
+                  "cell")
+    return size
 
 
 def check_file_entry(d, i: int, where: str, formats) -> dict:

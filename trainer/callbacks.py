@@ -14,11 +14,29 @@ from typing import Callable
 from . import checkpoint as ckpt
 from .interrupt import InterruptFlag, TrainingInterrupted
 
-LOOP_KEYS = ("epoch", "step_in_epoch", "global_step", "history", "best_val_loss", "best_epoch")
+LOOP_KEYS = ("epoch", "step_in_epoch", "global_step", "history", "best_val_loss", "best_epoch",
+             "intervals")
 
 
 def loop_state(loop: dict) -> dict:
-    return {k: loop[k] for k in LOOP_KEYS}
+    """What a checkpoint stores (intervals: absent from checkpoints of version 1 runs)."""
+    return {k: loop.get(k, [] if k == "intervals" else None) for k in LOOP_KEYS}
+
+
+def close_interval(loop: dict) -> None:
+    """Appends the mean training loss since the previous checkpoint to loop["intervals"].
+
+    Keras's logs["loss"] is the running mean since this fit began, so the interval's sum is
+    the difference of (mean x steps) at its two ends."""
+    n, total = loop.get("fit_steps", 0), loop.get("fit_loss_sum", 0.0)
+    n0, total0 = loop.get("mark_steps", 0), loop.get("mark_loss_sum", 0.0)
+    if n > n0:
+        mean = (total - total0) / (n - n0)
+        loop.setdefault("intervals", []).append({
+            "global_step": loop["global_step"], "epoch": loop["epoch"] + 1,
+            "steps": n - n0, "train_loss": mean, "train_bpc": mean / 0.6931471805599453,
+            "learning_rate": loop.get("learning_rate")})
+    loop["mark_steps"], loop["mark_loss_sum"] = n, total
 
 
 def reset_states(model) -> None:
@@ -28,6 +46,11 @@ def reset_states(model) -> None:
 
 
 def save_checkpoint(run_dir: Path, model, loop: dict, on_progress: Callable[[dict], None]):
+    close_interval(loop)
+    if loop.get("is_chief", True):
+        from charwright.runtime.atomic import write_json
+
+        write_json(Path(run_dir) / "intervals.json", loop.get("intervals") or [])
     path = ckpt.save_checkpoint(run_dir, model, loop_state(loop))
     on_progress({"event": "checkpoint", "path": str(path), "global_step": loop["global_step"]})
     return path
@@ -46,6 +69,10 @@ def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
     TrainingInterrupted (at an epoch's last step the epoch is finished first: see train.py)."""
 
     class Loop(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            loop["fit_steps"], loop["fit_loss_sum"] = 0, 0.0
+            loop["mark_steps"], loop["mark_loss_sum"] = 0, 0.0
+
         def on_epoch_begin(self, epoch, logs=None):
             loop["t_begin"] = time.perf_counter()
             loop["t_train_end"] = None
@@ -56,6 +83,9 @@ def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
         def on_train_batch_end(self, batch, logs=None):
             loop["step_in_epoch"] += 1
             loop["global_step"] += 1
+            logs = logs or {}
+            loop["fit_steps"] = loop.get("fit_steps", 0) + 1
+            loop["fit_loss_sum"] = float(logs.get("ce", logs.get("loss", 0.0))) * loop["fit_steps"]
             now = time.perf_counter()
             last = loop["step_in_epoch"] == steps_per_epoch
             if now - loop["t_last"] >= 0.5 or last:

@@ -8,6 +8,10 @@ from dataclasses import asdict, dataclass, fields
 from charwright.runtime.errors import ConfigError
 
 CELLS = ("gru", "lstm", "rnn")
+# activations the step graph, the numpy backend (and the C runtime) implement, as Keras 3
+# defines them (hard_sigmoid = relu6(x + 3) / 6)
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")
+LAYER_KEYS = ("cell", "units", "reset_after", "activation", "recurrent_activation")
 DATA_MODES = ("windows", "stateful", "lines")
 
 
@@ -51,34 +55,99 @@ class ModelConfig:
     embedding_dim: int = 64
     dropout: float = 0.0
     vocab_size: int = 0
+    stack: tuple = ()
 
     def __post_init__(self):
-        _check(isinstance(self.cell, str) and self.cell in CELLS,
-               f"cell {self.cell!r}: use one of {', '.join(CELLS)}")
-        _int("layers", self.layers, 1, 8)
+        if self.stack:
+            stack = tuple(layer_spec(d, f"stack[{i}]") for i, d in enumerate(self.stack))
+            object.__setattr__(self, "stack", stack)
+            cells = {d["cell"] for d in stack}
+            _check(self.cell == (cells.pop() if len(cells) == 1 else "mixed"),
+                   f"cell {self.cell!r} disagrees with the stack (its cells: "
+                   f"{', '.join(d['cell'] for d in stack)}); a stack of several kinds is 'mixed'")
+            _check(self.layers == len(stack),
+                   f"layers={self.layers} but the stack holds {len(stack)} layers")
+            _check(self.units == max(d["units"] for d in stack),
+                   f"units={self.units} must be the stack's largest layer")
+        else:
+            _check(isinstance(self.cell, str) and self.cell in CELLS,
+                   f"cell {self.cell!r}: use one of {', '.join(CELLS)}")
+        _int("layers", self.layers, 1, 64 if self.stack else 8)
         _int("units", self.units, 1, 8192)
         _int("embedding_dim", self.embedding_dim, 0, 8192)
         _float("dropout", self.dropout, "0 <= dropout < 1", lambda v: 0.0 <= v < 1.0)
         _int("vocab_size", self.vocab_size, 0, 1 << 24)
 
+    @classmethod
+    def from_stack(cls, stack, embedding_dim: int, vocab_size: int, dropout: float = 0.0):
+        """A config from one spec per layer (see layer_spec); cell "mixed" when kinds differ."""
+        stack = tuple(layer_spec(d, f"stack[{i}]") for i, d in enumerate(stack))
+        _check(len(stack) > 0, "a model needs at least one recurrent layer")
+        cells = {d["cell"] for d in stack}
+        return cls(cell=cells.pop() if len(cells) == 1 else "mixed", layers=len(stack),
+                   units=max(d["units"] for d in stack), embedding_dim=embedding_dim,
+                   dropout=dropout, vocab_size=vocab_size, stack=stack)
+
+    def layer_specs(self) -> list[dict]:
+        """One spec per layer: the stack when present, else `layers` x the uniform cell with
+        Keras's defaults (what charwright's own training builds)."""
+        if self.stack:
+            return [dict(d) for d in self.stack]
+        return [layer_spec({"cell": self.cell, "units": self.units}) for _ in range(self.layers)]
+
     @property
     def state_parts(self) -> int:
-        """Vectors of `units` per layer in the flat state: h (GRU, RNN) or h and c (LSTM)."""
+        """Vectors per layer in the flat state of a uniform stack: h (GRU, RNN), h and c (LSTM)."""
         return 2 if self.cell == "lstm" else 1
 
     @property
     def state_size(self) -> int:
-        return self.layers * self.state_parts * self.units
+        return sum(d["units"] * (2 if d["cell"] == "lstm" else 1) for d in self.layer_specs())
 
     def state_layout(self) -> list[dict]:
         """How the flat state [batch, state_size] splits: one entry per tensor, in order."""
         out, offset = [], 0
-        for i in range(self.layers):
-            for part in ("h", "c")[: self.state_parts]:
+        for i, d in enumerate(self.layer_specs()):
+            for part in ("h", "c")[: 2 if d["cell"] == "lstm" else 1]:
                 out.append({"name": f"layer{i}.{part}", "layer": i, "part": part,
-                            "offset": offset, "size": self.units})
-                offset += self.units
+                            "offset": offset, "size": d["units"]})
+                offset += d["units"]
         return out
+
+    def architecture(self) -> dict:
+        """step.json's (and the manifest's) `architecture`: the uniform fields, as before, plus
+        `stack`, one spec per layer, which is the truth when present."""
+        arch = config_to_dict(self)
+        arch["stack"] = self.layer_specs()
+        return arch
+
+
+def layer_spec(d, where: str = "layer") -> dict:
+    """One recurrent layer, complete and checked: {cell, units, reset_after, activation,
+    recurrent_activation}. Missing keys take Keras 3's defaults (reset_after true, tanh,
+    sigmoid); reset_after is null for LSTM and SimpleRNN, recurrent_activation for SimpleRNN."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: must be an object, got {d!r}")
+    unknown = sorted(set(d) - set(LAYER_KEYS))
+    _check(not unknown, f"{where}: unknown key(s) {', '.join(unknown)}")
+    cell = d.get("cell")
+    _check(isinstance(cell, str) and cell in CELLS,
+           f"{where}.cell {cell!r}: use one of {', '.join(CELLS)}")
+    _int(f"{where}.units", d.get("units"), 1, 8192)
+    act = d.get("activation", "tanh")
+    _check(act in ACTIVATIONS, f"{where}.activation {act!r}: use one of {', '.join(ACTIVATIONS)}")
+    out = {"cell": cell, "units": d["units"], "activation": act, "reset_after": None,
+           "recurrent_activation": None}
+    if cell != "rnn":
+        ract = d.get("recurrent_activation", "sigmoid")
+        _check(ract in ACTIVATIONS, f"{where}.recurrent_activation {ract!r}: use one of "
+               f"{', '.join(ACTIVATIONS)}")
+        out["recurrent_activation"] = ract
+    if cell == "gru":
+        ra = d.get("reset_after", True)
+        _check(isinstance(ra, bool), f"{where}.reset_after {ra!r}: must be true or false")
+        out["reset_after"] = ra
+    return out
 
 
 @dataclass(frozen=True)
@@ -132,7 +201,10 @@ class TrainConfig:
 
 
 def config_to_dict(cfg) -> dict:
-    return asdict(cfg)
+    d = asdict(cfg)
+    if "stack" in d:  # JSON-ready: a list of plain dicts (asdict keeps the tuple)
+        d["stack"] = [dict(x) for x in d["stack"]]
+    return d
 
 
 def config_from_dict(cls, d: dict):

@@ -28,7 +28,7 @@ def step_info(model_cfg: ModelConfig, vocab_size: int, step_diff: float) -> dict
                    {"name": "state", "dtype": "float32", "shape": ["batch", S]}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", vocab_size]},
                     {"name": "new_state", "dtype": "float32", "shape": ["batch", S]}],
-        "architecture": config_to_dict(model_cfg),
+        "architecture": model_cfg.architecture(),
         "state_size": S,
         "state_layout": model_cfg.state_layout(),
         "step_check_max_abs_diff": step_diff,

@@ -31,32 +31,56 @@ def build_sequence_model(cfg: ModelConfig, batch_size: int | None = None, statef
             name="embedding",
         ),
     ]
-    cell_cls = getattr(keras.layers, CELL_CLASSES[cfg.cell])
-    for i in range(cfg.layers):
-        layers.append(cell_cls(cfg.units, return_sequences=True, stateful=stateful, name=f"rnn_{i}"))
+    for i, spec in enumerate(cfg.layer_specs()):
+        layers.append(keras_layer(keras, spec, return_sequences=True, stateful=stateful,
+                                  name=f"rnn_{i}"))
         if cfg.dropout > 0:
             layers.append(keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}"))
     layers.append(keras.layers.Dense(cfg.vocab_size, name="logits"))
     return keras.Sequential(layers, name=f"charwright_{cfg.cell}")
 
 
+def keras_layer(keras, spec: dict, **kw):
+    """The Keras recurrent layer of one layer spec (config.layer_spec)."""
+    cls = getattr(keras.layers, CELL_CLASSES[spec["cell"]])
+    opts = {"activation": spec["activation"]}
+    if spec["cell"] != "rnn":
+        opts["recurrent_activation"] = spec["recurrent_activation"]
+    if spec["cell"] == "gru":
+        opts["reset_after"] = spec["reset_after"]
+    return cls(spec["units"], **opts, **kw)
+
+
 def export_weights(model, cfg: ModelConfig) -> dict:
     """The model's weights as float32 numpy arrays under stable names (the weights.npz contract).
 
     Names: embedding [V, E]; layer{i}.kernel [in, G*H]; layer{i}.recurrent_kernel [H, G*H];
-    layer{i}.bias ([2, 3H] for GRU with reset_after, [4H] LSTM, [H] SimpleRNN);
-    dense.kernel [H, V]; dense.bias [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN); gate order is
-    Keras's: GRU z, r, h; LSTM i, f, c, o.
+    layer{i}.bias ([2, 3H] for GRU with reset_after, [3H] GRU without, [4H] LSTM, [H]
+    SimpleRNN); dense.kernel [H, V]; dense.bias [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN); gate
+    order is Keras's: GRU z, r, h; LSTM i, f, c, o. H and the cell are each layer's own.
     """
     import numpy as np
 
     out = {"embedding": model.get_layer("embedding").embeddings.numpy()}
     for i in range(cfg.layers):
-        cell = model.get_layer(f"rnn_{i}").cell
-        out[f"layer{i}.kernel"] = cell.kernel.numpy()
-        out[f"layer{i}.recurrent_kernel"] = cell.recurrent_kernel.numpy()
-        out[f"layer{i}.bias"] = cell.bias.numpy()
+        out.update(cell_weights(model.get_layer(f"rnn_{i}").cell, i))
     dense = model.get_layer("logits")
     out["dense.kernel"] = dense.kernel.numpy()
     out["dense.bias"] = dense.bias.numpy()
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def cell_weights(cell, i: int) -> dict:
+    """layer{i}.kernel, .recurrent_kernel, .bias of a Keras GRU/LSTM/SimpleRNN cell (a zero
+    bias of the contract's shape when the layer has use_bias=False)."""
+    import numpy as np
+
+    k = np.asarray(cell.kernel.numpy(), np.float32)
+    out = {f"layer{i}.kernel": k,
+           f"layer{i}.recurrent_kernel": np.asarray(cell.recurrent_kernel.numpy(), np.float32)}
+    if getattr(cell, "bias", None) is not None:
+        out[f"layer{i}.bias"] = np.asarray(cell.bias.numpy(), np.float32)
+    else:
+        two = getattr(cell, "reset_after", False)
+        out[f"layer{i}.bias"] = np.zeros((2, k.shape[1]) if two else (k.shape[1],), np.float32)
+    return out

@@ -3,7 +3,10 @@
     RUN_DIR/
       run.json            format, version, model + train config, corpus identity, status, summary
       vocab.json          the vocabulary (runtime/vocab.py format)
-      history.json/.csv   one row per epoch: loss, bits/char (train, validation), chars/s, steps
+      history.json/.csv   one row per epoch: loss, bits/char (train, validation), learning
+                          rate, chars/s, steps
+      intervals.json      one row per checkpoint: mean training loss and bits/char since the
+                          previous checkpoint, optimizer steps, learning rate (version 2)
       checkpoints/        see checkpoint.py
       best.weights.h5     weights of the epoch with the lowest validation loss
       samples.txt         the sample generated after each epoch
@@ -30,11 +33,15 @@ from charwright.runtime.errors import RunDirError
 from charwright.runtime.locking import check_free, hold
 
 RUN_FORMAT = "charwright-run"
-RUN_VERSION = 1
+# 2: architecture.stack (a cell, size and activations per layer), intervals.json, the
+# learning rate in history rows, imported runs (run.json "import"). Version 1 runs still load:
+# everything version 2 added is optional to readers.
+RUN_VERSION = 2
+READS_VERSIONS = (1, 2)
 LOCK_NAME = ".charwright.lock"
 # every entry charwright writes at the top of RUN_DIR; nothing else is ever deleted
-ENTRIES = ("run.json", "vocab.json", "history.json", "history.csv", "checkpoints",
-           "best.weights.h5", "samples.txt", "step", "probe.npz", LOCK_NAME)
+ENTRIES = ("run.json", "vocab.json", "history.json", "history.csv", "intervals.json",
+           "checkpoints", "best.weights.h5", "samples.txt", "step", "probe.npz", LOCK_NAME)
 # what export needs from a complete run
 EXPORT_NEEDS = ("vocab.json", "probe.npz", "step/step.json", "step/weights.npz",
                 "step/saved_model/saved_model.pb")
@@ -61,7 +68,7 @@ def read_run(run_dir: str | Path) -> dict:
         raise RunDirError(f"{path}: malformed JSON ({e})") from None
     if not isinstance(run, dict) or run.get("format") != RUN_FORMAT:
         raise RunDirError(f"{path}: not a {RUN_FORMAT} file")
-    if run.get("version") != RUN_VERSION:
+    if type(run.get("version")) is not int or run.get("version") not in READS_VERSIONS:
         raise RunDirError(f"{path}: {RUN_FORMAT} version {run.get('version')!r} is not "
                           f"supported (this charwright reads version {RUN_VERSION}); upgrade "
                           "charwright")
@@ -207,7 +214,10 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     write_json(Path(run_dir) / "history.json", history)
     buf = io.StringIO()
     if history:
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        # the union of the rows' keys, in order of appearance: a run of version 1 resumed by
+        # this version gains columns from its next row on
+        names = list(dict.fromkeys(k for row in history for k in row))
+        w = csv.DictWriter(buf, fieldnames=names, restval="")
         w.writeheader()
         w.writerows(history)
     write_text(Path(run_dir) / "history.csv", buf.getvalue())

@@ -22,44 +22,67 @@ STEP_INPUTS = ("token", "state")
 STEP_OUTPUTS = ("logits", "new_state")
 
 
+def input_bias(bias: np.ndarray, spec: dict) -> np.ndarray:
+    """The bias added to a layer's input projection: row 0 of a GRU reset_after [2, 3H] bias,
+    the whole bias otherwise."""
+    return bias[0] if spec["cell"] == "gru" and spec["reset_after"] else bias
+
+
 def folded_input_table(weights: dict, cfg: ModelConfig) -> np.ndarray:
     """Layer 0's input projection for every id: embedding @ kernel + input bias, [V, G*H]."""
     emb = weights["embedding"].astype(np.float64)
     table = emb @ weights["layer0.kernel"].astype(np.float64)
-    bias = weights["layer0.bias"]
-    table += bias[0] if cfg.cell == "gru" else bias
+    table += input_bias(weights["layer0.bias"], cfg.layer_specs()[0])
     return table.astype(np.float32)
 
 
+def tf_activation(tf, name: str):
+    """Keras 3's activation `name` as TensorFlow ops (hard_sigmoid = relu6(x + 3) / 6)."""
+    return {"tanh": tf.tanh, "sigmoid": tf.sigmoid, "relu": tf.nn.relu,
+            "linear": lambda x: x,
+            "hard_sigmoid": lambda x: tf.nn.relu6(x + 3.0) / 6.0}[name]
+
+
 def build_step_function(weights: dict, cfg: ModelConfig):
-    """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed)."""
+    """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed).
+    Each layer has its own cell, size and activations (cfg.layer_specs())."""
     import tensorflow as tf
 
-    H, L, S = cfg.units, cfg.layers, cfg.state_size
-    parts = cfg.state_parts
+    specs, S = cfg.layer_specs(), cfg.state_size
     table0 = folded_input_table(weights, cfg)
     arrays = {k: np.asarray(v, np.float32) for k, v in weights.items()}
 
     def cell(i, x_proj, state_parts):
         """One cell of layer i given its input projection (bias included)."""
-        rk = tf.constant(arrays[f"layer{i}.recurrent_kernel"])
+        spec = specs[i]
+        H = spec["units"]
+        act = tf_activation(tf, spec["activation"])
+        rk = arrays[f"layer{i}.recurrent_kernel"]
         h = state_parts[0]
-        if cfg.cell == "gru":
-            rec = tf.matmul(h, rk) + tf.constant(arrays[f"layer{i}.bias"][1])
+        if spec["cell"] == "gru":
+            ract = tf_activation(tf, spec["recurrent_activation"])
             xz, xr, xh = x_proj[:, :H], x_proj[:, H : 2 * H], x_proj[:, 2 * H :]
-            z = tf.sigmoid(xz + rec[:, :H])
-            r = tf.sigmoid(xr + rec[:, H : 2 * H])
-            hh = tf.tanh(xh + r * rec[:, 2 * H :])
+            if spec["reset_after"]:
+                rec = tf.matmul(h, tf.constant(rk)) + tf.constant(arrays[f"layer{i}.bias"][1])
+                z = ract(xz + rec[:, :H])
+                r = ract(xr + rec[:, H : 2 * H])
+                hh = act(xh + r * rec[:, 2 * H :])
+            else:  # the reset gate applies to h before its matmul; no recurrent bias
+                rec = tf.matmul(h, tf.constant(rk[:, : 2 * H]))
+                z = ract(xz + rec[:, :H])
+                r = ract(xr + rec[:, H:])
+                hh = act(xh + tf.matmul(r * h, tf.constant(rk[:, 2 * H :])))
             return [z * h + (1.0 - z) * hh]
-        if cfg.cell == "lstm":
+        if spec["cell"] == "lstm":
+            ract = tf_activation(tf, spec["recurrent_activation"])
             c = state_parts[1]
-            g = x_proj + tf.matmul(h, rk)
-            i_g = tf.sigmoid(g[:, :H])
-            f_g = tf.sigmoid(g[:, H : 2 * H])
-            c_new = f_g * c + i_g * tf.tanh(g[:, 2 * H : 3 * H])
-            o_g = tf.sigmoid(g[:, 3 * H :])
-            return [o_g * tf.tanh(c_new), c_new]
-        return [tf.tanh(x_proj + tf.matmul(h, rk))]
+            g = x_proj + tf.matmul(h, tf.constant(rk))
+            i_g = ract(g[:, :H])
+            f_g = ract(g[:, H : 2 * H])
+            c_new = f_g * c + i_g * act(g[:, 2 * H : 3 * H])
+            o_g = ract(g[:, 3 * H :])
+            return [o_g * act(c_new), c_new]
+        return [act(x_proj + tf.matmul(h, tf.constant(rk)))]
 
     class StepModule(tf.Module):
         @tf.function(
@@ -71,12 +94,12 @@ def build_step_function(weights: dict, cfg: ModelConfig):
         def step(self, token, state):
             x = tf.gather(tf.constant(table0), token)  # [batch, G*H]
             new_parts, off = [], 0
-            for i in range(L):
+            for i, spec in enumerate(specs):
+                H = spec["units"]
                 if i > 0:
-                    bias = arrays[f"layer{i}.bias"]
                     x = tf.matmul(h_out, tf.constant(arrays[f"layer{i}.kernel"])) + tf.constant(
-                        bias[0] if cfg.cell == "gru" else bias
-                    )
+                        input_bias(arrays[f"layer{i}.bias"], spec))
+                parts = 2 if spec["cell"] == "lstm" else 1
                 sp = [state[:, off + k * H : off + (k + 1) * H] for k in range(parts)]
                 off += parts * H
                 out = cell(i, x, sp)

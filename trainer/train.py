@@ -162,7 +162,9 @@ def train(
             train_cfg = train_cfg or TrainConfig()
             rd.check_target(run_dir, force)  # read-only, early: refuse before reading a corpus
             prep = _prepare(corpus_paths, train_cfg, None)
-            model_cfg = replace(model_cfg, vocab_size=prep.vocab.size)
+            # every new run records its stack (one spec per layer: run format version 2)
+            model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
+                                stack=tuple(model_cfg.layer_specs()))
             strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode)
             # the new run can start: only now is RUN_DIR touched
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +225,8 @@ def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
     model = _compile(keras, strategy, model_cfg, train_cfg)
     data, vocab = prep.data, prep.vocab
     loop = {"epoch": 0, "epochs": train_cfg.epochs, "step_in_epoch": 0, "global_step": 0,
-            "history": [], "best_val_loss": None, "best_epoch": None}
+            "history": [], "best_val_loss": None, "best_epoch": None, "intervals": [],
+            "learning_rate": float(train_cfg.learning_rate)}
     latest = ckpt.latest_checkpoint(run_dir) if resume else None
     if latest is not None:
         with strategy.scope():
@@ -278,6 +281,7 @@ def _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks,
         "steps": steps_this,
         "global_step": loop["global_step"],
         "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "learning_rate": _learning_rate(model),
         "train_seconds": round(train_time, 3),
         "epoch_seconds": round(t1 - t0, 3),
         "chars_per_second": round(steps_this * B * data.T / max(train_time, 1e-9), 1),
@@ -300,6 +304,15 @@ def _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks,
         with open(run_dir / "samples.txt", "a", encoding="utf-8") as f:
             f.write(f"=== epoch {epoch + 1} (val {row['val_bpc']:.3f} bits/char)\n{text}\n")
         on_progress({"event": "sample", "epoch": epoch + 1, "text": text})
+
+
+def _learning_rate(model) -> float:
+    """The optimizer's current learning rate (a schedule's value at the current step)."""
+    lr = model.optimizer.learning_rate
+    try:
+        return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _sample(step_fn, vocab: Vocabulary, state_size: int, start: int, n: int, seed: int,

@@ -15,31 +15,55 @@ from . import BY_NAME
 from .base import StepBackend
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+KERAS_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True}
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)  # Keras 3: relu6(x + 3) / 6
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # 0.5 * (1 + tanh(x / 2)): one transcendental, no overflow for large |x|
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+# Keras 3's activations by name (the manifest's stack[].activation / recurrent_activation)
+ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid, "relu": lambda x: np.maximum(x, 0.0),
+               "linear": lambda x: x, "hard_sigmoid": _hard_sigmoid}
+
+
+def layer_specs(architecture: dict) -> list[dict]:
+    """One {cell, units, reset_after, activation, recurrent_activation} per layer: the
+    architecture's `stack` when present (the truth), else `layers` x the uniform cell with
+    Keras's defaults (bundles written before the stack existed)."""
+    stack = architecture.get("stack")
+    if stack:
+        return [{**KERAS_DEFAULTS, **d} for d in stack]
+    return [{**KERAS_DEFAULTS, "cell": architecture["cell"], "units": int(architecture["units"])}
+            for _ in range(int(architecture["layers"]))]
 
 
 def weight_shapes(architecture: dict) -> dict:
     """The weights.npz contract (trainer/model.py export_weights): name -> shape.
 
     embedding [V, E] (E = V when one-hot); layer{i}.kernel [in, G*H]; recurrent_kernel [H, G*H];
-    bias [2, 3H] (GRU, reset_after), [4H] (LSTM), [H] (SimpleRNN); dense.kernel [H, V]; dense.bias
-    [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN)."""
-    cell, L, H = architecture["cell"], int(architecture["layers"]), int(architecture["units"])
+    bias [2, 3H] (GRU, reset_after), [3H] (GRU without), [4H] (LSTM), [H] (SimpleRNN);
+    dense.kernel [H_last, V]; dense.bias [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN); each layer
+    has its own cell and H, and `in` is the previous layer's H."""
     V, E = int(architecture["vocab_size"]), int(architecture.get("embedding_dim") or 0)
     E = E or V
-    G = GATES[cell]
     out = {"embedding": (V, E)}
-    for i in range(L):
-        out[f"layer{i}.kernel"] = (E if i == 0 else H, G * H)
+    prev = E
+    for i, spec in enumerate(layer_specs(architecture)):
+        H, G = int(spec["units"]), GATES[spec["cell"]]
+        out[f"layer{i}.kernel"] = (prev, G * H)
         out[f"layer{i}.recurrent_kernel"] = (H, G * H)
-        out[f"layer{i}.bias"] = (2, G * H) if cell == "gru" else (G * H,)
-    out["dense.kernel"] = (H, V)
+        two = spec["cell"] == "gru" and spec["reset_after"]
+        out[f"layer{i}.bias"] = (2, G * H) if two else (G * H,)
+        prev = H
+    out["dense.kernel"] = (prev, V)
     out["dense.bias"] = (V,)
     return out
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # 0.5 * (1 + tanh(x / 2)): one transcendental, no overflow for large |x|
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
 class NumpyStep(StepBackend):
@@ -48,23 +72,30 @@ class NumpyStep(StepBackend):
 
     def __init__(self, weights: dict, architecture: dict, precision: str = "float32",
                  path: str = "<weights>"):
-        cell, L, H = architecture["cell"], int(architecture["layers"]), int(architecture["units"])
+        specs = layer_specs(architecture)
         V = int(architecture["vocab_size"])
-        parts = 2 if cell == "lstm" else 1
-        super().__init__(L * parts * H, V, precision, path)
-        self.cell, self.L, self.H, self.parts = cell, L, H, parts
+        sizes = [int(d["units"]) * (2 if d["cell"] == "lstm" else 1) for d in specs]
+        super().__init__(sum(sizes), V, precision, path)
+        self.specs, self.L = specs, len(specs)
+        try:
+            self.acts = [(ACTIVATIONS[d["activation"]],
+                          ACTIVATIONS[d["recurrent_activation"] or "sigmoid"]) for d in specs]
+        except KeyError as e:
+            raise BundleError(f"{path}: activation {e.args[0]!r} is not one this runtime "
+                              f"implements ({', '.join(ACTIVATIONS)})") from None
         try:
             w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+            two = [d["cell"] == "gru" and d["reset_after"] for d in specs]
             b0 = w["layer0.bias"]
             table = w["embedding"].astype(np.float64) @ w["layer0.kernel"].astype(np.float64)
-            self.table0 = (table + (b0[0] if cell == "gru" else b0)).astype(np.float32)
-            self.kernel = [None] + [w[f"layer{i}.kernel"] for i in range(1, L)]
+            self.table0 = (table + (b0[0] if two[0] else b0)).astype(np.float32)
+            self.kernel = [None] + [w[f"layer{i}.kernel"] for i in range(1, self.L)]
             self.in_bias = [None] + [
-                w[f"layer{i}.bias"][0] if cell == "gru" else w[f"layer{i}.bias"]
-                for i in range(1, L)
+                w[f"layer{i}.bias"][0] if two[i] else w[f"layer{i}.bias"]
+                for i in range(1, self.L)
             ]
-            self.rkernel = [w[f"layer{i}.recurrent_kernel"] for i in range(L)]
-            self.rbias = [w[f"layer{i}.bias"][1] if cell == "gru" else None for i in range(L)]
+            self.rkernel = [w[f"layer{i}.recurrent_kernel"] for i in range(self.L)]
+            self.rbias = [w[f"layer{i}.bias"][1] if two[i] else None for i in range(self.L)]
             self.dense_w, self.dense_b = w["dense.kernel"], w["dense.bias"]
         except KeyError as e:
             raise BundleError(f"{path}: weights file lacks {e.args[0]!r}") from None
@@ -83,30 +114,40 @@ class NumpyStep(StepBackend):
         return step
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
-        H = self.H
         x = self.table0[tokens]  # [B, G*H], embedding + input projection + bias
         new, off, h_out = [], 0, None
-        for i in range(self.L):
+        for i, spec in enumerate(self.specs):
+            H = int(spec["units"])
+            act, ract = self.acts[i]
             if i > 0:
                 x = h_out @ self.kernel[i] + self.in_bias[i]
             h = state[:, off : off + H]
-            if self.cell == "gru":
-                rec = h @ self.rkernel[i] + self.rbias[i]
-                z = _sigmoid(x[:, :H] + rec[:, :H])
-                r = _sigmoid(x[:, H : 2 * H] + rec[:, H : 2 * H])
-                hh = np.tanh(x[:, 2 * H :] + r * rec[:, 2 * H :])
+            if spec["cell"] == "gru":
+                rk = self.rkernel[i]
+                if spec["reset_after"]:
+                    rec = h @ rk + self.rbias[i]
+                    z = ract(x[:, :H] + rec[:, :H])
+                    r = ract(x[:, H : 2 * H] + rec[:, H : 2 * H])
+                    hh = act(x[:, 2 * H :] + r * rec[:, 2 * H :])
+                else:  # reset before the recurrent matmul, no recurrent bias
+                    rec = h @ rk[:, : 2 * H]
+                    z = ract(x[:, :H] + rec[:, :H])
+                    r = ract(x[:, H : 2 * H] + rec[:, H:])
+                    hh = act(x[:, 2 * H :] + (r * h) @ rk[:, 2 * H :])
                 h_out = hh + z * (h - hh)  # = z*h + (1-z)*hh
                 new.append(h_out)
-            elif self.cell == "lstm":
+                off += H
+            elif spec["cell"] == "lstm":
                 c = state[:, off + H : off + 2 * H]
                 g = x + h @ self.rkernel[i]
-                c_new = _sigmoid(g[:, H : 2 * H]) * c + _sigmoid(g[:, :H]) * np.tanh(g[:, 2 * H : 3 * H])
-                h_out = _sigmoid(g[:, 3 * H :]) * np.tanh(c_new)
+                c_new = ract(g[:, H : 2 * H]) * c + ract(g[:, :H]) * act(g[:, 2 * H : 3 * H])
+                h_out = ract(g[:, 3 * H :]) * act(c_new)
                 new += [h_out, c_new]
+                off += 2 * H
             else:
-                h_out = np.tanh(x + h @ self.rkernel[i])
+                h_out = act(x + h @ self.rkernel[i])
                 new.append(h_out)
-            off += self.parts * H
+                off += H
         logits = h_out @ self.dense_w + self.dense_b
         new_state = new[0] if len(new) == 1 else np.concatenate(new, axis=1)
         return logits.astype(np.float32, copy=False), new_state.astype(np.float32, copy=False)

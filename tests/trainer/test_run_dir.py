@@ -66,9 +66,12 @@ def test_clear_run_deletes_only_charwrights_entries(tmp_path):
 
 
 def test_read_run_checks_format_and_version(tmp_path):
-    _fake_run(tmp_path / "a", version=2)
-    with pytest.raises(RunDirError, match="version 2 is not supported .*upgrade charwright"):
+    _fake_run(tmp_path / "a", version=3)
+    with pytest.raises(RunDirError, match="version 3 is not supported .*upgrade charwright"):
         rd.read_run(tmp_path / "a")
+    for old in (1, 2):  # version 1 runs (before the per-layer stack) still load
+        _fake_run(tmp_path / f"v{old}", version=old)
+        assert rd.read_run(tmp_path / f"v{old}")["version"] == old
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "run.json").write_text('{"format": "other"}')
     with pytest.raises(RunDirError, match="not a charwright-run file"):
