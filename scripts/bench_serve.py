@@ -1,0 +1,192 @@
+"""Benchmark `charwright serve` on loopback against offline generate_batch, in the same run.
+
+    python scripts/bench_serve.py                          1, 8, 32, 64, 128 clients x 500 chars
+    python scripts/bench_serve.py --clients 1 8 --soak 300 + a 5-minute resident-memory run
+
+For each level C: C concurrent streaming clients each ask 500 characters of the demo model;
+aggregate characters/s, p50/p99 time to first character and gap between characters (a frame of
+k characters counts one gap and k-1 zero gaps), beside in-process Model.generate_batch at batch C
+(same prompt, sampling and file). Then a flood at 4x --max-queue (every answer must be 200 or
+429, none may time out) and, with --soak S, S seconds of 64 clients with the server's VmRSS
+sampled every 5 s. The server is a real `charwright serve` process on 127.0.0.1, port 0.
+Everything is bounded: each level has a deadline, the flood and the soak too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cli"))
+from _bench_common import header, table  # noqa: E402
+from serve_util import ServerProcess  # noqa: E402
+
+PROMPT = "ROMEO:"
+SAMPLING = {"temperature": 0.8}
+
+
+def offline(batch: int, chars: int, threads: int) -> tuple[float, float]:
+    """(chars/s, seconds per step) of Model.generate_batch at this batch (warm, best of 2)."""
+    from charwright.runtime import SamplingConfig, load
+
+    m = load(threads=threads)
+    cfg = SamplingConfig(**SAMPLING, seed=1)
+    m.generate_batch([PROMPT] * batch, 20, cfg)  # warm-up
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        m.generate_batch([PROMPT] * batch, chars, cfg)
+        best = min(best, time.perf_counter() - t0)
+    return batch * chars / best, best / chars
+
+
+async def _client(client, chars, seed, out):
+    body = {"model": "demo", "prompt": PROMPT, "max_tokens": chars, "stream": True,
+            "seed": seed, **SAMPLING}
+    t0 = time.perf_counter()
+    first, last, gaps, n = None, None, [], 0
+    async with client.stream("POST", "/v1/completions", json=body) as r:
+        if r.status_code != 200:
+            out.append(("status", r.status_code))
+            return
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            k = sum(len(c["text"]) for c in json.loads(line[6:]).get("choices", []))
+            if not k:
+                continue
+            now = time.perf_counter()
+            if first is None:
+                first = now - t0
+            else:
+                gaps.append(now - last)
+            gaps.extend([0.0] * (k - 1))
+            last, n = now, n + k
+    out.append(("ok", first, gaps, n))
+
+
+async def level(url, clients, chars, deadline_s):
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    out: list = []
+    async with httpx.AsyncClient(base_url=url, timeout=deadline_s, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(_client(client, chars, i, out)
+                                                for i in range(clients))), deadline_s)
+        wall = time.perf_counter() - t0
+    ok = [o for o in out if o[0] == "ok"]
+    firsts = np.array([o[1] for o in ok if o[1] is not None])
+    gaps = np.concatenate([np.asarray(o[2]) for o in ok]) if ok else np.zeros(1)
+    total = sum(o[3] for o in ok)
+    return {"chars_s": total / wall, "ttfc": np.percentile(firsts, [50, 99]),
+            "gap": np.percentile(gaps, [50, 99]), "failed": len(out) - len(ok), "wall": wall}
+
+
+async def flood(url, count, deadline_s):
+    import httpx
+
+    statuses: list = []
+    limits = httpx.Limits(max_connections=count + 8)
+    async with httpx.AsyncClient(base_url=url, timeout=deadline_s, limits=limits) as client:
+        async def one(i):
+            try:
+                r = await client.post("/v1/completions", json={
+                    "model": "demo", "prompt": PROMPT, "max_tokens": 50, "seed": i})
+                statuses.append(r.status_code)
+            except httpx.TimeoutException:
+                statuses.append("timeout")
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return statuses
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def soak(server, seconds, clients, chars):
+    import httpx
+
+    end = time.monotonic() + seconds
+    samples = []
+
+    async def sampler():
+        while time.monotonic() < end:
+            samples.append((time.monotonic(), rss_kib(server.proc.pid)))
+            await asyncio.sleep(5)
+
+    async def worker(client, i):
+        while time.monotonic() < end:
+            await _client(client, chars, i, [])
+
+    limits = httpx.Limits(max_connections=clients + 8)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
+        await asyncio.gather(sampler(), *(worker(client, i) for i in range(clients)))
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64, 128])
+    ap.add_argument("--chars", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-queue", type=int, default=32)
+    ap.add_argument("--deadline", type=float, default=120, help="seconds per level at most")
+    ap.add_argument("--soak", type=float, default=0, help="seconds of the RSS run (0: none)")
+    a = ap.parse_args()
+
+    big = max(a.clients)
+    server = ServerProcess("--max-batch", str(max(big, 64)), "--max-queue", str(a.max_queue),
+                           "--threads", str(a.threads), "--shutdown-timeout", "2").start()
+    rows, notes = [], []
+    try:
+        for c in a.clients:
+            asyncio.run(level(server.url, min(c, 4), 20, a.deadline))  # warm-up
+            r = asyncio.run(level(server.url, c, a.chars, a.deadline))
+            off_cs, step_s = offline(c, a.chars, a.threads)
+            rows.append([c, f"{r['chars_s']:,.0f}", f"{off_cs:,.0f}",
+                         f"{r['chars_s'] / off_cs:.0%}",
+                         f"{r['ttfc'][0] * 1e3:.1f} / {r['ttfc'][1] * 1e3:.1f}",
+                         f"{r['gap'][0] * 1e3:.2f} / {r['gap'][1] * 1e3:.2f}",
+                         f"{step_s * 1e3:.2f}", f"{r['gap'][1] / step_s:.1f}x", r["failed"]])
+        flood_n = 4 * (max(big, 64) + a.max_queue)  # 4x what can run or wait
+        statuses = asyncio.run(flood(server.url, flood_n, a.deadline))
+        counts = {s: statuses.count(s) for s in set(statuses)}
+        notes.append(f"Flood: {flood_n} concurrent requests (4x --max-batch {max(big, 64)} + "
+                     f"--max-queue {a.max_queue}) "
+                     f"-> {dict(sorted(counts.items(), key=str))}; "
+                     f"{'OK' if set(counts) <= {200, 429} else 'FAILED'} (200 or 429 only)")
+        if a.soak:
+            samples = asyncio.run(soak(server, a.soak, 64, a.chars))
+            kib = np.array([s[1] for s in samples])
+            warm = kib[len(kib) // 10:] if len(kib) > 2 else kib
+            lo, hi, first = warm.min(), warm.max(), warm[0]
+            notes.append(f"Soak: {a.soak:g} s of 64 clients; VmRSS after warm-up "
+                         f"{first / 1024:.1f} MiB, min {lo / 1024:.1f}, max {hi / 1024:.1f} "
+                         f"({(hi - lo) / first:+.1%} spread; target within ±10%)")
+    finally:
+        code = server.stop()
+    print(header("charwright serve vs offline generate_batch (demo, onnx int8-dynamic, "
+                 f"{a.chars} chars per client)", a.threads))
+    print(table(["clients", "serve chars/s", "offline chars/s", "ratio",
+                 "TTFC p50/p99 ms", "gap p50/p99 ms", "offline step ms", "p99 gap / step",
+                 "failed"], rows))
+    print()
+    for n in notes:
+        print(n)
+    print(f"Server exit status after SIGTERM: {code}")
+
+
+if __name__ == "__main__":
+    main()
