@@ -236,6 +236,9 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
             on_progress({"event": "converted", "file": name, "bytes": files[-1]["bytes"],
                          "seconds": round(time.perf_counter() - t0, 2)})
         shutil.copyfile(run_dir / "probe.npz", tmp / "probe.npz")
+        from charwright.runtime.golden import write_golden
+
+        golden = write_golden(tmp)  # sampling golden vectors, for ports (runtime/c/SAMPLING.md)
         summary = run.get("summary", {})
         manifest = {
             **facts,
@@ -244,6 +247,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
             "probe": {"path": "probe.npz", "sha256": sha256_file(tmp / "probe.npz"),
                       "bytes": (tmp / "probe.npz").stat().st_size,
                       "tokens": int(len(probe_tokens)), "device": summary.get("device")},
+            "golden": golden,
             "training": {"corpus_sha256": run["corpus"]["sha256"],
                          "corpus_chars": run["corpus"]["chars"], "epochs": summary.get("epochs"),
                          "optimizer_steps": summary.get("optimizer_steps"),

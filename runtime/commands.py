@@ -101,10 +101,28 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
         click.echo(f"note: {len(files)} {fmt} file{'s' * (len(files) > 1)} not checked: "
                    f"{spec.runtime} is not installed; install it with: {spec.install_hint}",
                    err=True)
+    golden = _check_golden(bundle, as_json)
     try:
         raise_for_failures(results)
     except ParityError as e:
         raise ParityError(f"{root}: {e}") from None
+    if golden:
+        raise ParityError(f"{root}: the sampling golden vectors fail: {'; '.join(golden)}")
+
+
+def _check_golden(bundle, as_json: bool) -> list:
+    """The bundle's sampling golden vectors replayed by the Python runtime: one line (stdout,
+    or stderr beside --json); returns the failures."""
+    from .golden import check_golden, read_golden
+
+    if bundle.manifest.get("golden") is None:
+        return []
+    doc = read_golden(bundle)
+    fails = check_golden(doc, str(bundle.root / "golden.json"))
+    n = len(doc["cases"]) + len(doc["rng"])
+    click.echo(f"sampling golden vectors: {n - len(fails)} of {n} reproduced"
+               + ("" if not fails else f" (FAIL: {fails[0]})"), err=as_json)
+    return fails
 
 
 def _finite(obj):

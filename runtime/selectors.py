@@ -4,15 +4,17 @@
     join(seed, row_ids)                 rows join at the end of the batch
     take(keep)                          only rows `keep` stay
 
-Categorical sampling uses the Gumbel-max trick: argmax(z + G), G ~ Gumbel(0, 1) i.i.d., is an
-exact draw from softmax(z), and -inf logits are never drawn. Each row owns a generator seeded
-from (seed, row_id) and a block of precomputed noise with its own read position, so a row's text
-depends only on its seed and row id, never on the batch it runs in or on when it joined.
+Categorical sampling is inverse-CDF sampling with one coin per row and step, specified so that
+any language reproduces it bit for bit (runtime/rng.py, runtime/c/SAMPLING.md): a row's coins
+are a splitmix64 stream keyed by (seed, row_id), so its text depends only on its seed and row
+id, never on the batch it runs in or on when it joined; -inf logits are never drawn.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import rng
 
 
 class Greedy:
@@ -32,72 +34,52 @@ class Greedy:
 
 
 class Categorical:
-    """Draws from softmax(z), row by row, from per-row seeded noise.
+    """Draws from softmax(z), row by row, with one coin per row and step (rng.pick).
 
-    All rows share one read clock `pos` into their noise blocks [rows, length, vocab]; a row that
-    joins at clock c fills only its block's rows c.. from its generator. numpy's generators
-    give the same stream however the draws are chunked (random(a) then random(b) equals
-    random(a + b)), so a row's k-th draw is the same whenever it joined and whatever the block
-    length: its text depends only on (seed, row_id). The block length is chosen at each refill
-    so that the noise stays within NOISE_BYTES however many rows there are (a row costs
-    4 x vocab bytes per draw held).
+    Row i's coins are its splitmix64 stream keyed by (seed, row_id) (rng.row_key), so its text
+    depends only on (seed, row_id), never on its batch or on when it joined, and is the same in
+    every port that implements runtime/c/SAMPLING.md (the C runtime does). Coins are made
+    BLOCK at a time: all rows share one read clock `pos` into their blocks [rows, BLOCK]; a row
+    that joins at clock c fills only its block's columns c.. and counts the draws it made.
     """
 
     name = "categorical"
-    BLOCK = 256  # draws of noise made at once per row, at most
-    NOISE_BYTES = 16 << 20
+    BLOCK = 256  # coins made at once per row (4 bytes each)
 
     def __init__(self, vocab_size: int):
         self.vocab = int(vocab_size)
-        self.rngs: list[np.random.Generator] = []
+        self.keys = np.zeros(0, np.uint64)  # per row, rng.row_key(seed, row_id)
+        self.drawn = np.zeros(0, np.uint64)  # per row, draws made into blocks so far
         self.seeds: list[int] = []
-        self.noise = np.zeros((0, 0, self.vocab), np.float32)  # sized at the first draw
-        self.pos = 0  # the block row every row reads next
-
-    def _gumbel(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        # G = -log(-log(U)), U ~ uniform float32: 5x faster than rng.gumbel + astype. U = 0
-        # (p = 2**-24 per entry) is raised to the smallest float32: G = -inf there would, for a
-        # row whose only candidate left drew it, make argmax return a removed id
-        u = rng.random((n, self.vocab), dtype=np.float32)
-        np.maximum(u, np.finfo(np.float32).tiny, out=u)
-        with np.errstate(divide="ignore"):
-            np.log(u, out=u)
-            np.negative(u, out=u)
-            np.log(u, out=u)
-        return np.negative(u, out=u)
+        self.coins = np.zeros((0, self.BLOCK), np.float32)
+        self.pos = self.BLOCK  # the block column every row reads next (BLOCK: refill first)
 
     def join(self, seed: int, row_ids) -> None:
-        length = self.noise.shape[1]
-        block = np.zeros((len(row_ids), length, self.vocab), np.float32)
-        for i, r in enumerate(row_ids):
-            rng = np.random.default_rng([int(seed), int(r)])
-            block[i, self.pos:] = self._gumbel(rng, length - self.pos)
-            self.rngs.append(rng)
-            self.seeds.append(int(seed))
-        self.noise = np.concatenate([self.noise, block])
+        keys = np.array([rng.row_key(seed, r) for r in row_ids], np.uint64)
+        n = self.BLOCK - self.pos
+        block = np.zeros((len(keys), self.BLOCK), np.float32)
+        if n:
+            block[:, self.pos:] = rng.uniforms(keys, np.zeros(len(keys), np.uint64), n)
+        self.keys = np.concatenate([self.keys, keys])
+        self.drawn = np.concatenate([self.drawn, np.full(len(keys), n, np.uint64)])
+        self.seeds += [int(seed)] * len(keys)
+        self.coins = np.concatenate([self.coins, block])
 
     def take(self, keep) -> None:
-        self.rngs = [self.rngs[i] for i in keep]
+        self.keys, self.drawn, self.coins = self.keys[keep], self.drawn[keep], self.coins[keep]
         self.seeds = [self.seeds[i] for i in keep]
-        self.noise = self.noise[keep]
 
     def _refill(self) -> None:
-        # sized as if at least 16 rows were here, so that rows joining mid-block (each drawing
-        # the rest of the block) cost at most NOISE_BYTES / 16 apiece
-        rows = len(self.rngs)
-        length = max(1, min(self.BLOCK, self.NOISE_BYTES // (4 * self.vocab * max(rows, 16))))
-        if self.noise.shape[1] != length:
-            self.noise = np.empty((rows, length, self.vocab), np.float32)
-        for i, rng in enumerate(self.rngs):
-            self.noise[i] = self._gumbel(rng, length)
+        self.coins = rng.uniforms(self.keys, self.drawn, self.BLOCK)
+        self.drawn += np.uint64(self.BLOCK)
         self.pos = 0
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        if self.pos == self.noise.shape[1]:
+        if self.pos == self.BLOCK:
             self._refill()
-        z += self.noise[:, self.pos]
+        u = self.coins[:, self.pos]
         self.pos += 1
-        return z.argmax(axis=1)
+        return rng.pick(z, u)
 
     def describe(self) -> str:
         seeds = sorted(set(self.seeds))

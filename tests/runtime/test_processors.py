@@ -183,13 +183,14 @@ def test_categorical_rows_depend_only_on_seed_and_row_id():
     longer = Categorical(5)
     longer.join(9, [2])
     assert got == [d[0] for d in _draws(longer, 1, 750)]
-    tight = Categorical(5)  # a noise budget of 3 draws per row: blocks of 3, refilled often
-    tight.NOISE_BYTES = 4 * 5 * 16 * 3
+    tight = Categorical(5)  # blocks of 3 coins, refilled often
+    tight.BLOCK = tight.pos = 3
+    tight.coins = np.zeros((0, 3), np.float32)
     tight.join(9, [0, 2])
     draws = _draws(tight, 2, 40)
     tight.join(9, [5])  # joins mid-block
     draws += _draws(tight, 3, 30)
-    assert tight.noise.shape[1] == 3 and [d[1] for d in draws] == ref[:70]
+    assert tight.coins.shape[1] == 3 and [d[1] for d in draws] == ref[:70]
     five = Categorical(5)
     five.join(9, [5])
     assert [d[2] for d in draws[40:]] == [d[0] for d in _draws(five, 1, 30)]
@@ -204,16 +205,11 @@ def test_sampler_runs_the_chain_then_accepts():
     assert s(z.copy()).tolist() == [1]
 
 
-def test_a_zero_uniform_never_selects_a_removed_id():
-    """U = 0 (p = 2**-24 per draw) must not turn the only candidate left into -inf."""
-    sel = Categorical(4)
-    sel.join(0, [0])
-    sel._refill()
-    sel.noise[:] = 0.0
-    sel.noise[0, :, 2] = -np.log(-np.log(np.finfo(np.float32).tiny))  # what U = 0 now gives
+def test_extreme_coins_never_select_a_removed_id():
+    """u = 0 and u = 1 - 2**-24 (the extreme coins) pick only ids that have a weight."""
+    from charwright.runtime import rng
+
     z = np.array([[-np.inf, -np.inf, 1.0, -np.inf]], np.float32)  # top-k 1 left only id 2
-    assert np.isfinite(sel.noise).all() and sel(z).tolist() == [2]
-    u = np.zeros((1, 4), np.float32)  # and the transform itself keeps U = 0 finite
-    sel._gumbel = Categorical._gumbel.__get__(sel)
-    rng = type("R", (), {"random": staticmethod(lambda shape, dtype: u.copy())})()
-    assert np.isfinite(sel._gumbel(rng, 1)).all()
+    for u in (0.0, 1 - 2.0**-24):
+        assert rng.pick(z.copy(), np.array([u], np.float32)).tolist() == [2]
+        assert rng.pick(np.repeat(z, 2, 0), np.array([u, u], np.float32)).tolist() == [2, 2]
