@@ -422,6 +422,10 @@ int main(int argc, char **argv) {
         const char *o = argv[a];
         if (!strcmp(o, "--")) { a++; break; }
         if (!strcmp(o, "--greedy")) { greedy = 1; continue; }
+        if (strcmp(o, "-n") && strcmp(o, "--max-chars") && strcmp(o, "--seed") &&
+            strcmp(o, "--temperature") && strcmp(o, "--top-k") && strcmp(o, "--top-p"))
+            return cw_fail("unknown option (usage: cw_generate [--greedy] [-n N] [--seed S] "
+                           "[--temperature T] [--top-k K] [--top-p P] PROMPT...)", o);
         if (a + 1 >= argc) return cw_fail("option needs a value", o);
         if (!strcmp(o, "-n") || !strcmp(o, "--max-chars")) {
             if (!cw_parse_u64(argv[++a], 0x7FFFFFFFu, &n_chars))
