@@ -126,14 +126,19 @@ async def soak(server, seconds, clients, chars):
             samples.append((time.monotonic(), rss_kib(server.proc.pid)))
             await asyncio.sleep(5)
 
+    errors = []
+
     async def worker(client, i):
         while time.monotonic() < end:
-            await _client(client, chars, i, [])
+            try:
+                await _client(client, chars, i, [])
+            except httpx.TransportError as e:  # counted and reported, not hidden
+                errors.append(type(e).__name__)
 
     limits = httpx.Limits(max_connections=clients + 8)
     async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
         await asyncio.gather(sampler(), *(worker(client, i) for i in range(clients)))
-    return samples
+    return samples, errors
 
 
 def main() -> None:
@@ -168,13 +173,14 @@ def main() -> None:
                      f"-> {dict(sorted(counts.items(), key=str))}; "
                      f"{'OK' if set(counts) <= {200, 429} else 'FAILED'} (200 or 429 only)")
         if a.soak:
-            samples = asyncio.run(soak(server, a.soak, 64, a.chars))
+            samples, errors = asyncio.run(soak(server, a.soak, 64, a.chars))
             kib = np.array([s[1] for s in samples])
             warm = kib[len(kib) // 10:] if len(kib) > 2 else kib
             lo, hi, first = warm.min(), warm.max(), warm[0]
             notes.append(f"Soak: {a.soak:g} s of 64 clients; VmRSS after warm-up "
                          f"{first / 1024:.1f} MiB, min {lo / 1024:.1f}, max {hi / 1024:.1f} "
-                         f"({(hi - lo) / first:+.1%} spread; target within ±10%)")
+                         f"({(hi - lo) / first:+.1%} spread; target within ±10%); "
+                         f"client transport errors: {len(errors)} {sorted(set(errors))}")
     finally:
         code = server.stop()
     print(header("charwright serve vs offline generate_batch (demo, onnx int8-dynamic, "
