@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from charwright.runtime.cli import cli
 
-pytestmark = [pytest.mark.tf]
+pytestmark = [pytest.mark.tf, pytest.mark.report]
 
 
 def _series_of_png(path):

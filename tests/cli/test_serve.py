@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_factory import make_bundle  # noqa: E402
 from serve_util import CLI, ServerProcess, sse_events  # noqa: E402
 
-pytest.importorskip("starlette")
+pytestmark = [pytest.mark.serve]
 KEY = "sekrit-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 PROMPT = "abc "
