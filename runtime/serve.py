@@ -4,9 +4,11 @@ Needs the [serve] extra (starlette, uvicorn, prometheus-client); runtime.engine 
 
 Handlers only validate, enqueue and relay (STYLE rule 23): each loaded model has one Engine whose
 scheduler thread owns the backend. The engine calls `notify(requests)` once per step; that becomes
-one call_soon_threadsafe on the event loop, which sets each request's asyncio.Event, and the
-writer sends everything the request made since its last frame in one SSE frame (a slow reader gets
-bigger frames, never a backlog of frames).
+one call_soon_threadsafe on the event loop unless one is pending already (then the requests join
+it), which wakes each request's writer, and the writer sends everything the request made since its
+last frame in one SSE frame. An event loop that lags behind the scheduler (64 frames cost more
+than a step) thus sends several characters per frame, never a backlog of frames; a slow reader
+gets bigger frames too.
 
 The wire contract (rule 24), in one place each:
   - SSE frames are `data: <json>\\n\\n`; the chunk that ends a choice carries its finish_reason;
@@ -24,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import operator
 import os
 import secrets
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -267,11 +271,14 @@ class _Relay:
         self.state, self.served, self.req = state, served, req
         self.include_usage = include_usage
         self.stream = stream
-        self.event = asyncio.Event()
+        self.event = _Signal(asyncio.get_running_loop())
         req.waker = self.event.set  # called on the event loop (see _notifier)
         self.id = "cmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
         self.status = 200
+        # a chunk is this prefix, its choices and b"]}\n\n": the bytes sse(self._chunk(...))
+        # gives, without a json.dumps of the whole chunk per frame
+        self._prefix = sse(self._chunk([]))[:-len(b"]}\n\n")]
 
     def _chunk(self, choices) -> dict:
         return {"id": self.id, "object": "text_completion", "created": self.created,
@@ -298,7 +305,9 @@ class _Relay:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
-            writer = asyncio.ensure_future(self._write(send))
+            # the body frames go to the server's own send (see _RawSend): Starlette's wrappers
+            # only note that the response started, which the start above did through them
+            writer = asyncio.ensure_future(self._write(scope.get(RAW_SEND, send)))
             gone = asyncio.ensure_future(_disconnected(receive))
             done, _ = await asyncio.wait({writer, gone}, return_when=asyncio.FIRST_COMPLETED)
             if writer not in done:
@@ -316,14 +325,15 @@ class _Relay:
     async def _write(self, send) -> None:
         req, event = self.req, self.event
         while True:
-            event.clear()
+            event.flag = False
             outcome = req.outcome
             if req.events:
                 await send({"type": "http.response.body", "body": self._frame(),
                             "more_body": True})
             if outcome is not None:
                 break
-            await event.wait()
+            if not event.flag:
+                await event.future()
         tail = b""
         if outcome == "ok":
             if self.include_usage:
@@ -335,17 +345,21 @@ class _Relay:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _frame(self) -> bytes:
+        """Every event since the last frame, one choice entry per choice that has new text."""
         events = self.req.events
+        popleft = events.popleft
+        got = [popleft() for _ in range(len(events))]  # the scheduler may append meanwhile
+        if self.req.rows == 1:  # one choice: its finish_reason, if any, is its last event
+            return (self._prefix + _choice(0, "".join(map(_PIECE, got)), got[-1][2])
+                    + b"]}\n\n")
         text: dict[int, list] = {}
         fin: dict[int, str] = {}
-        while events:
-            c, piece, f = events.popleft()
+        for c, piece, f in got:
             text.setdefault(c, []).append(piece)
             if f is not None:
-                fin[c] = FINISH.get(f, f)
-        choices = [{"index": c, "text": "".join(p), "logprobs": None,
-                    "finish_reason": fin.get(c)} for c, p in sorted(text.items())]
-        return sse(self._chunk(choices))
+                fin[c] = f
+        return (self._prefix + b",".join(_choice(c, "".join(p), fin.get(c))
+                                         for c, p in sorted(text.items())) + b"]}\n\n")
 
     async def complete(self, receive) -> Response:
         """The non-streaming answer, once every choice has finished."""
@@ -354,9 +368,9 @@ class _Relay:
         try:
             while req.outcome is None:
                 waiter = asyncio.ensure_future(event.wait())
+                event.clear()
                 done, _ = await asyncio.wait({waiter, gone},
                                              return_when=asyncio.FIRST_COMPLETED)
-                event.clear()
                 if gone in done:
                     waiter.cancel()
                     self.served.engine.cancel(req)
@@ -374,7 +388,65 @@ class _Relay:
         return JSONResponse({**self._chunk(choices), "usage": self.usage()})
 
 
+class _Signal:
+    """asyncio.Event's set/clear/wait for one waiter, without its per-wait bookkeeping: set()
+    runs on the event loop (the engine's notify hands it there) once per frame."""
+
+    __slots__ = ("loop", "flag", "fut")
+
+    def __init__(self, loop):
+        self.loop, self.flag, self.fut = loop, False, None
+
+    def set(self) -> None:
+        self.flag = True
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def clear(self) -> None:
+        self.flag = False
+
+    def future(self):
+        """A future that completes at the next set()."""
+        self.fut = fut = self.loop.create_future()
+        return fut
+
+    async def wait(self) -> None:
+        if not self.flag:
+            await self.future()
+
+
+_PIECE = operator.itemgetter(1)
+_FINISH_JSON = {None: "null", **{k: json.dumps(v) for k, v in FINISH.items()}}
+_json_str = json.encoder.encode_basestring  # = json.dumps(str, ensure_ascii=False), in C
+
+
+def _choice(index: int, text: str, finish) -> bytes:
+    """One streamed choice, as json.dumps(..., ensure_ascii=False, separators=(",", ":"))."""
+    fin = _FINISH_JSON.get(finish)
+    if fin is None:
+        fin = _json_str(finish)
+    return (f'{{"index":{index},"text":{_json_str(text)},'
+            f'"logprobs":null,"finish_reason":{fin}}}').encode()
+
+
 # ---- the app ------------------------------------------------------------------------------------
+
+RAW_SEND = "charwright.send"
+
+
+class _RawSend:
+    """Outermost ASGI layer: puts the server's own send in the scope, so that a stream's body
+    frames skip the three middleware wrappers (each one a coroutine call per frame)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await self.app(scope, receive, send)
+
 
 def _authorized(state: State, request) -> bool:
     key = state.cfg.api_key
@@ -527,15 +599,28 @@ def _load_all(state: State) -> None:
 
 
 def _notifier(loop):
-    def wake(requests):
+    """notify(requests) for the engine: at most one wake-up of the event loop is pending. Steps
+    that end while it waits add their requests to it, so an event loop that lags behind the
+    scheduler wakes once for several steps (and each stream sends their text in one frame)."""
+    pending: list = []
+    lock = threading.Lock()
+
+    def wake():
+        nonlocal pending
+        with lock:
+            requests, pending = pending, []
         for r in requests:
             r.waker()
 
-    def notify(requests):  # scheduler thread: one wake-up of the event loop per step
-        try:
-            loop.call_soon_threadsafe(wake, requests)
-        except RuntimeError:  # the loop has closed: nobody listens any more
-            pass
+    def notify(requests):  # scheduler thread
+        with lock:
+            first = not pending
+            pending.extend(requests)
+        if first:
+            try:
+                loop.call_soon_threadsafe(wake)
+            except RuntimeError:  # the loop has closed: nobody listens any more
+                pass
 
     return notify
 
@@ -638,7 +723,7 @@ def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> i
             state.phase = "draining"
             state.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(_drain(state)))
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(_RawSend(app), log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, server_header=False)
     server = Server(config)
     state.server = server

@@ -5,8 +5,10 @@
 
 For each level C: C concurrent streaming clients each ask 500 characters of the demo model;
 aggregate characters/s, p50/p99 time to first character and gap between characters (a frame of
-k characters counts one gap and k-1 zero gaps), beside in-process Model.generate_batch at batch C
-(same prompt, sampling and file). Then a flood at 4x --max-queue (every answer must be 200 or
+k characters counts one gap and k-1 zero gaps), the gap between frames (what a reader waits between
+two updates) and characters per frame, beside in-process Model.generate_batch at batch C (same
+prompt, sampling and file). The clients are raw asyncio sockets parsing chunked SSE by hand, in
+this one process: with httpx they cost as much CPU as the server on the same cores. Then a flood at 4x --max-queue (every answer must be 200 or
 429, none may time out) and, with --soak S, S seconds of 64 clients with the server's VmRSS
 sampled every 5 s. The server is a real `charwright serve` process on 127.0.0.1, port 0.
 Everything is bounded: each level has a deadline, the flood and the soak too.
@@ -47,47 +49,115 @@ def offline(batch: int, chars: int, threads: int) -> tuple[float, float]:
     return batch * chars / best, best / chars
 
 
-async def _client(client, chars, seed, out):
-    body = {"model": "demo", "prompt": PROMPT, "max_tokens": chars, "stream": True,
-            "seed": seed, **SAMPLING}
-    t0 = time.perf_counter()
-    first, last, gaps, n = None, None, [], 0
-    async with client.stream("POST", "/v1/completions", json=body) as r:
-        if r.status_code != 200:
-            out.append(("status", r.status_code))
-            return
-        async for line in r.aiter_lines():
-            if not line.startswith("data: {"):
+class _Stream(asyncio.Protocol):
+    """One streaming completion over a raw socket: HTTP/1.1 chunked SSE parsed by hand (httpx's
+    per-line cost was as large as the server's per-frame cost on the same cores). Each text
+    frame is timed when its bytes arrive."""
+
+    def __init__(self, request: bytes, done: asyncio.Future):
+        self.request, self.done = request, done
+        self.buf = b""
+        self.head = True
+        self.body = b""  # de-chunked SSE bytes not yet split into events
+        self.t0 = time.perf_counter()
+        self.first = self.last = None
+        self.gaps: list = []  # per character: the first of a frame waits, the rest are 0
+        self.frame_gaps: list = []  # between frames that carry text
+        self.frames = self.n = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        now = time.perf_counter()
+        self.buf += data
+        if self.head:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = int(self.buf[9:12])
+            self.buf, self.head = self.buf[end + 4:], False
+            if status != 200:
+                self._end(("status", status))
+                return
+        buf, pos = self.buf, 0
+        while True:  # chunked transfer encoding
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buf[pos:eol].split(b";")[0], 16)
+            if size == 0:
+                self._events(now)
+                self._end(("ok", self.first, self.gaps, self.n, self.frame_gaps, self.frames))
+                return
+            if len(buf) < eol + 2 + size + 2:
+                break
+            self.body += buf[eol + 2:eol + 2 + size]
+            pos = eol + 2 + size + 2
+        self.buf = buf[pos:]
+        self._events(now)
+
+    def _events(self, now):
+        parts = self.body.split(b"\n\n")
+        self.body = parts.pop()
+        for ev in parts:
+            if not ev.startswith(b"data: {"):
                 continue
-            k = sum(len(c["text"]) for c in json.loads(line[6:]).get("choices", []))
+            k = sum(len(c["text"]) for c in json.loads(ev[6:]).get("choices", []))
             if not k:
                 continue
-            now = time.perf_counter()
-            if first is None:
-                first = now - t0
+            if self.first is None:
+                self.first = now - self.t0
             else:
-                gaps.append(now - last)
-            gaps.extend([0.0] * (k - 1))
-            last, n = now, n + k
-    out.append(("ok", first, gaps, n))
+                self.gaps.append(now - self.last)
+                self.frame_gaps.append(now - self.last)
+            self.gaps.extend([0.0] * (k - 1))
+            self.last, self.n, self.frames = now, self.n + k, self.frames + 1
+
+    def _end(self, result):
+        if not self.done.done():
+            self.done.set_result(result)
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("the server closed the stream"))
+
+
+async def _client(url, chars, seed, out):
+    body = json.dumps({"model": "demo", "prompt": PROMPT, "max_tokens": chars, "stream": True,
+                       "seed": seed, **SAMPLING}).encode()
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    request = (f"POST /v1/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+               "connection: close\r\n\r\n").encode() + body
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: _Stream(request, done), host, int(port))
+    try:
+        out.append(await done)
+    finally:
+        transport.close()
 
 
 async def level(url, clients, chars, deadline_s):
-    import httpx
-
-    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     out: list = []
-    async with httpx.AsyncClient(base_url=url, timeout=deadline_s, limits=limits) as client:
-        t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(_client(client, chars, i, out)
-                                                for i in range(clients))), deadline_s)
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(_client(url, chars, i, out)
+                                            for i in range(clients))), deadline_s)
+    wall = time.perf_counter() - t0
     ok = [o for o in out if o[0] == "ok"]
     firsts = np.array([o[1] for o in ok if o[1] is not None])
     gaps = np.concatenate([np.asarray(o[2]) for o in ok]) if ok else np.zeros(1)
+    fgaps = np.concatenate([np.asarray(o[4]) for o in ok] + [np.zeros(0)])
+    fgaps = fgaps if len(fgaps) else np.zeros(1)  # every stream came in one frame
     total = sum(o[3] for o in ok)
+    frames = sum(o[5] for o in ok)
     return {"chars_s": total / wall, "ttfc": np.percentile(firsts, [50, 99]),
-            "gap": np.percentile(gaps, [50, 99]), "failed": len(out) - len(ok), "wall": wall}
+            "gap": np.percentile(gaps, [50, 99]), "frame_gap": np.percentile(fgaps, [50, 99]),
+            "chars_per_frame": total / max(frames, 1), "failed": len(out) - len(ok),
+            "wall": wall}
 
 
 async def flood(url, count, deadline_s):
@@ -116,8 +186,6 @@ def rss_kib(pid: int) -> int:
 
 
 async def soak(server, seconds, clients, chars):
-    import httpx
-
     end = time.monotonic() + seconds
     samples = []
 
@@ -128,16 +196,14 @@ async def soak(server, seconds, clients, chars):
 
     errors = []
 
-    async def worker(client, i):
+    async def worker(i):
         while time.monotonic() < end:
             try:
-                await _client(client, chars, i, [])
-            except httpx.TransportError as e:  # counted and reported, not hidden
+                await asyncio.wait_for(_client(server.url, chars, i, []), 120)
+            except (OSError, asyncio.TimeoutError) as e:  # counted and reported, not hidden
                 errors.append(type(e).__name__)
 
-    limits = httpx.Limits(max_connections=clients + 8)
-    async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
-        await asyncio.gather(sampler(), *(worker(client, i) for i in range(clients)))
+    await asyncio.gather(sampler(), *(worker(i) for i in range(clients)))
     return samples, errors
 
 
@@ -164,7 +230,10 @@ def main() -> None:
                          f"{r['chars_s'] / off_cs:.0%}",
                          f"{r['ttfc'][0] * 1e3:.1f} / {r['ttfc'][1] * 1e3:.1f}",
                          f"{r['gap'][0] * 1e3:.2f} / {r['gap'][1] * 1e3:.2f}",
-                         f"{step_s * 1e3:.2f}", f"{r['gap'][1] / step_s:.1f}x", r["failed"]])
+                         f"{r['frame_gap'][0] * 1e3:.2f} / {r['frame_gap'][1] * 1e3:.2f}",
+                         f"{r['chars_per_frame']:.1f}",
+                         f"{step_s * 1e3:.2f}", f"{r['gap'][1] / step_s:.1f}x",
+                         f"{r['frame_gap'][1] / step_s:.1f}x", r["failed"]])
         flood_n = 4 * (max(big, 64) + a.max_queue)  # 4x what can run or wait
         statuses = asyncio.run(flood(server.url, flood_n, a.deadline))
         counts = {s: statuses.count(s) for s in set(statuses)}
@@ -186,8 +255,8 @@ def main() -> None:
     print(header("charwright serve vs offline generate_batch (demo, onnx int8-dynamic, "
                  f"{a.chars} chars per client)", a.threads))
     print(table(["clients", "serve chars/s", "offline chars/s", "ratio",
-                 "TTFC p50/p99 ms", "gap p50/p99 ms", "offline step ms", "p99 gap / step",
-                 "failed"], rows))
+                 "TTFC p50/p99 ms", "gap p50/p99 ms", "frame gap p50/p99 ms", "chars/frame",
+                 "offline step ms", "p99 gap / step", "p99 frame gap / step", "failed"], rows))
     print()
     for n in notes:
         print(n)
