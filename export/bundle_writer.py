@@ -57,9 +57,10 @@ def listed_paths(manifest: dict) -> set[str]:
     for f in manifest.get("files") or []:
         if isinstance(f, dict) and isinstance(f.get("path"), str):
             out.add(f["path"])
-    probe = manifest.get("probe")
-    if isinstance(probe, dict) and isinstance(probe.get("path"), str):
-        out.add(probe["path"])
+    for key in ("probe", "golden"):  # the side files the manifest names
+        entry = manifest.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            out.add(entry["path"])
     return out
 
 
@@ -191,7 +192,8 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         "format": BUNDLE_FORMAT,
         "vocab": vocab.to_dict(),
         "architecture": arch,
-        "state": {"size": S, "layout": step_info["state_layout"]},
+        # the state every sequence starts from (README "Integrating a bundle"): all zeros
+        "state": {"size": S, "layout": step_info["state_layout"], "initial": "zeros"},
         "inputs": step_info["inputs"],
         "outputs": step_info["outputs"],
     }
@@ -208,7 +210,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
             meta = dict(facts, precision=prec, file=name)
             if fmt == "npz":
                 shutil.copyfile(run_dir / "step" / "weights.npz", tmp / name)
-                ops, problems = [], []
+                ops, problems, per_file = [], [], {}
             elif fmt == "tflite":
                 from . import tflite
 
@@ -216,6 +218,8 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
                 ops = tflite.op_names(data)
                 problems = tflite.deploy_problems(ops)
                 _write_model_file(tmp / name, tflite.add_metadata(data, meta))
+                per_file = {"min_runtime": tflite.min_runtime(data),
+                            "micro": tflite.micro_check(tmp / name)}
             else:
                 from . import onnx as onnx_export
 
@@ -227,12 +231,13 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
                 ops = onnx_export.op_names(data)
                 problems = onnx_export.deploy_problems(ops)
                 _write_model_file(tmp / name, onnx_export.add_metadata(data, meta))
+                per_file = {"min_runtime": onnx_export.min_runtime(data)}
             if problems:
                 raise ExportError(f"{name} holds operators that do not run on devices: "
                                   f"{', '.join(problems)}")
             files.append({"path": name, "format": fmt, "precision": prec,
                           "sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size,
-                          **names, "ops": ops})
+                          **names, "ops": ops, **per_file})
             on_progress({"event": "converted", "file": name, "bytes": files[-1]["bytes"],
                          "seconds": round(time.perf_counter() - t0, 2)})
         shutil.copyfile(run_dir / "probe.npz", tmp / "probe.npz")
@@ -265,6 +270,10 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         results = check_bundle(load_bundle(tmp), threads=threads,
                                on_result=lambda r: on_progress({"event": "parity_file",
                                                                 "result": r}))
+        from charwright.runtime import micro  # TFLite Micro replays the files it runs, if installed
+
+        results += micro.check_bundle(load_bundle(tmp), on_result=lambda r: on_progress(
+            {"event": "parity_file", "result": r}))
         manifest["parity"] = [r.to_dict() for r in results]
         seconds = round(time.perf_counter() - t_all, 2)
         if not allow_mismatch:

@@ -4,6 +4,12 @@ precision -> how
     float32       tf2onnx from the serving_default signature
     int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call
 (static QDQ int8 was measured and dropped: see FILES in bundle_writer.py)
+
+The contract by index (DESIGN.md section 2): input 0 `token` int32 [batch], input 1 `state`
+float32 [batch, S]; output 0 `logits`, output 1 `new_state`; the batch dimension of all four is
+the one symbolic dimension `batch` (tf2onnx writes four unrelated names, unk__29..unk__32, and
+onnxruntime-web's freeDimensionOverrides {batch: 1} would silently do nothing). apply_contract()
+enforces it after conversion and after quantization.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from pathlib import Path
 from charwright.runtime.errors import ExportError
 
 OPSET = 17
+IR_VERSION_MAX = 8  # onnxruntime 1.13 (the first with opset 17) reads IR versions up to 8
+CONTRACT_INPUTS = ("token", "state")
+CONTRACT_OUTPUTS = ("logits", "new_state")
+BATCH = "batch"
 FORBIDDEN_OPS = {"Loop", "Scan"}  # a time loop in the graph: 5x slower than the step, or worse
 
 
@@ -33,12 +43,66 @@ def convert_float32(saved_model_dir: str, state_size: int) -> bytes:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
     except Exception as e:
         raise ExportError(f"ONNX conversion failed: {str(e).splitlines()[0]}") from None
-    inputs = [i.name for i in proto.graph.input]
-    outputs = [o.name for o in proto.graph.output]
-    if inputs != ["token", "state"] or sorted(outputs) != ["logits", "new_state"]:
-        raise ExportError(f"ONNX graph has inputs {inputs} and outputs {outputs}; expected "
+    return apply_contract(proto.SerializeToString())
+
+
+def apply_contract(model: bytes) -> bytes:
+    """Inputs (token, state) and outputs (logits, new_state) in that order, and dimension 0 of
+    each named `batch` (also wherever the old names appear in value_info). Idempotent."""
+    import onnx
+
+    m = onnx.load_from_string(model)
+    g = m.graph
+    ins, outs = {i.name: i for i in g.input}, {o.name: o for o in g.output}
+    if set(ins) != set(CONTRACT_INPUTS) or set(outs) != set(CONTRACT_OUTPUTS):
+        raise ExportError(f"ONNX graph has inputs {list(ins)} and outputs {list(outs)}; expected "
                           "token, state -> logits, new_state")
-    return proto.SerializeToString()
+    order_in = [onnx.ValueInfoProto.FromString(ins[n].SerializeToString())
+                for n in CONTRACT_INPUTS]
+    order_out = [onnx.ValueInfoProto.FromString(outs[n].SerializeToString())
+                 for n in CONTRACT_OUTPUTS]
+    old = set()
+    for v in order_in + order_out:
+        dims = v.type.tensor_type.shape.dim
+        if not dims:
+            raise ExportError(f"ONNX {v.name} has no shape")
+        if dims[0].dim_param:
+            old.add(dims[0].dim_param)
+        dims[0].ClearField("dim_value")
+        dims[0].dim_param = BATCH
+    for v in g.value_info:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in old:
+                d.dim_param = BATCH
+    del g.input[:]
+    g.input.extend(order_in)
+    del g.output[:]
+    g.output.extend(order_out)
+    return m.SerializeToString()
+
+
+def contract_of(model: bytes) -> dict:
+    """Input and output names in index order with their dims (a symbolic dim as its name)."""
+    import onnx
+
+    g = onnx.load_from_string(model).graph
+
+    def view(v):
+        return v.name, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+    return {"inputs": [view(v) for v in g.input], "outputs": [view(v) for v in g.output]}
+
+
+def min_runtime(model: bytes) -> dict:
+    """The file's opset and IR version, and the onnxruntime that loaded and verified it here."""
+    import onnx
+    import onnxruntime
+
+    m = onnx.load_from_string(model)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"runtime": "onnxruntime", "version": onnxruntime.__version__, "source": "verified",
+            "opset": opset, "ir_version": int(m.ir_version),
+            "domains": sorted({o.domain for o in m.opset_import if o.domain not in ("", "ai.onnx")})}
 
 
 def quantize(model: bytes, precision: str) -> bytes:
@@ -54,7 +118,7 @@ def quantize(model: bytes, precision: str) -> bytes:
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
         except Exception as e:
             raise ExportError(f"ONNX {precision} quantization failed: {e}") from None
-        return dst.read_bytes()
+        return apply_contract(dst.read_bytes())
 
 
 def op_names(model: bytes) -> list[str]:

@@ -9,6 +9,14 @@ precision -> converter settings
                   runtime keeps one loop and one float state buffer (the boundary quantize /
                   dequantize ops cost little next to the matmuls)
 Only TFLITE_BUILTINS are allowed: a file that needs Flex (SELECT_TF_OPS) does not run on a device.
+
+The contract by index (DESIGN.md section 2, README "Integrating a bundle"): the converter orders a
+SavedModel's inputs and outputs by its own rules ((state, token) -> (new_state, logits)) and names
+the raw tensors `serving_default_state:0`, `PartitionedCall:1`; only the signature maps the real
+names, and interpreters without signatures (TFLite Micro, the C APIs) see only indices.
+apply_contract() rewrites every converted file so that input 0 is `token`, input 1 `state`,
+output 0 `logits`, output 1 `new_state`, and the raw tensors carry exactly those names (the
+signature keeps pointing at the same tensors, so signature runners see no change).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from charwright.runtime.errors import ExportError
 # ops that break recurrent models on devices (tensorflow#46006, #58668, #97941)
 FORBIDDEN_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "WHILE", "CALL_ONCE"}
 METADATA_NAME = "charwright"
+CONTRACT_INPUTS = ("token", "state")
+CONTRACT_OUTPUTS = ("logits", "new_state")
 
 
 def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
@@ -43,9 +53,10 @@ def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
     elif precision != "float32":
         raise ExportError(f"TFLite precision {precision!r} is not supported")
     try:
-        return bytes(conv.convert())
+        data = bytes(conv.convert())
     except Exception as e:  # the converter raises ConverterError and plain exceptions
         raise ExportError(f"TFLite {precision} conversion failed: {str(e).splitlines()[0]}") from None
+    return apply_contract(data)
 
 
 def _schema():
@@ -101,3 +112,85 @@ def read_metadata(model: bytes) -> dict | None:
         if name == METADATA_NAME:
             return json.loads(bytes(m.buffers[md.buffer].data).decode())
     return None
+
+
+def _name(v) -> str:
+    return v.decode() if isinstance(v, bytes) else (v or "")
+
+
+def apply_contract(model: bytes) -> bytes:
+    """Reorders the subgraph's inputs to (token, state) and outputs to (logits, new_state), and
+    renames those four tensors to exactly these names, from the serving_default signature's map
+    (signature names -> tensor indices; the indices themselves do not move). Idempotent.
+
+    Raises ExportError if the file has no such signature or another tensor already holds one of
+    the names (the contract's names must be unambiguous)."""
+    _, fu = _schema()
+    m = fu.convert_bytearray_to_object(bytearray(model))
+    if len(m.subgraphs or []) != 1 or len(m.signatureDefs or []) != 1:
+        raise ExportError("TFLite file: expected one subgraph and one signature, got "
+                          f"{len(m.subgraphs or [])} and {len(m.signatureDefs or [])}")
+    sg, sig = m.subgraphs[0], m.signatureDefs[0]
+    ins = {_name(t.name): t for t in sig.inputs}
+    outs = {_name(t.name): t for t in sig.outputs}
+    if set(ins) != set(CONTRACT_INPUTS) or set(outs) != set(CONTRACT_OUTPUTS):
+        raise ExportError(f"TFLite signature has inputs {sorted(ins)} and outputs {sorted(outs)}; "
+                          "expected token, state -> logits, new_state")
+    order_in = [ins[n].tensorIndex for n in CONTRACT_INPUTS]
+    order_out = [outs[n].tensorIndex for n in CONTRACT_OUTPUTS]
+    if sorted(order_in) != sorted(int(i) for i in sg.inputs) or \
+            sorted(order_out) != sorted(int(i) for i in sg.outputs):
+        raise ExportError("TFLite signature does not name the subgraph's own inputs and outputs")
+    mine = dict(zip(order_in + order_out, CONTRACT_INPUTS + CONTRACT_OUTPUTS))
+    for i, t in enumerate(sg.tensors):
+        if i not in mine and _name(t.name) in mine.values():
+            raise ExportError(f"TFLite tensor {i} is already named {_name(t.name)!r}")
+    for i, name in mine.items():
+        sg.tensors[i].name = name
+    sg.inputs, sg.outputs = order_in, order_out
+    sig.inputs = [ins[n] for n in CONTRACT_INPUTS]
+    sig.outputs = [outs[n] for n in CONTRACT_OUTPUTS]
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
+def contract_of(model: bytes) -> dict:
+    """The raw view an interpreter without signatures has: input and output tensor names in
+    index order, with their shape signatures ({"inputs": [(name, shape)], "outputs": [...]})."""
+    _, fu = _schema()
+    sg = fu.convert_bytearray_to_object(bytearray(model)).subgraphs[0]
+
+    def view(idx):
+        t = sg.tensors[idx]
+        shape = t.shapeSignature if t.shapeSignature is not None else t.shape
+        return _name(t.name), [int(x) for x in (shape if shape is not None else [])]
+
+    return {"inputs": [view(i) for i in sg.inputs], "outputs": [view(i) for i in sg.outputs]}
+
+
+def min_runtime_version(model: bytes) -> str | None:
+    """The file's own `min_runtime_version` metadata (the oldest TFLite that has every operator
+    version it uses, written by the converter), e.g. "2.17.0"; None if absent."""
+    _, fu = _schema()
+    m = fu.convert_bytearray_to_object(bytearray(model))
+    for md in m.metadata or []:
+        if _name(md.name) == "min_runtime_version":
+            return bytes(m.buffers[md.buffer].data).split(b"\0")[0].decode() or None
+    return None
+
+
+def min_runtime(model: bytes) -> dict:
+    """files[].min_runtime of a .tflite file: the oldest TFLite/LiteRT runtime that loads it,
+    as the file itself says (its min_runtime_version metadata, from the operator versions)."""
+    return {"runtime": "tflite", "version": min_runtime_version(model), "source": "file"}
+
+
+def micro_check(path) -> dict:
+    """files[].micro: whether TensorFlow Lite Micro runs the file, why not, and the smallest
+    arena that works (runtime/micro.py probes it in a child process). Without the [micro]
+    extra: runs null and the reason."""
+    from charwright.runtime import micro
+
+    if not micro.available():
+        return {"runs": None, "reason": "not checked: tflite-micro is not installed "
+                "(pip install 'charwright[micro]')", "arena_bytes": None, "runtime": None}
+    return micro.probe_file(path)

@@ -140,6 +140,7 @@ class Fields:
 
 
 MAX_LAYERS, MAX_UNITS, MAX_VOCAB = 64, 65_536, 1_114_112  # the last: every Unicode code point
+INITIAL_STATES = ("zeros",)  # state.initial: what every sequence starts from
 
 
 def check_model_facts(m: dict, where: str) -> None:
@@ -174,6 +175,7 @@ def check_model_facts(m: dict, where: str) -> None:
                    "chars")
     state = top.obj("state")
     size = state.int("size", 1)
+    state.str("initial", default="zeros", choices=INITIAL_STATES)  # older manifests: zeros
     if size != want:
         state.fail(f"is {size}, but {described} carries {want}", "size")
     layout = state.list("layout")
@@ -216,10 +218,41 @@ def check_stack(arch: "Fields", stack, cell: str, layers: int, units: int) -> in
 def check_file_entry(d, i: int, where: str, formats) -> dict:
     """files[i], typed; returns the fields FileEntry takes."""
     f = Fields(where, f"files[{i}]", d)
+    check_runtime_facts(f)
     return dict(path=f.str("path"), format=f.str("format", choices=tuple(formats)),
                 precision=f.str("precision", choices=PRECISIONS), sha256=f.sha256("sha256"),
                 bytes=f.int("bytes", 0), inputs=f.names("inputs"), outputs=f.names("outputs"),
                 ops=tuple(f.list("ops", [])))
+
+
+def _str_or_null(f: "Fields", key: str) -> None:
+    v = f.get(key, None)
+    if v is not None and not isinstance(v, str):
+        f.fail(f"must be a string or null, got {show(v)}", key)
+
+
+def check_runtime_facts(f: "Fields") -> None:
+    """files[].min_runtime (the oldest runtime that loads the file) and files[].micro (whether
+    TensorFlow Lite Micro runs it, and in how large an arena): typed when present."""
+    if f.get("min_runtime", None) is not None:
+        mr = f.obj("min_runtime")
+        mr.str("runtime")
+        _str_or_null(mr, "version")
+        for key in ("opset", "ir_version"):
+            if mr.get(key, None) is not None:
+                mr.int(key, 1)
+    if f.get("micro", None) is not None:
+        mc = f.obj("micro")
+        runs = mc.get("runs", None)
+        if runs is not None and type(runs) is not bool:
+            mc.fail(f"must be true, false or null, got {show(runs)}", "runs")
+        _str_or_null(mc, "reason")
+        _str_or_null(mc, "runtime")
+        if mc.get("arena_bytes", None) is not None:
+            mc.int("arena_bytes", 1, maximum=1 << 40)
+        elif runs is True:
+            mc.fail("is missing: a file that runs under TFLite Micro has its arena size",
+                    "arena_bytes")
 
 
 def check_probe_entry(m: dict, where: str) -> dict | None:

@@ -3,7 +3,9 @@
 The raw tensor path is a few microseconds faster per call than the signature runner, and the two
 cannot share one Interpreter (LiteRT refuses to invoke while a SignatureRunner holds it). Tensor
 indices come from the serving_default signature, looked up by the manifest's names for the file
-(files[].inputs / outputs); a new batch size resizes the inputs once. Interpreters are not
+(files[].inputs / outputs); a file without a signature is taken by the contract (input 0 token,
+1 state, output 0 logits, 1 new_state, raw tensors of those names: export/tflite.py
+apply_contract). A new batch size resizes the inputs once. Interpreters are not
 thread-safe: runtime/model.py gives each thread its own backend.
 """
 
@@ -49,6 +51,12 @@ class LiteRTStep(StepBackend):
         sig = (full() if full else {}).get(SIGNATURE)
         if sig and set(names[:2]) <= set(sig["inputs"]) and set(names[2:]) <= set(sig["outputs"]):
             return sig
+        if not sig:  # a file without signatures: the contract by index and raw tensor name
+            ins, outs = self.it.get_input_details(), self.it.get_output_details()
+            raw = [d["name"] for d in ins] + [d["name"] for d in outs]
+            if len(ins) == 2 and len(outs) == 2 and raw == list(names):
+                return {"inputs": {d["name"]: d["index"] for d in ins},
+                        "outputs": {d["name"]: d["index"] for d in outs}}
         have = "none" if not sig else ", ".join(sorted(sig["inputs"]) + sorted(sig["outputs"]))
         raise BundleError(f"{self.path}: no {SIGNATURE} signature with inputs {names[0]!r}, "
                           f"{names[1]!r} and outputs {names[2]!r}, {names[3]!r} (the file has: "
