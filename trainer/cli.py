@@ -123,6 +123,9 @@ class _Progress:
             if self.tty:
                 self.stream.write("\r\033[K")
                 self.stream.flush()
+        elif kind == "worker_done":
+            self._out(f"{ev['task_type']} {ev['task_index']} done: {ev['optimizer_steps']} "
+                      f"optimizer steps; the chief writes {ev['run_dir']}")
         elif kind == "done":
             self._out(f"done: best val {ev['best_val_bpc']:.4f} bits/char (epoch "
                       f"{ev['best_epoch']}), {ev['optimizer_steps']} optimizer steps, step graph "

@@ -58,3 +58,18 @@ class InterruptFlag:
     def __exit__(self, *exc):
         self._restore()
         return False
+
+
+class WorkerLost(CharwrightError):
+    """A multi-worker run stopped because another task of its cluster died or stopped
+    answering; every worker must be restarted with `--resume` (exit status 75, EX_TEMPFAIL:
+    a launcher may restart on it)."""
+
+    exit_code = 75
+
+    def __init__(self, run_dir, detail: str):
+        self.run_dir = run_dir
+        super().__init__(
+            f"the training cluster lost a worker ({detail}); stop every worker, then start them "
+            f"all again with: charwright train -o {run_dir} --resume"
+        )

@@ -7,11 +7,22 @@ RUN_DIR is touched; only then is RUN_DIR locked, checked again under the lock, c
 charwright's own entries (with --force) and written.
 
 Progress goes to `on_progress(event: dict)`; this module never prints.
+
+Several machines (TF_CONFIG naming two or more tasks, see strategy.py): every worker runs this
+same code on the same global batches (same corpus, configuration and seed give the same order),
+tf.data hands each worker its share of every global batch, and the gradients are all-reduced.
+The chief alone writes RUN_DIR. The other workers read RUN_DIR only to --resume (the chief's
+configuration, vocabulary and newest checkpoint: RUN_DIR must be one shared path) and write
+their own checkpoint and weight files, whose writes take part in the same steps as the chief's,
+into a private temp directory deleted when they stop. A worker that dies makes the others fail
+with WorkerLost instead of hanging; all are restarted with --resume.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,10 +42,10 @@ from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from .corpus import read_corpus
 from .data import make_data, split_ids, to_dataset
 from .finalize import LN2, finalize
-from .interrupt import InterruptFlag
+from .interrupt import InterruptFlag, WorkerLost
 from .model import build_sequence_model, export_weights
 from .step_graph import build_step_function
-from .strategy import DISTRIBUTE, import_tf, make_strategy
+from .strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
 
 Progress = Callable[[dict], None]
 
@@ -124,6 +135,7 @@ def train(
         ConfigError: bad configuration values.
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was saved first.
         BackendUnavailable: TensorFlow is not installed (the [train] extra).
+        WorkerLost: (several machines) another worker died or stopped answering.
     """
     on_progress = on_progress or _noop
     run_dir = Path(run_dir)
@@ -134,9 +146,17 @@ def train(
     if epochs is not None and not resume:
         raise ConfigError("epochs= sets a new total for --resume; for a new run set "
                           "TrainConfig.epochs")
-    tf = import_tf(cpu_devices)  # first: a missing extra must not cost a corpus read
+    cluster = cluster_from_env()
+    check_cluster(cluster, distribute, train_cfg.mode if train_cfg else "windows")
+    # first: a missing extra must not cost a corpus read (and a cluster's strategy must start
+    # before any other TensorFlow work)
+    tf = import_tf(cpu_devices, cluster)
     import keras
 
+    if cluster is not None and not cluster.is_chief:
+        with _cluster_errors(tf, run_dir):
+            return _train_worker(tf, cluster, corpus_paths, Path(run_dir), model_cfg, train_cfg,
+                                 resume, epochs, distribute, on_progress)
     with contextlib.ExitStack() as stack:
         if resume:
             if not rd.has_run(run_dir):
@@ -152,7 +172,8 @@ def train(
                     "resume with the same files"
                 )
             model_cfg = replace(model_cfg, vocab_size=prep.vocab.size)
-            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode)
+            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
+                                                    cluster)
             rd.sweep_temps(run_dir)
             if run["train"] != config_to_dict(train_cfg) or run.get("status") != "training":
                 run = dict(run, train=config_to_dict(train_cfg), status="training")
@@ -165,7 +186,8 @@ def train(
             # every new run records its stack (one spec per layer: run format version 2)
             model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
                                 stack=tuple(model_cfg.layer_specs()))
-            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode)
+            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
+                                                    cluster)
             # the new run can start: only now is RUN_DIR touched
             run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(rd.lock(run_dir))
@@ -173,8 +195,66 @@ def train(
             rd.clear_run(run_dir)
             run = _new_run(run_dir, prep, model_cfg, train_cfg, tf.__version__,
                            keras.__version__)
-        return _fit(run_dir, run, prep, model_cfg, train_cfg, strategy, strategy_name,
-                    resume, on_progress)
+        if cluster is not None:
+            stack.enter_context(_cluster_errors(tf, run_dir))
+        loop = _fit(run_dir, run, prep, model_cfg, train_cfg, strategy, strategy_name,
+                    run_dir if resume else None, on_progress)
+        return finalize(run_dir, run, model_cfg, train_cfg, prep.vocab, prep.val_ids, loop,
+                        on_progress)
+
+
+@contextlib.contextmanager
+def _cluster_errors(tf, run_dir: Path):
+    """Turns a collective that failed because a peer died (the coordination service stops
+    hearing its heartbeats: UnavailableError) or hung (CommunicationOptions timeout:
+    DeadlineExceededError) into WorkerLost, naming the first line of TensorFlow's message."""
+    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.AbortedError, tf.errors.CancelledError)
+    try:
+        yield
+    except lost as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "unhealthy" in ln or "timed out" in ln.lower()
+                       or "deadline" in ln.lower()), lines[0] if lines else type(e).__name__)
+        raise WorkerLost(run_dir, f"{type(e).__name__}: {detail}") from None
+
+
+def _train_worker(tf, cluster, corpus_paths, run_dir: Path, model_cfg, train_cfg, resume: bool,
+                  epochs, distribute: str, on_progress: Progress) -> dict:
+    """A worker other than the chief: the same configuration, vocabulary, data order and
+    steps as the chief, nothing written to RUN_DIR. Returns {"worker": {...}}."""
+    if resume:
+        if not rd.has_run(run_dir):
+            raise RunDirError(f"nothing to resume: {run_dir} holds no run.json; every worker "
+                              "reads the chief's RUN_DIR: give them all one shared path")
+        run = rd.read_run(run_dir)  # read-only, no lock: the chief holds it
+        model_cfg, train_cfg = _resume_config(run_dir, run, epochs)
+        corpus_paths = corpus_paths or run["corpus"]["paths"]
+        prep = _prepare(corpus_paths, train_cfg, Vocabulary.load(run_dir / "vocab.json"))
+        if run["corpus"]["sha256"] != prep.corpus.sha256:
+            raise CorpusError("the corpus differs from the one this run was trained on (sha256 "
+                              "mismatch); give every worker the same files")
+        model_cfg = replace(model_cfg, vocab_size=prep.vocab.size)
+    else:
+        model_cfg = model_cfg or ModelConfig()
+        train_cfg = train_cfg or TrainConfig()
+        prep = _prepare(corpus_paths, train_cfg, None)
+        model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
+                            stack=tuple(model_cfg.layer_specs()))
+        run = {}
+    strategy, strategy_name = make_strategy(tf, distribute, 0, train_cfg.mode, cluster)
+    scratch = Path(tempfile.mkdtemp(prefix=f"charwright-{cluster.task_type}{cluster.task_index}-"))
+    try:
+        loop = _fit(scratch, run, prep, model_cfg, train_cfg, strategy, strategy_name,
+                    run_dir if resume else None, on_progress, is_chief=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    last = loop["history"][-1] if loop["history"] else {}
+    worker = {"task_type": cluster.task_type, "task_index": cluster.task_index,
+              "run_dir": str(run_dir), "epochs": len(loop["history"]),
+              "optimizer_steps": last.get("optimizer_steps")}
+    on_progress({"event": "worker_done", **worker})
+    return {"worker": worker}
 
 
 def _new_run(run_dir: Path, prep: Prepared, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -217,8 +297,11 @@ def _compile(keras, strategy, model_cfg: ModelConfig, train_cfg: TrainConfig):
 
 
 def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
-         train_cfg: TrainConfig, strategy, strategy_name: str, resume: bool,
-         on_progress: Progress) -> dict:
+         train_cfg: TrainConfig, strategy, strategy_name: str, resume_from: Path | None,
+         on_progress: Progress, is_chief: bool = True) -> dict:
+    """The epoch loop: writes checkpoints, history and best weights into run_dir, resuming
+    from resume_from's newest checkpoint (run_dir itself, or the chief's RUN_DIR for another
+    worker of a cluster). Returns the loop position at the end."""
     import keras
 
     keras.utils.set_random_seed(train_cfg.seed)
@@ -226,8 +309,8 @@ def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
     data, vocab = prep.data, prep.vocab
     loop = {"epoch": 0, "epochs": train_cfg.epochs, "step_in_epoch": 0, "global_step": 0,
             "history": [], "best_val_loss": None, "best_epoch": None, "intervals": [],
-            "learning_rate": float(train_cfg.learning_rate)}
-    latest = ckpt.latest_checkpoint(run_dir) if resume else None
+            "learning_rate": float(train_cfg.learning_rate), "is_chief": is_chief}
+    latest = ckpt.latest_checkpoint(resume_from) if resume_from is not None else None
     if latest is not None:
         with strategy.scope():
             saved = ckpt.restore_checkpoint(latest, model)
@@ -243,7 +326,7 @@ def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
 
     B = train_cfg.batch_size
     stateful = train_cfg.mode == "stateful"
-    val_ds = to_dataset(data.val_arrays(), B, drop_remainder=stateful)
+    val_ds = _shard(to_dataset(data.val_arrays(), B, drop_remainder=stateful), strategy)
     start_token = vocab.eos_id if train_cfg.mode == "lines" else int(prep.train_ids[0])
     with InterruptFlag() as flag:
         callbacks = make_callbacks(keras, loop, run_dir, model, train_cfg.checkpoint_every,
@@ -255,7 +338,20 @@ def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
             if flag.requested:
                 on_progress({"event": "interrupt"})
                 raise interrupted(run_dir, loop)
-    return finalize(run_dir, run, model_cfg, train_cfg, vocab, prep.val_ids, loop, on_progress)
+    return loop
+
+
+def _shard(ds, strategy):
+    """Several workers: each takes its part of every global batch (AutoShardPolicy.DATA:
+    every worker reads the same batches in the same order and keeps its slice of each), rather
+    than tf.data's default of trying to split by file first, which in-memory data has not."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return ds
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks, loop,
@@ -264,7 +360,8 @@ def _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks,
     B = train_cfg.batch_size
     epoch = loop["epoch"]
     skip = loop["step_in_epoch"]
-    train_ds = to_dataset(data.epoch_arrays(epoch), B, skip_batches=skip)
+    train_ds = _shard(to_dataset(data.epoch_arrays(epoch), B, skip_batches=skip),
+                      model.distribute_strategy)
     steps_this = data.steps_per_epoch - skip
     t0 = time.perf_counter()
     hist = model.fit(train_ds, epochs=1, verbose=0, validation_data=val_ds,
