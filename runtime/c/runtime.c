@@ -408,6 +408,73 @@ static int cw_parse_u64(const char *a, uint64_t max, uint64_t *out) {
     return 1;
 }
 
+#ifdef CW_BENCH
+/* --bench, in the cw_bench / cw_bench-m4.elf builds only (make cw_bench, make
+ * cw_bench-m4.elf): from the prompt's ids, in this build's ticks, N steps alone, the generate
+ * loop over N characters (emit only counts them) and N sampler calls alone on logits recorded
+ * from that loop; one line out. Ticks: clock() on a host; on Cortex-M4 the SysTick count of
+ * m4_start.c (processor clock, 25 MHz on mps2-an386: one tick per 40 instructions under
+ * qemu -icount shift=0), where the line also gives the stack's high-water mark in bytes. */
+#ifndef CW_BENCH_ROWS
+#define CW_BENCH_ROWS 8
+#endif
+#ifdef CW_BENCH_M4
+extern unsigned long long cw_m4_ticks(void);
+extern unsigned long cw_m4_stack_used(void);
+#define CW_TICKS() cw_m4_ticks()
+#define CW_TICKS_PER_S 25000000.0
+#else
+#define CW_TICKS() ((unsigned long long)clock())
+#define CW_TICKS_PER_S ((double)CLOCKS_PER_SEC)
+#endif
+
+typedef struct { const cw_ctx *ctx; long chars; } cw_bench_sink;
+static float cw_bench_rows[CW_BENCH_ROWS][CW_VOCAB];
+
+static void cw_bench_emit(const char *utf8, void *user) {
+    cw_bench_sink *k = (cw_bench_sink *)user;
+    (void)utf8;
+    if (k->chars < CW_BENCH_ROWS)
+        memcpy(cw_bench_rows[k->chars], k->ctx->logits, sizeof cw_bench_rows[0]);
+    k->chars++;
+}
+
+static int cw_bench(cw_ctx *ctx, cw_sampler *s, const cw_sampler *fresh, const int *ids,
+                    int n_ids, long n) {
+    cw_bench_sink sink;
+    unsigned long long t0, t_step, t_loop, t_sample;
+    long i, rows, sum = 0;
+    int id = 0;
+    cw_reset(ctx);
+    t0 = CW_TICKS();
+    for (i = 0; i < n; i++)
+        if (cw_step(ctx, ids[i % n_ids]) != CW_OK) return 1;
+    t_step = CW_TICKS() - t0;
+    sink.ctx = ctx;
+    sink.chars = 0;
+    *s = *fresh;
+    t0 = CW_TICKS();
+    if (cw_generate(ctx, s, ids, n_ids, n, cw_bench_emit, &sink) != CW_OK) return 1;
+    t_loop = CW_TICKS() - t0;
+    rows = sink.chars < CW_BENCH_ROWS ? sink.chars : CW_BENCH_ROWS;
+    *s = *fresh;
+    t0 = CW_TICKS();
+    for (i = 0; rows > 0 && i < n; i++) {
+        if (cw_sample(s, cw_bench_rows[i % rows], CW_VOCAB, &id) != CW_OK) return 1;
+        sum += id;
+    }
+    t_sample = CW_TICKS() - t0;
+    printf("bench ticks_per_s %.0f ids %d steps %ld %llu chars %ld %llu samples %ld %llu "
+           "checksum %ld", CW_TICKS_PER_S, n_ids, n, t_step, sink.chars, t_loop,
+           rows > 0 ? n : 0L, t_sample, sum);
+#ifdef CW_BENCH_M4
+    printf(" stack %lu", cw_m4_stack_used());
+#endif
+    printf("\n");
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
     static cw_ctx ctx;
     static cw_sampler sampler;
@@ -415,13 +482,16 @@ int main(int argc, char **argv) {
     static int ids[CW_MAX_PROMPT + 1];
     double temperature = CW_DEFAULT_TEMPERATURE, top_p = CW_DEFAULT_TOP_P, v;
     uint64_t seed = 0, u, n_chars = 300, top_k = CW_DEFAULT_TOP_K;
-    int greedy = 0, have_seed = 0, a, n_ids = 0, rc;
+    int greedy = 0, have_seed = 0, a, n_ids = 0, rc, bench = 0;
     size_t used = 0;
     long bad = 0;
     for (a = 1; a < argc && argv[a][0] == '-' && argv[a][1]; a++) {
         const char *o = argv[a];
         if (!strcmp(o, "--")) { a++; break; }
         if (!strcmp(o, "--greedy")) { greedy = 1; continue; }
+#ifdef CW_BENCH
+        if (!strcmp(o, "--bench")) { bench = 1; continue; }
+#endif
         if (strcmp(o, "-n") && strcmp(o, "--max-chars") && strcmp(o, "--seed") &&
             strcmp(o, "--temperature") && strcmp(o, "--top-k") && strcmp(o, "--top-p"))
             return cw_fail("unknown option (usage: cw_generate [--greedy] [-n N] [--seed S] "
@@ -471,6 +541,13 @@ int main(int argc, char **argv) {
     }
     if (rc == CW_EUTF8) return cw_fail("the prompt is not valid UTF-8", NULL);
     if (rc != CW_OK) return cw_fail("the prompt is too long", NULL);
+    if (bench) {
+#ifdef CW_BENCH
+        static cw_sampler fresh;
+        fresh = sampler;
+        return cw_bench(&ctx, &sampler, &fresh, ids, n_ids, (long)n_chars);
+#endif
+    }
     fputs(prompt, stdout);
     rc = cw_generate(&ctx, &sampler, ids, n_ids, (long)n_chars, cw_emit_stdout, NULL);
     fputs("\n", stdout);
