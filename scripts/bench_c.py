@@ -330,7 +330,7 @@ def main():
     a.work.mkdir(parents=True, exist_ok=True)
     print(header("The emitted C runtime (charwright emit-c), per character", 1), flush=True)
     print(f"C: {subprocess.run(['cc', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}, "
-          "-O2 -ffp-contract=off; "
+          "-O3 -ffp-contract=off; "
           f"{subprocess.run(['arm-none-eabi-gcc', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
           f"{subprocess.run(['qemu-system-arm', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}\n")
     results = {}
