@@ -177,7 +177,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         probe_tokens = z["tokens"]
 
     calibration = None
-    if any(p == "int8" for _, p in chosen):
+    if any(p in ("int8", "int16x8") for _, p in chosen):  # both are calibrated
         from charwright.runtime.backends.numpy import NumpyStep
 
         from .calibration import gather_pairs

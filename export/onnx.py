@@ -102,7 +102,8 @@ def min_runtime(model: bytes) -> dict:
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"runtime": "onnxruntime", "version": onnxruntime.__version__, "source": "verified",
             "opset": opset, "ir_version": int(m.ir_version),
-            "domains": sorted({o.domain for o in m.opset_import if o.domain not in ("", "ai.onnx")})}
+            "domains": sorted({o.domain for o in m.opset_import
+                               if o.domain not in ("", "ai.onnx")})}
 
 
 def quantize(model: bytes, precision: str) -> bytes:

@@ -20,7 +20,7 @@ from .safefile import read_bytes, resolve_inside
 
 BUNDLE_FORMAT = "charwright-bundle"
 BUNDLE_VERSION = "1.0"  # readers accept any 1.x; a new major version is refused
-PRECISIONS = ("float32", "float16", "int8-dynamic", "int8")
+PRECISIONS = ("float32", "float16", "int8-dynamic", "int8", "int16x8")
 CELLS = {"gru": 1, "lstm": 2, "rnn": 1}  # cell -> state vectors per layer (h, or h and c)
 MIXED = "mixed"  # architecture.cell of a stack whose layers differ in kind (stack[] says which)
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")

@@ -39,6 +39,7 @@ TOLERANCES = {
     "float16": Tolerance(min_top1=0.995, max_bpc_rel=0.01),
     "int8-dynamic": Tolerance(min_top1=0.97, max_bpc_rel=0.02),
     "int8": Tolerance(min_top1=0.97, max_bpc_rel=0.02),
+    "int16x8": Tolerance(min_top1=0.97, max_bpc_rel=0.02),  # int8 weights, int16 activations
 }
 
 

@@ -43,14 +43,36 @@ def tf_activation(tf, name: str):
             "hard_sigmoid": lambda x: tf.nn.relu6(x + 3.0) / 6.0}[name]
 
 
-def build_step_function(weights: dict, cfg: ModelConfig):
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+
+
+def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = False):
     """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed).
-    Each layer has its own cell, size and activations (cfg.layer_specs())."""
+    Each layer has its own cell, size and activations (cfg.layer_specs()).
+
+    split_gates: one gather / matmul per gate instead of one fused [*, G*H] product sliced
+    afterwards, so that full-integer quantization gives every gate its own tensor and scale
+    (same function, different graph; export/tflite.py measures it for int8)."""
     import tensorflow as tf
 
     specs, S = cfg.layer_specs(), cfg.state_size
     table0 = folded_input_table(weights, cfg)
     arrays = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+
+    def per_gate(x, G, H):
+        """x as G per-gate tensors: already a list (split_gates) or sliced from one tensor."""
+        return x if isinstance(x, list) else [x[:, k * H : (k + 1) * H] for k in range(G)]
+
+    def matmul_gates(h, kernel, bias, G, H):
+        """h @ kernel (+ bias): one fused product, or G products when split_gates."""
+        if not split_gates:
+            out = tf.matmul(h, tf.constant(kernel))
+            return out if bias is None else out + tf.constant(bias)
+        outs = [tf.matmul(h, tf.constant(np.ascontiguousarray(kernel[:, k * H : (k + 1) * H])))
+                for k in range(G)]
+        if bias is not None:
+            outs = [o + tf.constant(bias[k * H : (k + 1) * H]) for k, o in enumerate(outs)]
+        return outs
 
     def cell(i, x_proj, state_parts):
         """One cell of layer i given its input projection (bias included)."""
@@ -61,28 +83,30 @@ def build_step_function(weights: dict, cfg: ModelConfig):
         h = state_parts[0]
         if spec["cell"] == "gru":
             ract = tf_activation(tf, spec["recurrent_activation"])
-            xz, xr, xh = x_proj[:, :H], x_proj[:, H : 2 * H], x_proj[:, 2 * H :]
+            xz, xr, xh = per_gate(x_proj, 3, H)
             if spec["reset_after"]:
-                rec = tf.matmul(h, tf.constant(rk)) + tf.constant(arrays[f"layer{i}.bias"][1])
-                z = ract(xz + rec[:, :H])
-                r = ract(xr + rec[:, H : 2 * H])
-                hh = act(xh + r * rec[:, 2 * H :])
+                rz, rr, rh = per_gate(matmul_gates(h, rk, arrays[f"layer{i}.bias"][1], 3, H),
+                                      3, H)
+                z = ract(xz + rz)
+                r = ract(xr + rr)
+                hh = act(xh + r * rh)
             else:  # the reset gate applies to h before its matmul; no recurrent bias
-                rec = tf.matmul(h, tf.constant(rk[:, : 2 * H]))
-                z = ract(xz + rec[:, :H])
-                r = ract(xr + rec[:, H:])
+                rz, rr = per_gate(matmul_gates(h, rk[:, : 2 * H], None, 2, H), 2, H)
+                z = ract(xz + rz)
+                r = ract(xr + rr)
                 hh = act(xh + tf.matmul(r * h, tf.constant(rk[:, 2 * H :])))
             return [z * h + (1.0 - z) * hh]
         if spec["cell"] == "lstm":
             ract = tf_activation(tf, spec["recurrent_activation"])
             c = state_parts[1]
-            g = x_proj + tf.matmul(h, tf.constant(rk))
-            i_g = ract(g[:, :H])
-            f_g = ract(g[:, H : 2 * H])
-            c_new = f_g * c + i_g * act(g[:, 2 * H : 3 * H])
-            o_g = ract(g[:, 3 * H :])
+            g = [a + b for a, b in zip(per_gate(x_proj, 4, H),
+                                       per_gate(matmul_gates(h, rk, None, 4, H), 4, H))]
+            i_g = ract(g[0])
+            f_g = ract(g[1])
+            c_new = f_g * c + i_g * act(g[2])
+            o_g = ract(g[3])
             return [o_g * act(c_new), c_new]
-        return [act(x_proj + tf.matmul(h, tf.constant(rk)))]
+        return [act(per_gate(x_proj, 1, H)[0] + per_gate(matmul_gates(h, rk, None, 1, H), 1, H)[0])]
 
     class StepModule(tf.Module):
         @tf.function(
@@ -92,13 +116,19 @@ def build_step_function(weights: dict, cfg: ModelConfig):
             ]
         )
         def step(self, token, state):
-            x = tf.gather(tf.constant(table0), token)  # [batch, G*H]
+            G0, H0 = GATES[specs[0]["cell"]], specs[0]["units"]
+            if split_gates:  # one table per gate
+                x = [tf.gather(tf.constant(np.ascontiguousarray(table0[:, k * H0 : (k + 1) * H0])),
+                               token) for k in range(G0)]
+            else:
+                x = tf.gather(tf.constant(table0), token)  # [batch, G*H]
             new_parts, off = [], 0
             for i, spec in enumerate(specs):
                 H = spec["units"]
                 if i > 0:
-                    x = tf.matmul(h_out, tf.constant(arrays[f"layer{i}.kernel"])) + tf.constant(
-                        input_bias(arrays[f"layer{i}.bias"], spec))
+                    x = matmul_gates(h_out, arrays[f"layer{i}.kernel"],
+                                     input_bias(arrays[f"layer{i}.bias"], spec),
+                                     GATES[spec["cell"]], H)
                 parts = 2 if spec["cell"] == "lstm" else 1
                 sp = [state[:, off + k * H : off + (k + 1) * H] for k in range(parts)]
                 off += parts * H

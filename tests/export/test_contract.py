@@ -127,7 +127,8 @@ def test_manifest_records_initial_state_and_min_runtime(tiny_bundle):
             assert mr["source"] == "verified" and mr["version"]
     versions = {f["precision"]: tuple(int(x) for x in f["min_runtime"]["version"].split("."))
                 for f in m["files"] if f["format"] == "tflite"}
-    assert versions["int8-dynamic"] >= (2, 17, 0)  # FULLY_CONNECTED v12 (tflite-runtime 2.14 refuses)
+    # FULLY_CONNECTED v12: tflite-runtime 2.14 (its last release) refuses these files
+    assert versions["int8-dynamic"] >= (2, 17, 0)
 
 
 @pytest.mark.parametrize("path,value,match", [
@@ -167,3 +168,29 @@ def test_apply_contract_is_idempotent_and_litert_runs_without_a_signature(tiny_b
     be = LiteRTStep("bare.tflite", b.state_size, b.vocab_size, "float32", data=bare)
     logits, state = be.step(np.array([1, 2], np.int32), be.initial_state(2))
     assert logits.shape == (2, b.vocab_size) and state.shape == (2, b.state_size)
+
+
+@pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
+def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run, cell, layers):
+    """build_step_function(split_gates=True): one product per gate (for per-gate int8 scales),
+    the same function as the fused graph."""
+    import tensorflow as tf
+
+    from charwright.trainer.config import ModelConfig
+    from charwright.trainer.step_graph import build_step_function
+
+    run = tiny_run
+    if cell != "gru":
+        run = tmp_path / "run"
+        train_tiny(run, tiny_corpus, cell=cell, layers=layers, units=12, epochs=1)
+    arch = json.loads((run / "step" / "step.json").read_text())["architecture"]
+    cfg = ModelConfig(**{**arch, "stack": tuple(arch["stack"])})
+    with np.load(run / "step" / "weights.npz") as z:
+        w = {k: z[k] for k in z.files}
+    fused, split = build_step_function(w, cfg), build_step_function(w, cfg, split_gates=True)
+    tok = tf.constant([1, 2, 3], tf.int32)
+    st = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (3, cfg.state_size)),
+                     tf.float32)
+    a, b = fused.step(tok, st), split.step(tok, st)
+    for k in ("logits", "new_state"):
+        assert np.abs(a[k].numpy() - b[k].numpy()).max() <= 1e-5

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.tf, pytest.mark.litert]
 
 ALL_FILES = {"weights.npz", "model.float32.onnx", "model.int8-dynamic.onnx",
              "model.float32.tflite", "model.float16.tflite", "model.int8-dynamic.tflite",
-             "model.int8.tflite"}
+             "model.int8.tflite", "model.int16x8.tflite"}
 
 
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2),

@@ -50,6 +50,7 @@ def test_export_records_what_tflm_runs_and_replays_it(tiny_bundle):
     assert info["float16"]["runs"] is False and "DEQUANTIZE" in info["float16"]["reason"]
     assert info["int8-dynamic"]["runs"] is False
     assert "FULLY_CONNECTED" in info["int8-dynamic"]["reason"]  # no hybrid kernel in TFLM
+    assert info["int16x8"]["runs"] is False and "GATHER" in info["int16x8"]["reason"]
     rows = {p["file"]: p for p in m["parity"] if p["backend"] == "tflm"}
     assert set(rows) == {"model.float32.tflite (tflm)", "model.int8.tflite (tflm)"}
     assert all(r["verdict"] == "pass" for r in rows.values()), rows
