@@ -213,10 +213,19 @@ def _cluster_errors(tf, run_dir: Path):
     try:
         yield
     except lost as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "unhealthy" in ln or "timed out" in ln.lower()
-                       or "deadline" in ln.lower()), lines[0] if lines else type(e).__name__)
-        raise WorkerLost(run_dir, f"{type(e).__name__}: {detail}") from None
+        raise WorkerLost(run_dir, _lost_detail(e)) from None
+
+
+def _lost_detail(e) -> str:
+    """One line from TensorFlow's multi-line collective error: the tasks that stopped sending
+    heartbeats, else the first line that names a timeout, else the first line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "unhealthy" in ln:
+            tasks = [t for t in lines[i + 1:] if t.startswith("/job:")]
+            return f"{', '.join(tasks) or 'a task'} stopped sending heartbeats"
+    named = [ln for ln in lines if "timed out" in ln.lower() or "deadline" in ln.lower()]
+    return f"{type(e).__name__}: {(named or lines or [''])[0]}"
 
 
 def _train_worker(tf, cluster, corpus_paths, run_dir: Path, model_cfg, train_cfg, resume: bool,

@@ -17,7 +17,7 @@ from charwright.trainer.strategy import cluster_from_env
 from conftest import make_text
 
 ARGS = ["--units", "8", "--embedding-dim", "4", "--seq-len", "16", "--batch-size", "8",
-        "--epochs", "2", "--checkpoint-every", "20", "--sample-chars", "0", "--probe-chars", "50",
+        "--epochs", "2", "--checkpoint-every", "10", "--sample-chars", "0", "--probe-chars", "50",
         "--greedy-chars", "5", "--seed", "7"]
 
 
@@ -113,7 +113,7 @@ def corpus_and_unbroken(tmp_path_factory):
     pytest.importorskip("tensorflow")
     root = tmp_path_factory.mktemp("multiworker")
     corpus = root / "c.txt"
-    corpus.write_text(make_text(24_000, seed=5))
+    corpus.write_text(make_text(12_000, seed=5))
     r = subprocess.run([sys.executable, "-m", "charwright.runtime.cli", "train", str(corpus),
                         "-o", str(root / "single"), *ARGS, "--distribute", "none"],
                        capture_output=True, text=True, timeout=240)
@@ -155,7 +155,7 @@ def test_sigkill_one_worker_then_resume_both(tmp_path, corpus_and_unbroken):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and worker.poll() is None:
             state = _latest_state(run)
-            if state and state["epoch"] == 0 and state["global_step"] >= 40:
+            if state and state["epoch"] == 0 and state["global_step"] >= 20:
                 break  # two step checkpoints of epoch 1 are written: mid-run
             time.sleep(0.01)
         assert worker.poll() is None, "the run ended before the kill: " + worker.stderr.read()
@@ -170,7 +170,8 @@ def test_sigkill_one_worker_then_resume_both(tmp_path, corpus_and_unbroken):
                 p.wait(timeout=30)
     assert worker.returncode == -signal.SIGKILL
     assert chief.returncode == 75, err[-2000:]
-    assert "the training cluster lost a worker" in err and "--resume" in err
+    assert "the training cluster lost a worker (/job:worker/replica:0/task:1 stopped sending "\
+        "heartbeats)" in err and "--resume" in err
     assert json.loads((run / "run.json").read_text())["status"] == "training"
     saved = _latest_state(run)
     assert saved["epoch"] == 0 and 0 < saved["global_step"]
@@ -189,3 +190,19 @@ def test_sigkill_one_worker_then_resume_both(tmp_path, corpus_and_unbroken):
     assert hist[0]["resumed_mid_epoch"] and hist[0]["steps"] < hist[1]["steps"]
     assert not list(run.rglob("*.tmp*"))
     assert not any((tmp_path / "tmp-c-1").iterdir())
+
+
+def test_lost_worker_message_names_the_silent_task():
+    from charwright.trainer.train import _lost_detail
+
+    class UnavailableError(Exception):
+        pass
+
+    tf_text = ("Graph execution error:\n\nDetected at node CollectiveReduceV2\n\n"
+               "Collective ops is aborted by: Error reported from /job:worker/task:1: The "
+               "following tasks are unhealthy (stopped sending heartbeats):\n"
+               "/job:worker/replica:0/task:1\nThe tasks have crashed. Check the task logs.")
+    assert _lost_detail(UnavailableError(tf_text)) == (
+        "/job:worker/replica:0/task:1 stopped sending heartbeats")
+    assert _lost_detail(UnavailableError("x\nCollective timed out after 30s\n")) == (
+        "UnavailableError: Collective timed out after 30s")
