@@ -125,8 +125,9 @@ def _silence_stdout() -> None:
 
 
 def main(argv=None) -> int:
-    """The console script. Exit codes: 0 ok, 1 error, 2 usage or missing extra, 130 Ctrl-C,
-    141 stdout closed by its reader (`charwright generate | head`), as for a SIGPIPE."""
+    """The console script. Exit codes: 0 ok, 1 error, 2 usage or missing extra, 75 a
+    multi-worker training run lost a worker, 130 Ctrl-C, 141 stdout closed by its reader
+    (`charwright generate | head`), as for a SIGPIPE."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, KeyboardInterrupt
     try:
         rv = cli.main(args=argv, prog_name="charwright", standalone_mode=False)
