@@ -202,7 +202,7 @@ def replay_micro(bundle, entry):
     tflite-micro is missing or the manifest records that TFLM does not run the file."""
     from .parity import FileParity, compare
 
-    label = f"{entry.path} (tflm)"
+    label = f"{entry.path}[tflm]"  # no space: one token in tables and logs
     if not available():
         return FileParity.unmeasured(entry, f"TFLite Micro is not installed: pip install "
                                             f"'charwright[{EXTRA}]'", checked=False)

@@ -39,11 +39,11 @@ def test_stderr_holds_only_charwrights_lines(tmp_path, tiny_corpus):
     r = _run("export", str(run), "-o", str(bundle), "--allow-mismatch", env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
-    assert sum(line.startswith("converting ") for line in lines) == 7
+    assert sum(line.startswith("converting ") for line in lines) == 8  # int16x8 included
     assert all(OWN.fullmatch(line) for line in lines), r.stderr
     assert r.stdout.startswith("| file |")  # the parity table is the payload
     m = json.loads((bundle / "manifest.json").read_text())
-    assert len(m["files"]) == 7
+    assert len(m["files"]) == 8
     # --verbose lets the third-party lines through
     r = _run("export", str(run), "-o", str(bundle), "--force", "--format", "tflite",
              "--precision", "int8", "-v", env=env)

@@ -52,9 +52,9 @@ def test_export_records_what_tflm_runs_and_replays_it(tiny_bundle):
     assert "FULLY_CONNECTED" in info["int8-dynamic"]["reason"]  # no hybrid kernel in TFLM
     assert info["int16x8"]["runs"] is False and "GATHER" in info["int16x8"]["reason"]
     rows = {p["file"]: p for p in m["parity"] if p["backend"] == "tflm"}
-    assert set(rows) == {"model.float32.tflite (tflm)", "model.int8.tflite (tflm)"}
+    assert set(rows) == {"model.float32.tflite[tflm]", "model.int8.tflite[tflm]"}
     assert all(r["verdict"] == "pass" for r in rows.values()), rows
-    assert rows["model.float32.tflite (tflm)"]["max_abs"] <= 1e-4
+    assert rows["model.float32.tflite[tflm]"]["max_abs"] <= 1e-4
 
     # by index, as a device sees it: input 0 token, 1 state; output 0 logits, 1 new_state;
     # the names a device cannot see are the flatbuffer's, in the same order
@@ -81,8 +81,8 @@ def test_replay_micro_is_the_verify_hook(tiny_bundle):
     assert res["float32"].passed and res["float32"].backend == "tflm"
     assert res["int8"].passed and res["int8"].top1 >= 0.97
     assert not res["float16"].checked and not res["int8-dynamic"].checked
-    assert [r.file for r in micro.check_bundle(b)] == ["model.float32.tflite (tflm)",
-                                                       "model.int8.tflite (tflm)"]
+    assert [r.file for r in micro.check_bundle(b)] == ["model.float32.tflite[tflm]",
+                                                       "model.int8.tflite[tflm]"]
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 2), ("rnn", 1)])
