@@ -87,6 +87,9 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
         raise ConfigError(f"{root}: no file of format {', '.join(sorted(wanted))} in this "
                           f"bundle (it has: {have}); drop --format or pick one of those")
     results = check_bundle(bundle, entries, threads=threads)
+    from .micro import check_bundle as check_micro
+
+    results += check_micro(bundle, entries)  # TFLite Micro replays the files it runs ([micro])
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True,
                               allow_nan=False))

@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 _EXTRAS = {"tf": ("tensorflow", "train"), "litert": ("ai_edge_litert", "litert"),
-           "serve": ("starlette", "serve"), "report": ("matplotlib", "report")}
+           "serve": ("starlette", "serve"), "report": ("matplotlib", "report"),
+           "micro": ("tflite_micro", "micro")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def _fail_missing_extra(request):
-    pytest.fail("CI=true and a required extra is missing: install .[train,litert,serve,report,dev]")
+    pytest.fail("CI=true and a required extra is missing: install .[train,litert,serve,report,micro,dev]")
 
 
 def make_text(n_chars: int, seed: int = 0) -> str:
