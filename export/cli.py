@@ -65,9 +65,11 @@ def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismat
            as_json, verbose):
     """Export RUN_DIR (made by charwright train) to a self-describing bundle.
 
-    Writes TFLite (float32, float16, int8-dynamic, full int8) and ONNX (float32, int8-dynamic)
-    files, weights.npz for the numpy backend, the probe and manifest.json, then replays the
-    probe on every file and refuses to finish if one is outside its tolerance.
+    Writes TFLite (float32, float16, int8-dynamic, full int8, int16x8) and ONNX (float32,
+    int8-dynamic) files, weights.npz for the numpy backend, the probe, the sampling golden
+    vectors and manifest.json, then replays the probe on every file (and under TFLite Micro for
+    the files it runs, with the [micro] extra) and refuses to finish if one is outside its
+    tolerance.
 
     \b
     charwright export RUN -o BUNDLE
