@@ -198,6 +198,8 @@ def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
     h.define("CW_STATE", sum((2 if L["cell"] == "lstm" else 1) * L["units"] for L in stack))
     h.define("CW_MAX_GATES", max(GATES[L["cell"]] * L["units"] for L in stack))
     h.define("CW_MAX_IN", max([L["units"] for L in stack]))
+    # the widest input of a layer after the first (1 when there is none): int8 scratch
+    h.define("CW_MAX_LAYER_IN", max([L["units"] for L in stack[:-1]] or [1]))
     h.define("CW_LAST_UNITS", stack[-1]["units"])
     h.define("CW_EOS_ID", vocab.eos_id if vocab.eos else -1)
     h.define("CW_DEFAULT_TEMPERATURE", repr(d["temperature"]))

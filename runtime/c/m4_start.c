@@ -1,11 +1,11 @@
 /* Cortex-M4 start-up for QEMU (mps2-an386) with semihosting: the vector table, FPU on (CPACR
  * bits 20-23, before the first FP instruction), .bss zeroed, argv from SYS_GET_CMDLINE split on
- * spaces, main's status returned through SYS_EXIT_EXTENDED. */
+ * spaces, main's status returned through SYS_EXIT_EXTENDED; and runtime.c's output on M4
+ * (cw_m4_write: SYS_WRITE to the console's ":tt" handles, as newlib's rdimon opens them), so
+ * cw_generate-m4.elf links no stdio. check-m4.elf opens newlib's own handles in check.c. */
 #include <stdint.h>
-#include <stdio.h>
 
 extern int main(int argc, char **argv);
-extern void initialise_monitor_handles(void);
 extern uint32_t __bss_start__, __bss_end__, __stack_top;
 void cw_reset_handler(void);
 void cw_fault_handler(void);
@@ -75,20 +75,82 @@ static void cw_exit(int status) {
 
 void cw_fault_handler(void) { cw_exit(99); }
 
-static char cw_cmdline[4096];
-static char *cw_argv[256];
+/* The command line: CW_MAX_PROMPT (the Makefile's -DCW_MAX_PROMPT, the prompt's limit in
+ * runtime.c) plus CW_CMDLINE_OPTS bytes for the program's name and options (every option with
+ * a long value fits); a longer line is refused. argv: the first CW_MAX_ARGS - 1 words, then the
+ * rest of the line as one (its runs of spaces made single): main joins the prompt's words with
+ * single spaces, so its text is the same as from separate words. */
+#ifndef CW_MAX_PROMPT
+#define CW_MAX_PROMPT 256
+#endif
+#ifndef CW_CMDLINE_OPTS
+#define CW_CMDLINE_OPTS 160
+#endif
+#ifndef CW_MAX_ARGS
+#define CW_MAX_ARGS 16
+#endif
+static char cw_cmdline[CW_MAX_PROMPT + CW_CMDLINE_OPTS];
+static char *cw_argv[CW_MAX_ARGS + 1];
+
+static uint32_t cw_strlen(const char *s) {
+    uint32_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+/* s to stdout (fd 1) or stderr (fd 2) through SYS_WRITE; 0 when all of it was written. */
+int cw_m4_write(int fd, const char *s);
+int cw_m4_write(int fd, const char *s) {
+    static int handle[2]; /* ":tt" opened for writing (mode 4) / appending (8), plus 1 */
+    uint32_t block[3];
+    int *h = &handle[fd == 2];
+    if (!*h) {
+        block[0] = (uint32_t)":tt";
+        block[1] = fd == 2 ? 8u : 4u;
+        block[2] = 3u;
+        *h = cw_semihost(0x01 /* SYS_OPEN */, block) + 1;
+        if (*h <= 0) return -1;
+    }
+    block[0] = (uint32_t)(*h - 1);
+    block[1] = (uint32_t)s;
+    block[2] = cw_strlen(s);
+    return cw_semihost(0x05 /* SYS_WRITE: returns the bytes not written */, block);
+}
+
+/* errno for libm (expm1f, under tanhf, sets it on overflow): one int here, where newlib's
+ * __errno would link its 1 KB reentrancy struct (impure_data) into an image without stdio. */
+int *__errno(void);
+int *__errno(void) {
+    static int cw_errno;
+    return &cw_errno;
+}
+
+/* A seed for an unseeded run: SYS_TIME (seconds) ^ SYS_CLOCK (centiseconds). */
+uint64_t cw_m4_time(void);
+uint64_t cw_m4_time(void) {
+    return (uint64_t)(uint32_t)cw_semihost(0x11, 0) ^ (uint64_t)(uint32_t)cw_semihost(0x10, 0);
+}
 
 __attribute__((noinline)) static int cw_run(void) {
     struct { char *buf; int len; } block = {cw_cmdline, (int)sizeof cw_cmdline - 1};
     int argc = 0;
     char *p = cw_cmdline;
-    initialise_monitor_handles();
-    if (cw_semihost(0x15 /* SYS_GET_CMDLINE */, &block) != 0) block.len = 0;
+    if (cw_semihost(0x15 /* SYS_GET_CMDLINE */, &block) != 0) {
+        cw_m4_write(2, "cw_generate: the command line is too long\n");
+        return 2;
+    }
     cw_cmdline[block.len] = '\0';
-    while (*p && argc < 255) {
+    while (*p) {
         while (*p == ' ') *p++ = '\0';
         if (!*p) break;
         cw_argv[argc++] = p;
+        if (argc == CW_MAX_ARGS) { /* the rest as one word, single-spaced */
+            char *q = p;
+            for (; *p; p++)
+                if (*p != ' ' || (p[1] && p[1] != ' ')) *q++ = *p;
+            *q = '\0';
+            break;
+        }
         while (*p && *p != ' ') p++;
     }
     cw_argv[argc] = 0;
@@ -105,7 +167,6 @@ void cw_reset_handler(void) {
 #endif
     {
         int status = cw_run();
-        fflush(stdout);
         cw_exit(status);
     }
 }

@@ -8,7 +8,8 @@
  * The sampler is runtime/c/SAMPLING.md step for step, bit for bit the Python runtime's.
  *
  * Sections, in call order: status + structs, math, the GRU / LSTM / SimpleRNN step, sampler,
- * UTF-8 in and out, generate loop, main.
+ * UTF-8 in and out, generate loop, command-line values without strtod (Cortex-M4), main (stdio
+ * on a host; on Cortex-M4, -DCW_SEMIHOST, m4_start.c's semihosting writes: no stdio there).
  */
 #include <math.h>
 #include <stddef.h>
@@ -21,6 +22,9 @@ enum { CW_OK = 0, CW_EPARAM = 1, CW_EUNKNOWN = 2, CW_EUTF8 = 3, CW_ETOOLONG = 4 
 enum { CW_GRU = 0, CW_LSTM = 1, CW_RNN = 2 };
 
 #include "model.h"
+#ifndef CW_MAX_LAYER_IN
+#define CW_MAX_LAYER_IN CW_MAX_IN /* a model.h from before it carried this */
+#endif
 
 typedef struct {
     int cell;             /* CW_GRU, CW_LSTM, CW_RNN */
@@ -36,14 +40,18 @@ typedef struct {
 
 static const cw_layer cw_layers[CW_LAYERS] = { CW_LAYER_TABLE };
 
-/* Everything that changes while a model runs: the caller owns it (a static or a local). */
+/* Everything that changes while a model runs: the caller owns it (a static or a local). A
+ * step computes each unit's gates row by row (its rows of W_in and W_rec, then the cell's
+ * update), so no gate vector is kept: float32 writes the layer's new h beside the old one
+ * (which every row still reads); int8 quantizes the old h first and then updates it in place. */
 typedef struct {
     float state[CW_STATE];   /* per layer: h [H] (then c [H] for an LSTM), as the bundle's */
     float logits[CW_VOCAB];  /* after cw_step */
-    float x[CW_MAX_GATES];   /* input projection of the current layer */
-    float rec[CW_MAX_GATES]; /* recurrent projection */
 #if CW_INT8
-    signed char q[CW_MAX_IN]; /* an activation vector quantized to int8 */
+    signed char q_in[CW_MAX_LAYER_IN]; /* a layer's input (layers after the first) as int8 */
+    signed char q_h[CW_MAX_IN];  /* its old h as int8; then the last h, for the dense layer */
+#else
+    float h_new[CW_MAX_IN];  /* the layer's new h, until its rows are done */
 #endif
 } cw_ctx;
 
@@ -77,7 +85,7 @@ static float cw_quantize(const float *x, int n, signed char *q) {
         if (a > amax) amax = a;
     }
     if (amax == 0.0f) {
-        memset(q, 0, (size_t)n);
+        for (i = 0; i < n; i++) q[i] = 0;
         return 0.0f;
     }
     inv = 127.0f / amax;
@@ -85,33 +93,59 @@ static float cw_quantize(const float *x, int n, signed char *q) {
     return amax / 127.0f;
 }
 
-/* W (d, n) int8 with row scales sw @ x (n,) -> out (d,) (+ bias): int32 sums, both scales
- * applied once per row. This is where the time goes. */
-static void cw_matmul(float *out, const signed char *w, const float *sw, const float *x,
-                      int d, int n, const float *bias, signed char *q) {
-    int i, j;
-    float sx = cw_quantize(x, n, q);
-    for (j = 0; j < d; j++) {
-        const signed char *row = w + (size_t)j * (size_t)n;
+/* Rows j, H + j, ..., (G - 1) H + j of W (G H, n) int8 with row scales sw, times x quantized
+ * to q with scale sx (+ bias), into out [G]: an int32 sum per row (in any order: integers; a
+ * row at a time vectorises), both scales applied once. This is where the time goes. */
+static void cw_rows(float *out, const signed char *w, const float *sw, const signed char *q,
+                    float sx, int j, int H, int n, int G, const float *bias) {
+    int i, k;
+    for (k = 0; k < G; k++) {
+        const signed char *row = w + (size_t)(k * H + j) * (size_t)n;
         int32_t acc = 0;
         for (i = 0; i < n; i++) acc += (int32_t)row[i] * (int32_t)q[i];
-        out[j] = (float)acc * (sw[j] * sx) + (bias ? bias[j] : 0.0f);
+        out[k] = (float)acc * (sw[k * H + j] * sx) + (bias ? bias[k * H + j] : 0.0f);
     }
 }
-#define CW_MATMUL(out, w, s, x, d, n, b, ctx) cw_matmul(out, w, s, x, d, n, b, (ctx)->q)
+#define CW_ROWS(out, w, s, q, sx, x, j, H, n, G, b) cw_rows(out, w, s, q, sx, j, H, n, G, b)
 #else
-/* W (d, n) @ x (n,) -> out (d,) (+ bias), sums in order. This is where the time goes. */
-static void cw_matmul(float *out, const float *w, const float *x, int d, int n,
-                      const float *bias) {
-    int i, j;
-    for (j = 0; j < d; j++) {
-        const float *row = w + (size_t)j * (size_t)n;
-        float acc = 0.0f;
-        for (i = 0; i < n; i++) acc += row[i] * x[i];
-        out[j] = acc + (bias ? bias[j] : 0.0f);
+/* Rows j, H + j, ..., (G - 1) H + j (G = 1, 3 or 4) of W (G H, n) . x (+ bias), into out [G]:
+ * one pass over x, each row summed in order (the G sums side by side). This is where the time
+ * goes. */
+static void cw_rows(float *out, const float *w, const float *x, int j, int H, int n, int G,
+                    const float *bias) {
+    const float *r0 = w + (size_t)j * (size_t)n, *r1, *r2, *r3;
+    size_t gap = (size_t)H * (size_t)n;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int i;
+    if (G == 1) {
+        for (i = 0; i < n; i++) a0 += r0[i] * x[i];
+    } else {
+        r1 = r0 + gap;
+        r2 = r1 + gap;
+        if (G == 3) {
+            for (i = 0; i < n; i++) {
+                a0 += r0[i] * x[i];
+                a1 += r1[i] * x[i];
+                a2 += r2[i] * x[i];
+            }
+        } else {
+            r3 = r2 + gap;
+            for (i = 0; i < n; i++) {
+                a0 += r0[i] * x[i];
+                a1 += r1[i] * x[i];
+                a2 += r2[i] * x[i];
+                a3 += r3[i] * x[i];
+            }
+        }
     }
+    out[0] = a0 + (bias ? bias[j] : 0.0f);
+    if (G > 1) {
+        out[1] = a1 + (bias ? bias[H + j] : 0.0f);
+        out[2] = a2 + (bias ? bias[2 * H + j] : 0.0f);
+    }
+    if (G > 3) out[3] = a3 + (bias ? bias[3 * H + j] : 0.0f);
 }
-#define CW_MATMUL(out, w, s, x, d, n, b, ctx) ((void)(s), cw_matmul(out, w, x, d, n, b))
+#define CW_ROWS(out, w, s, q, sx, x, j, H, n, G, b) ((void)(s), cw_rows(out, w, x, j, H, n, G, b))
 #endif
 
 /* ---- the step: Keras GRU (reset_after) / LSTM (i, f, c, o) / SimpleRNN ------------------ */
@@ -122,52 +156,101 @@ int cw_reset(cw_ctx *ctx) {
     return CW_OK;
 }
 
-/* Feeds one id; ctx->logits then holds the logits for the next one. */
+#ifndef CW_UNITS_BLOCK
+#define CW_UNITS_BLOCK 8 /* units whose gates are on the stack at once (2 x 4 floats each) */
+#endif
+
+/* The G gates of unit j into gx [G] (input projection) and gr [G] (recurrent projection), rows
+ * k H + j. Layer 0's input projection is CW_TABLE0's row (embedding, kernel and bias). */
+#if CW_INT8
+#define CW_GATES(G, j, gx, gr)                                                                \
+    do {                                                                                      \
+        int k_;                                                                               \
+        if (l == 0)                                                                           \
+            for (k_ = 0; k_ < (G); k_++)                                                      \
+                (gx)[k_] = (float)CW_TABLE0[(size_t)token * (size_t)((G) * H) +               \
+                                            (size_t)(k_ * H + (j))] * CW_TABLE0_SCALE[token]; \
+        else                                                                                  \
+            CW_ROWS(gx, L->w_in, L->s_in, qx, sx, input, j, H, n, G, L->b_in);                \
+        CW_ROWS(gr, L->w_rec, L->s_rec, qh, sh, h, j, H, H, G, L->b_rec);                     \
+    } while (0)
+#else
+#define CW_GATES(G, j, gx, gr)                                                                \
+    do {                                                                                      \
+        int k_;                                                                               \
+        if (l == 0)                                                                           \
+            for (k_ = 0; k_ < (G); k_++)                                                      \
+                (gx)[k_] = CW_TABLE0[(size_t)token * (size_t)((G) * H) +                     \
+                                     (size_t)(k_ * H + (j))];                                 \
+        else                                                                                  \
+            CW_ROWS(gx, L->w_in, L->s_in, qx, sx, input, j, H, n, G, L->b_in);                \
+        CW_ROWS(gr, L->w_rec, L->s_rec, qh, sh, h, j, H, H, G, L->b_rec);                     \
+    } while (0)
+#endif
+
+/* Feeds one id; ctx->logits then holds the logits for the next one. Units go in blocks of
+ * CW_UNITS_BLOCK: their gates first, then their cell updates (the tanhf calls of a block overlap
+ * on a host CPU); every value is the same expression as one unit at a time. */
 int cw_step(cw_ctx *ctx, int token) {
-    int l, j, off = 0;
+    int l, j, j0, b, nb, off = 0;
     const float *input = NULL;
+    float gx[4 * CW_UNITS_BLOCK], gr[4 * CW_UNITS_BLOCK];
+#if CW_INT8
+    float sx = 0.0f, sh = 0.0f; /* the scales of the quantized input and old h */
+    const signed char *qx, *qh;
+#endif
     if (!ctx || token < 0 || token >= CW_VOCAB) return CW_EPARAM;
+#if CW_INT8
+    qx = ctx->q_in;
+    qh = ctx->q_h;
+#endif
     for (l = 0; l < CW_LAYERS; l++) {
         const cw_layer *L = &cw_layers[l];
-        int H = L->units, G = L->cell == CW_GRU ? 3 : L->cell == CW_LSTM ? 4 : 1;
+        int H = L->units, n = L->in_dim;
+        int G = L->cell == CW_GRU ? 3 : L->cell == CW_LSTM ? 4 : 1;
         float *h = ctx->state + off;
-        if (l == 0) { /* embedding, input projection and bias in one table row */
-            for (j = 0; j < G * H; j++)
 #if CW_INT8
-                ctx->x[j] = (float)CW_TABLE0[(size_t)token * (size_t)(G * H) + (size_t)j]
-                            * CW_TABLE0_SCALE[token];
+        float *hn = h; /* old h lives on in q_h: update in place */
+        if (l > 0) sx = cw_quantize(input, n, ctx->q_in);
+        sh = cw_quantize(h, H, ctx->q_h);
 #else
-                ctx->x[j] = CW_TABLE0[(size_t)token * (size_t)(G * H) + (size_t)j];
+        float *hn = ctx->h_new;
 #endif
-        } else {
-            CW_MATMUL(ctx->x, L->w_in, L->s_in, input, G * H, L->in_dim, L->b_in, ctx);
-        }
-        CW_MATMUL(ctx->rec, L->w_rec, L->s_rec, h, G * H, H, L->b_rec, ctx);
-        if (L->cell == CW_GRU) {
-            for (j = 0; j < H; j++) {
-                float z = cw_sigmoid(ctx->x[j] + ctx->rec[j]);
-                float r = cw_sigmoid(ctx->x[H + j] + ctx->rec[H + j]);
-                float hh = tanhf(ctx->x[2 * H + j] + r * ctx->rec[2 * H + j]);
-                h[j] = hh + z * (h[j] - hh);
+        for (j0 = 0; j0 < H; j0 += CW_UNITS_BLOCK) {
+            nb = H - j0 < CW_UNITS_BLOCK ? H - j0 : CW_UNITS_BLOCK;
+            for (b = 0; b < nb; b++) {
+                if (G == 3) CW_GATES(3, j0 + b, gx + 4 * b, gr + 4 * b);
+                else if (G == 4) CW_GATES(4, j0 + b, gx + 4 * b, gr + 4 * b);
+                else CW_GATES(1, j0 + b, gx + 4 * b, gr + 4 * b);
             }
-        } else if (L->cell == CW_LSTM) {
-            float *c = h + H;
-            for (j = 0; j < H; j++) {
-                float *g = ctx->x;
-                float gi = g[j] + ctx->rec[j], gf = g[H + j] + ctx->rec[H + j];
-                float gc = g[2 * H + j] + ctx->rec[2 * H + j];
-                float go = g[3 * H + j] + ctx->rec[3 * H + j];
-                c[j] = cw_sigmoid(gf) * c[j] + cw_sigmoid(gi) * tanhf(gc);
-                h[j] = cw_sigmoid(go) * tanhf(c[j]);
+            for (b = 0; b < nb; b++) {
+                const float *x = gx + 4 * b, *r = gr + 4 * b;
+                j = j0 + b;
+                if (L->cell == CW_GRU) {
+                    float z = cw_sigmoid(x[0] + r[0]);
+                    float rg = cw_sigmoid(x[1] + r[1]);
+                    float hh = tanhf(x[2] + rg * r[2]);
+                    hn[j] = hh + z * (h[j] - hh);
+                } else if (L->cell == CW_LSTM) {
+                    float *c = h + H; /* the rows read h only: c updates in place */
+                    float gi = x[0] + r[0], gf = x[1] + r[1], gc = x[2] + r[2], go = x[3] + r[3];
+                    c[j] = cw_sigmoid(gf) * c[j] + cw_sigmoid(gi) * tanhf(gc);
+                    hn[j] = cw_sigmoid(go) * tanhf(c[j]);
+                } else {
+                    hn[j] = tanhf(x[0] + r[0]);
+                }
             }
-        } else {
-            for (j = 0; j < H; j++) h[j] = tanhf(ctx->x[j] + ctx->rec[j]);
         }
+        if (hn != h) memcpy(h, hn, (size_t)H * sizeof *h);
         input = h;
         off += (L->cell == CW_LSTM ? 2 : 1) * H;
     }
-    CW_MATMUL(ctx->logits, CW_DENSE_W, CW_DENSE_SCALE, input, CW_VOCAB, CW_LAST_UNITS,
-              CW_DENSE_B, ctx);
+#if CW_INT8
+    sh = cw_quantize(input, CW_LAST_UNITS, ctx->q_h);
+#endif
+    for (j = 0; j < CW_VOCAB; j++)
+        CW_ROWS(&ctx->logits[j], CW_DENSE_W, CW_DENSE_SCALE, qh, sh, input, j, CW_VOCAB,
+                CW_LAST_UNITS, 1, CW_DENSE_B);
     return CW_OK;
 }
 
@@ -334,7 +417,7 @@ int cw_encode(const char *text, int *ids, int max_ids, int *n_ids, long *bad) {
     }
     if (n == 0) {
         for (k = 0; k < CW_VOCAB; k++)
-            if (cw_vocab[k] && !strcmp(cw_vocab[k], "\n")) break;
+            if (cw_vocab[k] && cw_vocab[k][0] == '\n' && !cw_vocab[k][1]) break;
         if (k == CW_VOCAB) return CW_EUNKNOWN;
         if (max_ids < 1) return CW_ETOOLONG;
         ids[n++] = k;
@@ -367,28 +450,86 @@ int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_ch
     return CW_OK;
 }
 
+/* ---- command-line values without strtod (Cortex-M4) ------------------------------------- */
+#if (defined(CW_SEMIHOST) && !defined(CW_NO_MAIN)) || defined(CW_PARSE_TEST)
+/* --temperature and --top-p on Cortex-M4, where newlib's strtod and its helpers would be most of
+ * the code. Accepts [+-]DIGITS[.DIGITS][(e|E)[+-]DIGITS] (a mantissa digit on either side of
+ * the point) whose value is m * 10^p with at most 15 significant digits in m and p in -22..22
+ * (any p when m is 0). m and 10^|p| are then exact doubles, so one IEEE multiply or divide
+ * rounds m * 10^p correctly, as strtod does (Clinger's fast path): the same double. Everything
+ * else is refused, so a value is never parsed differently from the host, which uses strtod
+ * (what the host also accepts and this refuses: leading blanks, more digits, far exponents,
+ * hex, inf, nan). tests/runtime/test_emit_c.py checks it against strtod on many values. */
+static int cw_parse_decimal(const char *a, double *out) {
+    uint64_t m = 0;
+    int neg = 0, digits = 0, sig = 0, zeros = 0, dot = 0, p = 0, e = 0, eneg = 0, i;
+    double ten = 1.0, v;
+    if (*a == '+' || *a == '-') neg = *a++ == '-';
+    for (;; a++) {
+        if (*a == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+        if (*a < '0' || *a > '9') break;
+        digits++;
+        if (dot) p--; /* the digits string times 10^p is the value */
+        if (*a == '0') {
+            if (m) zeros++; /* held back: trailing zeros are not significant */
+            continue;
+        }
+        if (sig + zeros + 1 > 15) return 0;
+        for (sig += zeros + 1; zeros; zeros--) m *= 10u;
+        m = m * 10u + (uint64_t)(*a - '0');
+    }
+    if (!digits) return 0;
+    if (*a == 'e' || *a == 'E') {
+        a++;
+        if (*a == '+' || *a == '-') eneg = *a++ == '-';
+        if (*a < '0' || *a > '9') return 0;
+        for (; *a >= '0' && *a <= '9'; a++)
+            if (e < 10000) e = e * 10 + (*a - '0');
+    }
+    if (*a) return 0;
+    p += zeros + (eneg ? -e : e);
+    if (m == 0) {
+        *out = neg ? -0.0 : 0.0;
+        return 1;
+    }
+    if (p < -22 || p > 22) return 0;
+    for (i = 0; i < (p < 0 ? -p : p); i++) ten *= 10.0; /* exact up to 10^22 */
+    v = p < 0 ? (double)m / ten : (double)m * ten;
+    *out = neg ? -v : v;
+    return 1;
+}
+#endif
+
 /* ---- main: cw_generate [--greedy] [-n N] [--seed S] [--temperature T] [--top-k K]
  *            [--top-p P] PROMPT... -------------------------------------------------------- */
 #ifndef CW_NO_MAIN
+#ifdef CW_SEMIHOST
+/* Cortex-M4 (make cortex-m4, -DCW_SEMIHOST): text leaves through m4_start.c's semihosting
+ * SYS_WRITE to the console's stdout / stderr handles, and values are read by
+ * cw_parse_decimal: no stdio, no strtod, no heap in the image. */
+extern int cw_m4_write(int fd, const char *s); /* fd 1: stdout, 2: stderr; 0 when written */
+extern uint64_t cw_m4_time(void);           /* SYS_TIME ^ SYS_CLOCK, for an unseeded run */
+static int cw_out_failed;
+static void cw_put(int fd, const char *s) {
+    if (cw_m4_write(fd, s) && fd == 1) cw_out_failed = 1;
+}
+#define cw_flush() ((void)0)
+#define CW_OUT_FAILED() cw_out_failed
+#define CW_CLOCK_SEED() cw_m4_time()
+#define cw_parse_double cw_parse_decimal
+#else
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#ifndef CW_MAX_PROMPT
-#define CW_MAX_PROMPT 4096 /* bytes of prompt, and ids */
-#endif
-
-static void cw_emit_stdout(const char *utf8, void *user) {
-    (void)user;
-    fputs(utf8, stdout);
-    fflush(stdout);
-}
-
-static int cw_fail(const char *msg, const char *arg) {
-    fprintf(stderr, "cw_generate: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
-    return 2;
-}
+static void cw_put(int fd, const char *s) { fputs(s, fd == 2 ? stderr : stdout); }
+#define cw_flush() fflush(stdout)
+#define CW_OUT_FAILED() ferror(stdout)
+#define CW_CLOCK_SEED() ((uint64_t)time(NULL) ^ (uint64_t)clock())
 
 static int cw_parse_double(const char *a, double *out) {
     char *end;
@@ -396,13 +537,65 @@ static int cw_parse_double(const char *a, double *out) {
     *out = strtod(a, &end);
     return *a && !*end && errno == 0 && *out == *out;
 }
+#endif
+
+#ifndef CW_MAX_PROMPT
+#define CW_MAX_PROMPT 4096 /* bytes of prompt, and ids */
+#endif
+
+static void cw_emit_stdout(const char *utf8, void *user) {
+    (void)user;
+    cw_put(1, utf8);
+    cw_flush();
+}
+
+/* v in decimal, in buf [21]; returns buf. By subtraction: no 64-bit division (libgcc's
+ * __udivmoddi4 is 700 bytes on Cortex-M4), and only error messages and --bench use it. */
+static const char *cw_decimal(uint64_t v, char *buf) {
+    uint64_t pw = 1;
+    int n = 0, e = 0, k;
+    while (pw < 10000000000000000000u && pw * 10u <= v) {
+        pw *= 10u;
+        e++;
+    }
+    for (; e >= 0; e--) {
+        char d = '0';
+        for (pw = 1, k = 0; k < e; k++) pw *= 10u;
+        while (v >= pw) {
+            v -= pw;
+            d++;
+        }
+        buf[n++] = d;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* a == b, for options (no strcmp: newlib's is 700 bytes on Cortex-M4) */
+static int cw_is(const char *a, const char *b) {
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+static int cw_fail(const char *msg, const char *arg) {
+    cw_put(2, "cw_generate: ");
+    cw_put(2, msg);
+    if (arg) {
+        cw_put(2, ": ");
+        cw_put(2, arg);
+    }
+    cw_put(2, "\n");
+    return 2;
+}
 
 static int cw_parse_u64(const char *a, uint64_t max, uint64_t *out) {
     uint64_t v = 0;
     if (!*a) return 0;
     for (; *a; a++) {
-        if (*a < '0' || *a > '9' || v > (max - (uint64_t)(*a - '0')) / 10u) return 0;
+        /* v * 10 + digit > max, without a 64-bit division (v * 10 + 9 cannot wrap here) */
+        if (*a < '0' || *a > '9' || v > 0xFFFFFFFFFFFFFFFFu / 10u - 1u) return 0;
         v = v * 10u + (uint64_t)(*a - '0');
+        if (v > max) return 0;
     }
     *out = v;
     return 1;
@@ -422,10 +615,10 @@ static int cw_parse_u64(const char *a, uint64_t max, uint64_t *out) {
 extern unsigned long long cw_m4_ticks(void);
 extern unsigned long cw_m4_stack_used(void);
 #define CW_TICKS() cw_m4_ticks()
-#define CW_TICKS_PER_S 25000000.0
+#define CW_TICKS_PER_S 25000000u
 #else
 #define CW_TICKS() ((unsigned long long)clock())
-#define CW_TICKS_PER_S ((double)CLOCKS_PER_SEC)
+#define CW_TICKS_PER_S CLOCKS_PER_SEC
 #endif
 
 typedef struct { const cw_ctx *ctx; long chars; } cw_bench_sink;
@@ -444,7 +637,10 @@ static int cw_bench(cw_ctx *ctx, cw_sampler *s, const cw_sampler *fresh, const i
     cw_bench_sink sink;
     unsigned long long t0, t_step, t_loop, t_sample;
     long i, rows, sum = 0;
-    int id = 0;
+    int id = 0, k;
+    char buf[21];
+    const char *words[20];
+    uint64_t vals[9];
     cw_reset(ctx);
     t0 = CW_TICKS();
     for (i = 0; i < n; i++)
@@ -464,13 +660,35 @@ static int cw_bench(cw_ctx *ctx, cw_sampler *s, const cw_sampler *fresh, const i
         sum += id;
     }
     t_sample = CW_TICKS() - t0;
-    printf("bench ticks_per_s %.0f ids %d steps %ld %llu chars %ld %llu samples %ld %llu "
-           "checksum %ld", CW_TICKS_PER_S, n_ids, n, t_step, sink.chars, t_loop,
-           rows > 0 ? n : 0L, t_sample, sum);
+    /* "bench ticks_per_s T ids I steps N T chars C T samples N T checksum S[ stack B]" */
+    words[0] = "bench ticks_per_s ";
+    words[1] = " ids ";
+    words[2] = " steps ";
+    words[3] = " ";
+    words[4] = " chars ";
+    words[5] = " ";
+    words[6] = " samples ";
+    words[7] = " ";
+    words[8] = " checksum ";
+    vals[0] = (uint64_t)CW_TICKS_PER_S;
+    vals[1] = (uint64_t)n_ids;
+    vals[2] = (uint64_t)n;
+    vals[3] = t_step;
+    vals[4] = (uint64_t)sink.chars;
+    vals[5] = t_loop;
+    vals[6] = rows > 0 ? (uint64_t)n : 0u;
+    vals[7] = t_sample;
+    vals[8] = (uint64_t)sum; /* ids are >= 0 */
+    for (k = 0; k < 9; k++) {
+        cw_put(1, words[k]);
+        cw_put(1, cw_decimal(vals[k], buf));
+    }
 #ifdef CW_BENCH_M4
-    printf(" stack %lu", cw_m4_stack_used());
+    cw_put(1, " stack ");
+    cw_put(1, cw_decimal(cw_m4_stack_used(), buf));
 #endif
-    printf("\n");
+    cw_put(1, "\n");
+    cw_flush();
     return 0;
 }
 #endif
@@ -485,34 +703,35 @@ int main(int argc, char **argv) {
     int greedy = 0, have_seed = 0, a, n_ids = 0, rc, bench = 0;
     size_t used = 0;
     long bad = 0;
+    char buf[21];
     for (a = 1; a < argc && argv[a][0] == '-' && argv[a][1]; a++) {
         const char *o = argv[a];
-        if (!strcmp(o, "--")) { a++; break; }
-        if (!strcmp(o, "--greedy")) { greedy = 1; continue; }
+        if (cw_is(o, "--")) { a++; break; }
+        if (cw_is(o, "--greedy")) { greedy = 1; continue; }
 #ifdef CW_BENCH
-        if (!strcmp(o, "--bench")) { bench = 1; continue; }
+        if (cw_is(o, "--bench")) { bench = 1; continue; }
 #endif
-        if (strcmp(o, "-n") && strcmp(o, "--max-chars") && strcmp(o, "--seed") &&
-            strcmp(o, "--temperature") && strcmp(o, "--top-k") && strcmp(o, "--top-p"))
+        if (!cw_is(o, "-n") && !cw_is(o, "--max-chars") && !cw_is(o, "--seed") &&
+            !cw_is(o, "--temperature") && !cw_is(o, "--top-k") && !cw_is(o, "--top-p"))
             return cw_fail("unknown option (usage: cw_generate [--greedy] [-n N] [--seed S] "
                            "[--temperature T] [--top-k K] [--top-p P] PROMPT...)", o);
         if (a + 1 >= argc) return cw_fail("option needs a value", o);
-        if (!strcmp(o, "-n") || !strcmp(o, "--max-chars")) {
+        if (cw_is(o, "-n") || cw_is(o, "--max-chars")) {
             if (!cw_parse_u64(argv[++a], 0x7FFFFFFFu, &n_chars))
                 return cw_fail("-n must be an integer >= 0", argv[a]);
-        } else if (!strcmp(o, "--seed")) {
+        } else if (cw_is(o, "--seed")) {
             if (!cw_parse_u64(argv[++a], 0x7FFFFFFFFFFFFFFFu, &seed))
                 return cw_fail("--seed must be an integer in 0..2**63-1", argv[a]);
             have_seed = 1;
-        } else if (!strcmp(o, "--temperature")) {
+        } else if (cw_is(o, "--temperature")) {
             if (!cw_parse_double(argv[++a], &v) || !(v == 0.0 || (v >= 1e-4 && v <= 1000.0)))
                 return cw_fail("--temperature must be 0 (greedy) or in 0.0001..1000", argv[a]);
             temperature = v;
-        } else if (!strcmp(o, "--top-k")) {
+        } else if (cw_is(o, "--top-k")) {
             if (!cw_parse_u64(argv[++a], 0x7FFFFFFFu, &u) || u < 1)
                 return cw_fail("--top-k must be an integer >= 1", argv[a]);
             top_k = u;
-        } else if (!strcmp(o, "--top-p")) {
+        } else if (cw_is(o, "--top-p")) {
             if (!cw_parse_double(argv[++a], &v) || !(v > 0.0 && v <= 1.0))
                 return cw_fail("--top-p must be in (0, 1]", argv[a]);
             top_p = v;
@@ -528,15 +747,16 @@ int main(int argc, char **argv) {
         used += len;
     }
     prompt[used] = '\0';
-    if (!have_seed) seed = ((uint64_t)time(NULL) ^ (uint64_t)clock()) & 0x7FFFFFFFFFFFFFFFu;
+    if (!have_seed) seed = CW_CLOCK_SEED() & 0x7FFFFFFFFFFFFFFFu;
     if (cw_sampler_init(&sampler, temperature, (int)(top_k < CW_VOCAB ? top_k : CW_VOCAB),
                         top_p, greedy, seed, 0) != CW_OK)
         return cw_fail("bad sampling parameters", NULL);
     rc = cw_encode(prompt, ids, CW_MAX_PROMPT + 1, &n_ids, &bad);
     if (rc == CW_EUNKNOWN) {
         if (!used) return cw_fail("empty prompt: this model has no '\\n' to start from", NULL);
-        fprintf(stderr, "cw_generate: the prompt has a character outside the vocabulary at "
-                        "byte %ld\n", bad);
+        cw_put(2, "cw_generate: the prompt has a character outside the vocabulary at byte ");
+        cw_put(2, cw_decimal((uint64_t)bad, buf));
+        cw_put(2, "\n");
         return 2;
     }
     if (rc == CW_EUTF8) return cw_fail("the prompt is not valid UTF-8", NULL);
@@ -548,11 +768,11 @@ int main(int argc, char **argv) {
         return cw_bench(&ctx, &sampler, &fresh, ids, n_ids, (long)n_chars);
 #endif
     }
-    fputs(prompt, stdout);
+    cw_put(1, prompt);
     rc = cw_generate(&ctx, &sampler, ids, n_ids, (long)n_chars, cw_emit_stdout, NULL);
-    fputs("\n", stdout);
-    fflush(stdout);
+    cw_put(1, "\n");
+    cw_flush();
     if (rc != CW_OK) return cw_fail("generation failed", NULL);
-    return ferror(stdout) ? 1 : 0;
+    return CW_OUT_FAILED() ? 1 : 0;
 }
 #endif
