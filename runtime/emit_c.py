@@ -71,8 +71,8 @@ def _weights(bundle, stack) -> dict:
     try:
         entry = bundle.find("npz")
     except BundleError:
-        raise ConfigError(f"{bundle.root} has no weights.npz, which emit-c reads (the demo "
-                          "bundle ships only int8 model files): re-export the run with "
+        raise ConfigError(f"{bundle.root} has no weights.npz, which emit-c reads (a bundle "
+                          "of int8 model files only): re-export the run with "
                           "`charwright export RUN_DIR -o BUNDLE` to emit C") from None
     arch = bundle.manifest["architecture"]
     V = bundle.vocab_size

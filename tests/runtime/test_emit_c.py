@@ -100,12 +100,23 @@ def test_cortex_m4_under_qemu(npz_bundle, tmp_path):
     assert chk.returncode == 0 and chk.stdout.strip().endswith("pass"), chk.stdout
 
 
-def test_demo_bundle_is_refused_in_one_line(tmp_path):
+def test_a_bundle_without_weights_is_refused_in_one_line(tmp_path):
+    """emit-c reads weights.npz: a bundle of int8 files only (the demo before it shipped one)
+    gets one line saying so."""
+    import json
+    import shutil
+
     from charwright.runtime.emit_c import emit
     from charwright.runtime.model import DEMO_BUNDLE
 
+    b = tmp_path / "int8-only"
+    shutil.copytree(DEMO_BUNDLE, b)
+    (b / "weights.npz").unlink()
+    m = json.loads((b / "manifest.json").read_text())
+    m["files"] = [f for f in m["files"] if f["path"] != "weights.npz"]
+    (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ConfigError, match="has no weights.npz"):
-        emit(DEMO_BUNDLE, tmp_path / "c")
+        emit(b, tmp_path / "c")
 
 
 def test_unsupported_stacks_are_refused():
