@@ -30,7 +30,11 @@ def test_verify_passes_then_names_a_flipped_file(tmp_path, tiny_bundle):
     r = CliRunner().invoke(cli, ["verify", str(d), "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    assert len(rows) == 7 and all(x["verdict"] == "pass" for x in rows)
+    m = json.loads((d / "manifest.json").read_text())
+    tflm = [f["path"] for f in m["files"] if (f.get("micro") or {}).get("runs")]
+    assert [x["file"] for x in rows] == [f["path"] for f in m["files"]] + [
+        f"{p}[tflm]" for p in tflm]  # each file, then TFLite Micro's replays of those it runs
+    assert all(x["verdict"] == "pass" for x in rows)
     assert {"max_abs", "mean_abs", "top1", "kl", "bpc", "ref_bpc", "greedy_first_diff"} <= set(rows[0])
     p = d / "model.float16.tflite"
     data = bytearray(p.read_bytes())

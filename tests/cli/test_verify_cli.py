@@ -17,12 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 from bundle_factory import copy_demo, edit, make_bundle  # noqa: E402
 
 ONNX, TFLITE = "model.int8-dynamic.onnx", "model.int8-dynamic.tflite"
+from charwright.runtime.model import DEMO_BUNDLE as DEMO  # noqa: E402
 
 BLOCKED = r"""
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "ai_edge_litert":
+        if name.split(".")[0] in ("ai_edge_litert", "tflite_micro"):
             raise ImportError("blocked: " + name)
         return None
 sys.meta_path.insert(0, Block())
@@ -42,9 +43,11 @@ def test_demo_by_default_and_files_without_their_runtime_are_not_checked():
     assert f"| {ONNX} |" in r.stdout and "| pass |" in r.stdout
     assert f"| {TFLITE} | - | - | - | - | - | - | not checked: ai_edge_litert.interpreter is " \
            "not installed |" in r.stdout
+    n = sum(f["format"] == "tflite" for f in
+            json.loads((DEMO / "manifest.json").read_text())["files"])
     notes = [line for line in r.stderr.splitlines() if line.strip()]
-    assert notes == ["note: 1 tflite file not checked: ai_edge_litert is not installed; install "
-                     "it with: pip install 'charwright[litert]'"]
+    assert n >= 1 and notes == [f"note: {n} tflite file{'s' * (n > 1)} not checked: ai_edge_litert "
+                                "is not installed; install it with: pip install 'charwright[litert]'"]
 
 
 def test_nothing_checked_is_a_failure():
@@ -127,11 +130,14 @@ def test_swapped_model_file_of_another_shape_gets_its_row(tmp_path, dynamic, mes
 def test_state_size_that_does_not_match_the_files(tmp_path):
     d = copy_demo(tmp_path / "b")
     edit(d, lambda m: (m["state"].update(size=256), m["state"]["layout"][0].update(size=256),
-                       m["architecture"].update(units=256)))
+                       m["architecture"].update(units=256),
+                       [layer.update(units=256) for layer in m["architecture"].get("stack", [])]))
     r = CliRunner().invoke(cli, ["verify", str(d)])
     assert r.exit_code == 1
     assert f"{ONNX}: the file's state is 512 wide, the manifest's state.size is 256" in r.stdout
-    assert r.stdout.count("FAIL") == 2  # the tflite file too (or not checked without LiteRT)
+    files = json.loads((d / "manifest.json").read_text())["files"]
+    for f in files:  # every file gets its row, and fails
+        assert f"| {f['path']} | - | - | - | - | - | - | FAIL: " in r.stdout
 
 
 def test_vocabulary_shorter_than_the_logits(tmp_path):

@@ -33,7 +33,8 @@ def test_litert_looks_up_the_manifests_names(tmp_path):
     from charwright.runtime.backends import open_backend
 
     d = copy_demo(tmp_path / "b")
-    edit(d, lambda m: m["files"][1].update(inputs={"token": "tok", "state": "state"}))
+    edit(d, lambda m: [f.update(inputs={"token": "tok", "state": "state"}) for f in m["files"]
+                       if f["path"] == "model.int8-dynamic.tflite"])
     b = bundle.load_bundle(d)
     with pytest.raises(BundleError, match=r"model.int8-dynamic.tflite: no serving_default "
                                           r"signature with inputs 'tok', 'state'"):

@@ -223,6 +223,10 @@ def test_self_contradicting_manifest_is_refused(demo):
         load_bundle(demo)
     edit(demo, lambda m: m["vocab"]["chars"].append("z"))
     edit(demo, lambda m: m["state"].update(size=256))
+    with pytest.raises(BundleError, match=r"state\.size is 256, but its stack of 1 layers carries "
+                                          r"512"):
+        load_bundle(demo)
+    edit(demo, lambda m: m["architecture"].pop("stack"))  # a bundle from before stacks
     with pytest.raises(BundleError, match=r"state\.size is 256, but a GRU of 1 x 512 carries 512"):
         load_bundle(demo)
 

@@ -170,8 +170,9 @@ def test_sigkill_one_worker_then_resume_both(tmp_path, corpus_and_unbroken):
                 p.wait(timeout=30)
     assert worker.returncode == -signal.SIGKILL
     assert chief.returncode == 75, err[-2000:]
-    assert "the training cluster lost a worker (/job:worker/replica:0/task:1 stopped sending "\
-        "heartbeats)" in err and "--resume" in err
+    # which of TensorFlow's errors names the loss first (a heartbeat report, a reset connection)
+    # depends on timing; test_lost_worker_message_names_the_silent_task covers the parsing
+    assert "Error: the training cluster lost a worker (" in err and "--resume" in err
     assert json.loads((run / "run.json").read_text())["status"] == "training"
     saved = _latest_state(run)
     assert saved["epoch"] == 0 and 0 < saved["global_step"]
