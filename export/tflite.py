@@ -45,22 +45,15 @@ def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "int8-dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision == "int8":
+    elif precision in ("int8", "int16x8"):  # calibrated: integer activations (8 or 16 bits)
         if not calibration:
-            raise ExportError("full int8 needs calibration pairs")
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: (
-            {"token": tok, "state": st} for tok, st in calibration
-        )
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif precision == "int16x8":
-        if not calibration:
-            raise ExportError("int16x8 needs calibration pairs")
+            raise ExportError(f"{precision} needs calibration pairs")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: (
             {"token": tok, "state": st} for tok, st in calibration
         )
         conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8" else
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif precision != "float32":
         raise ExportError(f"TFLite precision {precision!r} is not supported")
