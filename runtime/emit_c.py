@@ -162,11 +162,19 @@ def _matrix(h: _Header, name: str, w_out_in: np.ndarray, int8: bool, errors: dic
     return name, "NULL"
 
 
+_NEUTRAL = {"min_p": (None, 0), "typical_p": (None, 1), "repetition_penalty": (None, 1),
+            "greedy": (None, False)}
+
+
 def _defaults(manifest: dict) -> dict:
     d = manifest.get("sampling_defaults") or {}
     if not isinstance(d, dict):
         raise BundleError("sampling_defaults must be an object")
-    extra = {k: v for k, v in d.items() if k not in C_KNOBS and v not in (None, 1.0, 0, 64)}
+    # a setting C does not implement is fine only at its own neutral value (the window only
+    # matters with a penalty)
+    penalty_off = d.get("repetition_penalty") in (None, 1)
+    extra = {k: v for k, v in d.items() if k not in C_KNOBS
+             and not (v in _NEUTRAL.get(k, ()) or (k == "repetition_window" and penalty_off))}
     if extra:
         raise ConfigError(f"the bundle's sampling_defaults use {', '.join(sorted(extra))}, which "
                           "the C runtime does not implement (it has temperature, top-k, top-p)")

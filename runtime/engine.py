@@ -354,25 +354,42 @@ class Engine:
                     self._running_rows += r.rows
                     self._running.append(r)
             touched: list = []
-            for kind, req, reason in commands:
-                if kind == "cancel":
-                    self._end(req, reason, touched)
-                else:
+            try:
+                for kind, req, reason in commands:
+                    if kind == "cancel":
+                        self._end(req, reason, touched)
+                    else:
+                        for r in list(self._running) + list(self._waiting):
+                            self._end(r, reason, touched)
+                for r in admit:
+                    if r.outcome is None:
+                        self._join(r)
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + TIMEOUT_CHECK_SECONDS
                     for r in list(self._running) + list(self._waiting):
-                        self._end(r, reason, touched)
-            for r in admit:
-                if r.outcome is None:
-                    self._join(r)
-            now = time.monotonic()
-            if now >= next_check:
-                next_check = now + TIMEOUT_CHECK_SECONDS
-                for r in list(self._running) + list(self._waiting):
-                    if r.deadline is not None and now >= r.deadline:
-                        self._end(r, "timeout", touched)
-            if self._gen.keys:
-                self._step(touched)
+                        if r.deadline is not None and now >= r.deadline:
+                            self._end(r, "timeout", touched)
+                if self._gen.keys:
+                    self._step(touched)
+            except Exception as e:  # noqa: BLE001 - a failed pass ends the batch, not the server
+                self.last_error = e
+                self._recover(touched)
             if touched:
                 self.notify(touched)
+
+    def _recover(self, touched: list) -> None:
+        """After an exception inside a pass (a backend error, a sampler bug on odd logits): every
+        running request ends with outcome "error" (the HTTP layer answers 500 or sends an error
+        event), and the batch starts afresh, since the generator may be half-updated. Waiting
+        requests are untouched: they join the new batch."""
+        for r in list(self._running):
+            r.primed = None
+            self._finish(r, "error")
+            touched.append(r)
+        self._gen = Generator(self.model.backend)
+        self._row = {}
+        self._samplers = {}
 
     def _join(self, r: Request) -> None:
         cfg = r.cfg
@@ -417,6 +434,12 @@ class Engine:
             self._gen.remove(done)
             for k in done:
                 del row[k]
+            self._prune_samplers()
+
+    def _prune_samplers(self) -> None:
+        # a Sampler per distinct configuration: drop those whose rows all left, or clients that
+        # vary temperature or top-p from request to request would grow this cache for ever
+        self._samplers = {k: v for k, v in self._samplers.items() if v.rows}
 
     def _finish(self, r: Request, outcome: str) -> None:
         r.outcome = outcome
@@ -435,6 +458,7 @@ class Engine:
             self._gen.remove(live)
             for k in live:
                 del self._row[k]
+            self._prune_samplers()
         with self._cond:
             if r in self._waiting:
                 self._waiting.remove(r)

@@ -99,23 +99,12 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json) ->
 
 def _with_bundle_defaults(ctx, cfg, model):
     """Options not given on the command line take the bundle's sampling_defaults, if any."""
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
-    from .errors import BundleError
-    from .sampling import SamplingConfig
+    from .sampling import bundle_defaults
 
-    defaults = model.bundle.manifest.get("sampling_defaults") or {}
-    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}
-    if not isinstance(defaults, dict) or set(defaults) - names:
-        raise BundleError(f"{model.bundle.root}/manifest.json: sampling_defaults must be an "
-                          f"object with keys among {', '.join(sorted(names))}")
-    chosen = {k: v for k, v in defaults.items() if not _given(ctx, k)}
-    if chosen.get("top_k") == 0:  # bundles from charwright 0.1 wrote 0 for "off"
-        chosen["top_k"] = None
-    try:
-        return replace(cfg, **chosen)
-    except ConfigError as e:
-        raise BundleError(f"{model.bundle.root}/manifest.json: sampling_defaults: {e}") from None
+    defaults = bundle_defaults(model.bundle.manifest, f"{model.bundle.root}/manifest.json")
+    return replace(cfg, **{k: v for k, v in defaults.items() if not _given(ctx, k)})
 
 
 @click.command("generate")

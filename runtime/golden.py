@@ -120,18 +120,26 @@ def check_golden(doc, where: str = "golden.json") -> list[str]:
             if f"{key:016x}" != s["key"] or got != s["u64"]:
                 fails.append(f"rng stream (seed {s['seed']}, row {s['row']}) differs")
         for c in doc["cases"]:
+            steps = c["steps"]
+            if type(steps) is not int or not 0 < steps <= MAX_GOLDEN_STEPS:
+                raise ValueError(f"case {c.get('name')!r}: steps {steps!r} is not in "
+                                 f"1..{MAX_GOLDEN_STEPS}")
             got = run_case(from_hex(c["logits"]), c["sampling"], c["seed"], c["row"],
-                           c["history"], c["steps"])
-            if got != c["expected"]:
-                i = next(i for i, (a, b) in enumerate(zip(got, c["expected"])) if a != b)
-                fails.append(f"case {c['name']!r}: step {i} picks {got[i]}, expected "
-                             f"{c['expected'][i]}")
-    except (KeyError, TypeError, ValueError) as e:
+                           c["history"], steps)
+            want = c["expected"]
+            if got != want:
+                i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                         min(len(got), len(want)))
+                fails.append(f"case {c['name']!r}: step {i} picks "
+                             f"{got[i] if i < len(got) else 'nothing'}, expected "
+                             f"{want[i] if i < len(want) else 'nothing'}")
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         raise BundleError(f"{where}: malformed golden vectors ({type(e).__name__}: {e})") from None
     return fails
 
 
 MAX_GOLDEN_BYTES = 1 << 20
+MAX_GOLDEN_STEPS = 10_000  # a case's steps: far above what make_golden writes
 
 
 def read_golden(bundle) -> dict:

@@ -129,12 +129,15 @@ def probe_file(path, timeout: float = 120.0) -> dict:
         except subprocess.TimeoutExpired:
             return {"runs": False, "reason": f"probe timed out after {timeout:g}s",
                     "arena_bytes": None, "runtime": f"tflite-micro {version()}"}
-        trying = None
+        trying, heard = None, False
         for line in r.stdout.splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(ev, dict):
+                continue
+            heard = True
             if "try" in ev:
                 trying = ev["try"]
             elif "ok" in ev:
@@ -144,6 +147,10 @@ def probe_file(path, timeout: float = 120.0) -> dict:
                 if best is None:  # the ceiling itself fails: TFLM cannot run the file
                     said = " ".join(ln.strip() for ln in r.stderr.splitlines() if ln.strip())
                     reason = ev["reason"] + (f": {said[:400]}" if said else "")
+        if not heard:  # the child failed before its first attempt (it could not import, ...)
+            err = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            return {"runs": False, "reason": f"the TFLM probe failed to start: {err[:400]}",
+                    "arena_bytes": None, "runtime": f"tflite-micro {version()}"}
         if trying is not None:  # the child died on this size (the wrapper's segfault)
             if best is None and trying >= hi:
                 err = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]

@@ -153,6 +153,31 @@ class Sampler:
         return ids
 
 
+def bundle_defaults(manifest: dict, where: str) -> dict:
+    """The bundle's `sampling_defaults` as SamplingConfig arguments (seed and greedy excluded),
+    checked the way a SamplingConfig checks them; `generate` and `serve` apply them to the
+    options a caller did not give. Bundles of charwright 0.1 wrote top_k 0 for "off".
+
+    Raises BundleError naming the manifest for a malformed object or value."""
+    from dataclasses import fields
+
+    from .errors import BundleError
+
+    d = manifest.get("sampling_defaults") or {}
+    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}
+    if not isinstance(d, dict) or set(d) - names:
+        raise BundleError(f"{where}: sampling_defaults must be an object with keys among "
+                          f"{', '.join(sorted(names))}")
+    d = dict(d)
+    if d.get("top_k") == 0:
+        d["top_k"] = None
+    try:
+        SamplingConfig(**d)
+    except ConfigError as e:
+        raise BundleError(f"{where}: sampling_defaults: {e}") from None
+    return d
+
+
 def resolve_seed(cfg: SamplingConfig) -> SamplingConfig:
     """The config with a seed: its own, or a fresh random one (so a run can be repeated)."""
     return cfg if cfg.seed is not None else replace(cfg, seed=secrets.randbits(63))

@@ -136,14 +136,11 @@ class Served:
 
 
 def _sampling_defaults(model) -> dict:
-    """The bundle's sampling_defaults, as `charwright generate` reads them (0.1's top_k 0: off)."""
-    d = model.bundle.manifest.get("sampling_defaults") or {}
-    if not isinstance(d, dict):
-        return {}
-    d = {k: v for k, v in d.items() if k in SAMPLING_FIELDS}
-    if d.get("top_k") == 0:
-        d["top_k"] = None
-    return d
+    """The bundle's sampling_defaults, read and checked as `charwright generate` reads them
+    (sampling.bundle_defaults: a malformed object is a BundleError at start-up)."""
+    from .sampling import bundle_defaults
+
+    return bundle_defaults(model.bundle.manifest, f"{model.bundle.root}/manifest.json")
 
 
 class State:
@@ -692,7 +689,6 @@ def _le(x: float) -> str:
 def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> int:
     """Binds host:port (0: any free port; the bound one is printed on stderr), serves until
     SIGTERM or Ctrl-C, drains, and returns the exit code (0; 1 if a model failed to load)."""
-    import signal
     import socket
 
     import uvicorn

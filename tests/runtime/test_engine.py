@@ -122,3 +122,40 @@ def test_bad_values_raise_before_queueing(model, engine):
         engine.submit([])
     assert engine.idle()
     assert np.all(np.diff([c for _, c in engine.batch_size.cumulative()]) >= 0)
+
+
+def test_a_failing_step_ends_the_running_requests_and_the_engine_goes_on(model, monkeypatch):
+    """An exception inside a step (a backend error, say) must not kill the scheduler: the
+    running request ends with outcome "error", and the next request runs as usual."""
+    from charwright.runtime.generator import Generator
+
+    real, calls = Generator.step, []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return real(self)
+
+    monkeypatch.setattr(Generator, "step", flaky)
+    e = Engine(model, max_batch=16, max_queue=4).start()
+    try:
+        first = e.submit(["ab"], n=1, max_chars=100, sampling=SamplingConfig(seed=1))
+        assert first.wait(10) == "error"
+        assert isinstance(e.last_error, RuntimeError) and str(e.last_error) == "boom"
+        cfg = SamplingConfig(seed=2, temperature=0.9)
+        second = e.submit(["cd"], n=1, max_chars=60, sampling=cfg)
+        assert second.wait(10) == "ok"
+        assert second.completions()[0].text == model.complete(["cd"], 60, cfg)[0].text
+    finally:
+        e.close()
+
+
+def test_samplers_of_finished_requests_are_not_kept(model, engine):
+    """One Sampler per distinct configuration while it has rows, not for ever: clients that vary
+    the temperature from request to request must not grow the engine's memory."""
+    for i in range(40):
+        r = engine.submit(["ab"], n=1, max_chars=3,
+                          sampling=SamplingConfig(seed=i, temperature=0.5 + i / 1000))
+        assert r.wait(10) == "ok"
+    assert len(engine._samplers) == 0
