@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -202,7 +203,8 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
     onnx_float32 = None  # converted once, then quantized per precision
     names = {"inputs": {"token": "token", "state": "state"},
              "outputs": {"logits": "logits", "new_state": "new_state"}}
-    with atomic_dir(bundle_dir, replace=force) as tmp:
+    with atomic_dir(bundle_dir, replace=force) as tmp, \
+            tempfile.TemporaryDirectory(prefix=".charwright-export-") as work:
         for fmt, prec in chosen:
             name = FILES[(fmt, prec)]
             t0 = time.perf_counter()
@@ -214,12 +216,20 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
             elif fmt == "tflite":
                 from . import tflite
 
-                data = tflite.convert(saved_model, prec, calibration)
+                if prec == "int8":  # converted from its own graph (export/int8.py)
+                    data = tflite.convert_int8(_integer_model(run_dir, arch, work), arch,
+                                               calibration)
+                else:
+                    data = tflite.convert(saved_model, prec, calibration)
                 ops = tflite.op_names(data)
                 problems = tflite.deploy_problems(ops)
                 _write_model_file(tmp / name, tflite.add_metadata(data, meta))
                 per_file = {"min_runtime": tflite.min_runtime(data),
                             "micro": tflite.micro_check(tmp / name)}
+                if prec == "int8":  # what its state buffer holds (README "Integrating")
+                    from charwright.trainer.step_graph import state_encoding
+
+                    per_file["state_encoding"] = state_encoding(_model_cfg(arch))
             else:
                 from . import onnx as onnx_export
 
@@ -287,6 +297,28 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         write_json(tmp / "manifest.json", manifest)
     on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": seconds})
     return manifest
+
+
+def _model_cfg(arch: dict):
+    from charwright.runtime.backends.numpy import layer_specs
+    from charwright.trainer.config import ModelConfig
+
+    return ModelConfig.from_stack(layer_specs(arch), int(arch.get("embedding_dim") or 0),
+                                  int(arch["vocab_size"]))
+
+
+def _integer_model(run_dir: Path, arch: dict, work: str) -> str:
+    """The integer-form step graph (trainer/step_graph.py, integer=True) of the run's weights,
+    saved once under `work`; returns its SavedModel directory."""
+    path = Path(work) / "integer_saved_model"
+    if not path.exists():
+        from charwright.trainer.step_graph import build_step_function, save_step_savedmodel
+
+        cfg = _model_cfg(arch)
+        with np.load(run_dir / "step" / "weights.npz", allow_pickle=False) as z:
+            weights = {k: z[k] for k in z.files}
+        save_step_savedmodel(build_step_function(weights, cfg, integer=True), path)
+    return str(path)
 
 
 def _converter_versions() -> dict:

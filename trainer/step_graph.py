@@ -46,16 +46,58 @@ def tf_activation(tf, name: str):
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
 
-def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = False):
+# 1 - f(x) == f(-x): the GRU update gate can be computed as u = 1 - z directly
+SYMMETRIC = {"sigmoid", "hard_sigmoid"}
+
+
+def negate_update_gate(weights: dict, cfg: ModelConfig) -> dict:
+    """The same weights with every GRU layer's update-gate (z) columns negated, so that the
+    gate computes u = f(-pre_z) = 1 - z (f symmetric). Other layers are left as they are."""
+    out = dict(weights)
+    for i, spec in enumerate(cfg.layer_specs()):
+        if spec["cell"] != "gru" or spec["recurrent_activation"] not in SYMMETRIC:
+            continue
+        H = spec["units"]
+        for name in (f"layer{i}.kernel", f"layer{i}.recurrent_kernel", f"layer{i}.bias"):
+            a = np.array(weights[name], np.float32, copy=True)
+            a[..., :H] *= -1.0
+            out[name] = a
+    return out
+
+
+# integer form: an LSTM's cell state is clamped to +-8 (tanh is flat there; measured on a trained
+# 2-layer LSTM: top-1 99.9% of the unclamped model, where c reached +-174) and the file's state
+# buffer holds c / 8, so that h and c share the state's single int8 scale over [-1, 1]
+LSTM_CELL_RANGE = 8.0
+
+
+def state_encoding(cfg: ModelConfig) -> list[dict]:
+    """files[].state_encoding of an integer-form file: the state parts it holds divided by a
+    scale (a buffer is only ever copied back into the file that wrote it; zeros stay zeros)."""
+    return [{"part": e["name"], "scale": LSTM_CELL_RANGE} for e in cfg.state_layout()
+            if e["part"] == "c"]
+
+
+def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = False,
+                        integer: bool = False):
     """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed).
     Each layer has its own cell, size and activations (cfg.layer_specs()).
 
     split_gates: one gather / matmul per gate instead of one fused [*, G*H] product sliced
     afterwards, so that full-integer quantization gives every gate its own tensor and scale
-    (same function, different graph; export/tflite.py measures it for int8)."""
+    (same function, different graph).
+    integer: the graph the full-int8 file is converted from (export/int8.py): split gates, and
+    a GRU update written h + u * (n - h) with u = 1 - z computed by the gate itself. An int8
+    sigmoid's output stops at 255/256, so z * h leaks at least 1/256 of a long-memory unit per
+    step; u reaches 0 exactly, and the update rounds once at the state's own scale. Same
+    function to float32 rounding for GRU and SimpleRNN; an LSTM's cell state is clamped to
+    +-LSTM_CELL_RANGE and held in the state as c / LSTM_CELL_RANGE (state_encoding())."""
     import tensorflow as tf
 
+    split_gates = split_gates or integer
     specs, S = cfg.layer_specs(), cfg.state_size
+    if integer:
+        weights = negate_update_gate(weights, cfg)
     table0 = folded_input_table(weights, cfg)
     arrays = {k: np.asarray(v, np.float32) for k, v in weights.items()}
 
@@ -83,6 +125,7 @@ def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = Fal
         h = state_parts[0]
         if spec["cell"] == "gru":
             ract = tf_activation(tf, spec["recurrent_activation"])
+            as_u = integer and spec["recurrent_activation"] in SYMMETRIC  # z columns negated
             xz, xr, xh = per_gate(x_proj, 3, H)
             if spec["reset_after"]:
                 rz, rr, rh = per_gate(matmul_gates(h, rk, arrays[f"layer{i}.bias"][1], 3, H),
@@ -95,16 +138,23 @@ def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = Fal
                 z = ract(xz + rz)
                 r = ract(xr + rr)
                 hh = act(xh + tf.matmul(r * h, tf.constant(rk[:, 2 * H :])))
+            if as_u:  # z holds u = 1 - z here
+                return [h + z * (hh - h)]
             return [z * h + (1.0 - z) * hh]
         if spec["cell"] == "lstm":
             ract = tf_activation(tf, spec["recurrent_activation"])
             c = state_parts[1]
+            if integer:  # the file's state holds c / LSTM_CELL_RANGE (see below)
+                c = c * LSTM_CELL_RANGE
             g = [a + b for a, b in zip(per_gate(x_proj, 4, H),
                                        per_gate(matmul_gates(h, rk, None, 4, H), 4, H))]
             i_g = ract(g[0])
             f_g = ract(g[1])
             c_new = f_g * c + i_g * act(g[2])
             o_g = ract(g[3])
+            if integer:
+                c_new = tf.clip_by_value(c_new, -LSTM_CELL_RANGE, LSTM_CELL_RANGE)
+                return [o_g * act(c_new), c_new * (1.0 / LSTM_CELL_RANGE)]
             return [o_g * act(c_new), c_new]
         return [act(per_gate(x_proj, 1, H)[0] + per_gate(matmul_gates(h, rk, None, 1, H), 1, H)[0])]
 

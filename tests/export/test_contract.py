@@ -170,10 +170,13 @@ def test_apply_contract_is_idempotent_and_litert_runs_without_a_signature(tiny_b
     assert logits.shape == (2, b.vocab_size) and state.shape == (2, b.state_size)
 
 
+@pytest.mark.parametrize("form", ["split_gates", "integer"])
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
-def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run, cell, layers):
-    """build_step_function(split_gates=True): one product per gate (for per-gate int8 scales),
-    the same function as the fused graph."""
+def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run, cell, layers,
+                                                 form):
+    """build_step_function(split_gates=True): one product per gate (for per-gate int8 scales);
+    integer=True: split gates and the GRU update as h + u * (n - h), u = 1 - z from negated
+    weights (what full int8 is converted from). Both are the same function as the fused graph."""
     import tensorflow as tf
 
     from charwright.trainer.config import ModelConfig
@@ -187,7 +190,7 @@ def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run
     cfg = ModelConfig(**{**arch, "stack": tuple(arch["stack"])})
     with np.load(run / "step" / "weights.npz") as z:
         w = {k: z[k] for k in z.files}
-    fused, split = build_step_function(w, cfg), build_step_function(w, cfg, split_gates=True)
+    fused, split = build_step_function(w, cfg), build_step_function(w, cfg, **{form: True})
     tok = tf.constant([1, 2, 3], tf.int32)
     st = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (3, cfg.state_size)),
                      tf.float32)
