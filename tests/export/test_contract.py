@@ -194,6 +194,14 @@ def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run
     tok = tf.constant([1, 2, 3], tf.int32)
     st = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (3, cfg.state_size)),
                      tf.float32)
-    a, b = fused.step(tok, st), split.step(tok, st)
-    for k in ("logits", "new_state"):
-        assert np.abs(a[k].numpy() - b[k].numpy()).max() <= 1e-5
+    # the integer form holds an LSTM's c as c / 8 (files[].state_encoding): scale in and out
+    from charwright.trainer.step_graph import state_encoding
+
+    scale = np.ones(cfg.state_size, np.float32)
+    enc = {e["part"]: e["scale"] for e in state_encoding(cfg)} if form == "integer" else {}
+    for e in cfg.state_layout():
+        scale[e["offset"]:e["offset"] + e["size"]] = enc.get(e["name"], 1.0)
+    assert bool(enc) == (form == "integer" and cell == "lstm")
+    a, b = fused.step(tok, st), split.step(tok, st / scale)
+    assert np.abs(a["logits"].numpy() - b["logits"].numpy()).max() <= 1e-5
+    assert np.abs(a["new_state"].numpy() - b["new_state"].numpy() * scale).max() <= 1e-5
