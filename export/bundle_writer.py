@@ -217,8 +217,8 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
                 from . import tflite
 
                 if prec == "int8":  # converted from its own graph (export/int8.py)
-                    data = tflite.convert_int8(_integer_model(run_dir, arch, work), arch,
-                                               calibration)
+                    data = tflite.convert_int8(_integer_model(run_dir, arch, work),
+                                               _model_cfg(arch), calibration)
                 else:
                     data = tflite.convert(saved_model, prec, calibration)
                 ops = tflite.op_names(data)

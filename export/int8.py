@@ -127,6 +127,7 @@ def measure(calibrated: bytes, calibration, state_bounded: bool, vocab_size: int
     hi = {i: -np.inf for i in want}
     samples: dict[int, list] = {i: [] for i in want}
     outputs = [int(i) for i in sg.outputs]
+    logits_t = [i for i in outputs if i in lo and tuple(sg.tensors[i].shape)[-1:] == (vocab_size,)]
     row_max = []
     for tok, st in calibration:
         it.set_tensor(inputs["token"], tok)
@@ -138,10 +139,8 @@ def measure(calibrated: bytes, calibration, state_bounded: bool, vocab_size: int
             if a.size > MAX_SAMPLES:
                 a = a[rng.integers(0, a.size, MAX_SAMPLES)]
             samples[i].append(np.asarray(a, np.float32).copy())
-        logits = [i for i in outputs if it.get_tensor(i).shape[-1] == vocab_size]
-        if logits:
-            row_max.append(float(it.get_tensor(logits[0]).max()))
-    logits_t = [i for i in outputs if i in lo and tuple(sg.tensors[i].shape)[-1:] == (vocab_size,)]
+        if logits_t:
+            row_max.append(float(it.get_tensor(logits_t[0]).max()))
     state_t = [i for i in outputs if i not in logits_t]
     for i in want:
         a = np.concatenate(samples[i])

@@ -66,25 +66,19 @@ def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
     return apply_contract(data)
 
 
-def convert_int8(saved_model_dir: str, architecture: dict, calibration) -> bytes:
-    """The full-int8 file from the integer-form step graph, with measured and clamped ranges
-    (export/int8.py says why and what each rule gained)."""
-    from charwright.runtime.backends.numpy import layer_specs
+def convert_int8(saved_model_dir: str, cfg, calibration) -> bytes:
+    """The full-int8 file from the integer-form step graph of model config `cfg`, with measured
+    and clamped ranges (export/int8.py says why and what each rule gained)."""
+    from charwright.trainer.step_graph import state_bounded, state_encoding
 
     from . import int8
 
     if not calibration:
         raise ExportError("int8 needs calibration pairs")
-    # a GRU's or a tanh SimpleRNN's state stays in [-1, 1], an LSTM's h too, and the integer
-    # graph holds an LSTM's c as c / 8 of a clamped +-8 (step_graph.LSTM_CELL_RANGE)
-    bounded = all((d["cell"] in ("gru", "rnn") and d["activation"] == "tanh") or
-                  (d["cell"] == "lstm" and d["activation"] == "tanh" and
-                   d["recurrent_activation"] in ("sigmoid", "hard_sigmoid"))
-                  for d in layer_specs(architecture))
-    calibration = encode_states(calibration, architecture)
+    calibration = encode_states(calibration, cfg.state_layout(), state_encoding(cfg))
     try:
-        data = int8.convert_int8(saved_model_dir, calibration, bounded,
-                                 int(architecture["vocab_size"]))
+        data = int8.convert_int8(saved_model_dir, calibration, state_bounded(cfg),
+                                 int(cfg.vocab_size))
     except ExportError:
         raise
     except Exception as e:  # the converter raises ConverterError and plain exceptions
@@ -92,19 +86,11 @@ def convert_int8(saved_model_dir: str, architecture: dict, calibration) -> bytes
     return apply_contract(data)
 
 
-def encode_states(pairs, architecture: dict):
-    """Calibration pairs with their states as the integer-form file holds them (an LSTM's c as
-    c / LSTM_CELL_RANGE, clamped): the pairs come from the float reference."""
-    from charwright.runtime.backends.numpy import layer_specs
-    from charwright.trainer.config import ModelConfig
-    from charwright.trainer.step_graph import state_encoding
-
-    cfg = ModelConfig.from_stack(layer_specs(architecture),
-                                 int(architecture.get("embedding_dim") or 0),
-                                 int(architecture["vocab_size"]))
-    scales = {e["part"]: e["scale"] for e in state_encoding(cfg)}
-    parts = [(e["offset"], e["size"], scales[e["name"]]) for e in cfg.state_layout()
-             if e["name"] in scales]
+def encode_states(pairs, layout: list[dict], encoding: list[dict]):
+    """Calibration pairs with their states as the integer-form file holds them (the parts in
+    `encoding` divided by their scale, clamped): the pairs come from the float reference."""
+    scales = {e["part"]: e["scale"] for e in encoding}
+    parts = [(e["offset"], e["size"], scales[e["name"]]) for e in layout if e["name"] in scales]
     if not parts:
         return pairs
     out = []

@@ -78,6 +78,15 @@ def state_encoding(cfg: ModelConfig) -> list[dict]:
             if e["part"] == "c"]
 
 
+def state_bounded(cfg: ModelConfig) -> bool:
+    """Whether every value of an integer-form file's state lies in [-1, 1]: a GRU's h (a gate
+    mix of h and tanh), a tanh SimpleRNN's, an LSTM's h = o * tanh(c) and its c / 8."""
+    gate = ("sigmoid", "hard_sigmoid")
+    return all(d["activation"] == "tanh" and (d["cell"] == "rnn" or
+                                              d["recurrent_activation"] in gate)
+               for d in cfg.layer_specs())
+
+
 def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = False,
                         integer: bool = False):
     """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed).
