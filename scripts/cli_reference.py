@@ -1,7 +1,7 @@
-"""Renders `charwright --help` and every subcommand's help into README.md's CLI reference.
+"""Renders `charwright --help` and every subcommand's help into docs/cli.md.
 
-    python scripts/cli_reference.py          # rewrite the section in README.md
-    python scripts/cli_reference.py --check  # exit 1 if README.md is out of date (the tests do this)
+    python scripts/cli_reference.py          # rewrite the reference in docs/cli.md
+    python scripts/cli_reference.py --check  # exit 1 if docs/cli.md is out of date (the tests do this)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
@@ -36,14 +36,14 @@ def splice(text: str, body: str) -> str:
 
 
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
+    text = REFERENCE.read_text(encoding="utf-8")
     new = splice(text, render())
     if "--check" in sys.argv:
         if new != text:
-            print("README.md's CLI reference is out of date: run python scripts/cli_reference.py")
+            print("docs/cli.md is out of date: run python scripts/cli_reference.py")
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    REFERENCE.write_text(new, encoding="utf-8")
     return 0
 
 
