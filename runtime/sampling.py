@@ -27,7 +27,9 @@ from .selectors import Categorical, Greedy
 ORDER = "logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector"
 SEED_MAX = 2**63 - 1  # seeds are 0..2**63-1: they fit a signed 64-bit integer in every language
 TEMPERATURE_MIN, TEMPERATURE_MAX = 1e-4, 1000.0  # (0 = greedy); below 1e-4, 1/T overflows float32
-PENALTY_MAX = 100.0
+# the penalty multiplies logits by r or 1/r: both at most 100, so with |logit| up to 3e32 and
+# 1/T up to 1e4 every product stays finite in float32 (1e-300 made 1/r inf and the text ':::')
+PENALTY_MIN, PENALTY_MAX = 0.01, 100.0
 WINDOW_MAX = 65_536
 
 
@@ -47,7 +49,7 @@ class SamplingConfig:
         top_p: in (0, 1] [None or 1.0]; nucleus sampling.
         min_p: in [0, 1) [None or 0]; keep ids with p >= min_p * p_max.
         typical_p: in (0, 1] [None or 1.0]; locally typical sampling.
-        repetition_penalty: in (0, 100] [1.0]; CTRL penalty over the last repetition_window ids.
+        repetition_penalty: 0.01..100 [1.0]; CTRL penalty over the last repetition_window ids.
         repetition_window: 1..65536 [64].
         greedy: pick the argmax instead of sampling (the same as temperature 0).
         seed: 0..2**63-1 [None]; seeds the per-row generators; None draws one (resolve_seed).
@@ -77,8 +79,9 @@ class SamplingConfig:
         if self.typical_p is not None and not (_real(self.typical_p) and 0 < self.typical_p <= 1):
             raise ConfigError(f"typical_p {self.typical_p!r}: must be in (0, 1]")
         r = self.repetition_penalty
-        if not _real(r) or not 0 < r <= PENALTY_MAX:
-            raise ConfigError(f"repetition_penalty {r!r}: must be in (0, {PENALTY_MAX:g}]")
+        if not _real(r) or not PENALTY_MIN <= r <= PENALTY_MAX:
+            raise ConfigError(f"repetition_penalty {r!r}: must be between {PENALTY_MIN:g} and "
+                              f"{PENALTY_MAX:g} (1 = off)")
         w = self.repetition_window
         if not _int(w) or not 1 <= w <= WINDOW_MAX:
             raise ConfigError(f"repetition_window {w!r}: must be an integer in 1..{WINDOW_MAX}")

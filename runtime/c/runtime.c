@@ -1,10 +1,12 @@
 /* charwright C runtime: the recurrent step and the sampling loop of one bundle, in C99.
  *
  * Copied verbatim by `charwright emit-c`; model.h (generated) holds the model: sizes, weights
- * (float32, or int8 with one float32 scale per output row), the vocabulary as UTF-8, the
- * sampler's exp tables and the bundle's sha256. No heap, no global mutable state: the caller
- * owns a cw_ctx (state + scratch) and a cw_sampler. Functions return a status (CW_OK = 0) and
- * never exit; text leaves through a callback; only main (behind #ifndef CW_NO_MAIN) prints.
+ * (float32, or int8 with one float32 scale per output row), the vocabulary as UTF-8 with each
+ * entry's byte length (an entry may be U+0000: text is written by length, never as a
+ * NUL-terminated string), the sampler's exp tables and the bundle's sha256. No heap, no global
+ * mutable state: the caller owns a cw_ctx (state + scratch) and a cw_sampler. Functions return
+ * a status (CW_OK = 0) and never exit; text leaves through a callback; only main (behind
+ * #ifndef CW_NO_MAIN) prints.
  * The sampler is runtime/c/SAMPLING.md step for step, bit for bit the Python runtime's.
  *
  * Sections, in call order: status + structs, math, the GRU / LSTM / SimpleRNN step, sampler,
@@ -63,7 +65,7 @@ typedef struct {
     int greedy;           /* 1: argmax, no coin */
     float inv_t;          /* float32(1 / temperature) */
     int top_k;            /* 0: off */
-    float top_p_target;   /* float32(p * (1 - 2**-10)); 0: off */
+    float top_p_target;   /* float32(p * (1 - 2**-16)); 0: off */
     uint64_t key;         /* splitmix64 key of (seed, row) */
     uint64_t drawn;       /* coins drawn so far */
     float z[CW_SAMPLER_MAX]; /* scratch: the logits being processed */
@@ -292,7 +294,7 @@ int cw_sampler_init(cw_sampler *s, double temperature, int top_k, double top_p, 
     s->greedy = greedy || temperature == 0.0;
     s->inv_t = s->greedy ? 1.0f : (float)(1.0 / temperature);
     s->top_k = top_k;
-    s->top_p_target = top_p < 1.0 ? (float)(top_p * (1.0 - 1.0 / 1024.0)) : 0.0f;
+    s->top_p_target = top_p < 1.0 ? (float)(top_p * (1.0 - 1.0 / 65536.0)) : 0.0f;
     s->key = cw_mix64(cw_mix64(seed + CW_GOLDEN) ^ row);
     return CW_OK;
 }
@@ -405,7 +407,7 @@ int cw_encode(const char *text, int *ids, int max_ids, int *n_ids, long *bad) {
         }
         if (CW_EOS_ID >= 0 && *p == '\n') found = CW_EOS_ID; /* line mode: '\n' is EOS */
         for (k = 0; k < CW_VOCAB && found < 0; k++)
-            if (cw_vocab[k] && (int)strlen(cw_vocab[k]) == len && !memcmp(cw_vocab[k], p, (size_t)len))
+            if (cw_vocab_len[k] == len && !memcmp(cw_vocab[k], p, (size_t)len))
                 found = k;
         if (found < 0) {
             if (bad) *bad = (long)(p - (const unsigned char *)text);
@@ -417,7 +419,7 @@ int cw_encode(const char *text, int *ids, int max_ids, int *n_ids, long *bad) {
     }
     if (n == 0) {
         for (k = 0; k < CW_VOCAB; k++)
-            if (cw_vocab[k] && cw_vocab[k][0] == '\n' && !cw_vocab[k][1]) break;
+            if (cw_vocab_len[k] == 1 && cw_vocab[k][0] == '\n') break;
         if (k == CW_VOCAB) return CW_EUNKNOWN;
         if (max_ids < 1) return CW_ETOOLONG;
         ids[n++] = k;
@@ -428,7 +430,9 @@ int cw_encode(const char *text, int *ids, int max_ids, int *n_ids, long *bad) {
 
 /* ---- generate loop ------------------------------------------------------------------------- */
 
-typedef void (*cw_emit_fn)(const char *utf8, void *user);
+/* One character: len bytes of UTF-8 at utf8, not NUL-terminated (the character may be U+0000,
+ * one zero byte). */
+typedef void (*cw_emit_fn)(const char *utf8, int len, void *user);
 
 /* Primes ids [n_ids] from a zero state, then picks up to n_chars ids (stopping at the end-of-
  * sequence id), passing each character's UTF-8 to emit. */
@@ -444,7 +448,7 @@ int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_ch
     for (i = 0; i < n_chars; i++) {
         if ((rc = cw_sample(s, ctx->logits, CW_VOCAB, &id)) != CW_OK) return rc;
         if (id == CW_EOS_ID) break;
-        emit(cw_vocab[id], user);
+        emit(cw_vocab[id], (int)cw_vocab_len[id], user);
         if (i + 1 < n_chars && (rc = cw_step(ctx, id)) != CW_OK) return rc;
     }
     return CW_OK;
@@ -510,11 +514,12 @@ static int cw_parse_decimal(const char *a, double *out) {
 /* Cortex-M4 (make cortex-m4, -DCW_SEMIHOST): text leaves through m4_start.c's semihosting
  * SYS_WRITE to the console's stdout / stderr handles, and values are read by
  * cw_parse_decimal: no stdio, no strtod, no heap in the image. */
-extern int cw_m4_write(int fd, const char *s); /* fd 1: stdout, 2: stderr; 0 when written */
+/* n bytes of s to fd 1 (stdout) or 2 (stderr); 0 when all were written */
+extern int cw_m4_write(int fd, const char *s, uint32_t n);
 extern uint64_t cw_m4_time(void);           /* SYS_TIME ^ SYS_CLOCK, for an unseeded run */
 static int cw_out_failed;
-static void cw_put(int fd, const char *s) {
-    if (cw_m4_write(fd, s) && fd == 1) cw_out_failed = 1;
+static void cw_write(int fd, const char *s, size_t n) {
+    if (cw_m4_write(fd, s, (uint32_t)n) && fd == 1) cw_out_failed = 1;
 }
 #define cw_flush() ((void)0)
 #define CW_OUT_FAILED() cw_out_failed
@@ -526,7 +531,9 @@ static void cw_put(int fd, const char *s) {
 #include <stdlib.h>
 #include <time.h>
 
-static void cw_put(int fd, const char *s) { fputs(s, fd == 2 ? stderr : stdout); }
+static void cw_write(int fd, const char *s, size_t n) {
+    fwrite(s, 1, n, fd == 2 ? stderr : stdout);
+}
 #define cw_flush() fflush(stdout)
 #define CW_OUT_FAILED() ferror(stdout)
 #define CW_CLOCK_SEED() ((uint64_t)time(NULL) ^ (uint64_t)clock())
@@ -543,9 +550,11 @@ static int cw_parse_double(const char *a, double *out) {
 #define CW_MAX_PROMPT 4096 /* bytes of prompt, and ids */
 #endif
 
-static void cw_emit_stdout(const char *utf8, void *user) {
+static void cw_put(int fd, const char *s) { cw_write(fd, s, strlen(s)); }
+
+static void cw_emit_stdout(const char *utf8, int len, void *user) {
     (void)user;
-    cw_put(1, utf8);
+    cw_write(1, utf8, (size_t)len);
     cw_flush();
 }
 
@@ -624,9 +633,10 @@ extern unsigned long cw_m4_stack_used(void);
 typedef struct { const cw_ctx *ctx; long chars; } cw_bench_sink;
 static float cw_bench_rows[CW_BENCH_ROWS][CW_VOCAB];
 
-static void cw_bench_emit(const char *utf8, void *user) {
+static void cw_bench_emit(const char *utf8, int len, void *user) {
     cw_bench_sink *k = (cw_bench_sink *)user;
     (void)utf8;
+    (void)len;
     if (k->chars < CW_BENCH_ROWS)
         memcpy(cw_bench_rows[k->chars], k->ctx->logits, sizeof cw_bench_rows[0]);
     k->chars++;

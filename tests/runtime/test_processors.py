@@ -137,8 +137,8 @@ def test_chain_order_is_data_and_neutral_values_drop_processors():
     ({"top_p": float("nan")}, r"top_p nan: must be in \(0, 1\]"),
     ({"min_p": 1.0}, r"min_p 1.0: must be in \[0, 1\)"),
     ({"typical_p": 0}, r"typical_p 0: must be in \(0, 1\]"),
-    ({"repetition_penalty": 0}, r"repetition_penalty 0: must be in \(0, 100\]"),
-    ({"repetition_penalty": 1e308}, r"repetition_penalty 1e\+308: must be in \(0, 100\]"),
+    ({"repetition_penalty": 0}, r"repetition_penalty 0: must be between 0.01 and 100"),
+    ({"repetition_penalty": 1e308}, r"repetition_penalty 1e\+308: must be between 0.01 and 100"),
     ({"repetition_window": 0}, r"repetition_window 0: must be an integer in 1..65536"),
     ({"seed": -1}, r"seed -1: must be an integer in 0..2\*\*63-1"),
     ({"seed": 2**63}, r"seed 9223372036854775808: must be an integer in 0..2\*\*63-1"),
@@ -213,3 +213,98 @@ def test_extreme_coins_never_select_a_removed_id():
     for u in (0.0, 1 - 2.0**-24):
         assert rng.pick(z.copy(), np.array([u], np.float32)).tolist() == [2]
         assert rng.pick(np.repeat(z, 2, 0), np.array([u, u], np.float32)).tolist() == [2, 2]
+
+
+# ---- top-p reaches p (issue 24 item 4): llama.cpp's tests/test-sampling.cpp sampler queue ------
+
+def _queue_logits(n_vocab=10_000):
+    """llama.cpp's sampler_tester(n_vocab): logit of id i is logf(i), so p(i) is i / sum(ids)
+    (id 0: -inf, p 0)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.arange(n_vocab, dtype=np.float32))
+
+
+def _expected_min_id(top_p, lo, n_vocab=10_000):
+    """The first id llama.cpp's test expects top-p to keep when ids lo..n_vocab-1 are left:
+    ids are taken from the top until their sum reaches ceil(top_p x their total)."""
+    target = np.ceil(np.float32(top_p) * np.float32(n_vocab * (n_vocab - 1) // 2
+                                                     - lo * (lo - 1) // 2))
+    cum, i = 0, n_vocab
+    while True:
+        i -= 1
+        cum += i
+        if cum >= target:
+            return i
+
+
+@pytest.mark.parametrize("rows", [1, 3])  # the one-row fast path and the batch path
+@pytest.mark.parametrize("top_p,top_k,first", [(0.8, None, 4472), (0.0003, None, 9998),
+                                               (0.8, 100, None)])
+def test_top_p_keeps_llama_cpp_sampler_queue_nucleus(rows, top_p, top_k, first):
+    """vocabulary 10,000, p(i) proportional to i: top-p 0.8 keeps ids 4472..9999 (mass
+    0.80004; from 4473 it would be 0.79995 < p), as llama.cpp and the definition do; with
+    top-k 100 first ("kp"), top-p works on ids 9900..9999."""
+    z = np.repeat(_queue_logits()[None], rows, axis=0)
+    if top_k:
+        z = TopK(top_k)(z)
+    first = first or _expected_min_id(top_p, 10_000 - top_k)
+    assert first == _expected_min_id(top_p, 10_000 - (top_k or 10_000))
+    out = TopP(top_p)(z)
+    for r in range(rows):
+        kept = np.flatnonzero(np.isfinite(out[r]))
+        assert kept.tolist() == list(range(first, 10_000))
+    i = np.arange(10_000, dtype=np.float64)
+    assert i[first:].sum() / i[10_000 - (top_k or 10_000):].sum() >= top_p
+
+
+def test_top_p_reaches_p_on_the_llama_cpp_four_id_cases():
+    """test_top_p({0.1, 0.2, 0.3, 0.4}, ...): 0.7 keeps {0.4, 0.3} (mass exactly 0.7, summed as
+    0.6999987 and counted as reaching it), 0.8 keeps {0.4, 0.3, 0.2}; 0.9 (exactly the top
+    three) keeps three. (A mass equal to p only up to the weights' 1.2e-4 may land either side:
+    {0.4} at p 0.4 sums to 0.39998 and keeps two ids.)"""
+    z = np.log(np.array([0.1, 0.2, 0.3, 0.4], np.float32))
+    for p, n in ((0.7, 2), (0.8, 3), (0.9, 3), (0.41, 2), (0.3, 1), (0.99, 4)):
+        assert np.isfinite(TopP(p)(z[None].copy())).sum() == n, p
+
+
+def test_top_p_kept_mass_reaches_p_by_its_own_weights():
+    """Random rows of up to 10,000 ids: the kept weights (the weights top-p sums, added here in
+    float64) hold at least p less the weights' error (2**-13 relative; the rule's slack is
+    2**-16, the rest is float32 summation), and the kept set less its lightest id less than p
+    (the nucleus is the smallest that reaches p). 2**-10 slack fell short by up to 1e-3."""
+    from charwright.runtime import rng
+
+    g = np.random.default_rng(5)
+    for V, scale in ((65, 3.0), (1000, 2.0), (5000, 1.0), (10_000, 0.5)):
+        z = (g.standard_normal((4, V)) * scale).astype(np.float32)
+        for p in (0.5, 0.8, 0.9, 0.95):
+            w = rng.weights(z.copy()).astype(np.float64)
+            out = TopP(p)(z.copy())
+            for r in range(4):
+                keep = np.isfinite(out[r])
+                mass = w[r][keep].sum() / w[r].sum()
+                assert mass >= p * (1 - 2.0**-13), (V, p, mass)
+                lightest = w[r][keep].min()
+                assert mass - lightest / w[r].sum() < p
+
+
+# ---- repetition penalty bounds (issue 24 item 7) -------------------------------------------------
+
+@pytest.mark.parametrize("r", [1e-300, 5e-324, 1e-39, 0.0099, 100.5])
+def test_repetition_penalty_outside_its_arithmetic_range_is_refused(r):
+    with pytest.raises(ConfigError, match=r"repetition_penalty .*: must be between 0.01 and 100"):
+        SamplingConfig(repetition_penalty=r)
+
+
+@pytest.mark.parametrize("r", [0.01, 100.0])
+def test_repetition_penalty_at_its_bounds_keeps_logits_finite(r, recwarn):
+    """At the bounds, with the largest logits a model emits and temperature 1e-4, every
+    processed logit stays finite and no numpy warning is raised."""
+    s = Sampler(SamplingConfig(repetition_penalty=r, temperature=1e-4, top_p=0.9, seed=1), 4)
+    s.join([np.array([0, 1, 2, 3])], seed=1, row_ids=[0])
+    z = np.array([[1e4, -1e4, 3.0, -3.0]], np.float32)
+    for proc in s.processors:
+        z = proc(z)
+    assert np.isfinite(z).any() and not np.isnan(z).any()
+    assert s(np.array([[1e4, -1e4, 3.0, -3.0]], np.float32)).tolist() == [0]
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
