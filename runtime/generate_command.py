@@ -16,11 +16,13 @@ import click
 
 from .commands import BACKEND_CHOICE, PRECISION_CHOICE
 from .errors import ConfigError
-from .sampling import SEED_MAX
+from .sampling import PENALTY_MAX, PENALTY_MIN, SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
 _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
                   "greedy", "seed", "stop", "num_samples")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+_HEX = {"x": 2, "u": 4}
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -40,6 +42,52 @@ def _check_prompt(prompt: str) -> None:
         if "\udc80" <= ch <= "\udcff":
             raise ConfigError(f"the prompt is not valid UTF-8 (byte 0x{ord(ch) - 0xDC00:02x} at "
                               f"character {i}); pass UTF-8 text")
+
+
+def _shown(text: str) -> str:
+    """text for a one-line message: characters that do not print as themselves escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def unescape(text: str, option: str = "--stop") -> str:
+    """`text` with its escapes processed, as llama.cpp processes them in such options: \\n, \\t,
+    \\r, \\\\, \\", \\', \\xNN (the character U+00NN) and \\uNNNN (one character). The shell
+    passes `--stop "\\n\\n"` as backslash, n, backslash, n: this makes it the two newlines meant.
+
+    Raises ConfigError naming the option, the escape and where it is for an unknown or short
+    escape (a stray backslash would make a stop string that silently never matches)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        j = text.find("\\", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        esc = text[j + 1:j + 2]
+        if esc in _ESCAPES:
+            out.append(_ESCAPES[esc])
+            i = j + 2
+            continue
+        if esc not in _HEX:
+            what = "a lone \\ at the end" if not esc else f"unknown escape \\{_shown(esc)}"
+            raise ConfigError(f"{option} {_shown(text)}: {what} (at character {j}); escapes are "
+                              "\\n \\t \\r \\\\ \\\" \\' \\xNN \\uNNNN: write \\\\ for a backslash, or "
+                              "pass --no-escape")
+        n = _HEX[esc]
+        digits = text[j + 2:j + 2 + n]
+        if len(digits) != n or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ConfigError(f"{option} {_shown(text)}: \\{esc} takes {n} hex digits, not "
+                              f"{_shown(digits) or 'none'!r} (at character {j}); or pass "
+                              "--no-escape")
+        code = int(digits, 16)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ConfigError(f"{option} {_shown(text)}: \\u{digits} is a UTF-16 surrogate, "
+                              f"not a character (at character {j})")
+        out.append(chr(code))
+        i = j + 2 + n
+    return "".join(out)
 
 
 def _payload(prompt, model, chain, seed, completions) -> str:
@@ -124,8 +172,9 @@ def _with_bundle_defaults(ctx, cfg, model):
               help="Keep characters with p >= MIN_P x the top p.")
 @click.option("--typical-p", type=click.FloatRange(0, 1, min_open=True),
               help="Locally typical sampling.")
-@click.option("--repetition-penalty", type=click.FloatRange(0, 100, min_open=True), default=1.0,
-              show_default=True, help="CTRL penalty on the last 64 characters (1 = off).")
+@click.option("--repetition-penalty", type=click.FloatRange(PENALTY_MIN, int(PENALTY_MAX)),
+              default=1.0, show_default=True,
+              help="CTRL penalty on the last 64 characters (1 = off).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely character.")
 @click.option("--beam", type=click.IntRange(1, 256), help="Beam search with this width (1..256); "
               "prints the best continuations with their log-probabilities.")
@@ -135,7 +184,9 @@ def _with_bundle_defaults(ctx, cfg, model):
               help="Independent continuations, advanced together in one batch.")
 @click.option("--seed", type=click.IntRange(0, SEED_MAX),
               help="Makes the output reproducible (0..2**63-1).")
-@click.option("--stop", multiple=True, help="Stop before this string (repeatable).")
+@click.option("--stop", multiple=True, help="Stop before this string (repeatable). Escapes "
+              "are processed: \\n \\t \\r \\\\ \\\" \\' \\xNN \\uNNNN.")
+@click.option("--no-escape", is_flag=True, help="Take --stop strings as typed (no escapes).")
 @click.option("--unknown", type=click.Choice(["error", "skip", "replace"]), default="error",
               show_default=True, help="Prompt characters outside the vocabulary.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -144,12 +195,13 @@ def _with_bundle_defaults(ctx, cfg, model):
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as one JSON object.")
 @click.pass_context
 def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_penalty,
-             num_samples, stop, unknown, threads, verbose, as_json, **sampling):
+             num_samples, stop, no_escape, unknown, threads, verbose, as_json, **sampling):
     """Generate text after PROMPT, streamed to stdout as it is made.
 
     Sampling chain, in this order: repetition-penalty -> temperature -> top-k -> top-p ->
     min-p -> typical -> pick (categorical, or argmax with --greedy or --temperature 0).
-    --beam is deterministic and takes none of the sampling options.
+    --beam is deterministic and takes none of the sampling options. --stop strings take
+    escapes as typed in a shell (\\n, \\t, \\xNN, \\uNNNN, ...; --no-escape: none).
 
     \b
     charwright generate "ROMEO:"
@@ -171,6 +223,13 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
             raise click.UsageError("--beam needs -n/--max-chars >= 1")
     elif _given(ctx, "length_penalty"):
         raise click.UsageError("--length-penalty ranks beams: it needs --beam")
+    if not no_escape:
+        try:
+            stop = tuple(unescape(s) for s in stop)
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
+    elif not stop:
+        raise click.UsageError("--no-escape applies to --stop strings: give --stop too")
     try:
         cfg = SamplingConfig(**sampling)
     except ConfigError as e:
