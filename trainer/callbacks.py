@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import checkpoint as ckpt
-from .interrupt import InterruptFlag, TrainingInterrupted
+from .interrupt import InterruptFlag, TrainingInterrupted, kill_point
 
 LOOP_KEYS = ("epoch", "step_in_epoch", "global_step", "history", "best_val_loss", "best_epoch",
              "intervals")
@@ -95,6 +95,7 @@ def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
                              "steps": steps_per_epoch, "loss": float((logs or {}).get("loss", 0)),
                              "elapsed": now - loop["t_begin"]})
             if last:
+                kill_point("step")
                 return
             if flag.requested:
                 on_progress({"event": "interrupt"})
@@ -102,6 +103,7 @@ def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
                 raise interrupted(run_dir, loop)
             if every and loop["global_step"] % every == 0:
                 save_checkpoint(run_dir, model, loop, on_progress)
+            kill_point("step")
 
         def on_test_begin(self, logs=None):
             if loop["t_train_end"] is None:

@@ -119,6 +119,14 @@ class _Progress:
             self._out("sample: " + ev["text"].replace("\n", "\n        "))
         elif kind == "probe":
             self._out(f"recording the reference probe ({ev['chars']} chars) and the step graph")
+        elif kind == "nothing_to_do":
+            self._out(f"nothing to do: {ev['run_dir']} finished {ev['epochs']} of {ev['of']} "
+                      "epochs")
+        elif kind == "finish":
+            self._out(f"{ev['run_dir']}: {ev['epochs']} of {ev['of']} epochs done; finishing the "
+                      f"run from the best weights (epoch {ev['best_epoch']})")
+        elif kind == "new_run":
+            self._out(f"nothing to resume in {ev['run_dir']}: starting a new run")
         elif kind == "interrupt":  # the resume line follows; end a redrawn progress line first
             if self.tty:
                 self.stream.write("\r\033[K")
@@ -130,6 +138,28 @@ class _Progress:
             self._out(f"done: best val {ev['best_val_bpc']:.4f} bits/char (epoch "
                       f"{ev['best_epoch']}), {ev['optimizer_steps']} optimizer steps, step graph "
                       f"max |diff| {ev['step_check_max_abs_diff']:.2e}, reference on {ev['device']}")
+
+
+def _differing(run_dir, given: list[str], model_cfg: ModelConfig,
+               train_cfg: TrainConfig) -> list[str]:
+    """The options in `given` whose values differ from the saved run's (all of them if it
+    cannot be read; none where there is no run, which --resume then starts with them): the
+    same command can be run again and again (a restart loop) without a warning each time."""
+    from charwright.runtime.errors import CharwrightError
+
+    from . import run_dir as rd
+    from .config import config_to_dict
+
+    if not rd.has_run(run_dir):
+        return []
+    try:
+        run = rd.read_run(run_dir)
+        saved = {**(run.get("model") or {}), **(run.get("train") or {})}
+    except (CharwrightError, TypeError):
+        return given
+    mine = {**config_to_dict(model_cfg), **config_to_dict(train_cfg)}
+    key = {"stateful": "mode", "lines": "mode"}
+    return [g for g in given if saved.get(key.get(g, g), object()) != mine.get(key.get(g, g))]
 
 
 @click.command("train")
@@ -203,6 +233,14 @@ def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq
         raise ConfigError("--stateful and --lines are different data schemes; pass one")
     if not corpus and not resume:
         raise click.UsageError("give at least one CORPUS file (or --resume)")
+    mode = "stateful" if stateful else "lines" if lines else "windows"
+    model_cfg = ModelConfig(cell=cell, layers=layers, units=units, embedding_dim=embedding_dim,
+                            dropout=dropout)
+    train_cfg = TrainConfig(seq_len=seq_len, batch_size=batch_size, epochs=epochs,
+                            learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
+                            mode=mode, checkpoint_every=checkpoint_every, probe_chars=probe_chars,
+                            greedy_chars=greedy_chars, sample_chars=sample_chars,
+                            clipnorm=clipnorm)
     new_epochs = None
     if resume:
         cmdline = click.core.ParameterSource.COMMANDLINE
@@ -212,21 +250,15 @@ def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq
                  if p.name not in ("corpus", "run_dir", "resume", "as_json", "distribute",
                                    "cpu_devices", "epochs", "verbose")
                  and ctx.get_parameter_source(p.name) == cmdline]
-        if given:
+        ignored = _differing(run_dir, given, model_cfg, train_cfg)
+        if ignored:
             click.echo(f"warning: --resume uses the run's saved configuration; ignoring "
-                       f"{', '.join('--' + g.replace('_', '-') for g in given)}", err=True)
-    mode = "stateful" if stateful else "lines" if lines else "windows"
-    model_cfg = ModelConfig(cell=cell, layers=layers, units=units, embedding_dim=embedding_dim,
-                            dropout=dropout)
-    train_cfg = TrainConfig(seq_len=seq_len, batch_size=batch_size, epochs=epochs,
-                            learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
-                            mode=mode, checkpoint_every=checkpoint_every, probe_chars=probe_chars,
-                            greedy_chars=greedy_chars, sample_chars=sample_chars,
-                            clipnorm=clipnorm)
+                       f"{', '.join('--' + g.replace('_', '-') for g in ignored)}", err=True)
     with quiet_stderr(verbose) as err:
         try:
-            run = run_training(list(corpus), run_dir, None if resume else model_cfg,
-                               None if resume else train_cfg, resume=resume, force=force,
+            # with --resume, the options given only start a new run where there is none
+            run = run_training(list(corpus), run_dir, model_cfg, train_cfg, resume=resume,
+                               force=force,
                                epochs=new_epochs, cpu_devices=cpu_devices,
                                distribute=distribute, on_progress=_Progress(err))
         except TrainingInterrupted as e:

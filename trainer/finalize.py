@@ -38,9 +38,22 @@ def step_info(model_cfg: ModelConfig, vocab_size: int, step_diff: float) -> dict
 def finalize(run_dir: Path, run: dict, model_cfg: ModelConfig, train_cfg: TrainConfig,
              vocab: Vocabulary, val_ids: np.ndarray, loop: dict,
              on_progress: Callable[[dict], None]) -> dict:
-    """Writes step/, probe.npz and the completed run.json; returns run.json's dict."""
+    """Writes step/, probe.npz and the completed run.json (in that order, each atomically, so
+    that run.json says "complete" only once the rest is in place); returns run.json's dict.
+
+    Everything comes from best.weights.h5 and `loop` (history, best epoch), so it can be run
+    again from the files on disk (`--resume` of a run killed here). The step-graph check and
+    the probe are computed with TF32 off (probe.exact_float32)."""
+    from .probe import exact_float32
+
+    with exact_float32():
+        return _finalize(run_dir, run, model_cfg, train_cfg, vocab, val_ids, loop, on_progress)
+
+
+def _finalize(run_dir, run, model_cfg, train_cfg, vocab, val_ids, loop, on_progress) -> dict:
     import tensorflow as tf
 
+    from .interrupt import kill_point
     from .probe import record_probe
 
     ref = build_sequence_model(model_cfg)  # batch-free, not stateful: the reference model
@@ -58,12 +71,15 @@ def finalize(run_dir: Path, run: dict, model_cfg: ModelConfig, train_cfg: TrainC
         save_step_savedmodel(module, tmp / "saved_model")
         np.savez(tmp / "weights.npz", **weights)
         write_json(tmp / "step.json", step_info(model_cfg, vocab.size, step_diff))
+    kill_point("finalize")
 
     on_progress({"event": "probe", "chars": int(min(train_cfg.probe_chars, len(val_ids)))})
     probe = record_probe(ref, module.step, val_ids, train_cfg.probe_chars, train_cfg.greedy_chars,
                          model_cfg.state_size, vocab.eos_id)
     with atomic_path(run_dir / "probe.npz", suffix=".npz") as tmp:
         np.savez(tmp, **probe)
+        kill_point("probe-write")
+    kill_point("complete")
 
     last = loop["history"][-1] if loop["history"] else {}
     run = dict(run)
@@ -76,6 +92,7 @@ def finalize(run_dir: Path, run: dict, model_cfg: ModelConfig, train_cfg: TrainC
         "best_val_bpc": loop["best_val_loss"] / LN2 if loop["best_val_loss"] is not None else None,
         "final_train_bpc": last.get("train_bpc"),
         "device": str(probe["device"]),
+        "tf32": bool(probe["tf32"]),
         "step_check_max_abs_diff": step_diff,
         "tensorflow": tf.__version__,
     }

@@ -8,6 +8,7 @@ to resume, and exit status 130.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -73,3 +74,34 @@ class WorkerLost(CharwrightError):
             f"the training cluster lost a worker ({detail}); stop every worker, then start them "
             f"all again with: charwright train -o {run_dir} --resume"
         )
+
+
+# --- a test hook: dying at a named point -------------------------------------------------------
+
+KILL_ENV = "CHARWRIGHT_TEST_KILL_AT"
+KILL_POINTS = ("step", "epoch-end", "between-epochs", "finalize", "probe-write", "complete")
+_reached: dict[str, int] = {}
+
+
+def kill_point(name: str) -> None:
+    """Test hook (never set in normal use): with CHARWRIGHT_TEST_KILL_AT=NAME or NAME@N, the
+    process SIGKILLs itself the Nth time (default the first) it reaches the point NAME, so a
+    test can kill a real `charwright train` at an exact phase. The points (KILL_POINTS):
+
+        step            after an optimizer step (and its checkpoint, if one falls there)
+        epoch-end       an epoch's history row and best weights written, its checkpoint not yet
+        between-epochs  after the epoch-end checkpoint, before the next epoch or finalize
+        finalize        the step graph written, the probe not yet
+        probe-write     probe.npz written to its temp name, not yet renamed into place
+        complete        probe.npz in place, run.json not yet marked complete
+
+    Unset, this is one dictionary lookup."""
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    want, _, nth = spec.partition("@")
+    if want != name:
+        return
+    _reached[name] = _reached.get(name, 0) + 1
+    if _reached[name] == (int(nth) if nth.isdigit() else 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -6,11 +6,18 @@ probe.npz (loaded with allow_pickle=False):
     prompt         int32 [P]        a prompt (the start of the validation text)
     greedy         int32 [G]        the reference's greedy continuation of the prompt
     device         str              where the reference ran ("GPU:0 NVIDIA H100..." or "CPU ...")
+    tf32           bool             whether TensorFloat-32 was on while it was recorded: always
+                                    False from this version on (older probes lack the field)
     format_version int32            1
+
+The reference is recorded in exact float32: TensorFlow turns TF32 on by default on Ampere and
+later GPUs, where matmuls then round their inputs to a 10-bit mantissa (logits ~1e-3 from
+float32, ten times the float32 parity bound); `exact_float32()` turns it off for the recording.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 
 import numpy as np
@@ -42,6 +49,21 @@ def describe_device() -> str:
     return f"CPU {cpu}"
 
 
+@contextlib.contextmanager
+def exact_float32():
+    """TF32 off for the block (TensorFlow's default turns it on for matmuls and convolutions on
+    Ampere and later GPUs; a no-op on CPU), put back as it was afterwards."""
+    import tensorflow as tf
+
+    cfg = tf.config.experimental
+    before = cfg.tensor_float_32_execution_enabled()
+    cfg.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        cfg.enable_tensor_float_32_execution(before)
+
+
 def record_probe(seq_model, step_fn, val_ids: np.ndarray, probe_chars: int, greedy_chars: int,
                  state_size: int, eos_id: int | None) -> dict:
     """Runs the reference model over validation text and greedy-decodes from a prompt.
@@ -51,6 +73,11 @@ def record_probe(seq_model, step_fn, val_ids: np.ndarray, probe_chars: int, gree
         step_fn: the single-step tf.function built from the same weights.
         val_ids: int32 [n] validation ids (in line mode, lines separated by EOS).
     """
+    with exact_float32():
+        return _record(seq_model, step_fn, val_ids, probe_chars, greedy_chars, state_size, eos_id)
+
+
+def _record(seq_model, step_fn, val_ids, probe_chars, greedy_chars, state_size, eos_id) -> dict:
     import tensorflow as tf
 
     tokens = np.asarray(val_ids[:probe_chars], np.int32)
@@ -76,5 +103,6 @@ def record_probe(seq_model, step_fn, val_ids: np.ndarray, probe_chars: int, gree
         "prompt": prompt.astype(np.int32),
         "greedy": np.asarray(greedy, np.int32),
         "device": np.array(describe_device()),
+        "tf32": np.array(bool(tf.config.experimental.tensor_float_32_execution_enabled())),
         "format_version": np.array(PROBE_FORMAT_VERSION, np.int32),
     }

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from charwright.runtime.atomic import write_json, write_text
 from charwright.runtime.errors import RunDirError
-from charwright.runtime.locking import check_free, hold
+from charwright.runtime.locking import check_free as _check_free, hold
 
 RUN_FORMAT = "charwright-run"
 # 2: architecture.stack (a cell, size and activations per layer), intervals.json, the
@@ -123,7 +123,7 @@ def check_target(run_dir: Path, force: bool, locked: bool = False) -> dict | Non
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} exists and is not a directory")
     if not locked:  # a live trainer first (under our own lock, flock would see ours)
-        check_free(run_dir / LOCK_NAME, str(run_dir), RunDirError)
+        _check_free(run_dir / LOCK_NAME, str(run_dir), RunDirError)
     foreign = foreign_entries(run_dir)
     if not has_run(run_dir):
         if foreign:
@@ -183,6 +183,11 @@ def sweep_temps(run_dir: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+
+
+def check_free(run_dir: Path) -> None:
+    """Raises RunDirError naming the process that holds RUN_DIR's lock, if one does."""
+    _check_free(Path(run_dir) / LOCK_NAME, str(run_dir), RunDirError)
 
 
 def lock(run_dir: Path, shared: bool = False):

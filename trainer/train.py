@@ -42,7 +42,7 @@ from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from .corpus import read_corpus
 from .data import make_data, split_ids, to_dataset
 from .finalize import LN2, finalize
-from .interrupt import InterruptFlag, WorkerLost
+from .interrupt import InterruptFlag, WorkerLost, kill_point
 from .model import build_sequence_model, export_weights
 from .step_graph import build_step_function
 from .strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
@@ -88,21 +88,59 @@ def _prepare(corpus_paths, train_cfg: TrainConfig, vocab: Vocabulary | None) -> 
     return Prepared(corpus, vocab, train_ids, val_ids, data)
 
 
-def _resume_config(run_dir: Path, run: dict, epochs: int | None):
-    """(model_cfg, train_cfg) of the run to resume, with `epochs` to extend (or shorten) it."""
-    model_cfg = config_from_dict(ModelConfig, run["model"])
-    train_cfg = config_from_dict(TrainConfig, run["train"])
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs completed by the run in run_dir, from its newest checkpoint (0 without one)."""
     latest = ckpt.latest_checkpoint(run_dir)
-    done = ckpt.read_state(latest)["epoch"] if latest is not None else 0
-    if epochs is None:
-        if run.get("status") == "complete":
-            raise RunDirError(f"{run_dir}: the run is complete ({done} epochs); pass --epochs N "
-                              f"with N > {done} to train it further")
-        return model_cfg, train_cfg
-    if epochs <= done:
+    return int(ckpt.read_state(latest)["epoch"]) if latest is not None else 0
+
+
+def _check_trained(run_dir: Path, run: dict) -> None:
+    if not isinstance(run.get("train"), dict):
+        raise RunDirError(f"{run_dir}: this run was imported (charwright import), not trained "
+                          "by charwright; there is nothing to resume")
+
+
+def _nothing_to_do(run_dir: Path, run: dict, epochs: int | None) -> int | None:
+    """The epochs done where --resume (with `epochs`, None: the run's own total) has nothing
+    left to do: a complete run that `epochs` does not extend. None where there is work."""
+    _check_trained(run_dir, run)
+    if run.get("status") != "complete":
+        return None
+    done = _epochs_done(run_dir)
+    if epochs is None or epochs == done:
+        return done
+    if epochs < done:
         raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
                           f"more than {done} to train further")
-    return model_cfg, replace(train_cfg, epochs=epochs)
+    return None
+
+
+def _resume_config(run_dir: Path, run: dict, epochs: int | None):
+    """(model_cfg, train_cfg, epochs done) of the run to resume, with `epochs` to extend it.
+
+    A run whose epochs are all done but which is not complete (killed while it recorded the
+    step graph and probe) resumes too: only its finalize is left."""
+    _check_trained(run_dir, run)
+    model_cfg = config_from_dict(ModelConfig, run["model"])
+    train_cfg = config_from_dict(TrainConfig, run["train"])
+    done = _epochs_done(run_dir)
+    if epochs is None:
+        return model_cfg, train_cfg, done
+    if epochs < done:
+        raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
+                          f"more than {done} to train further")
+    return model_cfg, replace(train_cfg, epochs=epochs), done
+
+
+def _saved_loop(run_dir: Path, train_cfg: TrainConfig) -> dict:
+    """The loop position of the newest checkpoint, for a run whose epochs are all done."""
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        raise RunDirError(f"{run_dir}: no checkpoint to finish the run from; the run is damaged")
+    loop = dict(loop_state(ckpt.read_state(latest)), epochs=train_cfg.epochs)
+    if not loop.get("history") or not (run_dir / "best.weights.h5").is_file():
+        raise RunDirError(f"{run_dir / 'best.weights.h5'}: missing; the run is damaged")
+    return loop
 
 
 def train(
@@ -124,6 +162,13 @@ def train(
     checkpoint: the remaining batches of the interrupted epoch, in the order an unbroken run
     would have used, so the run ends with the same number of optimizer steps. `epochs` (resume
     only) sets a new total, which also extends a finished run.
+
+    Resuming is idempotent, so that a restart loop can run one command again and again: a
+    run killed at any point (before its first checkpoint, mid-epoch, between epochs, while it
+    records the step graph and probe) is finished from what is on disk, and a complete run
+    that `epochs` does not extend is left alone (progress event "nothing_to_do", run.json's
+    dict returned). With `resume`, no run in RUN_DIR and `corpus_paths` and `model_cfg`
+    given, a new run starts (event "new_run").
 
     With `force`, a previous run in RUN_DIR is replaced, but only once this one can start, and
     only charwright's own entries are deleted (RUN_DIR holding anything else is refused).
@@ -147,6 +192,24 @@ def train(
         raise ConfigError("epochs= sets a new total for --resume; for a new run set "
                           "TrainConfig.epochs")
     cluster = cluster_from_env()
+    if resume:
+        # before TensorFlow: a finished run costs nothing, and a worker restarted after the
+        # chief finished must not wait for a cluster that will never form
+        if rd.has_run(run_dir):
+            if cluster is None or cluster.is_chief:
+                rd.check_free(run_dir)
+            run = rd.read_run(run_dir)
+            done = _nothing_to_do(run_dir, run, epochs)
+            if done is not None:
+                on_progress({"event": "nothing_to_do", "run_dir": str(run_dir), "epochs": done,
+                             "of": run["train"]["epochs"]})
+                return run
+            model_cfg = train_cfg = None  # the run's own configuration is used
+        elif corpus_paths and model_cfg is not None and train_cfg is not None:
+            on_progress({"event": "new_run", "run_dir": str(run_dir)})
+            if epochs is not None:
+                train_cfg = replace(train_cfg, epochs=epochs)
+            resume, epochs = False, None
     check_cluster(cluster, distribute, train_cfg.mode if train_cfg else "windows")
     # first: a missing extra must not cost a corpus read (and a cluster's strategy must start
     # before any other TensorFlow work)
@@ -163,7 +226,12 @@ def train(
                 raise RunDirError(f"nothing to resume: {run_dir} holds no run.json")
             stack.enter_context(rd.lock(run_dir))
             run = rd.read_run(run_dir)
-            model_cfg, train_cfg = _resume_config(run_dir, run, epochs)
+            done = _nothing_to_do(run_dir, run, epochs)  # again, under the lock
+            if done is not None:
+                on_progress({"event": "nothing_to_do", "run_dir": str(run_dir), "epochs": done,
+                             "of": run["train"]["epochs"]})
+                return run
+            model_cfg, train_cfg, done = _resume_config(run_dir, run, epochs)
             corpus_paths = corpus_paths or run["corpus"]["paths"]
             prep = _prepare(corpus_paths, train_cfg, Vocabulary.load(run_dir / "vocab.json"))
             if run["corpus"]["sha256"] != prep.corpus.sha256:
@@ -197,8 +265,13 @@ def train(
                            keras.__version__)
         if cluster is not None:
             stack.enter_context(_cluster_errors(tf, run_dir))
-        loop = _fit(run_dir, run, prep, model_cfg, train_cfg, strategy, strategy_name,
-                    run_dir if resume else None, on_progress)
+        if resume and done >= train_cfg.epochs:  # every epoch done: only finalize is left
+            loop = _saved_loop(run_dir, train_cfg)
+            on_progress({"event": "finish", "run_dir": str(run_dir), "epochs": done,
+                         "of": train_cfg.epochs, "best_epoch": loop["best_epoch"]})
+        else:
+            loop = _fit(run_dir, run, prep, model_cfg, train_cfg, strategy, strategy_name,
+                        run_dir if resume else None, on_progress)
         return finalize(run_dir, run, model_cfg, train_cfg, prep.vocab, prep.val_ids, loop,
                         on_progress)
 
@@ -237,7 +310,7 @@ def _train_worker(tf, cluster, corpus_paths, run_dir: Path, model_cfg, train_cfg
             raise RunDirError(f"nothing to resume: {run_dir} holds no run.json; every worker "
                               "reads the chief's RUN_DIR: give them all one shared path")
         run = rd.read_run(run_dir)  # read-only, no lock: the chief holds it
-        model_cfg, train_cfg = _resume_config(run_dir, run, epochs)
+        model_cfg, train_cfg, done = _resume_config(run_dir, run, epochs)
         corpus_paths = corpus_paths or run["corpus"]["paths"]
         prep = _prepare(corpus_paths, train_cfg, Vocabulary.load(run_dir / "vocab.json"))
         if run["corpus"]["sha256"] != prep.corpus.sha256:
@@ -250,14 +323,18 @@ def _train_worker(tf, cluster, corpus_paths, run_dir: Path, model_cfg, train_cfg
         prep = _prepare(corpus_paths, train_cfg, None)
         model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
                             stack=tuple(model_cfg.layer_specs()))
-        run = {}
+        run, done = {}, 0
     strategy, strategy_name = make_strategy(tf, distribute, 0, train_cfg.mode, cluster)
-    scratch = Path(tempfile.mkdtemp(prefix=f"charwright-{cluster.task_type}{cluster.task_index}-"))
-    try:
-        loop = _fit(scratch, run, prep, model_cfg, train_cfg, strategy, strategy_name,
-                    run_dir if resume else None, on_progress, is_chief=False)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    if done >= train_cfg.epochs:  # the chief only finalizes: no step for this worker to share
+        loop = _saved_loop(run_dir, train_cfg)
+    else:
+        scratch = Path(tempfile.mkdtemp(
+            prefix=f"charwright-{cluster.task_type}{cluster.task_index}-"))
+        try:
+            loop = _fit(scratch, run, prep, model_cfg, train_cfg, strategy, strategy_name,
+                        run_dir if resume else None, on_progress, is_chief=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     last = loop["history"][-1] if loop["history"] else {}
     worker = {"task_type": cluster.task_type, "task_index": cluster.task_index,
               "run_dir": str(run_dir), "epochs": len(loop["history"]),
@@ -343,7 +420,9 @@ def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
         while loop["epoch"] < train_cfg.epochs:
             _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks, loop,
                    start_token, flag, on_progress)
+            kill_point("epoch-end")
             save_checkpoint(run_dir, model, loop, on_progress)
+            kill_point("between-epochs")
             if flag.requested:
                 on_progress({"event": "interrupt"})
                 raise interrupted(run_dir, loop)

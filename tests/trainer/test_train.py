@@ -57,6 +57,7 @@ def test_run_directory_contents(tiny_run):
         assert p["tokens"].shape == (300,) and p["logits"].shape == (300, run["model"]["vocab_size"])
         assert p["greedy"].shape == (60,) and p["prompt"].shape == (100,)
         assert str(p["device"]).startswith(("CPU", "GPU"))
+        assert p["tf32"].shape == () and not p["tf32"]
     vocab = json.loads((tiny_run / "vocab.json").read_text())
     assert vocab["size"] == run["model"]["vocab_size"]
     assert not list(tiny_run.rglob("*.tmp*"))  # no temp left behind
@@ -151,11 +152,13 @@ def test_resume_extends_a_finished_run_without_warnings(tmp_path, tiny_corpus):
 
     d = tmp_path / "r"
     train_tiny(d, tiny_corpus, epochs=1, units=8)
-    with pytest.raises(RunDirError, match=r"the run is complete \(1 epochs\); pass --epochs N "
-                                          "with N > 1"):
-        train([], d, resume=True)
-    with pytest.raises(ConfigError, match="--epochs 1: the run has already done 1 epochs"):
-        train([], d, resume=True, epochs=1)
+    before = (d / "run.json").read_text()
+    events = []
+    # a complete run that no --epochs extends: nothing to do (idempotent, for restart loops)
+    assert train([], d, resume=True, on_progress=events.append)["status"] == "complete"
+    assert train([], d, resume=True, epochs=1, on_progress=events.append)["status"] == "complete"
+    assert events == [{"event": "nothing_to_do", "run_dir": str(d), "epochs": 1, "of": 1}] * 2
+    assert (d / "run.json").read_text() == before
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = train([], d, resume=True, epochs=2)
@@ -164,6 +167,66 @@ def test_resume_extends_a_finished_run_without_warnings(tmp_path, tiny_corpus):
     assert [h["epoch"] for h in hist] == [1, 2] and run["summary"]["epochs"] == 2
     assert hist[1]["optimizer_steps"] == 2 * hist[0]["steps"]
     assert run["train"]["epochs"] == 2 and run["status"] == "complete"
+    with pytest.raises(ConfigError, match="--epochs 1: the run has already done 2 epochs; pass "
+                                          "more than 2 to train further"):
+        train([], d, resume=True, epochs=1)
+
+
+def test_resume_refuses_an_imported_run_and_starts_where_there_is_none(tmp_path, tiny_corpus):
+    from charwright.trainer import ModelConfig, TrainConfig
+    from charwright.trainer.train import train
+
+    d = tmp_path / "imported"
+    d.mkdir()
+    (d / "run.json").write_text(json.dumps({"format": "charwright-run", "version": 2,
+                                            "status": "complete", "train": None}))
+    with pytest.raises(RunDirError, match="was imported .*nothing to resume"):
+        train([], d, resume=True)
+    with pytest.raises(RunDirError, match="nothing to resume: .* holds no run.json"):
+        train([], tmp_path / "none", resume=True)
+    events = []
+    run = train([tiny_corpus], tmp_path / "new", ModelConfig(units=8, embedding_dim=4),
+                TrainConfig(seq_len=32, batch_size=16, epochs=1, probe_chars=50, greedy_chars=5,
+                            sample_chars=0), resume=True, on_progress=events.append)
+    assert run["status"] == "complete" and events[0]["event"] == "new_run"
+
+
+def test_probe_is_recorded_with_tf32_off(tiny_run):
+    """TF32 (on by default on Ampere+ GPUs) is off while the reference is recorded, the probe
+    and run.json say so, and the process's setting is put back afterwards."""
+    import tensorflow as tf
+
+    from charwright.runtime.vocab import Vocabulary
+    from charwright.trainer import ModelConfig
+    from charwright.trainer.model import build_sequence_model, export_weights
+    from charwright.trainer.probe import record_probe
+    from charwright.trainer.step_graph import build_step_function
+
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["summary"]["tf32"] is False
+    with np.load(tiny_run / "probe.npz", allow_pickle=False) as p:
+        assert p["tf32"].dtype == np.bool_ and not p["tf32"]
+    cfg = ModelConfig(**run["model"])
+    model = build_sequence_model(cfg)
+    model.load_weights(str(tiny_run / "best.weights.h5"))
+    step = build_step_function(export_weights(model, cfg), cfg)
+    seen = []
+    real_step = step.step
+
+    def spy(token, state):
+        seen.append(tf.config.experimental.tensor_float_32_execution_enabled())
+        return real_step(token, state)
+
+    ids = Vocabulary.load(tiny_run / "vocab.json").encode("The cat sees the moon. " * 3)
+    cfg_tf = tf.config.experimental
+    before = cfg_tf.tensor_float_32_execution_enabled()
+    try:
+        cfg_tf.enable_tensor_float_32_execution(True)
+        probe = record_probe(model, spy, ids, 40, 5, cfg.state_size, None)
+        assert cfg_tf.tensor_float_32_execution_enabled() is True  # put back
+    finally:
+        cfg_tf.enable_tensor_float_32_execution(before)
+    assert seen and not any(seen) and probe["tf32"] == np.array(False)
 
 
 def test_short_corpus_is_refused(tmp_path):
