@@ -22,6 +22,7 @@ from .sampling import Sampler, SamplingConfig
 
 FORMAT = "charwright-sampling-golden"
 VERSION = 1
+BIG_VOCAB = 10_000  # the large-vocabulary case (a CJK character model has 5,000+ ids)
 STEPS = 64  # ids per case: the same logits, STEPS coins (and the stateful processors move on)
 _KNOBS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
           "repetition_window", "greedy")
@@ -47,6 +48,10 @@ def _cases() -> list[dict]:
     masked[[0, 3, 7]] = -np.inf
     wide = (np.random.default_rng(2024).standard_normal(65) * 3).astype(np.float32)
     ties = np.array([2.0, 1.0, 2.0, 0.5, 2.0, -1.0], np.float32)
+    # llama.cpp's sampler-queue case, mirrored (p(i) proportional to 9999 - i, so the C runtime's
+    # insertion sort meets it sorted): top-p 0.8 keeps ids 0..5527, mass 0.80004 (0..5526 hold
+    # 0.79995 < p); seed 88 draws 5527 at step 37 (2**-10 slack kept only 0..5518)
+    big = _log(np.arange(BIG_VOCAB - 1, -1, -1))
     c = [
         ("greedy", l8, dict(greedy=True), 1, 0, []),
         ("categorical", l8, dict(), 1, 0, []),
@@ -64,6 +69,7 @@ def _cases() -> list[dict]:
         ("chain", l8, dict(temperature=0.8, top_k=5, top_p=0.9), 12345, 3, []),
         ("chain-65", wide, dict(temperature=0.9, top_k=40, top_p=0.95), 2**63 - 1, 7, []),
         ("categorical-65", wide, dict(), 0, 0, []),
+        ("top-p-0.8-10000", big, dict(top_p=0.8), 88, 0, []),
     ]
     return [dict(name=n, logits=z, sampling=s, seed=seed, row=row, history=h)
             for n, z, s, seed, row, h in c]

@@ -17,7 +17,20 @@ def test_make_golden_is_reproduced_and_stable():
     assert json.loads(json.dumps(doc)) == make_golden()  # deterministic, JSON-exact
     names = {c["name"] for c in doc["cases"]}
     assert {"greedy", "categorical", "temperature-0.5", "top-k-3", "top-p-0.7", "min-p-0.3",
-            "repetition-penalty", "typical-0.8", "chain"} <= names
+            "repetition-penalty", "typical-0.8", "chain", "top-p-0.8-10000"} <= names
+
+
+def test_the_large_vocabulary_case_draws_the_last_id_of_the_nucleus():
+    """llama.cpp's 10,000-id sampler-queue case (mirrored): top-p 0.8 keeps ids 0..5527 and the
+    vector draws 5527, so a port whose nucleus stops short of p (as 2**-10 slack did: 0..5518)
+    fails it; the kept mass 0.80004 >= 0.8 by the exact probabilities."""
+    import numpy as np
+
+    case = next(c for c in make_golden()["cases"] if c["name"] == "top-p-0.8-10000")
+    assert len(case["logits"]) == 10_000 and case["sampling"] == {"top_p": 0.8}
+    assert max(case["expected"]) == 5527 and case["expected"][37] == 5527
+    p = np.arange(9_999, -1, -1, dtype=np.float64)
+    assert p[:5528].sum() / p.sum() >= 0.8 > p[:5527].sum() / p.sum()
 
 
 def test_a_changed_vector_is_reported():
@@ -39,4 +52,4 @@ def test_verify_reports_the_golden_vectors():
     from charwright.runtime.commands import verify
 
     r = CliRunner().invoke(verify, [str(DEMO_BUNDLE), "--format", "onnx"])
-    assert "sampling golden vectors: 20 of 20 reproduced" in r.output, r.output
+    assert "sampling golden vectors: 21 of 21 reproduced" in r.output, r.output
