@@ -3,19 +3,25 @@
     DIR/runtime.c     the hand-written step + sampler + generate loop + main (runtime/c/, verbatim)
     DIR/check.c       make check: the probe and the sampling golden vectors, replayed in C
     DIR/model.h       generated: sizes, static const weights (float32, or int8 + one float32
-                      scale per output row), vocabulary as UTF-8, exp tables, the bundle's sha256
+                      scale per output row), vocabulary as UTF-8 with each entry's byte length,
+                      exp tables, the bundle's sha256
     DIR/check_data.h  generated: probe tokens + reference logits, tolerances, golden vectors
-    DIR/Makefile, m4.ld, m4_start.c, SAMPLING.md
+    DIR/Makefile, m4.ld, m4_start.c, SAMPLING.md (verbatim: nothing of the bundle in them)
 
 The weights come from the bundle's weights.npz (the numpy backend's file); int8 is quantized
 here, per output row (scale = max|row| / 127, an all-zero row gets scale 0).
+
+A bundle may come from anyone, and its integrator compiles what this writes. So nothing of the
+bundle reaches the generated headers as text: every value is checked by type and range first
+(a one-line BundleError naming the field otherwise) and then written by the literal writers
+below, which can only produce C literals. _Header takes nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -23,14 +29,137 @@ import click
 import numpy as np
 
 from .errors import BundleError, ConfigError
+from .golden import MAX_GOLDEN_STEPS
+from .manifest import show
 
 C_DIR = Path(__file__).resolve().parent / "c"
 COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md")
 CELL_IDS = {"gru": "CW_GRU", "lstm": "CW_LSTM", "rnn": "CW_RNN"}
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+PRECISIONS = ("float32", "int8")
 MAX_PROBE = 2000  # probe tokens replayed by check (the first ones)
 C_KNOBS = ("greedy", "temperature", "top_k", "top_p")
+DEFAULT_TEMPERATURE = 0.8  # charwright generate's default
+MAX_GOLDEN_V = 1 << 16  # logits per golden case (make_golden writes at most 65)
+MAX_GOLDEN_NAME = 200  # characters of a golden case's name
+INT32_MAX, INT63_MAX = 2**31 - 1, 2**63 - 1
 
+
+# ---- literal writers: the only text of the bundle's values that reaches generated C -------------
+
+class _C(str):
+    """Text that is C by construction: made only by the writers below from checked values."""
+
+
+_IDENT = re.compile(r"CW_[A-Z0-9_]+|cw_[a-z0-9_]+|NULL")
+_CTYPES = ("float", "signed char", "unsigned char", "int")
+
+
+def _ident(name: str) -> _C:
+    """One of the emitter's own names (never a bundle's)."""
+    if not _IDENT.fullmatch(name):
+        raise ValueError(f"emit-c: {name!r} is not a name the emitter makes")
+    return _C(name)
+
+
+def _lit_int(v, lo: int, hi: int, suffix: str = "") -> _C:
+    """A decimal integer literal from an int in lo..hi (suffix "" or "u")."""
+    if isinstance(v, np.integer):
+        v = int(v)
+    if type(v) is not int or not lo <= v <= hi or suffix not in ("", "u"):
+        raise ValueError(f"emit-c: {show(v)} is not an integer in {lo}..{hi}")
+    return _C(f"{v}{suffix}")
+
+
+def _lit_double(v) -> _C:
+    """A double literal from a finite real: repr of a finite float is a C literal."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"emit-c: {show(v)} is not a finite number")
+    return _C(repr(float(v)))
+
+
+def _lit_string(s: str) -> _C:
+    """A string literal holding the UTF-8 of s byte for byte: printable ASCII as is except
+    " \\ and ? (trigraphs), every other byte as a 3-digit octal escape, so no quote, backslash,
+    newline, NUL, comment or trigraph can end the literal or change what it holds."""
+    if not isinstance(s, str):
+        raise ValueError(f"emit-c: {show(s)} is not a string")
+    out = []
+    for b in s.encode("utf-8"):
+        c = chr(b)
+        out.append(c if 32 <= b < 127 and c not in '"\\?' else f"\\{b:03o}")
+    return _C('"' + "".join(out) + '"')
+
+
+def _floats(a) -> _C:
+    """float32 values as hex-float literals (exact), INFINITY / NAN for the rest."""
+    a = np.asarray(a, np.float32).ravel().astype(np.float64)
+    parts = []
+    for v in a.tolist():
+        if v != v or v in (float("inf"), float("-inf")):
+            parts.append("(-INFINITY)" if v < 0 else "INFINITY" if v > 0 else "NAN")
+        else:
+            parts.append(v.hex() + "f")
+    return _wrap(parts)
+
+
+def _ints(a) -> _C:
+    a = np.asarray(a)
+    if a.size and a.dtype.kind not in "iu":
+        raise ValueError("emit-c: integer array expected")
+    return _wrap([str(int(v)) for v in a.ravel().tolist()])
+
+
+def _wrap(parts: list[str], width: int = 100) -> _C:
+    lines, line = [], ""
+    for p in parts:
+        if len(line) + len(p) + 2 > width:
+            lines.append(line)
+            line = ""
+        line += p + ", "
+    lines.append(line)
+    return _C("\n    ".join(lines))
+
+
+def _join(parts, sep: str = ", ") -> _C:
+    """Literals and names joined (an initializer's fields, a table's rows)."""
+    if sep not in (", ", ",\n    ") or not all(isinstance(p, _C) for p in parts):
+        raise ValueError("emit-c: only literals and names join")
+    return _C(sep.join(parts))
+
+
+class _Header:
+    """A generated header: #define NAME literal, static const arrays of literals, and fixed text
+    written by the emitter itself; anything else is refused."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def fixed(self, line: str):  # the emitter's own text: no value may reach it
+        self.lines.append(line)
+
+    def define(self, name: str, value: _C):
+        if not isinstance(value, _C):
+            raise ValueError(f"emit-c: {name}: not a literal")
+        self.lines.append(f"#define {_ident(name)} {value}")
+
+    def table(self, declaration: str, data: _C):
+        """`declaration = { data };`: the declaration is the emitter's own text."""
+        if not isinstance(data, _C):
+            raise ValueError(f"emit-c: {declaration}: not literals")
+        self.lines.append(f"{declaration} = {{\n    {data}\n}};")
+
+    def array(self, ctype: str, name: str, data: _C, n: int):
+        if ctype not in _CTYPES or not isinstance(data, _C):
+            raise ValueError(f"emit-c: {name}: not an array of literals")
+        size = _lit_int(max(n, 1), 1, 1 << 40)
+        self.lines.append(f"static const {ctype} {_ident(name)}[{size}] = {{\n    {data}\n}};")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+# ---- the model ----------------------------------------------------------------------------------
 
 def layer_stack(arch: dict) -> list[dict]:
     """One dict per layer (cell, units, reset_after, activation, recurrent_activation), from the
@@ -38,7 +167,7 @@ def layer_stack(arch: dict) -> list[dict]:
     cell x layers x units."""
     stack = arch.get("stack")
     if stack is None:
-        stack = [{"cell": arch["cell"], "units": arch["units"]}] * int(arch["layers"])
+        stack = [{"cell": arch.get("cell"), "units": arch.get("units")}] * int(arch["layers"])
     if not isinstance(stack, list) or not stack:
         raise BundleError("architecture.stack must be a non-empty list of layers")
     out = []
@@ -58,11 +187,12 @@ def check_supported(stack: list[dict]) -> None:
         if L["activation"] != "tanh" or (L["cell"] != "rnn"
                                          and L["recurrent_activation"] != "sigmoid"):
             raise ConfigError(f"layer {i}: emit-c supports activation tanh and recurrent "
-                              f"activation sigmoid only, the bundle has {L['activation']} / "
-                              f"{L['recurrent_activation']}")
+                              f"activation sigmoid only, the bundle has {show(L['activation'])} "
+                              f"/ {show(L['recurrent_activation'])}")
         if L["cell"] == "gru" and L["reset_after"] is not True:
             raise ConfigError(f"layer {i}: emit-c supports GRU reset_after=true only (Keras' "
-                              "default); re-train with reset_after=true")
+                              f"default), the bundle has {show(L['reset_after'])}; re-train "
+                              "with reset_after=true")
 
 
 def _weights(bundle, stack) -> dict:
@@ -102,54 +232,6 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return q, scale, err
 
 
-def _floats(a) -> str:
-    a = np.asarray(a, np.float32).ravel().astype(np.float64)
-    parts = []
-    for v in a.tolist():
-        if v != v or v in (float("inf"), float("-inf")):
-            parts.append("(-INFINITY)" if v < 0 else "INFINITY" if v > 0 else "NAN")
-        else:
-            parts.append(v.hex() + "f")
-    return _wrap(parts)
-
-
-def _ints(a) -> str:
-    return _wrap([str(int(v)) for v in np.asarray(a).ravel().tolist()])
-
-
-def _wrap(parts: list[str], width: int = 100) -> str:
-    lines, line = [], ""
-    for p in parts:
-        if len(line) + len(p) + 2 > width:
-            lines.append(line)
-            line = ""
-        line += p + ", "
-    lines.append(line)
-    return "\n    ".join(lines)
-
-
-def _c_string(s: str) -> str:
-    out = []
-    for b in s.encode("utf-8"):
-        c = chr(b)
-        out.append(c if 32 <= b < 127 and c not in '"\\?' else f"\\{b:03o}")
-    return '"' + "".join(out) + '"'
-
-
-class _Header:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def define(self, name, value):
-        self.lines.append(f"#define {name} {value}")
-
-    def array(self, ctype, name, data: str, n: int):
-        self.lines.append(f"static const {ctype} {name}[{max(n, 1)}] = {{\n    {data}\n}};")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
 def _matrix(h: _Header, name: str, w_out_in: np.ndarray, int8: bool, errors: dict) -> tuple:
     """Emits W [d][n] (row-major, float32 or int8 + scales); returns (weight, scale) C names."""
     if int8:
@@ -157,30 +239,33 @@ def _matrix(h: _Header, name: str, w_out_in: np.ndarray, int8: bool, errors: dic
         errors[name] = err
         h.array("signed char", name, _ints(q), q.size)
         h.array("float", name + "_S", _floats(s), s.size)
-        return name, name + "_S"
+        return _ident(name), _ident(name + "_S")
     h.array("float", name, _floats(w_out_in), w_out_in.size)
-    return name, "NULL"
+    return _ident(name), _ident("NULL")
 
 
-_NEUTRAL = {"min_p": (None, 0), "typical_p": (None, 1), "repetition_penalty": (None, 1),
-            "greedy": (None, False)}
+_NEUTRAL = {"min_p": (None, 0), "typical_p": (None, 1), "repetition_penalty": (None, 1)}
 
 
-def _defaults(manifest: dict) -> dict:
-    d = manifest.get("sampling_defaults") or {}
-    if not isinstance(d, dict):
-        raise BundleError("sampling_defaults must be an object")
+def _defaults(bundle) -> dict:
+    """The bundle's sampling_defaults for the C main: checked exactly as `generate` checks them
+    (sampling.bundle_defaults), then limited to what C implements."""
+    from .sampling import bundle_defaults
+
+    d = bundle_defaults(bundle.manifest, bundle.where)
     # a setting C does not implement is fine only at its own neutral value (the window only
     # matters with a penalty)
     penalty_off = d.get("repetition_penalty") in (None, 1)
-    extra = {k: v for k, v in d.items() if k not in C_KNOBS
+    extra = {k for k, v in d.items() if k not in C_KNOBS
              and not (v in _NEUTRAL.get(k, ()) or (k == "repetition_window" and penalty_off))}
     if extra:
         raise ConfigError(f"the bundle's sampling_defaults use {', '.join(sorted(extra))}, which "
                           "the C runtime does not implement (it has temperature, top-k, top-p)")
-    top_k = d.get("top_k") or 0
-    top_p = 1.0 if d.get("top_p") is None else float(d["top_p"])
-    return {"temperature": float(d.get("temperature", 0.8)), "top_k": int(top_k), "top_p": top_p}
+    t = d.get("temperature", DEFAULT_TEMPERATURE)
+    # top-k at or above the vocabulary keeps every id, as in Python: C holds it as an int
+    top_k = min(d.get("top_k") or 0, bundle.vocab_size)
+    top_p = 1.0 if d.get("top_p") is None else d["top_p"]
+    return {"temperature": float(t), "top_k": top_k, "top_p": float(top_p)}
 
 
 def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
@@ -193,29 +278,37 @@ def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
     table = w["embedding"].astype(np.float64) @ w["layer0.kernel"].astype(np.float64)
     table0 = (table + (b0[0] if stack[0]["cell"] == "gru" else b0)).astype(np.float32)
     sha = hashlib.sha256((bundle.root / "manifest.json").read_bytes()).hexdigest()
-    d = _defaults(bundle.manifest)
+    d = _defaults(bundle)
     h, errors = _Header(), {}
-    h.lines += [f"/* Generated by charwright emit-c from {bundle.root.name}: do not edit. */",
-                "#ifndef CW_MODEL_H", "#define CW_MODEL_H"]
-    h.define("CW_BUNDLE_SHA256", f'"{sha}" /* sha256 of the bundle\'s manifest.json */')
-    h.define("CW_PRECISION", f'"{precision}"')
-    h.define("CW_INT8", int(int8))
-    h.define("CW_WEIGHT", "signed char" if int8 else "float")
-    h.define("CW_VOCAB", V)
-    h.define("CW_LAYERS", len(stack))
-    h.define("CW_STATE", sum((2 if L["cell"] == "lstm" else 1) * L["units"] for L in stack))
-    h.define("CW_MAX_GATES", max(GATES[L["cell"]] * L["units"] for L in stack))
-    h.define("CW_MAX_IN", max([L["units"] for L in stack]))
+    h.fixed("/* Generated by charwright emit-c from the bundle CW_BUNDLE_NAME: do not edit. */")
+    h.fixed("#ifndef CW_MODEL_H")
+    h.fixed("#define CW_MODEL_H")
+    h.define("CW_BUNDLE_NAME", _lit_string(bundle.root.resolve().name))
+    h.define("CW_BUNDLE_SHA256", _lit_string(sha))  # sha256 of the bundle's manifest.json
+    h.define("CW_PRECISION", _lit_string(precision))
+    h.define("CW_INT8", _lit_int(int(int8), 0, 1))
+    h.define("CW_WEIGHT", _C("signed char") if int8 else _C("float"))
+    h.define("CW_VOCAB", _lit_int(V, 1, INT32_MAX))
+    h.define("CW_LAYERS", _lit_int(len(stack), 1, INT32_MAX))
+    h.define("CW_STATE", _lit_int(sum((2 if L["cell"] == "lstm" else 1) * L["units"]
+                                      for L in stack), 1, INT32_MAX))
+    h.define("CW_MAX_GATES", _lit_int(max(GATES[L["cell"]] * L["units"] for L in stack), 1,
+                                      INT32_MAX))
+    h.define("CW_MAX_IN", _lit_int(max(L["units"] for L in stack), 1, INT32_MAX))
     # the widest input of a layer after the first (1 when there is none): int8 scratch
-    h.define("CW_MAX_LAYER_IN", max([L["units"] for L in stack[:-1]] or [1]))
-    h.define("CW_LAST_UNITS", stack[-1]["units"])
-    h.define("CW_EOS_ID", vocab.eos_id if vocab.eos else -1)
-    h.define("CW_DEFAULT_TEMPERATURE", repr(d["temperature"]))
-    h.define("CW_DEFAULT_TOP_K", f"{d['top_k']}u")
-    h.define("CW_DEFAULT_TOP_P", repr(d["top_p"]))
-    names = [_c_string(c) for c in vocab.chars] + (["NULL"] if vocab.eos else [])
-    h.lines.append("static const char *const cw_vocab[CW_VOCAB] = {\n    "
-                   + _wrap(names) + "\n};")
+    h.define("CW_MAX_LAYER_IN", _lit_int(max([L["units"] for L in stack[:-1]] or [1]), 1,
+                                         INT32_MAX))
+    h.define("CW_LAST_UNITS", _lit_int(stack[-1]["units"], 1, INT32_MAX))
+    h.define("CW_EOS_ID", _lit_int(vocab.eos_id if vocab.eos else -1, -1, INT32_MAX))
+    h.define("CW_DEFAULT_TEMPERATURE", _lit_double(d["temperature"]))
+    h.define("CW_DEFAULT_TOP_K", _lit_int(d["top_k"], 0, INT32_MAX, "u"))
+    h.define("CW_DEFAULT_TOP_P", _lit_double(d["top_p"]))
+    # each entry's UTF-8 and its byte length: an entry may be U+0000, so C prints by length
+    names = [_lit_string(c) for c in vocab.chars] + ([_ident("NULL")] if vocab.eos else [])
+    sizes = [_lit_int(len(c.encode("utf-8")), 1, 4) for c in vocab.chars]
+    h.table("static const char *const cw_vocab[CW_VOCAB]", _wrap(names))
+    h.fixed("/* the byte length of each entry (0: the end-of-sequence id, never printed) */")
+    h.array("unsigned char", "cw_vocab_len", _wrap(sizes + [_C("0")] * vocab.eos), V)
     hi, lo = exp_tables()
     h.array("float", "CW_EXP_HI", _floats(hi), 512)
     h.array("float", "CW_EXP_LO", _floats(lo), 256)
@@ -229,82 +322,159 @@ def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
     for i, L in enumerate(stack):
         gru = L["cell"] == "gru"
         bias = w[f"layer{i}.bias"]
+        null = _ident("NULL")
         if i > 0:
             wi, si = _matrix(h, f"CW_W_IN{i}", w[f"layer{i}.kernel"].T, int8, errors)
             h.array("float", f"CW_B_IN{i}", _floats(bias[0] if gru else bias), bias.shape[-1])
-            bi, in_dim = f"CW_B_IN{i}", stack[i - 1]["units"]
+            bi, in_dim = _ident(f"CW_B_IN{i}"), stack[i - 1]["units"]
         else:
-            wi, si, bi, in_dim = "NULL", "NULL", "NULL", 0
+            wi, si, bi, in_dim = null, null, null, 0
         wr, sr = _matrix(h, f"CW_W_REC{i}", w[f"layer{i}.recurrent_kernel"].T, int8, errors)
-        br = "NULL"
+        br = null
         if gru:
             h.array("float", f"CW_B_REC{i}", _floats(bias[1]), bias.shape[-1])
-            br = f"CW_B_REC{i}"
-        rows.append(f"{{{CELL_IDS[L['cell']]}, {L['units']}, {in_dim}, {wi}, {si}, {bi}, {wr}, "
-                    f"{sr}, {br}}}")
-    h.define("CW_LAYER_TABLE", ", ".join(rows))
+            br = _ident(f"CW_B_REC{i}")
+        fields = [_ident(CELL_IDS[L["cell"]]), _lit_int(L["units"], 1, INT32_MAX),
+                  _lit_int(in_dim, 0, INT32_MAX), wi, si, bi, wr, sr, br]
+        rows.append(_C("{" + _join(fields) + "}"))
+    h.define("CW_LAYER_TABLE", _join(rows))
     dw, ds = _matrix(h, "CW_DENSE_W", w["dense.kernel"].T, int8, errors)
     h.define("CW_DENSE_SCALE", ds)
     h.array("float", "CW_DENSE_B", _floats(w["dense.bias"]), V)
-    h.lines.append("#endif")
+    h.fixed("#endif")
     return h.text(), errors
 
 
+# ---- the probe and the golden vectors -----------------------------------------------------------
+
 def check_header(bundle, precision: str) -> str:
-    from .golden import make_golden
     from .parity import TOLERANCES
 
     probe = bundle.probe()
     n = min(len(probe["tokens"]), MAX_PROBE)
     tol = TOLERANCES["float32" if precision == "float32" else "int8"]
+    cases = golden_cases(bundle)
     h = _Header()
-    h.lines.append("/* Generated by charwright emit-c: the probe and the golden vectors. */")
-    h.define("CW_PROBE_N", n)
-    h.define("CW_TOL_MAX_ABS", repr(tol.max_abs or 0.0))
-    h.define("CW_TOL_MIN_TOP1", repr(tol.min_top1 or 0.0))
-    h.define("CW_TOL_MAX_BPC_REL", repr(tol.max_bpc_rel or 0.0))
+    h.fixed("/* Generated by charwright emit-c: the probe and the golden vectors. */")
+    h.define("CW_PROBE_N", _lit_int(n, 1, MAX_PROBE))
+    h.define("CW_TOL_MAX_ABS", _lit_double(tol.max_abs or 0.0))
+    h.define("CW_TOL_MIN_TOP1", _lit_double(tol.min_top1 or 0.0))
+    h.define("CW_TOL_MAX_BPC_REL", _lit_double(tol.max_bpc_rel or 0.0))
     h.array("int", "CW_PROBE_TOKENS", _ints(probe["tokens"][:n]), n)
     h.array("float", "CW_PROBE_LOGITS", _floats(probe["logits"][:n]), n * bundle.vocab_size)
-    cases = [c for c in _golden_doc(bundle, make_golden)["cases"]
-             if set(c["sampling"]) <= set(C_KNOBS)]
-    h.lines.append("typedef struct { const char *name; int vocab; const float *logits; "
-                   "double temperature; int top_k; double top_p; int greedy; "
-                   "unsigned long long seed, row; long steps; const int *expected; } cw_golden;")
+    h.fixed("typedef struct { const char *name; int vocab; const float *logits; "
+            "double temperature; int top_k; double top_p; int greedy; "
+            "unsigned long long seed, row; long steps; const int *expected; } cw_golden;")
     rows = []
     for i, c in enumerate(cases):
-        from .golden import from_hex
-
-        z = from_hex(c["logits"])
-        h.array("float", f"CW_G{i}_Z", _floats(z), len(z))
-        h.array("int", f"CW_G{i}_IDS", _ints(c["expected"]), len(c["expected"]))
-        s = c["sampling"]
-        t = 1.0 if s.get("temperature") is None else s["temperature"]
-        rows.append(f"{{{_c_string(c['name'])}, {len(z)}, CW_G{i}_Z, {t!r}, "
-                    f"{s.get('top_k') or 0}, {1.0 if s.get('top_p') is None else s['top_p']!r}, "
-                    f"{int(bool(s.get('greedy')))}, {c['seed']}u, {c['row']}u, {c['steps']}, "
-                    f"CW_G{i}_IDS}}")
-    h.define("CW_GOLDEN_N", len(rows))
-    h.define("CW_GOLDEN_MAX_V", max(len(c["logits"]) for c in cases))
-    h.lines.append("static const cw_golden cw_golden_cases[CW_GOLDEN_N] = {\n    "
-                   + ",\n    ".join(rows) + "\n};")
+        z, ids = _ident(f"CW_G{i}_Z"), _ident(f"CW_G{i}_IDS")
+        h.array("float", z, _floats(c["logits"]), len(c["logits"]))
+        h.array("int", ids, _ints(np.asarray(c["expected"], np.int64)), len(c["expected"]))
+        fields = [_lit_string(c["name"]), _lit_int(len(c["logits"]), 1, MAX_GOLDEN_V), z,
+                  _lit_double(c["temperature"]), _lit_int(c["top_k"], 0, MAX_GOLDEN_V),
+                  _lit_double(c["top_p"]), _lit_int(c["greedy"], 0, 1),
+                  _lit_int(c["seed"], 0, INT63_MAX, "u"), _lit_int(c["row"], 0, INT63_MAX, "u"),
+                  _lit_int(c["steps"], 1, MAX_GOLDEN_STEPS), ids]
+        rows.append(_C("{" + _join(fields) + "}"))
+    h.define("CW_GOLDEN_N", _lit_int(len(rows), 1, INT32_MAX))
+    h.define("CW_GOLDEN_MAX_V", _lit_int(max(len(c["logits"]) for c in cases), 1, MAX_GOLDEN_V))
+    h.table("static const cw_golden cw_golden_cases[CW_GOLDEN_N]", _join(rows, ",\n    "))
     return h.text()
 
 
-def _golden_doc(bundle, make):
-    """The bundle's golden.json if it has one (checked by `verify`), else this runtime's."""
-    entry = bundle.manifest.get("golden")
-    if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-        from .golden import read_golden
+_HEX32 = re.compile(r"[0-9a-f]{8}")
 
-        return read_golden(bundle)
-    return make()
 
+def golden_cases(bundle) -> list[dict]:
+    """The golden cases C replays (those that use only temperature, top-k, top-p, greedy), each
+    checked by type and range: {name, logits float32 [V], temperature, top_k, top_p, greedy,
+    seed, row, steps, expected}. From the bundle's golden.json when its manifest names one (the
+    manifest's sha256 and size checked), else from this runtime's make_golden().
+
+    Raises BundleError naming golden.json and the field for anything else."""
+    from .golden import FORMAT, VERSION, make_golden, read_golden
+    from .sampling import SamplingConfig
+
+    if bundle.manifest.get("golden") is None:  # a bundle from before golden.json
+        doc, where = make_golden(), "charwright's golden vectors"
+    else:
+        doc = read_golden(bundle)
+        where = str(bundle.root / str(bundle.manifest["golden"]["path"]))
+
+    def bad(field: str, problem: str, v):
+        raise BundleError(f"{where}: {field} {problem}, got {show(v)}; the file is damaged or "
+                          "was edited by hand")
+
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise BundleError(f"{where}: not a {FORMAT} document of version {VERSION}")
+    cases = doc.get("cases")
+    if not isinstance(cases, list):
+        bad("cases", "must be a list", cases)
+    out = []
+    for i, c in enumerate(cases):
+        at = f"cases[{i}]"
+        if not isinstance(c, dict):
+            bad(at, "must be an object", c)
+        s = c.get("sampling")
+        if not isinstance(s, dict):
+            bad(f"{at}.sampling", "must be an object", s)
+        if not set(s) <= set(C_KNOBS):
+            continue  # min-p, typical, repetition penalty: the C runtime has none
+        name = c.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_GOLDEN_NAME:
+            bad(f"{at}.name", f"must be a string of 1 to {MAX_GOLDEN_NAME} characters", name)
+        logits = c.get("logits")
+        if (not isinstance(logits, list) or not 0 < len(logits) <= MAX_GOLDEN_V
+                or not all(isinstance(x, str) and _HEX32.fullmatch(x) for x in logits)):
+            bad(f"{at}.logits", f"must be a list of 1 to {MAX_GOLDEN_V} float32 bit patterns "
+                "(8 lowercase hex digits each)", logits)
+        for key, lo, hi in (("seed", 0, INT63_MAX), ("row", 0, INT63_MAX),
+                            ("steps", 1, MAX_GOLDEN_STEPS)):
+            v = c.get(key)
+            if type(v) is not int or not lo <= v <= hi:
+                bad(f"{at}.{key}", f"must be an integer in {lo}..{hi}", v)
+        expected = c.get("expected")
+        if (not isinstance(expected, list) or len(expected) != c["steps"]
+                or not all(type(x) is int and 0 <= x < len(logits) for x in expected)):
+            bad(f"{at}.expected", f"must be a list of {c['steps']} ids (steps) in "
+                f"0..{len(logits) - 1}", expected)
+        for key, v in s.items():
+            number = not isinstance(v, bool) and isinstance(v, (int, float))
+            ok = v is None or (type(v) is bool if key == "greedy" else
+                               type(v) is int if key == "top_k" else number)
+            if not ok:
+                bad(f"{at}.sampling.{key}", "must be a JSON " + (
+                    "boolean" if key == "greedy" else "integer" if key == "top_k" else "number"),
+                    v)
+        try:
+            SamplingConfig(seed=c["seed"], **{k: v for k, v in s.items() if v is not None})
+        except ConfigError as e:
+            raise BundleError(f"{where}: {at}.sampling: {e}") from None
+        z = np.array([int(x, 16) for x in logits], np.uint32).view(np.float32)
+        out.append({"name": name, "logits": z,
+                    "temperature": 1.0 if s.get("temperature") is None else float(s["temperature"]),
+                    "top_k": min(s.get("top_k") or 0, len(logits)),
+                    "top_p": 1.0 if s.get("top_p") is None else float(s["top_p"]),
+                    "greedy": int(s.get("greedy") is True), "seed": c["seed"], "row": c["row"],
+                    "steps": c["steps"], "expected": expected})
+    if not out:
+        raise BundleError(f"{where}: no case uses only temperature, top-k and top-p: nothing "
+                          "for the C runtime's make check to replay")
+    return out
+
+
+# ---- the project --------------------------------------------------------------------------------
 
 def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
     """Writes the C project for `bundle_dir` into `out_dir` (created; existing files of the
-    same names are replaced). Returns {"files": [...], "quantization_error": {...}}."""
+    same names are replaced, each atomically). Returns {"files": [...], "quantization_error":
+    {...}}. Every value is checked before anything is written."""
+    from .atomic import write_bytes
     from .bundle import load_bundle
 
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {show(precision)}: emit-c writes "
+                          f"{' or '.join(PRECISIONS)}")
     bundle = load_bundle(bundle_dir, verify=False)
     stack = layer_stack(bundle.manifest["architecture"])
     check_supported(stack)
@@ -316,9 +486,9 @@ def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
         raise ConfigError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
-        shutil.copyfile(C_DIR / name, out / name)
-    (out / "model.h").write_text(model_h, encoding="utf-8")
-    (out / "check_data.h").write_text(check_h, encoding="utf-8")
+        write_bytes(out / name, (C_DIR / name).read_bytes())
+    write_bytes(out / "model.h", model_h.encode("ascii"))
+    write_bytes(out / "check_data.h", check_h.encode("ascii"))
     return {"files": list(COPIED) + ["model.h", "check_data.h"], "quantization_error": errors}
 
 

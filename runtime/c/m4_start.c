@@ -92,15 +92,10 @@ void cw_fault_handler(void) { cw_exit(99); }
 static char cw_cmdline[CW_MAX_PROMPT + CW_CMDLINE_OPTS];
 static char *cw_argv[CW_MAX_ARGS + 1];
 
-static uint32_t cw_strlen(const char *s) {
-    uint32_t n = 0;
-    while (s[n]) n++;
-    return n;
-}
-
-/* s to stdout (fd 1) or stderr (fd 2) through SYS_WRITE; 0 when all of it was written. */
-int cw_m4_write(int fd, const char *s);
-int cw_m4_write(int fd, const char *s) {
+/* n bytes of s to stdout (fd 1) or stderr (fd 2) through SYS_WRITE (by length: a character
+ * of the text may be U+0000); 0 when all of them were written. */
+int cw_m4_write(int fd, const char *s, uint32_t n);
+int cw_m4_write(int fd, const char *s, uint32_t n) {
     static int handle[2]; /* ":tt" opened for writing (mode 4) / appending (8), plus 1 */
     uint32_t block[3];
     int *h = &handle[fd == 2];
@@ -113,7 +108,7 @@ int cw_m4_write(int fd, const char *s) {
     }
     block[0] = (uint32_t)(*h - 1);
     block[1] = (uint32_t)s;
-    block[2] = cw_strlen(s);
+    block[2] = n;
     return cw_semihost(0x05 /* SYS_WRITE: returns the bytes not written */, block);
 }
 
@@ -136,7 +131,8 @@ __attribute__((noinline)) static int cw_run(void) {
     int argc = 0;
     char *p = cw_cmdline;
     if (cw_semihost(0x15 /* SYS_GET_CMDLINE */, &block) != 0) {
-        cw_m4_write(2, "cw_generate: the command line is too long\n");
+        static const char msg[] = "cw_generate: the command line is too long\n";
+        cw_m4_write(2, msg, sizeof msg - 1);
         return 2;
     }
     cw_cmdline[block.len] = '\0';
