@@ -7,9 +7,12 @@ Ctrl-C exits with status 130 and no traceback or "Aborted!".
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import math
+import os
+import stat
 
 import click
 
@@ -183,8 +186,106 @@ def info(bundle_dir, bundle_opt, as_json):
         click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}")
 
 
+READ_CHUNK = 1 << 16  # bytes per read: score's memory is flat in the text's length
+
+
+class _Progress:
+    """runtime.progress.Progress in bytes read, for a text whose length may be unknown (a pipe,
+    stdin, a device): then it shows how much was read and how fast."""
+
+    def __init__(self, total: int | None):
+        from .progress import Progress
+
+        self.total = total
+        self.p = Progress("score", "bytes")
+        if total is None:
+            self.p.line = self._open_line
+
+    def _open_line(self, done: int, total) -> str:
+        elapsed = max(self.p.clock() - self.p.start, 1e-9)
+        return f"score: {done:,} bytes read ({done / elapsed:,.0f} bytes/s)"
+
+    def update(self, done: int) -> None:
+        self.p.update(done, self.total if self.total is not None else done)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.p.close()
+
+
+def _open_text(text_file: str):
+    """(binary stream, its size in bytes if it is a regular file else None, whether to close
+    it). '-' is standard input."""
+    if text_file == "-":
+        return click.get_binary_stream("stdin"), None, False
+    try:
+        f = open(text_file, "rb")
+    except OSError as e:
+        raise ConfigError(f"{text_file}: cannot read ({e.strerror or e})") from None
+    st = os.fstat(f.fileno())
+    return f, (st.st_size if stat.S_ISREG(st.st_mode) else None), True
+
+
+def read_text_pieces(stream, name: str, on_bytes=None):
+    """The UTF-8 text of a binary stream, in pieces of at most READ_CHUNK bytes' worth (never
+    the whole text: a pipe or /dev/zero has no end), one leading byte-order mark dropped.
+
+    Raises ConfigError naming the byte offset of the first invalid UTF-8 sequence, or a read
+    error. on_bytes(n) is called with the bytes read so far, after each piece is consumed."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fed, first = 0, True
+    while True:
+        try:
+            data = stream.read(READ_CHUNK)
+        except OSError as e:
+            raise ConfigError(f"{name}: cannot read ({e.strerror or e})") from None
+        pending = len(decoder.getstate()[0])  # bytes of a character split across reads
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{name}: invalid UTF-8 at byte offset {fed - pending + e.start}"
+                              ) from None
+        fed += len(data)
+        if first and text:
+            first = False
+            text = text[1:] if text.startswith(BOM) else text
+        if text:
+            yield text
+        if on_bytes is not None:
+            on_bytes(fed)
+        if not data:
+            return
+
+
+def encode_pieces(vocab, pieces, unknown: str):
+    """Vocabulary.encode over each piece of text; an unknown character is reported at its
+    offset in the whole text (as if it had been encoded at once)."""
+    from .errors import VocabularyError
+
+    offset = 0
+    for piece in pieces:
+        try:
+            yield vocab.encode(piece, unknown=unknown)
+        except VocabularyError:
+            if offset == 0:
+                raise
+            known = set(vocab.chars) | ({"\n"} if vocab.eos else set())
+            seen: dict[str, int] = {}
+            for i, c in enumerate(piece):  # the error path only: one piece, <= 64K characters
+                if c not in known:
+                    seen.setdefault(c, offset + i)
+            listed = ", ".join(f"{c!r} at {p}" for c, p in list(seen.items())[:5])
+            more = f" and {len(seen) - 5} more" if len(seen) > 5 else ""
+            raise VocabularyError(
+                f"{len(seen)} character(s) not in the model's vocabulary: {listed}{more}; "
+                "skip or replace them (--unknown skip|replace)") from None
+        offset += len(piece)
+
+
 @click.command("score")
-@click.argument("text_file", type=click.Path(dir_okay=False))
+@click.argument("text_file", type=click.Path(dir_okay=False, allow_dash=True))
 @bundle_option
 @click.option("--backend", type=BACKEND_CHOICE, default="onnx", show_default=True)
 @click.option("--precision", type=PRECISION_CHOICE, help="Model file precision (default: the "
@@ -195,7 +296,9 @@ def info(bundle_dir, bundle_opt, as_json):
 @exit_130_on_interrupt
 def score(text_file, bundle_opt, backend, precision, unknown, as_json):
     """Bits per character of TEXT_FILE (UTF-8; one leading byte-order mark is ignored, as
-    `train` does) under the model in -b BUNDLE (default: the demo bundle).
+    `train` does) under the model in -b BUNDLE (default: the demo bundle). TEXT_FILE may be
+    `-` (standard input) or a pipe: the text is read and scored in pieces, so memory stays
+    flat however long it is.
 
     The first character is given; each following one is predicted from all before it, from a
     zero state. Progress goes to stderr (redrawn on a terminal, a line every 5 s otherwise).
@@ -203,25 +306,24 @@ def score(text_file, bundle_opt, backend, precision, unknown, as_json):
     \b
     charwright score text.txt
     charwright score text.txt -b BUNDLE --backend litert --json
+    cat *.txt | charwright score -
     """
     from .model import load
-    from .progress import Progress
+    from .parity import log_likelihood_stream
 
+    stream, size, close = _open_text(text_file)
     try:
-        with open(text_file, "rb") as f:
-            text = f.read().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{text_file}: invalid UTF-8 at byte offset {e.start}") from None
-    except OSError as e:
-        raise ConfigError(f"{text_file}: cannot read ({e.strerror or e})") from None
-    if text.startswith(BOM):
-        text = text[1:]
-    model = load(resolve_bundle(None, bundle_opt), backend=backend, precision=precision)
-    if len(text) < 2:
+        model = load(resolve_bundle(None, bundle_opt), backend=backend, precision=precision)
+        with _Progress(size) as progress:
+            pieces = read_text_pieces(stream, text_file, on_bytes=progress.update)
+            logprob, n = log_likelihood_stream(
+                model.backend, encode_pieces(model.vocab, pieces, unknown))
+    finally:
+        if close:
+            stream.close()
+    if n < 1:
         raise ConfigError(f"{text_file}: scoring needs a text of at least two characters")
-    with Progress("score", "chars") as progress:
-        s = model.score(text, unknown=unknown, on_progress=progress.update)
-    logprob, n, bpc = s.logprob, s.chars, s.bits_per_char
+    bpc = -logprob / n / math.log(2)
     if as_json:
         click.echo(json.dumps({"file": text_file, "bits_per_char": bpc, "logprob": logprob,
                                "chars": n, "model": model.entry.path}))

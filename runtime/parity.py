@@ -114,15 +114,33 @@ def _check_step_shapes(backend, logits, state) -> None:
 def log_likelihood(backend, ids: np.ndarray, chunk: int = 4096, on_progress=None) -> float:
     """Sum over i of ln p(ids[i+1] | ids[:i+1]) from a zero state, replayed in chunks (memory:
     [chunk, vocab] logits). on_progress(done, total) is called after each chunk."""
-    n, state, total = len(ids) - 1, None, 0.0
-    for i in range(0, max(n, 0), chunk):
-        inputs = ids[i : min(i + chunk, n)]
-        logits, state = replay(backend, inputs, state)
-        targets = ids[i + 1 : i + 1 + len(inputs)]
-        total += float(log_softmax(logits)[np.arange(len(inputs)), targets].sum())
-        if on_progress is not None:
-            on_progress(i + len(inputs), n)
-    return total
+    n = max(len(ids) - 1, 0)
+    report = None if on_progress is None else (lambda done: on_progress(done, n))
+    return log_likelihood_stream(backend, [ids], chunk, report)[0]
+
+
+def log_likelihood_stream(backend, id_chunks, chunk: int = 4096,
+                          on_progress=None) -> tuple[float, int]:
+    """log_likelihood over ids that arrive in pieces (an iterable of int arrays [n_i]), the
+    state and the last id carried across pieces, so that memory is flat in the text's length:
+    [chunk, vocab] logits and one piece at a time. Returns (sum of ln p, number of predicted
+    ids, i.e. all ids but the first). on_progress(done) is called after each replayed chunk."""
+    state, last, total, done = None, None, 0.0, 0
+    for ids in id_chunks:
+        ids = np.asarray(ids, np.int32)
+        if last is None:
+            if not len(ids):
+                continue
+            last, ids = int(ids[0]), ids[1:]
+        for i in range(0, len(ids), chunk):
+            targets = ids[i : i + chunk]
+            inputs = np.concatenate((np.array([last], np.int32), targets[:-1]))
+            logits, state = replay(backend, inputs, state)
+            total += float(log_softmax(logits)[np.arange(len(targets)), targets].sum())
+            last, done = int(targets[-1]), done + len(targets)
+            if on_progress is not None:
+                on_progress(done)
+    return total, done
 
 
 def teacher_forced(backend, tokens: np.ndarray) -> np.ndarray:

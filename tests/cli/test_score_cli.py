@@ -95,3 +95,145 @@ def test_progress_lines_on_a_pipe_and_in_place_on_a_terminal():
     p.close()
     assert tty.getvalue().startswith("\r\x1b[2Kscore:  10.0%") and tty.getvalue().endswith(
         "\r\x1b[2K") and "\n" not in tty.getvalue()
+
+
+# --- the text is streamed: pieces, stdin, pipes, devices (issue 24, item 7c) ---
+
+def _score(args, **kw):
+    r = CliRunner().invoke(cli, ["score", *args], **kw)
+    return r
+
+
+def test_pieces_give_the_whole_texts_figure(tmp_path, monkeypatch):
+    """Read in 7-byte pieces (characters split across reads, the state and last id carried
+    across pieces): the same figure as one piece, and stdin (`-`) gives it too."""
+    from charwright.runtime import commands
+
+    _, tokens, path = _probe_text(tmp_path)
+    path.write_text("é€" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    whole = _score([str(path), "--json", "--unknown", "replace"])
+    assert whole.exit_code == 0, whole.output
+    monkeypatch.setattr(commands, "READ_CHUNK", 7)
+    pieces = _score([str(path), "--json", "--unknown", "replace"])
+    stdin = _score(["-", "--json", "--unknown", "replace"], input=path.read_bytes())
+    a, b, c = (json.loads(r.stdout) for r in (whole, pieces, stdin))
+    assert a["chars"] == b["chars"] == c["chars"] == len(tokens) + 1
+    assert b["bits_per_char"] == pytest.approx(a["bits_per_char"], rel=1e-9)
+    assert c["bits_per_char"] == b["bits_per_char"] and c["file"] == "-"
+
+
+def test_invalid_utf8_and_unknown_characters_are_named_at_their_offset(tmp_path, monkeypatch):
+    from charwright.runtime import commands
+
+    monkeypatch.setattr(commands, "READ_CHUNK", 4)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("the €".encode() + b"\xff rest")  # € split across two reads
+    r = _score([str(bad)])
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == f"Error: {bad}: invalid UTF-8 at byte offset 7\n"
+    bad.write_bytes("the cat".encode() + b"\xe2\x82")  # truncated at the end of the text
+    assert _score([str(bad)]).stderr == f"Error: {bad}: invalid UTF-8 at byte offset 7\n"
+    unk = tmp_path / "unk.txt"
+    unk.write_text("the cat\x00 and \x01", encoding="utf-8")
+    r = _score([str(unk)])
+    assert r.exit_code == 1
+    assert r.stderr == ("Error: 1 character(s) not in the model's vocabulary: '\\x00' at 7; "
+                        "skip or replace them (--unknown skip|replace)\n")
+    one = tmp_path / "one.txt"
+    one.write_text("a\x00\x00\x00", encoding="utf-8")
+    r = _score([str(one), "--unknown", "skip"])
+    assert r.exit_code == 1
+    assert r.stderr == f"Error: {one}: scoring needs a text of at least two characters\n"
+
+
+def test_devices_end_in_one_line():
+    """In a child whose address space is capped at 3 GiB (read whole, /dev/zero took 2 GB in
+    20 s; a regression ends in MemoryError there, not in this test process)."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    for dev, want in (("/dev/urandom", "Error: /dev/urandom: invalid UTF-8 at byte offset "),
+                      ("/dev/zero", "Error: 1 character(s) not in the model's vocabulary: "
+                                    "'\\x00' at 0; skip")):
+        r = subprocess.run([sys.executable, "-m", "charwright.runtime.cli", "score", dev],
+                           capture_output=True, text=True, timeout=120, preexec_fn=cap)
+        assert r.returncode == 1 and r.stdout == "", r.stderr
+        assert r.stderr.startswith(want) and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def _run_measured(fifo, args, feed):
+    """Runs `charwright score FIFO ARGS` in a child process while `feed(file)` writes the FIFO
+    from a thread; returns (exit status, output, peak RSS in MiB of that child alone)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    def write():
+        with open(fifo, "wb") as f:
+            feed(f)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    p = subprocess.Popen([sys.executable, "-m", "charwright.runtime.cli", "score", str(fifo),
+                          *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    writer.join(timeout=60)
+    return p.returncode, out.decode(), usage.ru_maxrss / 1024
+
+
+def _feed(total_mib, head=b"the ", tail=b" cat"):
+    def feed(f):
+        try:
+            f.write(head)
+            block = b"\x00" * (1 << 20)
+            for _ in range(total_mib):
+                f.write(block)
+            f.write(tail)
+        except BrokenPipeError:
+            pass
+    return feed
+
+
+def test_memory_stays_flat_in_the_texts_length_on_a_pipe(tmp_path):
+    """96 MiB through a FIFO (NUL characters the model skips: no replay work, only reading and
+    encoding): the peak RSS stays near a short text's. Read whole, the text alone held 96 MiB
+    of bytes, 96 MiB of str and 384 MiB of UTF-32 code points."""
+    import os
+
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    rc, out, small = _run_measured(fifo, ["--unknown", "skip"], _feed(1))
+    assert rc == 0, out
+    rc, out, big = _run_measured(fifo, ["--unknown", "skip"], _feed(96))
+    assert rc == 0, out
+    assert "bits/char over 7 characters" in out
+    assert big < small + 48, (small, big)
+
+
+def test_a_fifo_is_read_as_it_is_written(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    _, _, path = _probe_text(tmp_path)
+    text = path.read_bytes()
+
+    def write():
+        with open(fifo, "wb") as f:
+            f.write(text)
+
+    t = threading.Thread(target=write)
+    t.start()
+    r = _score([str(fifo), "--json"])
+    t.join()
+    assert r.exit_code == 0, r.output
+    want = json.loads(_score([str(path), "--json"]).stdout)
+    assert json.loads(r.stdout)["bits_per_char"] == want["bits_per_char"]
