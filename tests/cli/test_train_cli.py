@@ -139,3 +139,24 @@ def test_second_trainer_is_locked_out_and_ctrl_c_saves_a_checkpoint(tmp_path):
     assert "Aborted" not in err and "Traceback" not in err
     assert json.loads((run / "run.json").read_text())["status"] == "training"
     assert not (run / "probe.npz").exists()
+
+
+def test_resume_of_a_complete_run_is_nothing_to_do(tiny_run, tiny_corpus):
+    """The same command again (a restart loop) exits 0 in one line; only options that differ
+    from the run's saved configuration are warned about (tiny_run: GRU 24, seq-len 32)."""
+    before = (tiny_run / "run.json").read_text()
+    r = CliRunner().invoke(cli, ["train", str(tiny_corpus), "-o", str(tiny_run), "--resume",
+                                 "--epochs", "2", "--units", "24", "--seq-len", "32"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == f"nothing to do: {tiny_run} finished 2 of 2 epochs\n"
+    r = CliRunner().invoke(cli, ["train", "-o", str(tiny_run), "--resume", "--units", "24",
+                                 "--cell", "lstm", "--stateful", "--json"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ("warning: --resume uses the run's saved configuration; ignoring --cell, "
+                        f"--stateful\nnothing to do: {tiny_run} finished 2 of 2 epochs\n")
+    assert json.loads(r.stdout)["status"] == "complete"
+    r = CliRunner().invoke(cli, ["train", "-o", str(tiny_run), "--resume", "--epochs", "1"])
+    assert r.exit_code == 1 and r.stderr == (
+        "Error: --epochs 1: the run has already done 2 epochs; pass more than 2 to train "
+        "further\n")
+    assert (tiny_run / "run.json").read_text() == before
