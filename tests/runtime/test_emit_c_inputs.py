@@ -22,13 +22,15 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 QEMU = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor",
         "none", "-serial", "none"]
 
-# A planted C fragment: closes the golden table, includes stdio and adds a constructor that
-# writes a marker file when the program it is compiled into starts (issue 24's attack).
+# A planted C fragment (as top_k of case 4): closes the golden table, includes stdio and adds a
+# constructor that writes a marker file when the program it is compiled into starts; before the
+# fix, `make check` compiled it and the marker appeared (issue 24's attack).
 def fragment(marker) -> str:
-    return ('0, 1.0, 0, 1u, 0u, 1, NULL}};\n#include <stdio.h>\n'
+    return ('0, 1.0, 0, 1u, 0u, 1, CW_G4_IDS}};\n#include <stdio.h>\n'
             '__attribute__((constructor)) static void cw_planted(void) {\n'
             f'    FILE *f = fopen("{marker}", "w"); if (f) fclose(f);\n'
-            '}\n/* */ static const cw_golden cw_more[] = {{"x", 1, NULL, 1.0, 3')
+            '}\n__attribute__((unused)) static const cw_golden cw_more[] = {{"x", 1, CW_G4_Z, '
+            '1.0, 3')
 
 
 # The strings that break naive C emitters: quotes, backslashes, comment ends, trigraphs, line
