@@ -8,15 +8,20 @@ when done. The core of `charwright serve`, usable from Python without HTTP.
     req.completions()                      [Completion per choice]
     engine.cancel(req); engine.drain(); engine.abort_all("shutdown"); engine.close()
 
-Threads. One scheduler thread owns the batch (a Generator) and is the only one that steps it. A
-primer thread runs the prompts of waiting requests through the step graph (FIFO), so a long
-prompt never stalls the running batch. Callers only validate, enqueue and relay: submit() and
-cancel() post to the scheduler and return at once.
+Threads. One scheduler thread owns the batch (a Generator) and the prompts being primed (a
+Primer), and is the only one that steps either. Callers only validate, enqueue and relay:
+submit() and cancel() post to the scheduler and return at once.
 
 Each scheduler pass: commands first (cancels, aborts), then waiting requests that are primed and
-fit join the batch (FIFO, a request's rows all together), then one batched step for every row,
-then the new text of each request is appended to its events and `notify(touched requests)` is
-called once per step (the HTTP layer turns that into one wake-up of its event loop).
+fit join the batch (a request's rows all together; FIFO among primed requests, so a request still
+priming holds back nobody), waiting requests start priming (FIFO, at most max_batch prompts
+prime at once), then one batched step for every row, then priming for about as long as that step
+took (chunked prefill: vLLM's scheduler gives prefill a token budget per iteration for the same
+reason), so a long prompt slows the running streams' frames by at most about one step whatever
+its length; with no row running, priming runs in slices of PRIME_IDLE_SECONDS. Then the new text
+of each request is appended to its events and `notify(touched requests)` is called once per pass
+(the HTTP layer turns that into one wake-up of its event loop). A request cancelled while it
+primes (its client went away) leaves the primer at the next pass.
 
 Rows and seeds. A request of P prompts and n choices holds P x n rows; choice p*n + j is row
 (seed, j) of prompt p, exactly the row `charwright generate PROMPT_p --num-samples n --seed S`
@@ -24,7 +29,8 @@ samples as sample j. Rows sampled with equal settings share one Sampler (the see
 the batch is sampled in a few groups, whatever the number of requests.
 
 Queue. At most max_batch rows run. A request that does not fit waits; if max_queue requests wait
-already, submit raises QueueFull at once (HTTP 429): the queue is bounded, never a backlog.
+already, submit raises QueueFull at once (HTTP 429): the queue is bounded, never a backlog. A
+request whose prompts hold more than max_prompt_chars characters is refused (ConfigError).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dataclasses import replace
 import numpy as np
 
 from .errors import CharwrightError, ConfigError
-from .generator import Generator, prime
+from .generator import Generator, Primer
 from .model import Completion
 from .sampling import Sampler, SamplingConfig, resolve_seed
 from .text_stream import TextStream
@@ -47,6 +53,9 @@ STEP_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
                         0.25, 1.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TIMEOUT_CHECK_SECONDS = 0.1
+PRIME_SHARE = 1.0  # priming per pass, as a multiple of the last batched steps' mean time
+PRIME_IDLE_SECONDS = 0.02  # priming per pass when no row runs (commands are read in between)
+STEP_EWMA = 0.2  # weight of the newest step in the mean step time
 
 
 class QueueFull(CharwrightError):
@@ -96,7 +105,9 @@ class Request:
         self.prompt_chars = 0
         self.events: deque = deque()
         self.outcome: str | None = None
-        self.primed = None  # (logits [rows, V], state [rows, S]) once the primer ran
+        self.primed = None  # (logits [rows, V], state [rows, S]) once every prompt is primed
+        self.prime_keys: list[int] = []  # its rows in the engine's Primer while it primes
+        self.prime_out: dict = {}  # prompt index -> (logits [V], state [S]) primed so far
         self.streams: list[TextStream] = []
         self.keys: list[int] = []
         self.left = self.rows
@@ -144,17 +155,22 @@ class Request:
 class Engine:
     """One scheduler over one loaded Model (see the module docstring)."""
 
-    def __init__(self, model, max_batch: int = 64, max_queue: int = 64, notify=None):
+    def __init__(self, model, max_batch: int = 64, max_queue: int = 64, notify=None,
+                 max_prompt_chars: int | None = None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"max_batch {max_batch!r}: must be an integer >= 1")
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
             raise ConfigError(f"max_queue {max_queue!r}: must be an integer >= 0")
+        if max_prompt_chars is not None and (isinstance(max_prompt_chars, bool)
+                                             or not isinstance(max_prompt_chars, int)
+                                             or max_prompt_chars < 1):
+            raise ConfigError(f"max_prompt_chars {max_prompt_chars!r}: must be an integer >= 1 "
+                              "(or None: no limit)")
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
+        self.max_prompt_chars = max_prompt_chars
         self.notify = notify or _wake_each
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()  # accepted, not yet in the batch (FIFO)
-        self._to_prime: deque[Request] = deque()
-        self._prime_cond = threading.Condition()
         self._commands: list = []
         self._running: list[Request] = []
         self._running_rows = 0
@@ -162,6 +178,8 @@ class Engine:
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._gen = None
+        self._primer = None
+        self._priming: dict[int, tuple] = {}  # primer key -> (request, prompt index)
         self._row: dict[int, tuple] = {}  # key -> (request, choice, TextStream)
         self._samplers: dict = {}  # config without seed -> Sampler
         # statistics, written by the scheduler thread only (read anywhere: plain ints)
@@ -169,15 +187,19 @@ class Engine:
         self.chars_generated = 0
         self.step_seconds = Histogram(STEP_SECONDS_BUCKETS)
         self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
+        self.prompt_ids_primed = 0  # prompt ids run through the step graph
+        self.prime_seconds = 0.0  # time spent priming
+        self.priming_requests = 0  # requests priming now
+        self.prompt_ids_left = 0  # ids of prompts still to prime
+        self._step_mean = 0.0  # mean time of recent batched steps (the priming budget's unit)
         self.last_error: BaseException | None = None
 
     # ---- public ---------------------------------------------------------------------------------
 
     def start(self) -> "Engine":
-        for target, name in ((self._schedule, "scheduler"), (self._prime_loop, "primer")):
-            t = threading.Thread(target=target, name=f"charwright-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        t = threading.Thread(target=self._schedule, name="charwright-scheduler", daemon=True)
+        t.start()
+        self._threads.append(t)
         return self
 
     @property
@@ -209,6 +231,10 @@ class Engine:
         prompts = list(prompts)
         if not prompts:
             raise ConfigError("no prompt: give at least one")
+        chars = sum(len(p) for p in prompts)
+        if self.max_prompt_chars is not None and chars > self.max_prompt_chars:
+            raise ConfigError(f"prompt of {chars:,} characters: at most {self.max_prompt_chars:,} "
+                              "are primed per request (max_prompt_chars)")
         rows = len(prompts) * n
         if rows > self.max_batch:
             raise ConfigError(f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this engine "
@@ -217,7 +243,7 @@ class Engine:
         ids = [self.model.encode_prompt(p) for p in prompts]
         deadline = None if not timeout else time.monotonic() + timeout
         req = Request(ids, n, max_chars, cfg, tuple(s for s in stop if s), deadline)
-        req.prompt_chars = sum(len(p) for p in prompts)
+        req.prompt_chars = chars
         return req
 
     def submit(self, prompts, n: int = 1, max_chars: int = 200, sampling=None, stop=(),
@@ -237,9 +263,7 @@ class Engine:
                 raise QueueFull(f"{len(self._waiting)} requests wait already (max_queue "
                                 f"{self.max_queue}); retry shortly")
             self._waiting.append(req)
-        with self._prime_cond:
-            self._to_prime.append(req)
-            self._prime_cond.notify()
+            self._cond.notify()
         return req
 
     def cancel(self, req: Request) -> None:
@@ -263,8 +287,6 @@ class Engine:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        with self._prime_cond:
-            self._prime_cond.notify_all()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout)
@@ -292,67 +314,23 @@ class Engine:
             self._commands.append(cmd)
             self._cond.notify()
 
-    # ---- the primer thread ----------------------------------------------------------------------
-
-    def _prime_loop(self) -> None:
-        while True:
-            with self._prime_cond:
-                while not self._to_prime and not self._stop:
-                    self._prime_cond.wait()
-                if self._stop:
-                    return
-                req = self._to_prime.popleft()
-            if req.outcome is not None:
-                continue
-            try:
-                backend = self.model.backend  # this thread's (LiteRT interpreters are per thread)
-                by_len: dict = {}
-                for i, p in enumerate(req.ids):
-                    by_len.setdefault(len(p), []).append(i)
-                logits = [None] * len(req.ids)
-                state = [None] * len(req.ids)
-                for idx in by_len.values():  # prompts of one length prime together
-                    z, s = prime(backend, [req.ids[i] for i in idx])
-                    for j, i in enumerate(idx):
-                        logits[i], state[i] = z[j], s[j]
-                rows = np.repeat(np.arange(len(req.ids)), req.n)  # choice p*n + j -> prompt p
-                req.primed = (np.stack(logits)[rows], np.stack(state)[rows])
-            except Exception as e:  # noqa: BLE001 - a backend failure ends this request only
-                self.last_error = e
-                self._post(("cancel", req, "error"))
-                continue
-            with self._cond:
-                self._cond.notify()
-
     # ---- the scheduler thread -------------------------------------------------------------------
 
     def _schedule(self) -> None:
         self._gen = Generator(self.model.backend)
+        self._primer = Primer(self.model.backend)
         next_check = time.monotonic() + TIMEOUT_CHECK_SECONDS
         while True:
             with self._cond:
-                while (not self._commands and not self._gen.keys and not self._stop
-                       and not (self._waiting and self._waiting[0].primed is not None)):
-                    self._cond.wait(TIMEOUT_CHECK_SECONDS if self._waiting else None)
-                    if self._waiting and time.monotonic() >= next_check:
-                        break
+                # every waiting request primes, or can start priming, or waits for rows that a
+                # running one will free: nothing to do only when nothing runs, primes or waits
+                while (not self._commands and not self._gen.keys and not self._primer.keys
+                       and not self._waiting and not self._stop):
+                    self._cond.wait()
                 if self._stop and not self._commands:
                     return
                 commands, self._commands = self._commands, []
-                admit = []
-                free = self.max_batch - self._running_rows
-                while self._waiting:
-                    r = self._waiting[0]
-                    if r.outcome is not None:
-                        self._waiting.popleft()
-                        continue
-                    if r.primed is None or r.rows > free:
-                        break
-                    self._waiting.popleft()
-                    admit.append(r)
-                    free -= r.rows
-                    self._running_rows += r.rows
-                    self._running.append(r)
+                admit, start = self._admit()
             touched: list = []
             try:
                 for kind, req, reason in commands:
@@ -364,6 +342,9 @@ class Engine:
                 for r in admit:
                     if r.outcome is None:
                         self._join(r)
+                for r in start:
+                    if r.outcome is None:
+                        self._start_priming(r)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + TIMEOUT_CHECK_SECONDS
@@ -375,8 +356,77 @@ class Engine:
             except Exception as e:  # noqa: BLE001 - a failed pass ends the batch, not the server
                 self.last_error = e
                 self._recover(touched)
+            if self._primer.keys:
+                self._prime(touched)
             if touched:
                 self.notify(touched)
+
+    def _admit(self) -> tuple[list, list]:
+        """(requests that join the batch now, requests that start priming now); called under
+        the lock. Primed requests join in FIFO order while they fit (one that does not fit holds
+        back those behind it, so a large request is never starved); requests still priming are
+        passed over. Waiting requests start priming in FIFO order while the primer has room."""
+        admit, start = [], []
+        free = self.max_batch - self._running_rows
+        room = self.max_batch - len(self._primer.keys)
+        blocked = False
+        for r in list(self._waiting):
+            if r.outcome is not None:
+                self._waiting.remove(r)
+            elif r.primed is not None:
+                if blocked or r.rows > free:
+                    blocked = True
+                    continue
+                self._waiting.remove(r)
+                admit.append(r)
+                free -= r.rows
+                self._running_rows += r.rows
+                self._running.append(r)
+            elif not r.prime_keys and room >= 0:
+                if len(r.ids) <= room:
+                    start.append(r)
+                    room -= len(r.ids)
+                else:
+                    room = -1  # FIFO: no later request starts before this one
+        return admit, start
+
+    def _start_priming(self, r: Request) -> None:
+        r.prime_keys = self._primer.add(r.ids)
+        for i, k in enumerate(r.prime_keys):
+            self._priming[k] = (r, i)
+        self.priming_requests += 1
+        self.prompt_ids_left = self._primer.ids_left
+
+    def _prime(self, touched: list) -> None:
+        """Primes for about one mean step (or PRIME_IDLE_SECONDS with no row running); a request
+        whose every prompt is primed gets `primed` and joins at a later pass. A backend failure
+        ends the requests priming (outcome "error"), not the running batch."""
+        budget = PRIME_SHARE * self._step_mean if self._gen.keys else PRIME_IDLE_SECONDS
+        primer = self._primer
+        before = primer.ids_primed
+        t0 = time.perf_counter()
+        try:
+            done = primer.advance(budget)
+        except Exception as e:  # noqa: BLE001 - a failing backend ends these requests only
+            self.last_error = e
+            for r in {r for r, _ in self._priming.values()}:
+                self._end(r, "error", touched)
+            self._primer = Primer(self.model.backend)
+            self._priming = {}
+            done = []
+        self.prime_seconds += time.perf_counter() - t0
+        self.prompt_ids_primed += primer.ids_primed - before
+        for key, logits, state in done:
+            r, i = self._priming.pop(key)
+            r.prime_out[i] = (logits, state)
+            if len(r.prime_out) == len(r.ids):
+                rows = np.repeat(np.arange(len(r.ids)), r.n)  # choice p*n + j -> prompt p
+                out = [r.prime_out[i] for i in range(len(r.ids))]
+                r.primed = (np.stack([o[0] for o in out])[rows],
+                            np.stack([o[1] for o in out])[rows])
+                r.prime_keys, r.prime_out = [], {}
+                self.priming_requests -= 1
+        self.prompt_ids_left = self._primer.ids_left
 
     def _recover(self, touched: list) -> None:
         """After an exception inside a pass (a backend error, a sampler bug on odd logits): every
@@ -410,6 +460,7 @@ class Engine:
         t0 = time.perf_counter()
         keys, ids = self._gen.step()
         dt = time.perf_counter() - t0
+        self._step_mean += STEP_EWMA * (dt - self._step_mean)
         n = len(keys)
         self.steps += 1
         self.chars_generated += n
@@ -462,6 +513,13 @@ class Engine:
         with self._cond:
             if r in self._waiting:
                 self._waiting.remove(r)
+        if r.prime_keys:  # it was priming: its prompts leave the primer at once
+            self._primer.remove(r.prime_keys)
+            for k in r.prime_keys:
+                self._priming.pop(k, None)
+            r.prime_keys, r.prime_out = [], {}
+            self.priming_requests -= 1
+            self.prompt_ids_left = self._primer.ids_left
         r.primed = None
         self._finish(r, reason)
         touched.append(r)

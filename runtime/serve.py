@@ -18,7 +18,13 @@ The wire contract (rule 24), in one place each:
     route, 405 method, 413 body over MAX_BODY_BYTES, 429 queue full (Retry-After), 503 loading or
     draining, 504 request timeout (non-streaming).
   - a client that goes away (ASGI http.disconnect, or a failed write) cancels its request: its
-    rows leave the batch before the next step.
+    rows leave the batch before the next step, its prompts leave the primer if they were priming.
+  - 400 also for a prompt over --max-prompt-chars; 431 for a request head over MAX_HEAD_BYTES
+    or with more than MAX_HEADER_FIELDS header fields (then the connection is closed).
+
+The log (stderr) carries one line per event, `charwright serve: ...`, never a traceback: uvicorn's
+loggers write through _OneLine, and a client that leaves while its body is read is a 499 in
+/metrics, not an exception.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import operator
 import os
 import secrets
@@ -44,6 +51,7 @@ try:
                                         HistogramMetricFamily)
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
     from starlette.applications import Starlette
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError as e:  # pragma: no cover - the CLI reports this with the extra's name
@@ -56,9 +64,13 @@ MAX_STOP = 16
 DEFAULT_MAX_TOKENS = 300  # charwright generate's -n default
 DEFAULT_TEMPERATURE = 0.8  # charwright generate's default
 RETRY_AFTER_SECONDS = 1
+DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
+MAX_HEAD_BYTES = 32 * 1024  # request line + header fields (nginx: 4 x 8 KiB buffers)
+MAX_HEADER_FIELDS = 100  # gunicorn's limit_request_fields
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                405: "invalid_request_error", 413: "invalid_request_error",
+               431: "invalid_request_error",
                429: "rate_limit_error", 500: "server_error", 503: "unavailable_error",
                504: "timeout_error"}
 # OpenAI fields charwright cannot honour, with the value that means "off" (accepted as such)
@@ -105,6 +117,7 @@ class ServeConfig:
     api_key: str | None = field(default=None, repr=False)  # never printed
     request_timeout: float = 600.0  # 0: none
     shutdown_timeout: float = 30.0
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
 
 
 def model_names(bundles) -> list[str]:
@@ -171,7 +184,8 @@ def _int_field(body, name, default, lo, hi):
     return v
 
 
-def parse_completion(body, served: Served, max_batch: int):
+def parse_completion(body, served: Served, max_batch: int,
+                     max_prompt_chars: int | None = None):
     """The request's fields, validated as `charwright generate` validates its options.
 
     Returns (prompts, n, max_chars, SamplingConfig, stop, stream, include_usage)."""
@@ -192,6 +206,10 @@ def parse_completion(body, served: Served, max_batch: int):
     else:
         raise HTTPError(400, "prompt must be a string or a non-empty list of strings (token "
                         "ids are not accepted: the model reads characters)")
+    chars = sum(len(p) for p in prompts)
+    if max_prompt_chars is not None and chars > max_prompt_chars:
+        raise HTTPError(400, f"prompt of {chars:,} characters; this server primes at most "
+                        f"{max_prompt_chars:,} per request (--max-prompt-chars)")
     n = _int_field(body, "n", 1, 1, max_batch)
     max_chars = _int_field(body, "max_tokens", DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_LIMIT)
     stop = body.get("stop")
@@ -225,7 +243,7 @@ def parse_completion(body, served: Served, max_batch: int):
         values["top_p"] = None
     try:
         cfg = SamplingConfig(**values)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         raise HTTPError(400, str(e)) from None
     rows = len(prompts) * n
     if rows > max_batch:
@@ -441,6 +459,10 @@ class _RawSend:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
+            if len(scope["headers"]) > MAX_HEADER_FIELDS:  # h11 bounds bytes only (httptools:
+                why = f"more than {MAX_HEADER_FIELDS} header fields"  # _bounded refuses earlier)
+                await error_response(431, why, {"Connection": "close"})(scope, receive, send)
+                return
             scope[RAW_SEND] = send
         await self.app(scope, receive, send)
 
@@ -482,7 +504,11 @@ def build_app(cfg: ServeConfig, names=None) -> "Starlette":
             return down
         served = None
         try:
-            raw = await _read_body(request)
+            try:
+                raw = await _read_body(request)
+            except ClientDisconnect:  # it left (or its chunked body was malformed): nobody reads
+                state.count_unrouted(499)
+                return Response(status_code=499)
             try:
                 body = json.loads(raw)
             except (ValueError, RecursionError):
@@ -500,7 +526,7 @@ def build_app(cfg: ServeConfig, names=None) -> "Starlette":
                                 f"{', '.join(state.models)}")
             engine = served.engine
             prompts, n, max_chars, sampling, stop, stream, usage = parse_completion(
-                body, served, engine.max_batch)
+                body, served, engine.max_batch, cfg.max_prompt_chars)
             try:
                 req = engine.prepare(prompts, n, max_chars, sampling, stop,
                                      cfg.request_timeout or None)
@@ -591,7 +617,8 @@ def _load_all(state: State) -> None:
     loop = state.loop
     for name, bundle in zip(state.names, bundles):
         model = load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
-        engine = Engine(model, cfg.max_batch, cfg.max_queue, notify=_notifier(loop))
+        engine = Engine(model, cfg.max_batch, cfg.max_queue, notify=_notifier(loop),
+                        max_prompt_chars=cfg.max_prompt_chars)
         state.models[name] = Served(name, model, engine.start())
 
 
@@ -628,7 +655,8 @@ def _loaded(state: State, future) -> None:
         if state.phase == "loading":
             state.phase = "ready"
         desc = ", ".join(f"{s.name} ({s.model.entry.path})" for s in state.models.values())
-        _log(f"ready: {desc}; max batch {state.cfg.max_batch}, max queue {state.cfg.max_queue}")
+        _log(f"ready: {desc}; max batch {state.cfg.max_batch}, max queue {state.cfg.max_queue}, "
+             f"max prompt {state.cfg.max_prompt_chars:,} chars")
         return
     state.phase = "failed"
     state.fatal = str(e) if isinstance(e, CharwrightError) else f"{type(e).__name__}: {e}"
@@ -664,6 +692,16 @@ class _Collector:
                                       labels=["model"])
         sizes = HistogramMetricFamily("charwright_batch_size", "Rows per batched step.",
                                       labels=["model"])
+        priming = GaugeMetricFamily("charwright_requests_priming",
+                                    "Requests whose prompts are being primed.", labels=["model"])
+        left = GaugeMetricFamily("charwright_prompt_chars_left",
+                                 "Prompt characters (ids) still to prime.", labels=["model"])
+        primed = CounterMetricFamily("charwright_prompt_chars_primed",
+                                     "Prompt characters (ids) run through the step graph.",
+                                     labels=["model"])
+        prime_s = CounterMetricFamily("charwright_prime_seconds",
+                                      "Time the scheduler spent priming prompts.",
+                                      labels=["model"])
         for s in models:
             e = s.engine
             running.add_metric([s.name], e.running_requests)
@@ -672,16 +710,129 @@ class _Collector:
             for status, count in sorted(s.requests.items()):
                 total.add_metric([s.name, status], count)
             chars.add_metric([s.name], e.chars_generated)
+            priming.add_metric([s.name], e.priming_requests)
+            left.add_metric([s.name], e.prompt_ids_left)
+            primed.add_metric([s.name], e.prompt_ids_primed)
+            prime_s.add_metric([s.name], e.prime_seconds)
             for fam, h in ((steps, e.step_seconds), (sizes, e.batch_size)):
                 buckets = [(_le(le), c) for le, c in h.cumulative()]
                 fam.add_metric([s.name], buckets, h.sum)
         for status, count in sorted(self.state.rejected_unrouted.items()):
             total.add_metric(["", status], count)
-        return [running, waiting, rows, total, chars, steps, sizes]
+        return [running, waiting, rows, total, chars, steps, sizes, priming, left, primed, prime_s]
 
 
 def _le(x: float) -> str:
     return "+Inf" if x == float("inf") else repr(float(x))
+
+
+# ---- the connection and the log -----------------------------------------------------------------
+
+def _http_protocol():
+    """uvicorn's httptools protocol with the request head bounded, or "h11" without httptools
+    (then h11_max_incomplete_event_size bounds the head). uvicorn bounds the head only for h11:
+    httptools keeps a header field of any length (an unterminated 48 MB one was held)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools is in the [serve] extra
+        return "h11"
+    return _bounded(HttpToolsProtocol)
+
+
+class _HeadRefused(Exception):
+    """Raised in a parser callback: httptools stops and uvicorn calls send_400_response."""
+
+
+def _bounded(base):
+    class BoundedHttpTools(base):
+        """At most MAX_HEAD_BYTES of request line and header fields and MAX_HEADER_FIELDS
+        fields; beyond either, 431 with the standard body, one log line, connection closed.
+        Malformed requests get uvicorn's 400 and one log line (its own warning is filtered)."""
+
+        _head = None  # bytes of the current request head so far; None once the head is complete
+        _fields = 0
+        _refused = None  # why the request was refused (431), once it was
+
+        def on_message_begin(self):
+            self._head, self._fields = 0, 0
+            super().on_message_begin()
+
+        def on_header(self, name, value):
+            self._fields += 1
+            if self._fields > MAX_HEADER_FIELDS:
+                self._refused = f"more than {MAX_HEADER_FIELDS} header fields"
+                raise _HeadRefused(self._refused)
+            super().on_header(name, value)
+
+        def on_headers_complete(self):
+            self._head = None
+            super().on_headers_complete()
+
+        def data_received(self, data):
+            super().data_received(data)
+            if self._head is None or self.transport.is_closing():
+                return
+            self._head += len(data)  # the head is still incomplete: all of data is head
+            if self._head > MAX_HEAD_BYTES:
+                self._refused = f"request head over {MAX_HEAD_BYTES:,} bytes"
+                self._refuse()
+
+        def send_400_response(self, msg):
+            if self._refused is not None:
+                self._refuse()
+                return
+            _log(f"refused a malformed request from {_peer(self.client)}: {msg} (400)")
+            super().send_400_response(msg)
+
+        def _refuse(self):
+            _log(f"refused a request from {_peer(self.client)}: {self._refused} (431)")
+            body = json.dumps(error_body(431, self._refused)).encode()
+            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                 b"content-type: application/json\r\n"
+                                 b"content-length: " + str(len(body)).encode() + b"\r\n"
+                                 b"connection: close\r\n\r\n" + body)
+            self.transport.close()
+
+    return BoundedHttpTools
+
+
+def _peer(client) -> str:
+    return "%s:%d" % tuple(client) if client else "a client"
+
+
+class _OneLine(logging.Formatter):
+    """`charwright serve: LEVEL: message` on one line; an exception adds its type and message,
+    never its traceback (CHARWRIGHT_DEBUG=1 shows it)."""
+
+    def format(self, record) -> str:
+        msg = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            if os.environ.get("CHARWRIGHT_DEBUG") == "1":
+                msg += "\n" + self.formatException(record.exc_info)
+                return f"charwright serve: {record.levelname.lower()}: {msg}"
+            msg = f"{msg}: {type(exc).__name__}: {exc}"
+        return f"charwright serve: {record.levelname.lower()}: {' '.join(msg.split())}"
+
+
+class _Handled(logging.Filter):
+    """Drops uvicorn's bare "Invalid HTTP request received." (_bounded logs the event with its
+    client and reason)."""
+
+    def filter(self, record) -> bool:
+        return record.msg != "Invalid HTTP request received."
+
+
+LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"one_line": {"()": _OneLine}},
+    "filters": {"handled": {"()": _Handled}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                            "formatter": "one_line", "filters": ["handled"]}},
+    "loggers": {name: {"handlers": ["stderr"], "level": "WARNING", "propagate": False}
+                for name in ("uvicorn", "uvicorn.access", "asyncio")},
+}
 
 
 # ---- the process --------------------------------------------------------------------------------
@@ -720,7 +871,9 @@ def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> i
             state.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(_drain(state)))
 
     config = uvicorn.Config(_RawSend(app), log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False,
+                            http=_http_protocol(), h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                            log_config=LOG_CONFIG)
     server = Server(config)
     state.server = server
     server.run(sockets=[sock])

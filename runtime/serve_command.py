@@ -23,14 +23,18 @@ from .commands import BACKEND_CHOICE, PRECISION_CHOICE
               help="Rows advanced together per step, per model (a request takes prompts x n).")
 @click.option("--max-queue", type=click.IntRange(0, 100_000), default=64, show_default=True,
               help="Requests that may wait for rows; one more gets 429 at once.")
+@click.option("--max-prompt-chars", type=click.IntRange(1, 100_000_000), default=100_000,
+              show_default=True,
+              help="Prompt characters one request may bring (its prompts together); more gets "
+              "400. A prompt primes a slice per step, beside the running streams.")
 @click.option("--api-key", envvar="CHARWRIGHT_API_KEY", show_envvar=True,
               help="Require `Authorization: Bearer KEY` on /v1/* and /metrics (never logged).")
 @click.option("--request-timeout", type=click.FloatRange(0), default=600.0, show_default=True,
               help="Seconds a request may take, waiting included (0: no limit).")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGTERM, seconds running requests get to finish before they are cut.")
-def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue, api_key,
-          request_timeout, shutdown_timeout):
+def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue,
+          max_prompt_chars, api_key, request_timeout, shutdown_timeout):
     """Serve bundles over HTTP: OpenAI-compatible /v1/completions (SSE streaming), /v1/models,
     /health (503 while loading or draining) and Prometheus /metrics.
 
@@ -50,7 +54,7 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     cfg = ServeConfig(bundles=tuple(bundles), backend=backend, precision=precision,
                       threads=threads, max_batch=max_batch, max_queue=max_queue,
                       api_key=api_key, request_timeout=request_timeout,
-                      shutdown_timeout=shutdown_timeout)
+                      shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars)
     try:
         model_names(cfg.bundles)
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error

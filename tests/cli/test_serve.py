@@ -165,11 +165,14 @@ def test_health_models_and_metrics(server):
     text = httpx.get(server.url + "/metrics", headers=AUTH).text
     for name in ("charwright_requests_running", "charwright_requests_waiting",
                  "charwright_requests_total", "charwright_chars_generated_total",
-                 "charwright_step_seconds_bucket", "charwright_batch_size_bucket"):
+                 "charwright_step_seconds_bucket", "charwright_batch_size_bucket",
+                 "charwright_requests_priming", "charwright_prompt_chars_left",
+                 "charwright_prompt_chars_primed_total", "charwright_prime_seconds_total"):
         assert name in text
     assert "# TYPE charwright_requests_running gauge" in text
     assert "# TYPE charwright_step_seconds histogram" in text
     assert server.metric("charwright_chars_generated_total", AUTH) > 0
+    assert server.metric("charwright_prompt_chars_primed_total", AUTH) > 0
 
 
 def test_a_client_that_goes_away_frees_its_row(server):
@@ -218,6 +221,10 @@ BAD = [
     ({"model": "tiny", "prompt": "a", "min_p": 1}, 400, "min_p 1"),
     ({"model": "tiny", "prompt": "a", "typical_p": 1.5}, 400, "typical_p 1.5"),
     ({"model": "tiny", "prompt": "a", "repetition_penalty": 0}, 400, "repetition_penalty 0"),
+    ({"model": "tiny", "prompt": "a", "repetition_penalty": 1e-300}, 400,
+     "repetition_penalty 1e-300"),
+    ({"model": "tiny", "prompt": "a" * 100_001}, 400, "prompt of 100,001 characters"),
+    ({"model": "tiny", "prompt": ["ab"] * 50_001}, 400, "(--max-prompt-chars)"),
     ({"model": "tiny", "prompt": "a", "seed": -1}, 400, "seed -1"),
     ({"model": "tiny", "prompt": "a", "seed": True}, 400, "seed True"),
     ({"model": "tiny", "prompt": "a", "n": 0}, 400, "n 0"),
@@ -333,3 +340,112 @@ def test_sigterm_lets_a_stream_finish_within_the_shutdown_timeout(bundle):
     events = sse_events(line for line in lines[1:] if isinstance(line, str))
     assert events[-1] == "[DONE]" and events[-2]["choices"][0]["finish_reason"] == "length"
     assert sum(len(c["text"]) for e in events[:-1] for c in e["choices"]) == 20_000
+
+
+# ---- a long prompt, an oversized head, a client that leaves mid-body: nobody else stalls, the --
+# ---- log stays one line per event (issue 24.3) --------------------------------------------------
+
+def _raw(server, data: bytes, read: bool = True, timeout: float = 10.0) -> bytes:
+    """Sends raw bytes on a fresh connection; returns what the server answers before it closes
+    (or what came within `timeout`)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def _head(key=KEY, extra: bytes = b"") -> bytes:
+    return (b"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            b"authorization: Bearer " + key.encode() + b"\r\n" + extra)
+
+
+def _no_traceback(server, since: int) -> list:
+    lines = server.stderr_lines[since:]
+    assert not any("Traceback" in line or line.startswith(" ") for line in lines), lines
+    return lines
+
+
+def test_an_oversized_head_gets_431_and_one_log_line(server):
+    since = len(server.stderr_lines)
+    # an unterminated 1 MB header field: answered and closed after 32 KiB, never held
+    got = _raw(server, _head(extra=b"x-big: " + b"a" * (1 << 20)))
+    assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+    body = json.loads(got.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == 431 and "request head over 32,768 bytes" in \
+        body["error"]["message"]
+    fields = b"".join(b"x-f%d: 1\r\n" % i for i in range(101))
+    got = _raw(server, _head(extra=fields + b"content-length: 2\r\n\r\n{}"))
+    assert got.startswith(b"HTTP/1.1 431 ") and b"more than 100 header fields" in got
+    # 99 fields of ours (with host and authorization: 101) pass the header check
+    time.sleep(0.2)
+    lines = _no_traceback(server, since)
+    assert len(lines) == 2 and all("(431)" in line for line in lines), lines
+    r = post(server, {"model": "tiny", "prompt": "a", "max_tokens": 3})
+    assert r.status_code == 200  # the server goes on
+
+
+def test_clients_that_leave_mid_body_or_send_a_broken_chunked_body_leave_no_traceback(server):
+    since = len(server.stderr_lines)
+    before = server.metric("charwright_requests_total", AUTH)
+    # a body announced as 1,000 bytes, 10 sent, then the client goes away
+    _raw(server, _head(extra=b"content-length: 1000\r\n\r\n") + b'{"model":"', read=False)
+    # a chunked body whose chunk size is not hexadecimal: 400 from the HTTP parser
+    got = _raw(server, _head(extra=b"transfer-encoding: chunked\r\n\r\n") + b"5\r\n{\"mo\"\r\n"
+               b"zz\r\nmore\r\n0\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 400 "), got[:200]
+    end = time.monotonic() + 5
+    while server.metric("charwright_requests_total", AUTH) < before + 2 and \
+            time.monotonic() < end:
+        time.sleep(0.05)
+    assert server.metric("charwright_requests_total", AUTH) == before + 2  # two 499s
+    time.sleep(0.2)
+    lines = _no_traceback(server, since)
+    assert len(lines) == 1 and "refused a malformed request" in lines[0], lines
+
+
+def test_a_long_prompt_stalls_nobody_and_stops_priming_when_its_client_leaves(bundle):
+    """A 900,000-char prompt (about 10 s of priming alone on this model) primes beside the other
+    requests: a short request sent meanwhile is answered while it still primes, and when its
+    client leaves its priming stops (it used to run to its end, and every request waited)."""
+    import socket
+
+    s = ServerProcess("-b", str(bundle), "--backend", "numpy", "--max-prompt-chars",
+                      "1000000").start()
+    try:
+        prompt = (PROMPT * 225_000)[:900_000]
+        data = json.dumps({"model": "tiny", "prompt": prompt, "max_tokens": 5}).encode()
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                     b"content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                     % len(data) + data)
+        end = time.monotonic() + 10
+        while not s.metric("charwright_requests_priming") and time.monotonic() < end:
+            time.sleep(0.02)
+        assert s.metric("charwright_requests_priming") == 1
+        r = httpx.post(s.url + "/v1/completions", timeout=30,
+                       json={"model": "tiny", "prompt": "hg", "max_tokens": 20, "seed": 1})
+        assert r.status_code == 200 and len(r.json()["choices"][0]["text"]) == 20
+        assert s.metric("charwright_requests_priming") == 1  # the long one still primes
+        assert 0 < s.metric("charwright_prompt_chars_left") < 900_000
+        sock.close()  # its client leaves: its priming stops at the next pass
+        end = time.monotonic() + 5
+        while s.metric("charwright_requests_priming") and time.monotonic() < end:
+            time.sleep(0.02)
+        assert s.metric("charwright_requests_priming") == 0
+        assert s.metric("charwright_prompt_chars_left") == 0
+        primed = s.metric("charwright_prompt_chars_primed_total")
+        time.sleep(0.2)
+        assert s.metric("charwright_prompt_chars_primed_total") == primed < 900_000
+        assert 'status="499"' in httpx.get(s.url + "/metrics").text
+    finally:
+        assert s.stop() == 0
+    assert "Traceback" not in s.stderr()

@@ -159,3 +159,91 @@ def test_samplers_of_finished_requests_are_not_kept(model, engine):
                           sampling=SamplingConfig(seed=i, temperature=0.5 + i / 1000))
         assert r.wait(10) == "ok"
     assert len(engine._samplers) == 0
+
+
+# ---- priming: in slices beside the running batch, cancelled with its request -------------------
+
+class _SlowStep:
+    """Wraps a backend: every step takes at least `seconds` (a model big enough for priming to
+    take a while, at a cost a test can afford)."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+        self.vocab_size, self.calls = inner.vocab_size, 0
+
+    def initial_state(self, n):
+        return self.inner.initial_state(n)
+
+    def step(self, tokens, state):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return self.inner.step(tokens, state)
+
+
+def test_the_primer_gives_each_prompt_what_prime_gives_it_alone(model):
+    from charwright.runtime.generator import Primer, prime
+
+    backend = model.backend
+    prompts = [model.encode_prompt(p) for p in ("abc ", "a", "hg" * 300, "cab" * 11)]
+    primer = Primer(backend)
+    keys = primer.add(prompts[:2])
+    got = {}
+    for round_ in range(10_000):
+        if round_ == 3:  # rows join while others prime; one leaves unprimed
+            keys += primer.add(prompts[2:] + [prompts[0]])
+            primer.remove([keys[-1]])
+        for key, logits, state in primer.advance(0.0):  # one step per call
+            got[key] = (logits, state)
+        if not len(primer):
+            break
+    assert sorted(got) == keys[:4] and primer.ids_left == 0
+    for key, ids in zip(keys, prompts):
+        z, s = prime(backend, [ids])
+        np.testing.assert_array_equal(got[key][0], z[0])
+        np.testing.assert_array_equal(got[key][1], s[0])
+
+
+def test_a_long_prompt_holds_back_no_one_and_stops_priming_when_cancelled(model):
+    """A request with a long prompt primes in slices: a short request sent after it is answered
+    while it still primes, running rows keep stepping, and cancelling it stops its priming at
+    once (the primer thread used to run every prompt to its end, FIFO: 27 s for a 994,000-char
+    prompt whose client had left, and every request behind it waited)."""
+    slow = _SlowStep(model.backend, 0.0002)
+    m = type(model).__new__(type(model))  # the module's model, stepping through `slow`
+    m.__dict__.update(model.__dict__)
+    m._shared, m._thread_safe = slow, True
+    e = Engine(m, max_batch=8, max_queue=8).start()
+    try:
+        running = e.submit(["ab"], max_chars=10**9, sampling=SamplingConfig(seed=1))
+        while not running.events:
+            time.sleep(0.001)
+        long = e.submit(["abc " * 10_000], max_chars=5, sampling=SamplingConfig(seed=2))
+        while not e.priming_requests:
+            time.sleep(0.001)
+        short = e.submit(["hg"], max_chars=20, sampling=SamplingConfig(seed=3))
+        assert short.wait(10) == "ok" and len(short.completions()[0].text) == 20
+        # 40,000 ids at >= 0.2 ms a step take >= 8 s alone: the short one did not wait for them
+        assert long.outcome is None and e.priming_requests == 1 and e.prompt_ids_left > 0
+        produced = running.generated_chars() if running.streams else 0
+        time.sleep(0.1)
+        assert running.generated_chars() > produced  # the running row goes on meanwhile
+        e.cancel(long)
+        assert long.wait(5) == "cancelled"
+        primed = e.prompt_ids_primed
+        assert e.priming_requests == 0 and e.prompt_ids_left == 0 and primed < 40_000
+        e.cancel(running)
+        assert running.wait(5) == "cancelled"
+        calls = slow.calls
+        time.sleep(0.05)
+        assert slow.calls == calls and e.prompt_ids_primed == primed and e.idle()
+    finally:
+        e.close()
+
+
+def test_a_prompt_over_max_prompt_chars_is_refused(model):
+    e = Engine(model, max_batch=4, max_queue=4, max_prompt_chars=10)
+    with pytest.raises(ConfigError, match="prompt of 11 characters.*max_prompt_chars"):
+        e.prepare(["abc ", "abc ", "abc"])
+    assert e.prepare(["abc ", "abc ", "ab"]).prompt_chars == 10
+    with pytest.raises(ConfigError, match="max_prompt_chars 0"):
+        Engine(model, max_prompt_chars=0)
