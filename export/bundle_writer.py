@@ -5,6 +5,11 @@ vocabulary and key facts in its own metadata), weights.npz for the numpy backend
 manifest.json. Every file's operators are checked for what breaks on devices, the probe is
 replayed on every file (runtime/parity.py), and only then is the directory renamed into place.
 A failure anywhere leaves no bundle and the previous one untouched.
+
+A file outside its parity tolerance is left out of the bundle and recorded in the manifest's
+left_out[] (path, format, precision, reason, figures), unless its precision was asked for by
+name (then the export is refused) or allow_mismatch keeps it; a bundle in which no file holds
+parity is refused.
 """
 
 from __future__ import annotations
@@ -138,8 +143,11 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
         RunDirError: RUN_DIR is not a complete run.
         ExportError: BUNDLE_DIR exists (without force), a conversion fails, or a file holds
             operators that do not run on devices.
-        ParityError: a file is outside its tolerance (unless allow_mismatch, which records the
-            failure in the manifest instead).
+        ParityError: a file of a precision named in `precisions` is outside its tolerance, no
+            file holds parity, or nothing could be checked (unless allow_mismatch, which keeps
+            failing files with the failure recorded in the manifest). Without allow_mismatch, a
+            failing file of a precision not named is left out of the bundle and recorded in
+            manifest["left_out"] (a "left_out" progress event each).
     """
     on_progress = on_progress or _noop
     run_dir, bundle_dir = Path(run_dir), Path(bundle_dir)
@@ -154,7 +162,7 @@ def export(run_dir, bundle_dir, formats=None, precisions=None, *, force: bool = 
                                  ExportError, remove=True))
         _check_target(bundle_dir, force)  # again, under the lock
         return _export(run_dir, bundle_dir, chosen, force, allow_mismatch, corpus, threads,
-                       on_progress)
+                       on_progress, named=set(precisions or ()))
 
 
 def _check_target(bundle_dir: Path, force: bool) -> None:
@@ -167,7 +175,7 @@ def _check_target(bundle_dir: Path, force: bool) -> None:
 
 
 def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch: bool, corpus,
-            threads: int, on_progress) -> dict:
+            threads: int, on_progress, named: set) -> dict:
     run = read_run_dir(run_dir)
     tf = require("tensorflow", "train")
     vocab = Vocabulary.load(run_dir / "vocab.json")
@@ -284,19 +292,82 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
 
         results += micro.check_bundle(load_bundle(tmp), on_result=lambda r: on_progress(
             {"event": "parity_file", "result": r}))
-        manifest["parity"] = [r.to_dict() for r in results]
         seconds = round(time.perf_counter() - t_all, 2)
+        failed = _failed_files(results, files)
         if not allow_mismatch:
-            try:
-                raise_for_failures(results)
-            except ParityError as e:
-                raise ParityError(f"export refused: {e} (leave those precisions out with "
-                                  "--precision, or pass --allow-mismatch to keep the files with "
-                                  "the failure recorded in the manifest)") from None
-        manifest["parity_failures_allowed"] = any(not r.passed for r in results)
+            results = _leave_out(tmp, manifest, results, failed, named, on_progress)
+        manifest["parity"] = [r.to_dict() for r in results]
+        manifest["parity_failures_allowed"] = bool(failed) and allow_mismatch
         write_json(tmp / "manifest.json", manifest)
     on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": seconds})
     return manifest
+
+
+def _row_path(label: str, paths) -> str:
+    """The bundle file a parity row measured (TFLite Micro's rows are labelled PATH[tflm])."""
+    if label in paths:
+        return label
+    base = label.rsplit("[", 1)[0]
+    return base if base in paths else label
+
+
+def _failed_files(results, files) -> dict:
+    """{path: [failing parity rows]} over every row of a file (its own backend's and TFLite
+    Micro's); a file that was not checked here has not failed."""
+    paths = {f["path"] for f in files}
+    out: dict[str, list] = {}
+    for r in results:
+        if r.checked and not r.passed:
+            out.setdefault(_row_path(r.file, paths), []).append(r)
+    return out
+
+
+def _leave_out(tmp: Path, manifest: dict, results: list, failed: dict, named: set,
+               on_progress) -> list:
+    """Drops the files outside their tolerance from the bundle being written (tmp), each
+    recorded in manifest["left_out"] (path, format, precision, reason, figures: its failing
+    parity rows) and announced by a "left_out" event; returns the parity rows of the files
+    kept.
+
+    Raises ParityError (nothing is written) when a failing file is of a precision the user
+    asked for by name (`named`), when no kept file holds parity, or when nothing could be
+    checked here at all."""
+    def why(rows) -> str:
+        return "; ".join(f"{r.file}: {', '.join(r.failures)}" for r in rows)
+
+    precision = {f["path"]: f["precision"] for f in manifest["files"]}
+    refused = {p: rows for p, rows in failed.items() if precision.get(p) in named}
+    if refused:
+        asked = ", ".join(sorted({precision[p] for p in refused}))
+        raise ParityError(f"export refused: outside tolerance: "
+                          f"{'; '.join(why(r) for r in refused.values())} (precision {asked} "
+                          "was asked for with --precision: drop it to leave such files out, or "
+                          "pass --allow-mismatch to keep them with the failure recorded in the "
+                          "manifest)")
+    kept = [r for r in results if _row_path(r.file, precision) not in failed]
+    if failed and not any(r.checked and r.passed for r in kept):
+        raise ParityError(f"export refused: no file holds parity: "
+                          f"{'; '.join(why(r) for r in failed.values())} (pass --allow-mismatch "
+                          "to keep them with the failure recorded in the manifest)")
+    try:
+        raise_for_failures(kept)  # here: nothing could be checked at all
+    except ParityError as e:
+        raise ParityError(f"export refused: {e}") from None
+    left_out = []
+    for f in list(manifest["files"]):
+        rows = failed.get(f["path"])
+        if rows is None:
+            continue
+        (tmp / f["path"]).unlink()
+        manifest["files"].remove(f)
+        entry = {"path": f["path"], "format": f["format"], "precision": f["precision"],
+                 "reason": "outside tolerance: " + why(rows),
+                 "figures": [r.to_dict() for r in rows]}
+        left_out.append(entry)
+        on_progress({"event": "left_out", **entry})
+    if left_out:
+        manifest["left_out"] = left_out
+    return kept
 
 
 def _model_cfg(arch: dict):

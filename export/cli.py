@@ -36,6 +36,9 @@ class _Progress:
                        + ("" if r.passed else f" ({'; '.join(r.failures)})"))
         elif kind == "parity":
             self._echo("parity (reference probe replayed on every file):")
+        elif kind == "left_out":
+            self._echo(f"left out {ev['path']}: {ev['reason']} (pass --allow-mismatch to keep "
+                       "it)")
         elif kind == "warning":
             self._echo("warning: " + ev["message"])
         elif kind == "done":
@@ -50,12 +53,14 @@ class _Progress:
               type=click.Choice(["onnx", "tflite", "numpy"]),
               help="Formats to write (repeatable; default: all).")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
-              help="Precisions to write (repeatable; default: all that the format supports).")
+              help="Precisions to write (repeatable; default: all that the format supports). "
+                   "A precision named here must hold parity, or the export is refused.")
 @click.option("--corpus", type=click.Path(dir_okay=False, exists=True),
               help="Text to calibrate int8 on, if the run's corpus is not at its recorded path.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--allow-mismatch", is_flag=True,
-              help="Keep files outside their parity tolerance (recorded in the manifest).")
+              help="Keep files outside their parity tolerance, on purpose (the failure is "
+                   "recorded in the manifest); without it they are left out.")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Threads for the parity replay.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
@@ -68,8 +73,10 @@ def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismat
     Writes TFLite (float32, float16, int8-dynamic, full int8, int16x8) and ONNX (float32,
     int8-dynamic) files, weights.npz for the numpy backend, the probe, the sampling golden
     vectors and manifest.json, then replays the probe on every file (and under TFLite Micro for
-    the files it runs, with the [micro] extra) and refuses to finish if one is outside its
-    tolerance.
+    the files it runs, with the [micro] extra). A file outside its tolerance is left out, with
+    one line on stderr and an entry in the manifest's left_out[]; the export is refused (exit
+    1, nothing written) if that file's precision was named with --precision, or if no file
+    holds parity. --allow-mismatch keeps failing files on purpose.
 
     \b
     charwright export RUN -o BUNDLE

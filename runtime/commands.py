@@ -184,6 +184,11 @@ def info(bundle_dir, bundle_opt, as_json):
             f"  top-1 {_fmt(p.get('top1'), '.2%', '-')}, bits/char "
             f"{_fmt(p.get('bpc'), '.4f', '-')}, {p.get('verdict', '?')}")
         click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}")
+    left_out = m.get("left_out") or []
+    if left_out:
+        click.echo("left out (outside their parity tolerance at export)")
+    for d in left_out:
+        click.echo(f"  {d['path']:28s} {d['format']:6s} {d['precision']:12s} {d['reason']}")
 
 
 READ_CHUNK = 1 << 16  # bytes per read: score's memory is flat in the text's length

@@ -66,6 +66,7 @@ def read_manifest(root: str | Path) -> dict:
             f"{path}: format version {show(version)} is not supported (this charwright reads "
             f"{BUNDLE_VERSION.split('.')[0]}.x); upgrade charwright"
         )
+    check_left_out(manifest, str(path))
     return manifest
 
 
@@ -262,6 +263,30 @@ def check_probe_entry(m: dict, where: str) -> dict | None:
     p = Fields(where, "probe", m["probe"])
     return dict(path=p.str("path"), sha256=p.sha256("sha256"), bytes=p.int("bytes", 0),
                 tokens=p.int("tokens", 2, default=None))
+
+
+def check_left_out(m: dict, where: str) -> list:
+    """left_out[]: the files export left out because they did not hold parity (absent in
+    older manifests and when nothing was left out). Each entry is typed (path, format,
+    precision, reason, figures: the failing parity rows) and names no file the bundle holds;
+    returns the entries."""
+    top = Fields(where, "", m)
+    entries = top.list("left_out", default=[])
+    held = {f.get("path") for f in m.get("files") or () if isinstance(f, dict)}
+    for i, d in enumerate(entries):
+        f = Fields(where, f"left_out[{i}]", d)
+        path = f.str("path")
+        if not path:
+            f.fail("must be a non-empty string (the left-out file's name)", "path")
+        if path in held:
+            f.fail(f"names {show(path)}, a file the bundle holds (files[]); a left-out file is "
+                   "not in the bundle", "path")
+        f.str("format")
+        f.str("precision", choices=PRECISIONS)
+        f.str("reason")
+        if not all(isinstance(r, dict) for r in f.list("figures", default=[])):
+            f.fail("must be a list of parity rows (objects)", "figures")
+    return entries
 
 
 def failed_parity(m: dict) -> set:

@@ -17,7 +17,7 @@ OWN = re.compile(
     r"| {8}.*|recording the reference probe .*|done: best val .*"
     r"|calibration: \d+ \(token, state\) pairs.*|converting \S+ \.\.\. [\d,]+ bytes, [\d.]+s"
     r"|parity \(reference probe replayed on every file\):|  -\[[✓✗]\] \S+: top-1 .*"
-    r"|bundle written to .*|warning: .*"
+    r"|bundle written to .*|warning: .*|left out \S+: outside tolerance: .*"
 )
 
 

@@ -58,3 +58,35 @@ def test_bad_bundle_is_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["verify", str(tmp_path)])
     assert r.exit_code == 1
     assert r.stderr == f"Error: {tmp_path / 'manifest.json'}: missing; {tmp_path} is not a charwright bundle\n"
+
+
+def test_export_leaves_out_a_failing_file_and_the_bundle_verifies(tmp_path, tiny_run,
+                                                                  monkeypatch):
+    """Issue 24 item 8: one stderr line per left-out file, exit 0, verify and info agree; a
+    failing precision named with --precision refuses in one line and writes nothing."""
+    from charwright.runtime import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, "int8-dynamic", parity.Tolerance(min_top1=1.01))
+    b = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(b), "--format", "onnx"])
+    assert r.exit_code == 0, r.output
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("left out ")]
+    assert line.startswith("left out model.int8-dynamic.onnx: outside tolerance: "
+                           "model.int8-dynamic.onnx: top-1 agreement ")
+    assert line.endswith("< 101.0% (pass --allow-mismatch to keep it)")
+    assert "model.float32.onnx" in r.stdout and "int8-dynamic" not in r.stdout
+    assert sorted(p.name for p in b.iterdir()) == ["golden.json", "manifest.json",
+                                                   "model.float32.onnx", "probe.npz"]
+    v = CliRunner().invoke(cli, ["verify", str(b)])
+    assert v.exit_code == 0, v.output
+    i = CliRunner().invoke(cli, ["info", str(b)])
+    assert i.exit_code == 0, i.output
+    assert "left out (outside their parity tolerance at export)" in i.stdout
+    assert "model.int8-dynamic.onnx      onnx   int8-dynamic outside tolerance: " in i.stdout
+    r = CliRunner().invoke(cli, ["export", str(tiny_run), "-o", str(tmp_path / "c"),
+                                 "--format", "onnx", "--precision", "int8-dynamic"])
+    assert r.exit_code == 1
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("Error: export refused: outside tolerance: model.int8-dynamic.onnx")
+    assert "--precision: drop it" in last and "Traceback" not in r.output
+    assert not (tmp_path / "c").exists()

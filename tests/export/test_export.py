@@ -227,3 +227,75 @@ with hold(sys.argv[1], sys.argv[2], CharwrightError):
     print("locked", flush=True)
     time.sleep(120)
 """
+
+
+# --- files that do not hold parity are left out, not the whole bundle (issue 24, item 8) ---
+
+def _fail_int8_dynamic(monkeypatch):
+    from charwright.runtime import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, "int8-dynamic", parity.Tolerance(min_top1=1.01))
+
+
+def test_a_failing_file_is_left_out_and_the_rest_written(tmp_path, tiny_run, monkeypatch):
+    from charwright.runtime.bundle import load_bundle as load
+    from charwright.runtime.manifest import check_left_out
+
+    _fail_int8_dynamic(monkeypatch)
+    events = []
+    m = export_quiet(tiny_run, tmp_path / "b", formats=["numpy", "onnx"],
+                     on_progress=events.append)
+    assert [f["path"] for f in m["files"]] == ["weights.npz", "model.float32.onnx"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "golden.json", "manifest.json", "model.float32.onnx", "probe.npz", "weights.npz"]
+    [out] = m["left_out"]
+    assert (out["path"], out["format"], out["precision"]) == (
+        "model.int8-dynamic.onnx", "onnx", "int8-dynamic")
+    assert out["reason"].startswith("outside tolerance: model.int8-dynamic.onnx: top-1 "
+                                    "agreement ") and out["reason"].endswith("< 101.0%")
+    [fig] = out["figures"]
+    assert fig["file"] == "model.int8-dynamic.onnx" and fig["verdict"] == "FAIL"
+    assert 0.5 < fig["top1"] <= 1.0 and fig["bpc"] > 0
+    assert [p["file"] for p in m["parity"]] == ["weights.npz", "model.float32.onnx"]
+    assert m["parity_failures_allowed"] is False
+    assert [e["path"] for e in events if e["event"] == "left_out"] == ["model.int8-dynamic.onnx"]
+    on_disk = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert on_disk["left_out"] == m["left_out"]
+    # the bundle reads and verifies as it is, with no TensorFlow
+    b = load(tmp_path / "b")
+    assert all(r.passed for r in check_bundle(b))
+    assert check_left_out(b.manifest, "m") == m["left_out"]
+
+
+def test_a_named_precision_that_fails_refuses_the_export(tmp_path, tiny_run, monkeypatch):
+    _fail_int8_dynamic(monkeypatch)
+    with pytest.raises(ParityError, match=r"^export refused: outside tolerance: "
+                                          r"model.int8-dynamic.onnx: top-1 agreement .* "
+                                          r"\(precision int8-dynamic was asked for with "
+                                          r"--precision: drop it .*--allow-mismatch"):
+        export_quiet(tiny_run, tmp_path / "b", formats=["onnx"],
+                     precisions=["float32", "int8-dynamic"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no temp left
+    # a named precision that holds parity is written; the unnamed failing one is left out
+    m = export_quiet(tiny_run, tmp_path / "b", formats=["onnx"], precisions=["float32"])
+    assert [f["path"] for f in m["files"]] == ["model.float32.onnx"] and "left_out" not in m
+
+
+def test_allow_mismatch_keeps_the_failing_file(tmp_path, tiny_run, monkeypatch):
+    _fail_int8_dynamic(monkeypatch)
+    m = export_quiet(tiny_run, tmp_path / "b", formats=["onnx"], allow_mismatch=True)
+    assert [f["path"] for f in m["files"]] == ["model.float32.onnx", "model.int8-dynamic.onnx"]
+    assert "left_out" not in m and m["parity_failures_allowed"] is True
+    assert [p["verdict"] for p in m["parity"]] == ["pass", "FAIL"]
+
+
+def test_every_file_failing_refuses_the_export(tmp_path, tiny_run, monkeypatch):
+    from charwright.runtime import parity
+
+    _fail_int8_dynamic(monkeypatch)
+    monkeypatch.setitem(parity.TOLERANCES, "float32", parity.Tolerance(max_abs=-1.0))
+    with pytest.raises(ParityError, match=r"^export refused: no file holds parity: weights.npz: "
+                                          r"max .*; model.float32.onnx: .*; "
+                                          r"model.int8-dynamic.onnx: top-1 .*--allow-mismatch"):
+        export_quiet(tiny_run, tmp_path / "b", formats=["numpy", "onnx"])
+    assert not (tmp_path / "b").exists()

@@ -342,3 +342,43 @@ def test_absurd_architecture_sizes_are_refused_before_use(fake, field, value, me
     edit(fake, lambda m: m["architecture"].update({field: value}))
     with pytest.raises(BundleError, match=message):
         load_bundle(fake)
+
+
+# ---- left_out[]: files export left out because they did not hold parity (issue 24, item 8) ---
+
+LEFT_OUT = {"path": "model.int8.tflite", "format": "tflite", "precision": "int8",
+            "reason": "outside tolerance: model.int8.tflite: top-1 agreement 89.95% < 97.0%",
+            "figures": [{"file": "model.int8.tflite", "top1": 0.8995, "verdict": "FAIL"}]}
+
+
+def test_left_out_files_are_read_and_the_bundle_still_runs(fake):
+    edit(fake, _set(("left_out",), [LEFT_OUT]))
+    b = load_bundle(fake)
+    assert b.manifest["left_out"] == [LEFT_OUT]
+    from charwright.runtime.parity import check_bundle
+
+    assert all(r.passed for r in check_bundle(b))
+
+
+@pytest.mark.parametrize("value,message", [
+    ({"path": "x"}, r"left_out must be a list, got \{'path': 'x'\}"),
+    ([dict(LEFT_OUT, precision="int4")], r"left_out\[0\]\.precision must be one of float32, "
+                                         r"float16, int8-dynamic, int8, int16x8, got 'int4'"),
+    ([dict(LEFT_OUT, path="")], r"left_out\[0\]\.path must be a non-empty string"),
+    ([dict(LEFT_OUT, path=None)], r"left_out\[0\]\.path must be a string, got None"),
+    ([LEFT_OUT, "x"], r"left_out\[1\] must be an object, got 'x'"),
+    ([dict(LEFT_OUT, reason=7)], r"left_out\[0\]\.reason must be a string, got 7"),
+    ([dict(LEFT_OUT, figures=[1])], r"left_out\[0\]\.figures must be a list of parity rows"),
+])
+def test_malformed_left_out_is_one_line(fake, value, message):
+    edit(fake, _set(("left_out",), value))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(fake)
+
+
+def test_a_left_out_file_the_bundle_holds_is_a_contradiction(fake):
+    edit(fake, lambda m: m.__setitem__("left_out", [dict(LEFT_OUT, path=m["files"][0]["path"])]))
+    with pytest.raises(BundleError, match=r"left_out\[0\]\.path names 'weights.npz', a file the "
+                                          r"bundle holds \(files\[\]\); a left-out file is "
+                                          r"not in the bundle"):
+        load_bundle(fake)
