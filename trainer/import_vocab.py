@@ -20,6 +20,8 @@ Charwright ids are the characters in code-point order, so the rest are permuted 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from charwright.runtime.errors import ConfigError
 from charwright.runtime.vocab import Vocabulary
 
 RESERVED = ("[UNK]", "")
+MAX_VOCAB_FILE_BYTES = 16 << 20  # every Unicode code point, one per line, is ~4.4 MB
 _ESCAPES = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\\\": "\\"}
 
 
@@ -52,17 +55,36 @@ class ImportedVocab:
                 "oov": oov if self.reserved else "none: the vocabulary has no OOV id; " + oov}
 
 
+def read_text_bounded(path: Path, max_bytes: int, what: str) -> str:
+    """The UTF-8 text of a regular file of at most max_bytes bytes (never a FIFO or a device,
+    which would block or never end); ConfigError naming `what` and the file otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ConfigError(f"{what} {path}: not a regular file (a directory, device, FIFO or "
+                          "socket)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{what} {path}: more than {max_bytes >> 20} MiB; give a smaller file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read {what} {path}: not UTF-8 ({e})") from None
+
+
 def read_entries(path: Path) -> tuple[list[str], str]:
     """The file's entries in model-id order and what kind of file it was."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read vocabulary {path}: {e}") from None
+    text = read_text_bounded(Path(path), MAX_VOCAB_FILE_BYTES, "vocabulary")
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             entries = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             entries = None
         if isinstance(entries, list):
             if not all(isinstance(e, str) for e in entries):

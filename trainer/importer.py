@@ -32,7 +32,9 @@ from charwright.runtime.version import package_version
 from . import run_dir as rd
 from .config import ACTIVATIONS, ModelConfig, config_to_dict, layer_spec
 from .finalize import LN2, step_info
-from .import_vocab import ImportedVocab, load_import_vocab
+from .import_archive import (MAX_RATIO, NOT_SUPPORTED, WHY_REFUSED, ImportRefused,
+                             check_model_file)
+from .import_vocab import ImportedVocab, load_import_vocab, read_text_bounded
 from .model import build_sequence_model, cell_weights
 from .step_graph import build_step_function, run_steps, save_step_savedmodel
 
@@ -40,10 +42,7 @@ RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}
 IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
                    "AlphaDropout", "InputLayer")
 CHECK_TOLERANCE = 1e-4  # max |Δ probability| between the original model and its rebuild
-
-
-class ImportRefused(ConfigError):
-    """The model holds something charwright cannot run; the message names the layer."""
+MAX_PROBE_TEXT_BYTES = 64 << 20  # the probe records 2,000 characters by default
 
 
 def _refuse(layer, why: str):
@@ -157,15 +156,7 @@ def parse_model(model) -> dict:
                 _refuse(layer, f"softmax over axis {layer.axis}, not over the vocabulary")
             out["softmax"] = f"{kind} layer {layer.name!r}"
             continue
-        why = {"Bidirectional": "reads the text in both directions; a generator only has the "
-                                "past",
-               "Conv1D": "convolutions are not a recurrent step",
-               "Attention": "attention is not a recurrent step",
-               "MultiHeadAttention": "attention is not a recurrent step",
-               "Lambda": "arbitrary Python code cannot be converted",
-               }.get(kind, "not supported (charwright imports Embedding|one-hot -> "
-                           "GRU/LSTM/SimpleRNN -> Dense, with Dropout between)")
-        _refuse(layer, why)
+        _refuse(layer, WHY_REFUSED.get(kind, NOT_SUPPORTED))
     if stage == "input":
         raise ImportRefused(f"model {model.name!r}: no Embedding (or one-hot) input layer")
     if not out["specs"]:
@@ -201,11 +192,23 @@ def parse_weights_file(path: Path, specs: list[dict]) -> dict:
     matched to `specs` by shape, in order of name (embedding, the recurrent layers, dense)."""
     h5py = require("h5py", "train")
     groups: dict[str, list] = {}
+    # the datasets' headers are judged before any is read: Keras stores them uncompressed, so
+    # a dataset may claim at most MAX_RATIO x the file's bytes (a chunked, compressed dataset of
+    # 2**31 x 8 floats fits in a few kilobytes)
+    budget = MAX_RATIO * path.stat().st_size + (1 << 20)
     try:
         with h5py.File(path, "r") as f:
             def visit(name, obj):
+                nonlocal budget
                 if isinstance(obj, h5py.Dataset) and "/vars/" in f"/{name}":
                     head, idx = name.rsplit("/vars/", 1)
+                    if obj.dtype.kind not in "fiu" or not idx.isdigit():
+                        raise ConfigError(f"{path}: {name} holds {obj.dtype} data; not a Keras "
+                                          "weights file")
+                    budget -= int(obj.size) * 4
+                    if budget < 0:
+                        raise ConfigError(f"{path}: {name} declares shape {obj.shape}, more "
+                                          "than the file can hold; the file is damaged")
                     groups.setdefault(head, []).append((int(idx), np.asarray(obj, np.float32)))
             f.visititems(visit)
     except OSError as e:
@@ -336,21 +339,20 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     if not model_path.is_file():
         raise ConfigError(f"{model_path}: no such model file")
     iv = load_import_vocab(Path(vocab_path))
-    try:
-        text = Path(probe_text).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read --probe-text {probe_text}: {e}") from None
+    text = read_text_bounded(Path(probe_text), MAX_PROBE_TEXT_BYTES, "--probe-text")
     ids = iv.vocab.encode(text, unknown="skip")
     skipped = len(text) - len(ids)
     if len(ids) < 2:
         raise ConfigError(f"--probe-text {probe_text}: fewer than two of its characters are in "
                           "the model's vocabulary; give a text like the model's training text")
     rd.check_target(run_dir, force)
+    weights_only = model_path.name.endswith(".weights.h5") or stack is not None
+    if not weights_only:
+        check_model_file(model_path)  # the archive's bounds and the config's sizes, first
 
     tf = require("tensorflow", "train")
     import keras
 
-    weights_only = model_path.name.endswith(".weights.h5") or stack is not None
     if weights_only:
         if stack is None:
             raise ConfigError(f"{model_path} holds weights only (no architecture); give the "
@@ -387,7 +389,7 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     probe = record_probe(ref, module.step, ids, probe_chars, greedy_chars, cfg.state_size, None)
     probe_bpc = _bits_per_char(probe["logits"], probe["tokens"])
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    model_sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    model_sha = _sha256_file(model_path)
     run = {
         "format": rd.RUN_FORMAT, "version": rd.RUN_VERSION, "status": "complete",
         "model": config_to_dict(cfg),
@@ -423,6 +425,14 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     on_progress({"event": "done", "run_dir": str(run_dir), **run["summary"],
                  "import_diff": import_diff})
     return run
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _bits_per_char(logits: np.ndarray, tokens: np.ndarray) -> float | None:

@@ -217,3 +217,124 @@ def test_no_probe_text_is_refused(tmp_path, keras_models):
                                  str(d / "vocab.json"), "-o", str(tmp_path / "run")])
     assert r.exit_code == 1 and "give --probe-text FILE" in r.output
     assert "does not invent one" in r.output and not (tmp_path / "run").exists()
+
+
+# ---- hostile files: each refused in one line before Keras builds anything, nothing run -------
+
+@pytest.fixture(scope="module")
+def hostile(text_and_vocab):
+    """Variants of one tiny saved model (untrained: nothing here gets far enough to run it)."""
+    import zipfile
+
+    import keras
+
+    d, text, shuffled, chars = text_and_vocab
+    V = len(shuffled)
+    L = keras.layers
+    h = d / "hostile"
+    h.mkdir(exist_ok=True)
+    keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 4, name="emb"),
+                      L.GRU(4, return_sequences=True), L.Dropout(0.1),
+                      L.Dense(V)]).save(h / "plain.keras")
+    keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 4),
+                      L.Lambda(lambda x: x * 2, name="lam"), L.GRU(4, return_sequences=True),
+                      L.Dense(V)]).save(h / "lambda.keras")
+
+    @keras.saving.register_keras_serializable(package="cwtest")
+    class Double(L.Layer):
+        def call(self, x):
+            return x * 2
+
+    keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 4),
+                      Double(name="dbl"), L.GRU(4, return_sequences=True),
+                      L.Dense(V)]).save(h / "custom.keras")
+    src = zipfile.ZipFile(h / "plain.keras")
+    members = {i.filename: src.read(i) for i in src.infolist()}
+
+    def variant(name, edit=None, extra=(), deflate=()):
+        cfg = json.loads(members["config.json"])
+        if edit:
+            edit(cfg["config"]["layers"])
+        with zipfile.ZipFile(h / name, "w") as z:
+            for n, data in {**members, "config.json": json.dumps(cfg).encode(), **dict(extra)}.items():
+                zi = zipfile.ZipInfo(n)
+                zi.compress_type = zipfile.ZIP_DEFLATED if n in deflate else zipfile.ZIP_STORED
+                with z.open(zi, "w") as f:
+                    f.write(data)
+                    if n in deflate:  # the issue's padding: spaces, ~1000:1
+                        for _ in range(64):
+                            f.write(b" " * (1 << 20))
+
+    variant("padded.keras", deflate=("config.json",))
+    variant("huge_embedding.keras", lambda ls: ls[1]["config"].update(input_dim=2**31 - 1))
+    variant("wide_embedding.keras", lambda ls: ls[1]["config"].update(input_dim=1_000_000,
+                                                                      output_dim=4096))
+    marker = h / "PWNED"
+    variant("os_system.keras", lambda ls: ls.insert(2, {
+        "module": "os", "class_name": "system", "registered_name": "system",
+        "config": {"command": f"touch {marker}"}}))
+    variant("os_system_activation.keras", lambda ls: ls[2]["config"].update(activation={
+        "module": "os", "class_name": "system", "registered_name": "function",
+        "config": f"touch {marker}"}))
+    variant("traversal.keras", extra=[("../../evil.txt", b"x")])
+    data = (h / "plain.keras").read_bytes()
+    (h / "truncated.keras").write_bytes(data[: len(data) // 2])
+    return h
+
+
+@pytest.mark.parametrize("name,line", [
+    ("padded.keras", r"padded\.keras: member 'config\.json' unpacks to 67,\d{3},\d{3} bytes from "
+                     r"[\d,]+: a decompression bomb"),
+    ("huge_embedding.keras", r"layer 'emb' \(Embedding\): input_dim must be an integer in "
+                             r"1\.\.1,114,114, got 2147483647"),
+    ("wide_embedding.keras", r"its config declares 4,\d{3},\d{3},\d{3} parameters but the file "
+                             r"holds [\d,]+ bytes of weights"),
+    ("os_system.keras", r"layer 2 \('system'\): not supported"),
+    ("os_system_activation.keras", r"layers\[2\]\.config\.activation names 'os\.system', which "
+                                   r"is not part of Keras"),
+    ("lambda.keras", r"layer 'lam' \(Lambda\): arbitrary Python code cannot be converted"),
+    ("custom.keras", r"layer 'dbl' \(Double\): not supported"),
+    ("traversal.keras", r"member '\.\./\.\./evil\.txt' has a path outside the archive"),
+    ("truncated.keras", r"truncated\.keras: not a readable \.keras archive \(File is not a zip "
+                        r"file\); the file is truncated or damaged"),
+])
+def test_hostile_files_are_refused_in_one_line(tmp_path, text_and_vocab, hostile, name, line):
+    import re
+
+    d = text_and_vocab[0]
+    r = _import(d, f"hostile/{name}", "vocab.json", tmp_path / "run")
+    msg = r.output.strip()
+    assert r.exit_code == 1 and "\n" not in msg and "internal error" not in msg, msg
+    assert re.search(line, msg), msg
+    assert not (tmp_path / "run").exists() and not (hostile / "PWNED").exists()
+    assert not (d.parent / "evil.txt").exists() and not (hostile.parent.parent / "evil.txt").exists()
+
+
+def test_plain_variant_still_imports(tmp_path, text_and_vocab, hostile):
+    """The checks refuse the variants, not the model they were made from."""
+    r = _import(text_and_vocab[0], "hostile/plain.keras", "vocab.json", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+
+
+def test_vocab_and_probe_text_reads_are_bounded(tmp_path, text_and_vocab):
+    """/dev/zero or a FIFO as --vocab or --probe-text is refused at once (it would never end or
+    block for ever), as is a file over the bound."""
+    import os
+
+    d = text_and_vocab[0]
+    os.mkfifo(tmp_path / "fifo")
+    model = d / "vocab.json"  # never reached
+    for vocab, probe, line in [
+        ("/dev/zero", d / "probe.txt", "vocabulary /dev/zero: not a regular file"),
+        (d / "vocab.json", tmp_path / "fifo", f"--probe-text {tmp_path / 'fifo'}: not a regular "
+                                              "file"),
+    ]:
+        r = CliRunner().invoke(cli, ["import", str(model), "--vocab", str(vocab), "--probe-text",
+                                     str(probe), "-o", str(tmp_path / "run")])
+        assert r.exit_code == 1 and line in r.output and r.output.count("\n") == 1, r.output
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate((16 << 20) + 1)
+    r = CliRunner().invoke(cli, ["import", str(model), "--vocab", str(big), "--probe-text",
+                                 str(d / "probe.txt"), "-o", str(tmp_path / "run")])
+    assert r.exit_code == 1 and "more than 16 MiB" in r.output, r.output
