@@ -21,6 +21,7 @@ with WorkerLost instead of hanging; all are restarted with --resume.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -30,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_path, write_json
+from charwright.runtime.atomic import atomic_path, write_json, write_text
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 from charwright.runtime.version import package_version
 from charwright.runtime.vocab import Vocabulary
@@ -130,6 +131,19 @@ def _resume_config(run_dir: Path, run: dict, epochs: int | None):
         raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
                           f"more than {done} to train further")
     return model_cfg, replace(train_cfg, epochs=epochs), done
+
+
+def _trim_samples(run_dir: Path, done: int) -> None:
+    """Drops the samples of epochs after `done` from samples.txt: an epoch that a killed run
+    sampled but did not checkpoint is sampled again when it is redone."""
+    path = run_dir / "samples.txt"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    m = re.search(rf"^=== epoch {done + 1} \(val [^\n]* bits/char\)$", text, re.MULTILINE)
+    if m is not None:
+        write_text(path, text[:m.start()])
 
 
 def _saved_loop(run_dir: Path, train_cfg: TrainConfig) -> dict:
@@ -243,6 +257,7 @@ def train(
             strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
                                                     cluster)
             rd.sweep_temps(run_dir)
+            _trim_samples(run_dir, done)
             if run["train"] != config_to_dict(train_cfg) or run.get("status") != "training":
                 run = dict(run, train=config_to_dict(train_cfg), status="training")
                 rd.write_run(run_dir, run)

@@ -149,3 +149,23 @@ def test_sigkill_at_every_phase_then_the_same_resume_command_finishes(tmp_path, 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == f"nothing to do: {run} finished 2 of 2 epochs\n"
     assert json.loads((run / "run.json").read_text()) == done
+
+
+def test_an_epoch_redone_after_a_kill_is_sampled_once(tmp_path, kill_corpus):
+    """Killed after epoch 1 was sampled but before its checkpoint: the resumed run redoes the
+    end of epoch 1 and samples it again; samples.txt keeps one entry per epoch."""
+    from charwright.trainer.interrupt import KILL_ENV
+
+    run = tmp_path / "run"
+    args = list(KILL_ARGS)
+    args[args.index("--sample-chars") + 1] = "20"
+    cmd = _cli(str(kill_corpus), "-o", str(run), *args, "--resume")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, KILL_ENV: "epoch-end@1"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (run / "samples.txt").read_text().count("=== epoch 1 ") == 1
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    headers = [ln for ln in (run / "samples.txt").read_text().splitlines()
+               if ln.startswith("=== epoch ")]
+    assert [h.split()[2] for h in headers] == ["1", "2"], headers
