@@ -54,6 +54,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
+def epochs_done(run_dir: Path) -> int:
+    """Epochs completed by the run in run_dir, from its newest checkpoint (0 without one)."""
+    latest = latest_checkpoint(run_dir)
+    return int(read_state(latest)["epoch"]) if latest is not None else 0
+
+
 def restore_checkpoint(path: Path, model) -> dict:
     """Loads weights and optimizer slots into a compiled `model`; returns the saved state."""
     state = read_state(path)

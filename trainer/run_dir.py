@@ -25,6 +25,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -213,6 +214,19 @@ def lock_for_reading(run_dir: Path):
         yield
     finally:
         cm.__exit__(None, None, None)
+
+
+def trim_samples(run_dir: Path, done: int) -> None:
+    """Drops the samples of epochs after `done` from samples.txt: an epoch that a killed run
+    sampled but did not checkpoint is sampled again when it is redone."""
+    path = run_dir / "samples.txt"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    m = re.search(rf"^=== epoch {done + 1} \(val [^\n]* bits/char\)$", text, re.MULTILINE)
+    if m is not None:
+        write_text(path, text[:m.start()])
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:

@@ -21,7 +21,6 @@ with WorkerLost instead of hanging; all are restarted with --resume.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_path, write_json, write_text
+from charwright.runtime.atomic import atomic_path, write_json
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 from charwright.runtime.version import package_version
 from charwright.runtime.vocab import Vocabulary
@@ -89,12 +88,6 @@ def _prepare(corpus_paths, train_cfg: TrainConfig, vocab: Vocabulary | None) -> 
     return Prepared(corpus, vocab, train_ids, val_ids, data)
 
 
-def _epochs_done(run_dir: Path) -> int:
-    """Epochs completed by the run in run_dir, from its newest checkpoint (0 without one)."""
-    latest = ckpt.latest_checkpoint(run_dir)
-    return int(ckpt.read_state(latest)["epoch"]) if latest is not None else 0
-
-
 def _check_trained(run_dir: Path, run: dict) -> None:
     if not isinstance(run.get("train"), dict):
         raise RunDirError(f"{run_dir}: this run was imported (charwright import), not trained "
@@ -107,7 +100,7 @@ def _nothing_to_do(run_dir: Path, run: dict, epochs: int | None) -> int | None:
     _check_trained(run_dir, run)
     if run.get("status") != "complete":
         return None
-    done = _epochs_done(run_dir)
+    done = ckpt.epochs_done(run_dir)
     if epochs is None or epochs == done:
         return done
     if epochs < done:
@@ -124,26 +117,13 @@ def _resume_config(run_dir: Path, run: dict, epochs: int | None):
     _check_trained(run_dir, run)
     model_cfg = config_from_dict(ModelConfig, run["model"])
     train_cfg = config_from_dict(TrainConfig, run["train"])
-    done = _epochs_done(run_dir)
+    done = ckpt.epochs_done(run_dir)
     if epochs is None:
         return model_cfg, train_cfg, done
     if epochs < done:
         raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
                           f"more than {done} to train further")
     return model_cfg, replace(train_cfg, epochs=epochs), done
-
-
-def _trim_samples(run_dir: Path, done: int) -> None:
-    """Drops the samples of epochs after `done` from samples.txt: an epoch that a killed run
-    sampled but did not checkpoint is sampled again when it is redone."""
-    path = run_dir / "samples.txt"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        return
-    m = re.search(rf"^=== epoch {done + 1} \(val [^\n]* bits/char\)$", text, re.MULTILINE)
-    if m is not None:
-        write_text(path, text[:m.start()])
 
 
 def _saved_loop(run_dir: Path, train_cfg: TrainConfig) -> dict:
@@ -257,7 +237,7 @@ def train(
             strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
                                                     cluster)
             rd.sweep_temps(run_dir)
-            _trim_samples(run_dir, done)
+            rd.trim_samples(run_dir, done)
             if run["train"] != config_to_dict(train_cfg) or run.get("status") != "training":
                 run = dict(run, train=config_to_dict(train_cfg), status="training")
                 rd.write_run(run_dir, run)
