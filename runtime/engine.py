@@ -15,10 +15,11 @@ submit() and cancel() post to the scheduler and return at once.
 Each scheduler pass: commands first (cancels, aborts), then waiting requests that are primed and
 fit join the batch (a request's rows all together; FIFO among primed requests, so a request still
 priming holds back nobody), waiting requests start priming (FIFO, at most max_batch prompts
-prime at once), then one batched step for every row, then priming for about as long as that step
-took (chunked prefill: vLLM's scheduler gives prefill a token budget per iteration for the same
-reason), so a long prompt slows the running streams' frames by at most about one step whatever
-its length; with no row running, priming runs in slices of PRIME_IDLE_SECONDS. Then the new text
+prime at once), then one batched step for every row, then priming for PRIME_SHARE of a step's
+mean time (chunked prefill: vLLM's scheduler gives prefill a token budget per iteration for the
+same reason), so a long prompt stretches the running streams' frames by about half a step,
+whatever its length (it primes about a third as fast as alone meanwhile); with no row running,
+priming runs in slices of PRIME_IDLE_SECONDS. Then the new text
 of each request is appended to its events and `notify(touched requests)` is called once per pass
 (the HTTP layer turns that into one wake-up of its event loop). A request cancelled while it
 primes (its client went away) leaves the primer at the next pass.
@@ -53,7 +54,7 @@ STEP_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
                         0.25, 1.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TIMEOUT_CHECK_SECONDS = 0.1
-PRIME_SHARE = 1.0  # priming per pass, as a multiple of the last batched steps' mean time
+PRIME_SHARE = 0.5  # priming per pass, as a fraction of the mean time of recent batched steps
 PRIME_IDLE_SECONDS = 0.02  # priming per pass when no row runs (commands are read in between)
 STEP_EWMA = 0.2  # weight of the newest step in the mean step time
 
@@ -398,9 +399,9 @@ class Engine:
         self.prompt_ids_left = self._primer.ids_left
 
     def _prime(self, touched: list) -> None:
-        """Primes for about one mean step (or PRIME_IDLE_SECONDS with no row running); a request
-        whose every prompt is primed gets `primed` and joins at a later pass. A backend failure
-        ends the requests priming (outcome "error"), not the running batch."""
+        """Primes for PRIME_SHARE of the mean step (PRIME_IDLE_SECONDS with no row running); a
+        request whose every prompt is primed gets `primed` and joins at a later pass. A backend
+        failure ends the requests priming (outcome "error"), not the running batch."""
         budget = PRIME_SHARE * self._step_mean if self._gen.keys else PRIME_IDLE_SECONDS
         primer = self._primer
         before = primer.ids_primed

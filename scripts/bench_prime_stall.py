@@ -16,6 +16,11 @@ A real `charwright serve` process (demo model) on 127.0.0.1, port 0, and four bo
   4. the attack of the issue: a 994,000-character prompt whose client leaves after 0.5 s, then
      the short request: its time (alone it takes milliseconds).
 
+Then the same as 2 without HTTP, in one process per server (the scheduler's cadence: the time
+between two passes that give the running rows a character, 8 rows, a 1,000,000-char prompt
+priming, over 3 s): what the engine controls, apart from the event loop and the clients, which
+on a small shared machine add milliseconds of noise to every p99 above.
+
 For 1 and 2: p50/p99/max of the gap between two frames of a stream (what a reader waits between
 updates), the batch step (charwright_step_seconds: its mean over the phase, from /metrics), and
 the p99 gap over the step of the baseline phase (target of the issue: at most 3x); phases 1 and 2
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,6 +173,61 @@ def phase_attack(server, deadline) -> float:
     return short_request(server.url, deadline)
 
 
+def engine_cadence(long_chars: int, seconds: float = 3.0) -> tuple:
+    """(p50, p99 s between passes that step 8 running rows, mean step s): Engine on the demo
+    model, no HTTP; with long_chars, one prompt that long primes meanwhile."""
+    from charwright.runtime import SamplingConfig, load
+    from charwright.runtime.engine import Engine
+
+    stamps, rows = [], []
+
+    def notify(reqs):
+        if any(r in rows for r in reqs):
+            stamps.append(time.perf_counter())
+        for r in reqs:
+            r.waker()
+
+    e = Engine(load(), max_batch=64, max_queue=64, notify=notify).start()
+    try:
+        rows += [e.submit([PROMPT], max_chars=10**9, sampling=SamplingConfig(seed=i))
+                 for i in range(8)]
+        time.sleep(0.3)
+        if long_chars:
+            e.submit([(LONG_UNIT * (long_chars // len(LONG_UNIT) + 1))[:long_chars]],
+                     max_chars=1)
+            time.sleep(0.2)
+        s0, c0 = e.step_seconds.sum, e.step_seconds.count
+        stamps.clear()
+        time.sleep(seconds)
+        d = np.diff(list(stamps))
+        step = (e.step_seconds.sum - s0) / max(e.step_seconds.count - c0, 1)
+        return float(np.percentile(d, 50)), float(np.percentile(d, 99)), step
+    finally:
+        e.close()
+
+
+def engine_rows(label, pythonpath, prompt_chars) -> list:
+    """engine_cadence without and with the long prompt, in a child process (PYTHONPATH picks
+    the tree), alternately twice; the median of each figure."""
+    import subprocess
+
+    env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+    rows, step0 = [], None
+    for chars in (0, prompt_chars):
+        got = []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, __file__, "--engine-child", str(chars)],
+                                 env=env, capture_output=True, text=True, timeout=120)
+            got.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        p50, p99, step = (float(np.median([g[i] for g in got])) for i in range(3))
+        step0 = step0 or step
+        rows.append([label, "engine, no HTTP: " + (f"+ a {chars:,}-char prompt priming"
+                                                   if chars else "baseline"),
+                     f"{p50 * 1e3:.3f}", f"{p99 * 1e3:.3f}", "", f"{step * 1e3:.3f}",
+                     f"{p99 / step0:.1f}x", ""])
+    return rows
+
+
 def median(results, key):
     return float(np.median([r[key] for r in results]))
 
@@ -182,6 +243,9 @@ def run_all(a, label, pythonpath, server_args) -> tuple[list, list]:
         for _ in range(a.repeat):  # alternately, so that the machine's drift hits both
             base.append(phase_streams(server, a.streams, a.chars, 0, a.deadline))
             primed.append(phase_streams(server, a.streams, a.chars, a.prompt_chars, a.deadline))
+            # settle: a server that primes on after the client left (as before issue 24.3)
+            # answers this only then, so the next phase starts on an idle server
+            short_request(server.url, 3 * a.deadline)
             wait_idle(server, a.deadline)
         base_ok = [r for r in base if not r["timed_out"]]
         step0 = median(base_ok, "step") if base_ok else float("nan")
@@ -199,6 +263,7 @@ def run_all(a, label, pythonpath, server_args) -> tuple[list, list]:
         t = phase_short_while_priming(server, a.prompt_chars, a.deadline)
         notes.append(f"{label}: a 20-char request while a {a.prompt_chars:,}-char prompt primes: "
                      f"{t:.3f} s")
+        short_request(server.url, 3 * a.deadline)  # settle, as above
         wait_idle(server, a.deadline)
         t = phase_attack(server, a.deadline)
         notes.append(f"{label}: a 20-char request after a 994,000-char prompt whose client left "
@@ -221,14 +286,18 @@ def main() -> None:
                     help="extra `charwright serve` options of this tree ('' for none)")
     ap.add_argument("--before", help="a directory holding an older charwright package")
     ap.add_argument("--before-args", default="", help="extra options of the older server")
+    ap.add_argument("--engine-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.engine_child is not None:
+        print(json.dumps(engine_cadence(a.engine_child)), flush=True)
+        os._exit(0)  # an older engine's primer thread may still be priming: do not wait for it
 
     rows, notes = [], []
     runs = ([("before", a.before, a.before_args)] if a.before else []) + [
         ("this tree", None, a.server_args)]
     for label, path, args in runs:
         r, n = run_all(a, label, path, args)
-        rows += r
+        rows += r + engine_rows(label, path, a.prompt_chars)
         notes += n
     print(header(f"one long prompt vs the other streams (demo, {a.streams} streams x "
                  f"{a.chars} chars, median of {a.repeat})", 1))
