@@ -202,7 +202,7 @@ def _differing(run_dir, given: list[str], model_cfg: ModelConfig,
               show_default=True, help="Characters sampled after each epoch (0 = none).")
 @click.option("--clipnorm", type=_Finite(0), default=_T.clipnorm, show_default=True,
               help="Clip gradients to this global norm (0 = off).")
-@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue or finish the run in RUN_DIR (safe to repeat: a complete run is \"nothing to do\"; with CORPUS and no run yet, start one).")
 @click.option("--force", is_flag=True, help="Replace the run in RUN_DIR.")
 @click.option("--distribute", type=click.Choice(["auto", "mirrored", "none"]), default="auto",
               show_default=True, help="tf.distribute: mirrored when several devices are visible.")
