@@ -71,7 +71,7 @@ def convert_int8(saved_model_dir: str, cfg, calibration) -> bytes:
     and clamped ranges (export/int8.py says why and what each rule gained)."""
     from charwright.trainer.step_graph import state_bounded, state_encoding
 
-    from . import int8
+    from charwright.export import int8
 
     if not calibration:
         raise ExportError("int8 needs calibration pairs")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .processors import log_softmax
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.processors import log_softmax
 
 MAX_WIDTH = 256  # candidates per step = width x vocab; wider beams only cost memory
 

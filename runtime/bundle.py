@@ -21,14 +21,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .backends import BACKENDS, BY_FORMAT
-from .errors import BundleError, ConfigError
-from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_PROBE_TOKENS, PRECISIONS,  # noqa: F401
+from charwright.runtime.backends import BACKENDS, BY_FORMAT
+from charwright.runtime.errors import BundleError, ConfigError
+from charwright.runtime.manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_PROBE_TOKENS, PRECISIONS,  # noqa: F401
                        check_file_entry, check_model_facts, check_probe_entry, failed_parity,
                        read_manifest)
-from .npz import Npz
-from .safefile import read_bytes, resolve_inside, sha256_of
-from .vocab import Vocabulary
+from charwright.runtime.npz import Npz
+from charwright.runtime.safefile import read_bytes, resolve_inside, sha256_of
+from charwright.runtime.vocab import Vocabulary
 
 FORMATS = tuple(BY_FORMAT)
 # derived from the backend declarations in runtime/backends/__init__.py

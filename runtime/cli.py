@@ -26,8 +26,8 @@ import os  # noqa: E402
 
 import click  # noqa: E402
 
-from .errors import CharwrightError
-from .version import package_version
+from charwright.runtime.errors import CharwrightError
+from charwright.runtime.version import package_version
 
 # command name -> (module, attribute, one-line help shown without importing the module)
 COMMANDS = {

@@ -16,9 +16,9 @@ import stat
 
 import click
 
-from .backends import BACKENDS, BY_FORMAT, FORMAT_ALIASES
-from .errors import ConfigError, ParityError
-from .manifest import PRECISIONS
+from charwright.runtime.backends import BACKENDS, BY_FORMAT, FORMAT_ALIASES
+from charwright.runtime.errors import ConfigError, ParityError
+from charwright.runtime.manifest import PRECISIONS
 
 BACKEND_CHOICE = click.Choice([s.name for s in BACKENDS])
 PRECISION_CHOICE = click.Choice(list(PRECISIONS))
@@ -50,7 +50,7 @@ def resolve_bundle(positional, option):
         raise click.UsageError(f"two bundles given ({positional} and -b {option}): give one")
     chosen = positional if positional is not None else option
     if chosen is None:
-        from .model import DEMO_BUNDLE
+        from charwright.runtime.model import DEMO_BUNDLE
 
         return str(DEMO_BUNDLE)
     return chosen
@@ -78,8 +78,8 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
     charwright verify BUNDLE
     charwright verify -b BUNDLE --format onnx --json
     """
-    from .bundle import load_bundle
-    from .parity import check_bundle, format_table, raise_for_failures
+    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.parity import check_bundle, format_table, raise_for_failures
 
     root = resolve_bundle(bundle_dir, bundle_opt)
     bundle = load_bundle(root, verify=False)  # per-file checks happen in check_bundle
@@ -90,7 +90,7 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
         raise ConfigError(f"{root}: no file of format {', '.join(sorted(wanted))} in this "
                           f"bundle (it has: {have}); drop --format or pick one of those")
     results = check_bundle(bundle, entries, threads=threads)
-    from .micro import check_bundle as check_micro
+    from charwright.runtime.micro import check_bundle as check_micro
 
     results += check_micro(bundle, entries)  # TFLite Micro replays the files it runs ([micro])
     if as_json:
@@ -119,7 +119,7 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
 def _check_golden(bundle, as_json: bool) -> list:
     """The bundle's sampling golden vectors replayed by the Python runtime: one line (stdout,
     or stderr beside --json); returns the failures."""
-    from .golden import check_golden, read_golden
+    from charwright.runtime.golden import check_golden, read_golden
 
     if bundle.manifest.get("golden") is None:
         return []
@@ -156,7 +156,7 @@ def _fmt(v, spec: str, default: str = "?") -> str:
 def info(bundle_dir, bundle_opt, as_json):
     """Show what BUNDLE_DIR (default: the demo bundle) holds: vocabulary, architecture, files,
     training, parity."""
-    from .bundle import load_bundle
+    from charwright.runtime.bundle import load_bundle
 
     b = load_bundle(resolve_bundle(bundle_dir, bundle_opt), verify=False)
     m = b.manifest
@@ -199,7 +199,7 @@ class _Progress:
     stdin, a device): then it shows how much was read and how fast."""
 
     def __init__(self, total: int | None):
-        from .progress import Progress
+        from charwright.runtime.progress import Progress
 
         self.total = total
         self.p = Progress("score", "bytes")
@@ -267,7 +267,7 @@ def read_text_pieces(stream, name: str, on_bytes=None):
 def encode_pieces(vocab, pieces, unknown: str):
     """Vocabulary.encode over each piece of text; an unknown character is reported at its
     offset in the whole text (as if it had been encoded at once)."""
-    from .errors import VocabularyError
+    from charwright.runtime.errors import VocabularyError
 
     offset = 0
     for piece in pieces:
@@ -313,8 +313,8 @@ def score(text_file, bundle_opt, backend, precision, unknown, as_json):
     charwright score text.txt -b BUNDLE --backend litert --json
     cat *.txt | charwright score -
     """
-    from .model import load
-    from .parity import log_likelihood_stream
+    from charwright.runtime.model import load
+    from charwright.runtime.parity import log_likelihood_stream
 
     stream, size, close = _open_text(text_file)
     try:

@@ -28,9 +28,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import BundleError, ConfigError
-from .golden import MAX_GOLDEN_STEPS
-from .manifest import show
+from charwright.runtime.errors import BundleError, ConfigError
+from charwright.runtime.golden import MAX_GOLDEN_STEPS
+from charwright.runtime.manifest import show
 
 C_DIR = Path(__file__).resolve().parent / "c"
 COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md")
@@ -196,7 +196,7 @@ def check_supported(stack: list[dict]) -> None:
 
 
 def _weights(bundle, stack) -> dict:
-    from .npz import Npz
+    from charwright.runtime.npz import Npz
 
     try:
         entry = bundle.find("npz")
@@ -250,7 +250,7 @@ _NEUTRAL = {"min_p": (None, 0), "typical_p": (None, 1), "repetition_penalty": (N
 def _defaults(bundle) -> dict:
     """The bundle's sampling_defaults for the C main: checked exactly as `generate` checks them
     (sampling.bundle_defaults), then limited to what C implements."""
-    from .sampling import bundle_defaults
+    from charwright.runtime.sampling import bundle_defaults
 
     d = bundle_defaults(bundle.manifest, bundle.where)
     # a setting C does not implement is fine only at its own neutral value (the window only
@@ -270,7 +270,7 @@ def _defaults(bundle) -> dict:
 
 def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
     """The text of model.h and the max quantization error per tensor (int8)."""
-    from .rng import exp_tables
+    from charwright.runtime.rng import exp_tables
 
     int8 = precision == "int8"
     V, vocab = bundle.vocab_size, bundle.vocab
@@ -348,7 +348,7 @@ def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
 # ---- the probe and the golden vectors -----------------------------------------------------------
 
 def check_header(bundle, precision: str) -> str:
-    from .parity import TOLERANCES
+    from charwright.runtime.parity import TOLERANCES
 
     probe = bundle.probe()
     n = min(len(probe["tokens"]), MAX_PROBE)
@@ -392,8 +392,8 @@ def golden_cases(bundle) -> list[dict]:
     manifest's sha256 and size checked), else from this runtime's make_golden().
 
     Raises BundleError naming golden.json and the field for anything else."""
-    from .golden import FORMAT, VERSION, make_golden, read_golden
-    from .sampling import SamplingConfig
+    from charwright.runtime.golden import FORMAT, VERSION, make_golden, read_golden
+    from charwright.runtime.sampling import SamplingConfig
 
     if bundle.manifest.get("golden") is None:  # a bundle from before golden.json
         doc, where = make_golden(), "charwright's golden vectors"
@@ -469,8 +469,8 @@ def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
     """Writes the C project for `bundle_dir` into `out_dir` (created; existing files of the
     same names are replaced, each atomically). Returns {"files": [...], "quantization_error":
     {...}}. Every value is checked before anything is written."""
-    from .atomic import write_bytes
-    from .bundle import load_bundle
+    from charwright.runtime.atomic import write_bytes
+    from charwright.runtime.bundle import load_bundle
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {show(precision)}: emit-c writes "

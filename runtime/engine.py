@@ -44,11 +44,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from .errors import CharwrightError, ConfigError
-from .generator import Generator, Primer
-from .model import Completion
-from .sampling import Sampler, SamplingConfig, resolve_seed
-from .text_stream import TextStream
+from charwright.runtime.errors import CharwrightError, ConfigError
+from charwright.runtime.generator import Generator, Primer
+from charwright.runtime.model import Completion
+from charwright.runtime.sampling import Sampler, SamplingConfig, resolve_seed
+from charwright.runtime.text_stream import TextStream
 
 STEP_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                         0.25, 1.0)

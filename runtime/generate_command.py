@@ -14,9 +14,9 @@ import sys
 
 import click
 
-from .commands import BACKEND_CHOICE, PRECISION_CHOICE
-from .errors import ConfigError
-from .sampling import PENALTY_MAX, PENALTY_MIN, SEED_MAX
+from charwright.runtime.commands import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling import PENALTY_MAX, PENALTY_MIN, SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
 _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
@@ -115,7 +115,7 @@ def _stream_one(model, prompt, max_chars, cfg, stop, unknown) -> None:
 
 
 def _samples(model, prompt, n, max_chars, cfg, stop, unknown, as_json) -> None:
-    from .sampling import describe
+    from charwright.runtime.sampling import describe
 
     done = model.complete([prompt] * n, max_chars, cfg, stop, unknown)
     out = _stdout()
@@ -149,7 +149,7 @@ def _with_bundle_defaults(ctx, cfg, model):
     """Options not given on the command line take the bundle's sampling_defaults, if any."""
     from dataclasses import replace
 
-    from .sampling import bundle_defaults
+    from charwright.runtime.sampling import bundle_defaults
 
     defaults = bundle_defaults(model.bundle.manifest, f"{model.bundle.root}/manifest.json")
     return replace(cfg, **{k: v for k, v in defaults.items() if not _given(ctx, k)})
@@ -208,8 +208,8 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     charwright generate "ROMEO:" -b BUNDLE --backend litert --top-p 0.9 --seed 7
     charwright generate "KING" --greedy --stop "\\n\\n"
     """
-    from .model import load
-    from .sampling import SamplingConfig, describe, resolve_seed
+    from charwright.runtime.model import load
+    from charwright.runtime.sampling import SamplingConfig, describe, resolve_seed
 
     _check_prompt(prompt)
     for s in stop:

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import ConfigError
+from charwright.runtime.errors import ConfigError
 
 
 def prime(backend, prompts: list[np.ndarray]):

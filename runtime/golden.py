@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from . import rng
-from .errors import BundleError
-from .sampling import Sampler, SamplingConfig
+from charwright.runtime import rng
+from charwright.runtime.errors import BundleError
+from charwright.runtime.sampling import Sampler, SamplingConfig
 
 FORMAT = "charwright-sampling-golden"
 VERSION = 1
@@ -152,9 +152,9 @@ def read_golden(bundle) -> dict:
     """The bundle's golden.json (manifest entry `golden`: path, sha256, bytes), checked."""
     import json
 
-    from .bundle import _check_bytes, safe_relpath
-    from .manifest import Fields
-    from .safefile import read_bytes, resolve_inside
+    from charwright.runtime.bundle import _check_bytes, safe_relpath
+    from charwright.runtime.manifest import Fields
+    from charwright.runtime.safefile import read_bytes, resolve_inside
 
     g = Fields(bundle.where, "golden", bundle.manifest.get("golden"))
     path = resolve_inside(bundle.root, safe_relpath(bundle.root, g.str("path"), bundle.where))

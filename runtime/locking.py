@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import CharwrightError
+from charwright.runtime.errors import CharwrightError
 
 
 def _command() -> str:

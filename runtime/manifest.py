@@ -15,8 +15,8 @@ import re
 import reprlib
 from pathlib import Path
 
-from .errors import BundleError
-from .safefile import read_bytes, resolve_inside
+from charwright.runtime.errors import BundleError
+from charwright.runtime.safefile import read_bytes, resolve_inside
 
 BUNDLE_FORMAT = "charwright-bundle"
 BUNDLE_VERSION = "1.0"  # readers accept any 1.x; a new major version is refused

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import StepBackend
-from .errors import BackendUnavailable, BundleError, CharwrightError
+from charwright.runtime.backends.base import StepBackend
+from charwright.runtime.errors import BackendUnavailable, BundleError, CharwrightError
 
 MODULE = "tflite_micro"
 EXTRA = "micro"
@@ -207,7 +207,7 @@ def replay_micro(bundle, entry):
     """Replays the bundle's probe on one .tflite file under TFLM (parity.compare, the same
     figures and tolerances as every other backend). Returns a FileParity; "not checked" when
     tflite-micro is missing or the manifest records that TFLM does not run the file."""
-    from .parity import FileParity, compare
+    from charwright.runtime.parity import FileParity, compare
 
     label = f"{entry.path}[tflm]"  # no space: one token in tables and logs
     if not available():

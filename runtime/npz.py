@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from .errors import BundleError
+from charwright.runtime.errors import BundleError
 
 MAX_MEMBERS = 4096
 # numeric arrays written by np.savez (stored) or savez_compressed (deflate) unpack to about their

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import BackendUnavailable, BundleError, CharwrightError, ParityError
-from .processors import log_softmax
+from charwright.runtime.errors import BackendUnavailable, BundleError, CharwrightError, ParityError
+from charwright.runtime.processors import log_softmax
 
 LN2 = math.log(2.0)
 
@@ -205,7 +205,7 @@ def check_bundle(bundle, entries=None, threads: int = 1, on_result=None) -> list
     checksum is still verified: a damaged file fails). Use raise_for_failures() to turn
     failures into one ParityError. The probe itself must be readable (BundleError otherwise).
     """
-    from .backends import open_backend
+    from charwright.runtime.backends import open_backend
 
     probe = bundle.probe()
     results = []

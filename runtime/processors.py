@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import rng
+from charwright.runtime import rng
 
 NEG_INF = np.float32(-np.inf)
 TOP_P_SLACK = 2.0**-16  # relative: TopP's target is float32(p * (1 - TOP_P_SLACK)) x the total

@@ -19,7 +19,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import BundleError
+from charwright.runtime.errors import BundleError
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(
     os, "O_NOCTTY", 0)

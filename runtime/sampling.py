@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import ConfigError
-from .processors import MinP, RepetitionPenalty, Temperature, TopK, TopP, Typical
-from .selectors import Categorical, Greedy
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.processors import MinP, RepetitionPenalty, Temperature, TopK, TopP, Typical
+from charwright.runtime.selectors import Categorical, Greedy
 
 ORDER = "logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector"
 SEED_MAX = 2**63 - 1  # seeds are 0..2**63-1: they fit a signed 64-bit integer in every language
@@ -164,7 +164,7 @@ def bundle_defaults(manifest: dict, where: str) -> dict:
     Raises BundleError naming the manifest for a malformed object or value."""
     from dataclasses import fields
 
-    from .errors import BundleError
+    from charwright.runtime.errors import BundleError
 
     d = manifest.get("sampling_defaults") or {}
     names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}

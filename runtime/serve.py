@@ -41,9 +41,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .engine import Draining, Engine, QueueFull
-from .errors import BackendUnavailable, CharwrightError, ConfigError, VocabularyError
-from .sampling import SamplingConfig
+from charwright.runtime.engine import Draining, Engine, QueueFull
+from charwright.runtime.errors import BackendUnavailable, CharwrightError, ConfigError, VocabularyError
+from charwright.runtime.sampling import SamplingConfig
 
 try:
     from prometheus_client import CollectorRegistry, generate_latest
@@ -124,7 +124,7 @@ def model_names(bundles) -> list[str]:
     """The name each bundle is served under: its directory's name (the demo: "demo")."""
     from pathlib import Path
 
-    from .model import DEMO_BUNDLE
+    from charwright.runtime.model import DEMO_BUNDLE
 
     names = [Path(b).resolve().name for b in bundles] if bundles else [DEMO_BUNDLE.name]
     dup = {n for n in names if names.count(n) > 1}
@@ -151,7 +151,7 @@ class Served:
 def _sampling_defaults(model) -> dict:
     """The bundle's sampling_defaults, read and checked as `charwright generate` reads them
     (sampling.bundle_defaults: a malformed object is a BundleError at start-up)."""
-    from .sampling import bundle_defaults
+    from charwright.runtime.sampling import bundle_defaults
 
     return bundle_defaults(model.bundle.manifest, f"{model.bundle.root}/manifest.json")
 
@@ -610,7 +610,7 @@ def build_app(cfg: ServeConfig, names=None) -> "Starlette":
 
 
 def _load_all(state: State) -> None:
-    from .model import load
+    from charwright.runtime.model import load
 
     cfg = state.cfg
     bundles = cfg.bundles or (None,)

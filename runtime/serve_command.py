@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .commands import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.commands import BACKEND_CHOICE, PRECISION_CHOICE
 
 
 @click.command("serve")
@@ -47,7 +47,7 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     curl -N localhost:8000/v1/completions -H 'Content-Type: application/json' \\
       -d '{"model": "demo", "prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
     """
-    from .serve import ServeConfig, model_names, run_server
+    from charwright.runtime.serve import ServeConfig, model_names, run_server
 
     if api_key is not None and not api_key.strip():
         raise click.UsageError("--api-key is empty: give a key, or leave the option out")
@@ -60,7 +60,7 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error
         raise click.UsageError(str(e)) from None
     for b in cfg.bundles:  # a missing or damaged bundle fails here, before the port is bound
-        from .bundle import load_bundle
+        from charwright.runtime.bundle import load_bundle
 
         load_bundle(b, verify=False)
     return run_server(cfg, host, port)

@@ -11,7 +11,7 @@ with stops ("END",): pushing "a", "E", "N", "b" emits "a", "", "", "ENb"; pushin
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from charwright.runtime.errors import ConfigError
 
 
 class StopMatcher:

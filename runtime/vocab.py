@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, VocabularyError
+from charwright.runtime.errors import ConfigError, VocabularyError
 
 VOCAB_FORMAT = "charwright-vocab"
 VOCAB_VERSION = 1

@@ -4,4 +4,4 @@ Nothing here imports TensorFlow at module level: `train()` and the step-graph bu
 inside, so `charwright --help` and the runtime stay light.
 """
 
-from .config import ModelConfig, TrainConfig  # noqa: F401
+from charwright.trainer.config import ModelConfig, TrainConfig  # noqa: F401

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoint as ckpt
-from .interrupt import InterruptFlag, TrainingInterrupted, kill_point
+from charwright.trainer import checkpoint as ckpt
+from charwright.trainer.interrupt import InterruptFlag, TrainingInterrupted, kill_point
 
 LOOP_KEYS = ("epoch", "step_in_epoch", "global_step", "history", "best_val_loss", "best_epoch",
              "intervals")

@@ -11,7 +11,7 @@ import click
 
 from charwright.runtime.errors import ConfigError
 
-from .config import CELLS, ModelConfig, TrainConfig
+from charwright.trainer.config import CELLS, ModelConfig, TrainConfig
 
 _M, _T = ModelConfig(), TrainConfig()
 
@@ -147,8 +147,8 @@ def _differing(run_dir, given: list[str], model_cfg: ModelConfig,
     same command can be run again and again (a restart loop) without a warning each time."""
     from charwright.runtime.errors import CharwrightError
 
-    from . import run_dir as rd
-    from .config import config_to_dict
+    from charwright.trainer import run_dir as rd
+    from charwright.trainer.config import config_to_dict
 
     if not rd.has_run(run_dir):
         return []
@@ -226,8 +226,8 @@ def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq
     """
     from charwright.runtime.quiet import quiet_stderr
 
-    from .interrupt import TrainingInterrupted
-    from .train import train as run_training
+    from charwright.trainer.interrupt import TrainingInterrupted
+    from charwright.trainer.train import train as run_training
 
     if stateful and lines:
         raise ConfigError("--stateful and --lines are different data schemes; pass one")

@@ -12,10 +12,10 @@ import numpy as np
 from charwright.runtime.atomic import atomic_dir, atomic_path, write_json
 from charwright.runtime.vocab import Vocabulary
 
-from . import run_dir as rd
-from .config import ModelConfig, TrainConfig, config_to_dict
-from .model import build_sequence_model, export_weights
-from .step_graph import build_step_function, run_steps, save_step_savedmodel
+from charwright.trainer import run_dir as rd
+from charwright.trainer.config import ModelConfig, TrainConfig, config_to_dict
+from charwright.trainer.model import build_sequence_model, export_weights
+from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 
 LN2 = math.log(2.0)
 
@@ -44,7 +44,7 @@ def finalize(run_dir: Path, run: dict, model_cfg: ModelConfig, train_cfg: TrainC
     Everything comes from best.weights.h5 and `loop` (history, best epoch), so it can be run
     again from the files on disk (`--resume` of a run killed here). The step-graph check and
     the probe are computed with TF32 off (probe.exact_float32)."""
-    from .probe import exact_float32
+    from charwright.trainer.probe import exact_float32
 
     with exact_float32():
         return _finalize(run_dir, run, model_cfg, train_cfg, vocab, val_ids, loop, on_progress)
@@ -53,8 +53,8 @@ def finalize(run_dir: Path, run: dict, model_cfg: ModelConfig, train_cfg: TrainC
 def _finalize(run_dir, run, model_cfg, train_cfg, vocab, val_ids, loop, on_progress) -> dict:
     import tensorflow as tf
 
-    from .interrupt import kill_point
-    from .probe import record_probe
+    from charwright.trainer.interrupt import kill_point
+    from charwright.trainer.probe import record_probe
 
     ref = build_sequence_model(model_cfg)  # batch-free, not stateful: the reference model
     ref.load_weights(str(run_dir / "best.weights.h5"))

@@ -29,14 +29,14 @@ from charwright.runtime.errors import ConfigError, require
 from charwright.runtime.locking import hold
 from charwright.runtime.version import package_version
 
-from . import run_dir as rd
-from .config import ACTIVATIONS, ModelConfig, config_to_dict, layer_spec
-from .finalize import LN2, step_info
-from .import_archive import (MAX_RATIO, NOT_SUPPORTED, WHY_REFUSED, ImportRefused,
+from charwright.trainer import run_dir as rd
+from charwright.trainer.config import ACTIVATIONS, ModelConfig, config_to_dict, layer_spec
+from charwright.trainer.finalize import LN2, step_info
+from charwright.trainer.import_archive import (MAX_RATIO, NOT_SUPPORTED, WHY_REFUSED, ImportRefused,
                              check_model_file)
-from .import_vocab import ImportedVocab, load_import_vocab, read_text_bounded
-from .model import build_sequence_model, cell_weights
-from .step_graph import build_step_function, run_steps, save_step_savedmodel
+from charwright.trainer.import_vocab import ImportedVocab, load_import_vocab, read_text_bounded
+from charwright.trainer.model import build_sequence_model, cell_weights
+from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 
 RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}
 IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
@@ -383,7 +383,7 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     step_logits, _ = run_steps(module.step, short, np.zeros((1, cfg.state_size), np.float32))
     step_diff = float(np.max(np.abs(seq_logits - step_logits)))
 
-    from .probe import record_probe
+    from charwright.trainer.probe import record_probe
 
     on_progress({"event": "probe", "chars": int(min(probe_chars, len(ids)))})
     probe = record_probe(ref, module.step, ids, probe_chars, greedy_chars, cfg.state_size, None)

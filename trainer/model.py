@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import ModelConfig
+from charwright.trainer.config import ModelConfig
 
 CELL_CLASSES = {"gru": "GRU", "lstm": "LSTM", "rnn": "SimpleRNN"}
 

@@ -162,7 +162,7 @@ def collect(source: str | Path) -> dict:
 
 
 def _collect_run(run_dir: Path) -> dict:
-    from . import run_dir as rd
+    from charwright.trainer import run_dir as rd
 
     path = run_dir / "run.json"
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
+from charwright.trainer.config import ModelConfig
 
 STEP_INPUTS = ("token", "state")
 STEP_OUTPUTS = ("logits", "new_state")

@@ -35,17 +35,17 @@ from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 from charwright.runtime.version import package_version
 from charwright.runtime.vocab import Vocabulary
 
-from . import checkpoint as ckpt
-from . import run_dir as rd
-from .callbacks import interrupted, loop_state, make_callbacks, save_checkpoint
-from .config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
-from .corpus import read_corpus
-from .data import make_data, split_ids, to_dataset
-from .finalize import LN2, finalize
-from .interrupt import InterruptFlag, WorkerLost, kill_point
-from .model import build_sequence_model, export_weights
-from .step_graph import build_step_function
-from .strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
+from charwright.trainer import checkpoint as ckpt
+from charwright.trainer import run_dir as rd
+from charwright.trainer.callbacks import interrupted, loop_state, make_callbacks, save_checkpoint
+from charwright.trainer.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from charwright.trainer.corpus import read_corpus
+from charwright.trainer.data import make_data, split_ids, to_dataset
+from charwright.trainer.finalize import LN2, finalize
+from charwright.trainer.interrupt import InterruptFlag, WorkerLost, kill_point
+from charwright.trainer.model import build_sequence_model, export_weights
+from charwright.trainer.step_graph import build_step_function
+from charwright.trainer.strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
 
 Progress = Callable[[dict], None]
 

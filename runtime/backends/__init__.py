@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from charwright.runtime.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError
+from charwright.runtime.errors import BundleError
 
 
 class StepBackend:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError, require
-from . import BY_NAME
-from ..quiet import quiet_stderr
-from .base import StepBackend
+from charwright.runtime.errors import BundleError, require
+from charwright.runtime.backends import BY_NAME
+from charwright.runtime.quiet import quiet_stderr
+from charwright.runtime.backends.base import StepBackend
 
 SIGNATURE = "serving_default"
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError
-from ..npz import Npz
-from . import BY_NAME
-from .base import StepBackend
+from charwright.runtime.errors import BundleError
+from charwright.runtime.npz import Npz
+from charwright.runtime.backends import BY_NAME
+from charwright.runtime.backends.base import StepBackend
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 KERAS_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True}

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError, require
-from . import BY_NAME
-from .base import StepBackend
+from charwright.runtime.errors import BundleError, require
+from charwright.runtime.backends import BY_NAME
+from charwright.runtime.backends.base import StepBackend
 
 TOKEN, STATE, LOGITS, NEW_STATE = "token", "state", "logits", "new_state"
 
