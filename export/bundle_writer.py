@@ -3,7 +3,7 @@
 The bundle is assembled in a temporary sibling directory: model files (each carrying the
 vocabulary and key facts in its own metadata), weights.npz for the numpy backend, probe.npz, and
 manifest.json. Every file's operators are checked for what breaks on devices, the probe is
-replayed on every file (runtime/parity.py), and only then is the directory renamed into place.
+replayed on every file (runtime/verify/parity.py), and only then is the directory renamed into place.
 A failure anywhere leaves no bundle and the previous one untouched.
 
 A file outside its parity tolerance is left out of the bundle and recorded in the manifest's
@@ -24,15 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_dir, write_json
-from charwright.runtime.bundle import (BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest,
+from charwright.runtime.files.atomic import atomic_dir, write_json
+from charwright.runtime.bundle.reader import (BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest,
                                       sha256_file)
 from charwright.runtime.errors import BundleError, ConfigError, ExportError, ParityError, require
 from charwright.runtime.backends import BACKENDS, FORMAT_ALIASES
-from charwright.runtime.locking import hold
-from charwright.runtime.manifest import PRECISIONS
+from charwright.runtime.files.locking import hold
+from charwright.runtime.bundle.manifest import PRECISIONS
 from charwright.trainer import run_dir as rd
-from charwright.runtime.parity import TOLERANCES, check_bundle, raise_for_failures
+from charwright.runtime.verify.parity import TOLERANCES, check_bundle, raise_for_failures
 from charwright.runtime.vocab import Vocabulary
 
 # (format, precision) -> file name, in the order they are written, from the backend registry
@@ -259,7 +259,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
             on_progress({"event": "converted", "file": name, "bytes": files[-1]["bytes"],
                          "seconds": round(time.perf_counter() - t0, 2)})
         shutil.copyfile(run_dir / "probe.npz", tmp / "probe.npz")
-        from charwright.runtime.golden import write_golden
+        from charwright.runtime.sampling.golden import write_golden
 
         golden = write_golden(tmp)  # sampling golden vectors, for ports (runtime/c/SAMPLING.md)
         summary = run.get("summary", {})
@@ -288,7 +288,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         results = check_bundle(load_bundle(tmp), threads=threads,
                                on_result=lambda r: on_progress({"event": "parity_file",
                                                                 "result": r}))
-        from charwright.runtime import micro  # TFLite Micro replays the files it runs, if installed
+        from charwright.runtime.verify import micro  # TFLite Micro replays the files it runs, if installed
 
         results += micro.check_bundle(load_bundle(tmp), on_result=lambda r: on_progress(
             {"event": "parity_file", "result": r}))

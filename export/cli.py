@@ -82,7 +82,7 @@ def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismat
     charwright export RUN -o BUNDLE
     charwright export RUN -o BUNDLE --format tflite --precision int8-dynamic
     """
-    from charwright.runtime.parity import FileParity, format_table
+    from charwright.runtime.verify.parity import FileParity, format_table
 
     from charwright.runtime.quiet import quiet_stderr
 

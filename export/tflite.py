@@ -229,9 +229,9 @@ def min_runtime(model: bytes) -> dict:
 
 def micro_check(path) -> dict:
     """files[].micro: whether TensorFlow Lite Micro runs the file, why not, and the smallest
-    arena that works (runtime/micro.py probes it in a child process). Without the [micro]
+    arena that works (runtime/verify/micro.py probes it in a child process). Without the [micro]
     extra: runs null and the reason."""
-    from charwright.runtime import micro
+    from charwright.runtime.verify import micro
 
     if not micro.available():
         return {"runs": None, "reason": "not checked: tflite-micro is not installed "

@@ -15,13 +15,13 @@ from typing import Iterator
 import numpy as np
 
 from charwright.runtime.backends import open_backend, spec_for_backend
-from charwright.runtime.beam import Beam, beam_search
-from charwright.runtime.bundle import load_bundle
+from charwright.runtime.generate.beam import Beam, beam_search
+from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.generator import Generator, prime, run
-from charwright.runtime.parity import log_likelihood
-from charwright.runtime.sampling import Sampler, SamplingConfig, resolve_seed
-from charwright.runtime.text_stream import TextStream
+from charwright.runtime.generate.generator import Generator, prime, run
+from charwright.runtime.verify.parity import log_likelihood
+from charwright.runtime.sampling.config import Sampler, SamplingConfig, resolve_seed
+from charwright.runtime.generate.text_stream import TextStream
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
 SCORE_CHUNK = 4096

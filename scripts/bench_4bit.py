@@ -15,7 +15,7 @@ Columns: bytes of the file; max |Δlogit| and top-1 agreement with the probe's l
 of the next probe token and its change relative to the probe's own bits/char; the first step of
 the greedy continuation that differs from the probe's (— = none); median µs per step at batch 1
 on one thread (onnxruntime intra_op_num_threads=1 with IO binding, LiteRT num_threads=1), timed
-after a warm-up; the verdict under the project's tolerances (runtime/parity.py): quantized files
+after a warm-up; the verdict under the project's tolerances (runtime/verify/parity.py): quantized files
 need top-1 ≥ 97% and |Δ bits/char| ≤ 2%, float32 files max |Δlogit| ≤ 1e-4.
 
 Where the float32 ONNX comes from, first that applies: the bundle's model.float32.onnx; --run's
@@ -60,7 +60,7 @@ from _bench_common import header, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "runtime" / "demo"
-MIN_TOP1, MAX_BPC_REL, MAX_ABS_F32 = 0.97, 0.02, 1e-4  # runtime/parity.py TOLERANCES
+MIN_TOP1, MAX_BPC_REL, MAX_ABS_F32 = 0.97, 0.02, 1e-4  # runtime/verify/parity.py TOLERANCES
 LN2 = math.log(2.0)
 
 
@@ -489,7 +489,7 @@ def main(argv=None) -> int:
     print(table(["file / method", "bytes", "max abs Δlogit", "top-1", "bits/char",
                  "Δ bits/char", "greedy 1st diff", "µs/step", "verdict"], rows))
     print("\nverdict: quantized needs top-1 ≥ 97% and |Δ bits/char| ≤ 2%; float32 needs "
-          "max |Δlogit| ≤ 1e-4 (runtime/parity.py)")
+          "max |Δlogit| ≤ 1e-4 (runtime/verify/parity.py)")
     return 0
 
 

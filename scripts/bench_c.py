@@ -78,7 +78,7 @@ def built_bundle(work: Path, name: str) -> Path:
 
 def c_project(work: Path, name: str, precision: str, targets) -> Path:
     """emit-c of the cached bundle into .bench/c/NAME-PRECISION, then make TARGETS."""
-    from charwright.runtime.emit_c import emit
+    from charwright.runtime.emit_c.project import emit
 
     d = work / "c" / f"{name}-{precision}"
     bundle = built_bundle(work, name)
@@ -120,7 +120,7 @@ def run_c_host(d: Path, sampler: str, n: int, seed: int) -> dict:
 def py_subjects(bundle: Path):
     from charwright.runtime import load
     from charwright.runtime.backends import BY_FORMAT
-    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.bundle.reader import load_bundle
 
     backend_of = {fmt: spec.name for fmt, spec in BY_FORMAT.items()}
     out = {}

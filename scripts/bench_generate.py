@@ -174,7 +174,7 @@ def tutorial_baselines(bundle: Path, chars: int) -> dict:
     """The tutorial's two generation recipes, on the same weights (from the bundle's numpy file)."""
     import tensorflow as tf
 
-    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.bundle.reader import load_bundle
 
     b = load_bundle(bundle)
     arch = b.manifest["architecture"]
@@ -245,7 +245,7 @@ def main():
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.bundle.reader import load_bundle
     from charwright.runtime.model import DEMO_BUNDLE
 
     mm = matmul_peak()

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("bundles", nargs="+", type=Path)
     ap.add_argument("--steps", type=int, default=400, help="timed steps per file")
     args = ap.parse_args(argv)
-    from charwright.runtime.bundle import load_bundle
+    from charwright.runtime.bundle.reader import load_bundle
     from charwright.runtime.errors import CharwrightError
 
     print(header("Every file: parity, size, time per step, TFLM arena", 1))

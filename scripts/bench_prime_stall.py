@@ -177,7 +177,7 @@ def engine_cadence(long_chars: int, seconds: float = 3.0) -> tuple:
     """(p50, p99 s between passes that step 8 running rows, mean step s): Engine on the demo
     model, no HTTP; with long_chars, one prompt that long primes meanwhile."""
     from charwright.runtime import SamplingConfig, load
-    from charwright.runtime.engine import Engine
+    from charwright.runtime.serve.engine import Engine
 
     stamps, rows = [], []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+# helpers the tests import by name (fakes, bundle_factory, serve_util), wherever a test lives
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 _EXTRAS = {"tf": ("tensorflow", "train"), "litert": ("ai_edge_litert", "litert"),
            "serve": ("starlette", "serve"), "report": ("matplotlib", "report"),

@@ -48,7 +48,7 @@ def reset_states(model) -> None:
 def save_checkpoint(run_dir: Path, model, loop: dict, on_progress: Callable[[dict], None]):
     close_interval(loop)
     if loop.get("is_chief", True):
-        from charwright.runtime.atomic import write_json
+        from charwright.runtime.files.atomic import write_json
 
         write_json(Path(run_dir) / "intervals.json", loop.get("intervals") or [])
     path = ckpt.save_checkpoint(run_dir, model, loop_state(loop))

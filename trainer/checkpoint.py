@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_dir, write_json, write_text
+from charwright.runtime.files.atomic import atomic_dir, write_json, write_text
 from charwright.runtime.errors import RunDirError
 
 KEEP = 2

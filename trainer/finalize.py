@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_dir, atomic_path, write_json
+from charwright.runtime.files.atomic import atomic_dir, atomic_path, write_json
 from charwright.runtime.vocab import Vocabulary
 
 from charwright.trainer import run_dir as rd
-from charwright.trainer.config import ModelConfig, TrainConfig, config_to_dict
+from charwright.trainer.config import ModelConfig, TrainConfig
 from charwright.trainer.model import build_sequence_model, export_weights
 from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 

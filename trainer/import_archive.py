@@ -1,5 +1,5 @@
 """Checks on a Keras model file before Keras reads a byte of it: the archive's bounds, then the
-architecture's sizes and classes from its config, the way runtime/npz.py checks a bundle's
+architecture's sizes and classes from its config, the way runtime/files/npz.py checks a bundle's
 arrays from their headers.
 
 keras.saving.load_model trusts the file: a .keras whose config.json is padded to 512 MiB (half a
@@ -32,7 +32,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from charwright.runtime.errors import ConfigError, require
-from charwright.runtime.manifest import MAX_VOCAB, show
+from charwright.runtime.bundle.manifest import MAX_VOCAB, show
 
 MAX_MEMBERS = 256
 MAX_RATIO = 100  # Keras stores its members; deflated JSON packs ~10x, random weights ~1x

@@ -24,9 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_dir, write_json
+from charwright.runtime.files.atomic import atomic_dir, write_json
 from charwright.runtime.errors import ConfigError, require
-from charwright.runtime.locking import hold
+from charwright.runtime.files.locking import hold
 from charwright.runtime.version import package_version
 
 from charwright.trainer import run_dir as rd

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import click
 
-from charwright.runtime.atomic import atomic_path
+from charwright.runtime.files.atomic import atomic_path
 from charwright.runtime.errors import BundleError, ConfigError, RunDirError, require
-from charwright.runtime.manifest import show
+from charwright.runtime.bundle.manifest import show
 
 SERIES_KEY = "charwright:series"
 FORMATS = (".png", ".html")
@@ -212,7 +212,7 @@ def _collect_run(run_dir: Path) -> dict:
 
 
 def _collect_bundle(bundle_dir: Path) -> dict:
-    from charwright.runtime.manifest import read_manifest
+    from charwright.runtime.bundle.manifest import read_manifest
 
     m = read_manifest(bundle_dir)
     where = str(bundle_dir / "manifest.json")

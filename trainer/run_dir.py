@@ -13,7 +13,7 @@
       step/               saved_model/ (serving_default = the single step), weights.npz,
                           step.json (architecture, state layout, inputs, outputs)
       probe.npz           see probe.py
-      .charwright.lock    flock held by the process writing the run (see runtime/locking.py)
+      .charwright.lock    flock held by the process writing the run (see runtime/files/locking.py)
 
 This is the one module that knows the format: the trainer writes it through here and export
 reads it through here. No TensorFlow.
@@ -29,9 +29,9 @@ import re
 import shutil
 from pathlib import Path
 
-from charwright.runtime.atomic import write_json, write_text
+from charwright.runtime.files.atomic import write_json, write_text
 from charwright.runtime.errors import RunDirError
-from charwright.runtime.locking import check_free as _check_free, hold
+from charwright.runtime.files.locking import check_free as _check_free, hold
 
 RUN_FORMAT = "charwright-run"
 # 2: architecture.stack (a cell, size and activations per layer), intervals.json, the
@@ -49,7 +49,7 @@ EXPORT_NEEDS = ("vocab.json", "probe.npz", "step/step.json", "step/weights.npz",
 
 
 def _is_temp(name: str) -> bool:
-    """A temp entry of charwright's atomic writes (runtime/atomic.py): '.NAME.tmp...'/'.old-'."""
+    """A temp entry of charwright's atomic writes (runtime/files/atomic.py): '.NAME.tmp...'/'.old-'."""
     return name.startswith(".") and (".tmp" in name or ".old-" in name) and any(
         name[1:].startswith(e) for e in ENTRIES)
 
@@ -170,7 +170,7 @@ def _own_temp(folder: str, name: str) -> bool:
 
 def sweep_temps(run_dir: Path) -> None:
     """Removes what a killed run was writing: only names that charwright's atomic writes make
-    (runtime/atomic.py), never a user's file that merely looks like one, and links are removed
+    (runtime/files/atomic.py), never a user's file that merely looks like one, and links are removed
     as links (never followed)."""
     run_dir = Path(run_dir)
     for folder in ("", *_SUB_TEMPS):

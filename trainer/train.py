@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from charwright.runtime.atomic import atomic_path, write_json
+from charwright.runtime.files.atomic import atomic_path, write_json
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 from charwright.runtime.version import package_version
 from charwright.runtime.vocab import Vocabulary

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from charwright.runtime.errors import BundleError
-from charwright.runtime.npz import Npz
+from charwright.runtime.files.npz import Npz
 from charwright.runtime.backends import BY_NAME
 from charwright.runtime.backends.base import StepBackend
 

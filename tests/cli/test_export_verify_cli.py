@@ -64,7 +64,7 @@ def test_export_leaves_out_a_failing_file_and_the_bundle_verifies(tmp_path, tiny
                                                                   monkeypatch):
     """Issue 24 item 8: one stderr line per left-out file, exit 0, verify and info agree; a
     failing precision named with --precision refuses in one line and writes nothing."""
-    from charwright.runtime import parity
+    from charwright.runtime.verify import parity
 
     monkeypatch.setitem(parity.TOLERANCES, "int8-dynamic", parity.Tolerance(min_top1=1.01))
     b = tmp_path / "b"

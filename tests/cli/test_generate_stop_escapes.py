@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from charwright.runtime.cli import cli
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.generate_command import unescape
+from charwright.runtime.commands.generate import unescape
 
 CLI = [sys.executable, "-m", "charwright.runtime.cli"]
 RUN = ["generate", "KING", "--seed", "1", "-n", "300"]  # seed 1: a blank line after 199 chars
@@ -100,7 +100,7 @@ def test_the_server_refuses_the_same_penalties_with_400(value):
     """The server builds its SamplingConfig from the request: the same range, HTTP 400."""
     from types import SimpleNamespace
 
-    from charwright.runtime.serve import HTTPError, parse_completion
+    from charwright.runtime.serve.app import HTTPError, parse_completion
 
     served = SimpleNamespace(sampling_defaults={})
     with pytest.raises(HTTPError) as e:

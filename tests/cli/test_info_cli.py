@@ -1,16 +1,13 @@
 """charwright info: the demo bundle by default, -b, and odd manifest values that are not fatal."""
 
 import json
-import sys
-from pathlib import Path
 
 from click.testing import CliRunner
 
 from charwright.runtime.cli import cli
 from charwright.runtime.model import DEMO_BUNDLE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
-from bundle_factory import copy_demo, edit  # noqa: E402
+from bundle_factory import copy_demo, edit
 
 
 def test_info_defaults_to_the_demo_bundle():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charwright.runtime.bundle import load_bundle
+from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.cli import cli
 from charwright.runtime.model import DEMO_BUNDLE
 
@@ -76,7 +76,7 @@ def test_stdout_carries_only_the_result(tmp_path):
 
 
 def test_progress_lines_on_a_pipe_and_in_place_on_a_terminal():
-    from charwright.runtime.progress import Progress
+    from charwright.runtime.commands.progress import Progress
 
     now = [0.0]
     out = io.StringIO()
@@ -107,7 +107,7 @@ def _score(args, **kw):
 def test_pieces_give_the_whole_texts_figure(tmp_path, monkeypatch):
     """Read in 7-byte pieces (characters split across reads, the state and last id carried
     across pieces): the same figure as one piece, and stdin (`-`) gives it too."""
-    from charwright.runtime import commands
+    from charwright.runtime.commands import inspect as commands
 
     _, tokens, path = _probe_text(tmp_path)
     path.write_text("é€" + path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -123,7 +123,7 @@ def test_pieces_give_the_whole_texts_figure(tmp_path, monkeypatch):
 
 
 def test_invalid_utf8_and_unknown_characters_are_named_at_their_offset(tmp_path, monkeypatch):
-    from charwright.runtime import commands
+    from charwright.runtime.commands import inspect as commands
 
     monkeypatch.setattr(commands, "READ_CHUNK", 4)
     bad = tmp_path / "bad.txt"

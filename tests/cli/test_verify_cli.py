@@ -1,11 +1,9 @@
 """charwright verify: every file gets its row, valid JSON, absent runtimes, defaults, Ctrl-C."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +11,10 @@ from click.testing import CliRunner
 
 from charwright.runtime.cli import cli
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
-from bundle_factory import copy_demo, edit, make_bundle  # noqa: E402
+from bundle_factory import copy_demo, edit, make_bundle
 
 ONNX, TFLITE = "model.int8-dynamic.onnx", "model.int8-dynamic.tflite"
-from charwright.runtime.model import DEMO_BUNDLE as DEMO  # noqa: E402
+from charwright.runtime.model import DEMO_BUNDLE as DEMO
 
 BLOCKED = r"""
 import sys

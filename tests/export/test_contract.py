@@ -11,7 +11,7 @@ import pytest
 
 from conftest import export_quiet, train_tiny
 
-from charwright.runtime.bundle import load_bundle
+from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.errors import BundleError
 
 pytestmark = [pytest.mark.tf, pytest.mark.litert]

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import export_quiet, train_tiny
 
-from charwright.runtime.bundle import load_bundle
+from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.errors import ExportError, ParityError, RunDirError
-from charwright.runtime.parity import check_bundle
+from charwright.runtime.verify.parity import check_bundle
 
 pytestmark = [pytest.mark.tf, pytest.mark.litert]
 
@@ -47,7 +47,7 @@ def test_manifest_and_file_metadata(tiny_bundle):
     assert m["training"]["epochs"] == 2 and m["probe"]["tokens"] == 300
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"])
     # sampling defaults are SamplingConfig's own keyword arguments, null meaning "off"
-    from charwright.runtime.sampling import SamplingConfig
+    from charwright.runtime.sampling.config import SamplingConfig
 
     assert m["sampling_defaults"] == {"temperature": 0.8, "top_k": None, "top_p": None}
     SamplingConfig(**m["sampling_defaults"])
@@ -126,7 +126,7 @@ def test_interrupted_export_leaves_previous_bundle_untouched(tmp_path, tiny_run,
 
 
 def test_parity_failure_refuses_unless_allowed(tmp_path, tiny_run, monkeypatch):
-    from charwright.runtime import parity
+    from charwright.runtime.verify import parity
 
     monkeypatch.setitem(parity.TOLERANCES, "float32", parity.Tolerance(max_abs=0.0))
     with pytest.raises(ParityError, match=r"export refused: .*model.float32.onnx: max"):
@@ -222,7 +222,7 @@ def test_export_refuses_a_run_being_trained(tmp_path, tiny_run):
 HOLD_LOCK = """
 import sys, time
 from charwright.runtime.errors import CharwrightError
-from charwright.runtime.locking import hold
+from charwright.runtime.files.locking import hold
 with hold(sys.argv[1], sys.argv[2], CharwrightError):
     print("locked", flush=True)
     time.sleep(120)
@@ -232,14 +232,14 @@ with hold(sys.argv[1], sys.argv[2], CharwrightError):
 # --- files that do not hold parity are left out, not the whole bundle (issue 24, item 8) ---
 
 def _fail_int8_dynamic(monkeypatch):
-    from charwright.runtime import parity
+    from charwright.runtime.verify import parity
 
     monkeypatch.setitem(parity.TOLERANCES, "int8-dynamic", parity.Tolerance(min_top1=1.01))
 
 
 def test_a_failing_file_is_left_out_and_the_rest_written(tmp_path, tiny_run, monkeypatch):
-    from charwright.runtime.bundle import load_bundle as load
-    from charwright.runtime.manifest import check_left_out
+    from charwright.runtime.bundle.reader import load_bundle as load
+    from charwright.runtime.bundle.manifest import check_left_out
 
     _fail_int8_dynamic(monkeypatch)
     events = []
@@ -290,7 +290,7 @@ def test_allow_mismatch_keeps_the_failing_file(tmp_path, tiny_run, monkeypatch):
 
 
 def test_every_file_failing_refuses_the_export(tmp_path, tiny_run, monkeypatch):
-    from charwright.runtime import parity
+    from charwright.runtime.verify import parity
 
     _fail_int8_dynamic(monkeypatch)
     monkeypatch.setitem(parity.TOLERANCES, "float32", parity.Tolerance(max_abs=-1.0))

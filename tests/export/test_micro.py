@@ -12,8 +12,8 @@ import pytest
 
 from conftest import export_quiet, train_tiny
 
-from charwright.runtime import micro
-from charwright.runtime.bundle import load_bundle
+from charwright.runtime.verify import micro
+from charwright.runtime.bundle.reader import load_bundle
 
 pytestmark = [pytest.mark.tf, pytest.mark.litert]
 

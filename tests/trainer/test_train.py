@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_text, train_tiny
+from conftest import train_tiny
 
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 

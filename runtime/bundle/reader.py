@@ -1,0 +1,237 @@
+"""Reading a bundle: manifest.json, checksums, safe paths. No TensorFlow.
+
+    BUNDLE_DIR/manifest.json   the truth: format + version, vocabulary, architecture, state
+                               layout, files[] (path, format, precision, sha256, bytes, inputs,
+                               outputs, ops), training summary, parity figures
+    BUNDLE_DIR/probe.npz       reference tokens + logits (allow_pickle=False)
+    BUNDLE_DIR/model.*.onnx|tflite, weights.npz
+
+Every problem is a BundleError naming the file: unknown major version, malformed JSON or a
+manifest value of the wrong type (runtime/bundle/manifest.py), missing file, size or sha256 mismatch,
+an absolute path, one with '..', one that links outside the bundle or is not a regular file
+(runtime/files/safefile.py), a probe whose arrays do not fit the manifest (checked from the npz
+headers before loading, runtime/files/npz.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from charwright.runtime.backends import BACKENDS, BY_FORMAT
+from charwright.runtime.errors import BundleError, ConfigError
+from charwright.runtime.bundle.manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_PROBE_TOKENS, PRECISIONS,  # noqa: F401
+                       check_file_entry, check_model_facts, check_probe_entry, failed_parity,
+                       read_manifest)
+from charwright.runtime.files.npz import Npz
+from charwright.runtime.files.safefile import read_bytes, resolve_inside, sha256_of
+from charwright.runtime.vocab import Vocabulary
+
+FORMATS = tuple(BY_FORMAT)
+# derived from the backend declarations in runtime/backends/__init__.py
+BACKEND_FORMATS = {s.name: s.format for s in BACKENDS}
+# which precision a backend uses when none is asked for: the fastest whose parity passed
+DEFAULT_PRECISION = {s.format: s.precisions for s in BACKENDS}
+MAX_PROBE_ARRAY = 1_000_000  # prompt and greedy ids in the probe
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex of a regular file (the export side's helper; readers use verify_file)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_relpath(root: Path, rel: str, what: str) -> Path:
+    """root/rel, refusing absolute paths, '..' and the bundle directory itself (lexically; see
+    Bundle.path for symlinks)."""
+    if not isinstance(rel, str) or not rel:
+        raise BundleError(f"{what}: a file entry has no path")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
+        raise BundleError(f"{what}: absolute path {rel!r} is not allowed in a bundle")
+    if ".." in p.parts or "\\" in rel:
+        raise BundleError(f"{what}: path {rel!r} leaves the bundle directory")
+    if not p.parts:
+        raise BundleError(f"{what}: path {rel!r} names the bundle directory, not a file")
+    return root.joinpath(*p.parts)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One model file of a bundle (see the manifest's files[])."""
+
+    path: str
+    format: str
+    precision: str
+    sha256: str
+    bytes: int
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    ops: tuple = ()
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}:{self.precision}"
+
+
+@dataclass
+class Bundle:
+    """A validated bundle: its directory, manifest, vocabulary and file entries."""
+
+    root: Path
+    manifest: dict
+    vocab: Vocabulary
+    files: list[FileEntry]
+
+    @property
+    def state_size(self) -> int:
+        return int(self.manifest["state"]["size"])
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab.size
+
+    @property
+    def where(self) -> str:
+        return str(self.root / "manifest.json")
+
+    def read(self, entry: FileEntry) -> bytes:
+        """The file's bytes, checked against the manifest's size and sha256 (see read_verified)."""
+        return read_verified(self.path(entry), entry.bytes, entry.sha256)
+
+    def path(self, entry: FileEntry) -> Path:
+        """The entry's file with symlinks resolved; BundleError if it leaves the bundle or is
+        not a regular file."""
+        return resolve_inside(self.root, safe_relpath(self.root, entry.path, self.where))
+
+    def find(self, fmt: str, precision: str | None = None) -> FileEntry:
+        """The file of `fmt` ("onnx", "tflite", "npz") and `precision`.
+
+        Without a precision: the first in the backend's speed order whose parity, as recorded at
+        export, did not fail. An explicit precision is returned whatever its parity."""
+        have = [f for f in self.files if f.format == fmt]
+        if not have:
+            kinds = ", ".join(sorted({f.format for f in self.files})) or "none"
+            raise BundleError(f"{self.root}: no {fmt} file in this bundle (it has: {kinds})")
+        if precision is None:
+            failed = failed_parity(self.manifest)
+            order = {p: i for i, p in enumerate(DEFAULT_PRECISION[fmt])}
+            good = sorted((f for f in have if f.path not in failed),
+                          key=lambda f: order.get(f.precision, len(order)))
+            if not good:
+                raise BundleError(
+                    f"{self.root}: every {fmt} file failed parity at export "
+                    f"({', '.join(f.path for f in have)}); pass a precision to use one anyway")
+            return good[0]
+        for f in have:
+            if f.precision == precision:
+                return f
+        got = ", ".join(f.precision for f in have)
+        raise BundleError(f"{self.root}: no {fmt} file in precision {precision!r} (have: {got})")
+
+    def probe(self) -> dict:
+        """The reference probe's arrays: tokens int [N], logits float32 [N, V], prompt and
+        greedy int [n], device (text, optional). Shapes and dtypes are checked from the npz
+        headers against the manifest before anything is loaded."""
+        entry = check_probe_entry(self.manifest, self.where)
+        if entry is None:
+            raise BundleError(f"{self.root}: this bundle carries no probe")
+        path = resolve_inside(self.root, safe_relpath(self.root, entry["path"], self.where))
+        data = read_bytes(path, entry["bytes"])
+        _check_bytes(path, data, entry["bytes"], entry["sha256"])
+        npz = Npz(data, str(path))
+        n = entry["tokens"]
+        if n is None:  # older manifests: bounded by the header itself
+            npz.expect("tokens", (None,), "iu")
+            n = npz.shape("tokens")[0]
+            if n > MAX_PROBE_TOKENS:
+                raise BundleError(f"{path}: {n:,} probe tokens; at most {MAX_PROBE_TOKENS:,} "
+                                  "are read")
+        npz.expect("tokens", (n,), "iu")
+        npz.expect("logits", (n, self.vocab_size), "f")
+        for name in ("prompt", "greedy"):
+            npz.expect(name, (None,), "iu")
+            if not 0 < npz.shape(name)[0] <= MAX_PROBE_ARRAY:
+                raise BundleError(f"{path}: array {name!r} holds {npz.shape(name)[0]:,} ids; "
+                                  f"1 to {MAX_PROBE_ARRAY:,} are read")
+        out = {k: npz.load(k) for k in ("tokens", "logits", "prompt", "greedy")}
+        for k in ("tokens", "prompt", "greedy"):
+            a = out[k]
+            if len(a) and (a.min() < 0 or a.max() >= self.vocab_size):
+                raise BundleError(f"{path}: array {k!r} holds ids outside 0..{self.vocab_size - 1}")
+            out[k] = a.astype(np.int32)
+        out["logits"] = out["logits"].astype(np.float32, copy=False)
+        device = npz.arrays.get("device")
+        if device and device[0] == () and device[1].kind == "U" and device[1].itemsize <= 4096:
+            npz.expect("device", (), "U")
+            out["device"] = npz.load("device")
+        return out
+
+
+def _check_bytes(path, data: bytes, size, digest) -> None:
+    if len(data) != size:
+        raise BundleError(f"{path}: size {len(data)} bytes, manifest says {size}; the file is "
+                          "damaged or was replaced")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+
+
+def read_verified(path: Path, size: int, digest: str) -> bytes:
+    """The bytes of `path` (a bounded read of a regular file), after checking their size and
+    sha256: what a backend runs is exactly what was checked, read once."""
+    data = read_bytes(Path(path), int(size))
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+    return data
+
+
+def verify_file(path: Path, size, digest) -> None:
+    """Raises BundleError unless `path` is a regular file with this size and sha256 (None: not
+    checked; manifests always carry both)."""
+    got = sha256_of(Path(path), expected_size=None if size is None else int(size))
+    if digest is not None and got != digest:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+
+
+def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
+    """Reads and validates a bundle.
+
+    Args:
+        root: the bundle directory.
+        verify: check size and sha256 of every model file.
+    Raises:
+        BundleError: see the module docstring.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    where = str(root / "manifest.json")
+    check_model_facts(manifest, where)
+    try:
+        vocab = Vocabulary.from_dict(manifest["vocab"], where)
+    except ConfigError as e:
+        raise BundleError(f"malformed manifest: {e}") from None
+    raw_files = manifest.get("files")
+    if not isinstance(raw_files, list) or not raw_files:
+        raise BundleError(f"{where}: files must be a non-empty list of model files, got "
+                          f"{'nothing' if not raw_files else type(raw_files).__name__}; the "
+                          "bundle holds no model to run or verify")
+    files = []
+    for i, d in enumerate(raw_files):
+        fields = check_file_entry(d, i, where, FORMATS)
+        entry = FileEntry(**fields, extra={k: v for k, v in d.items()
+                                           if k not in FileEntry.__dataclass_fields__})
+        safe_relpath(root, entry.path, where)
+        files.append(entry)
+    check_probe_entry(manifest, where)
+    bundle = Bundle(root=root, manifest=manifest, vocab=vocab, files=files)
+    if verify:
+        for entry in files:
+            verify_file(bundle.path(entry), entry.bytes, entry.sha256)
+    return bundle

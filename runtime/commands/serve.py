@@ -1,0 +1,66 @@
+"""`charwright serve`: parse options, run the HTTP server (runtime.serve) until SIGTERM."""
+
+from __future__ import annotations
+
+import click
+
+from charwright.runtime.commands.inspect import BACKEND_CHOICE, PRECISION_CHOICE
+
+
+@click.command("serve")
+@click.option("-b", "--bundle", "bundles", multiple=True, type=click.Path(file_okay=False),
+              help="Bundle directory (repeatable; each is served under its directory's name as "
+              "`model`). Default: the demo model, as `demo`.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port (0: any free one; the bound port is printed on stderr).")
+@click.option("--backend", type=BACKEND_CHOICE, default="onnx", show_default=True)
+@click.option("--precision", type=PRECISION_CHOICE, help="Model file precision (default: fastest).")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Intra-op threads of one batched step (the HTTP side needs a core too).")
+@click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Rows advanced together per step, per model (a request takes prompts x n).")
+@click.option("--max-queue", type=click.IntRange(0, 100_000), default=64, show_default=True,
+              help="Requests that may wait for rows; one more gets 429 at once.")
+@click.option("--max-prompt-chars", type=click.IntRange(1, 100_000_000), default=100_000,
+              show_default=True,
+              help="Prompt characters one request may bring (its prompts together); more gets "
+              "400. A prompt primes a slice per step, beside the running streams.")
+@click.option("--api-key", envvar="CHARWRIGHT_API_KEY", show_envvar=True,
+              help="Require `Authorization: Bearer KEY` on /v1/* and /metrics (never logged).")
+@click.option("--request-timeout", type=click.FloatRange(0), default=600.0, show_default=True,
+              help="Seconds a request may take, waiting included (0: no limit).")
+@click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="On SIGTERM, seconds running requests get to finish before they are cut.")
+def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue,
+          max_prompt_chars, api_key, request_timeout, shutdown_timeout):
+    """Serve bundles over HTTP: OpenAI-compatible /v1/completions (SSE streaming), /v1/models,
+    /health (503 while loading or draining) and Prometheus /metrics.
+
+    Every request is a set of rows in one running batch per model: it joins at the next step
+    and leaves when done. A full queue answers 429 at once; SIGTERM stops admission, lets
+    streams finish within --shutdown-timeout, ends the rest with a final event and exits 0.
+
+    \b
+    charwright serve --port 8000
+    curl -N localhost:8000/v1/completions -H 'Content-Type: application/json' \\
+      -d '{"model": "demo", "prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
+    """
+    from charwright.runtime.serve.app import ServeConfig, model_names, run_server
+
+    if api_key is not None and not api_key.strip():
+        raise click.UsageError("--api-key is empty: give a key, or leave the option out")
+    cfg = ServeConfig(bundles=tuple(bundles), backend=backend, precision=precision,
+                      threads=threads, max_batch=max_batch, max_queue=max_queue,
+                      api_key=api_key, request_timeout=request_timeout,
+                      shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars)
+    try:
+        model_names(cfg.bundles)
+    except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error
+        raise click.UsageError(str(e)) from None
+    for b in cfg.bundles:  # a missing or damaged bundle fails here, before the port is bound
+        from charwright.runtime.bundle.reader import load_bundle
+
+        load_bundle(b, verify=False)
+    return run_server(cfg, host, port)

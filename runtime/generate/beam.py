@@ -1,0 +1,81 @@
+"""Beam search: its own driver, not a processor.
+
+Keeps the `width` best partial continuations by total log-probability. A beam that produces the
+end-of-sequence id is finished. Final ranking uses length normalisation:
+    score = logprob / length ** length_penalty   (0 disables it; 1 is the per-character mean)
+The state follows the surviving beams with np.take on the batch axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling.processors import log_softmax
+
+MAX_WIDTH = 256  # candidates per step = width x vocab; wider beams only cost memory
+
+
+@dataclass(frozen=True)
+class Beam:
+    text: str
+    tokens: tuple
+    logprob: float  # natural log
+    score: float  # length-normalised logprob, the ranking key
+    finished: bool  # ended with the end-of-sequence symbol
+
+
+def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars: int,
+                width: int, length_penalty: float = 1.0, n_best: int | None = None) -> list[Beam]:
+    """Args: logits float32 [1, V] and state [1, S] after priming the prompt."""
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+        raise ConfigError(f"beam width {width!r}: must be in 1..{MAX_WIDTH}")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ConfigError(f"max_chars {max_chars!r}: beam search needs at least 1")
+    lp = length_penalty
+    if not isinstance(lp, (int, float)) or not math.isfinite(lp) or not -10 <= lp <= 10:
+        raise ConfigError(f"length_penalty {lp!r}: must be in [-10, 10]")
+    n_best = width if n_best is None else n_best
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= width:
+        raise ConfigError(f"n_best {n_best!r}: must be in 1..{width}")
+    eos = vocab.eos_id
+    V = logits.shape[1]
+    seqs = np.zeros((1, 0), np.int32)
+    scores = np.zeros(1)
+    finished: list[tuple[np.ndarray, float]] = []
+
+    def norm(lp, n):
+        return lp / (n ** length_penalty) if length_penalty else lp
+
+    for step in range(max_chars):
+        cand = (scores[:, None] + log_softmax(logits)).ravel()  # [beams * V]
+        k = min(len(cand), 2 * width)
+        top = np.argpartition(-cand, k - 1)[:k]
+        top = top[np.argsort(-cand[top], kind="stable")]
+        keep_beam, keep_tok, keep_score = [], [], []
+        for c in top:
+            b, t = divmod(int(c), V)
+            if t == eos:
+                finished.append((np.append(seqs[b], t), float(cand[c])))
+                continue
+            keep_beam.append(b)
+            keep_tok.append(t)
+            keep_score.append(float(cand[c]))
+            if len(keep_beam) == width:
+                break
+        if not keep_beam:
+            break
+        idx = np.asarray(keep_beam)
+        seqs = np.concatenate([seqs[idx], np.asarray(keep_tok, np.int32)[:, None]], axis=1)
+        scores = np.asarray(keep_score)
+        if step + 1 < max_chars:
+            logits, state = backend.step(np.asarray(keep_tok, np.int32), np.take(state, idx, 0))
+    results = [(s, lp, True) for s, lp in finished]
+    results += [(seqs[i], float(scores[i]), False) for i in range(len(seqs))]
+    beams = [Beam(vocab.decode(s), tuple(int(x) for x in s), lp, norm(lp, len(s)), fin)
+             for s, lp, fin in results]
+    beams.sort(key=lambda b: -b.score)
+    return beams[:n_best]

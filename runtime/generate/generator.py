@@ -1,0 +1,273 @@
+"""Rows that join and leave one running batch of the step graph: the one sampling loop.
+
+    g = Generator(backend)
+    keys = g.add([prompt_ids], sampler, seed=7)   primes the prompts; the rows join the batch
+    keys, ids = g.step()                          one id for every row in the batch
+    g.remove(keys[:1])                            a row leaves before the next step
+    g.is_done()
+
+step() first advances every row that already chose an id (one batched backend step: token int32
+[rows], state float32 [rows, state_size]), then samples one id per row. A row that joined since
+the last step was primed when it was added and brings its own logits, so rows can join at any
+time; a row removed after its last id is never stepped again. Rows with different sampling
+configurations share the batch: each Sampler processes its own rows.
+
+`run(generator, streams)` is the loop on top: it feeds each row's ids to that row's TextStream
+(end-of-sequence, stop strings, length) and yields the text as it is produced.
+
+`Primer` is prime() in pieces, for a server: prompts are rows of a second batch that advances a
+bounded time per call, so priming a long prompt can be interleaved with the steps of the running
+batch (chunked prefill, as vLLM's scheduler does with a token budget per iteration) and stopped
+when its client leaves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import numpy as np
+
+from charwright.runtime.errors import ConfigError
+
+
+def prime(backend, prompts: list[np.ndarray]):
+    """Runs every prompt through the step graph; returns (logits [B, V], state [B, S]).
+
+    Prompts of equal length run as one batch; others are primed one by one and stacked.
+    """
+    lengths = {len(p) for p in prompts}
+    if min(lengths) < 1:
+        raise ConfigError("a prompt must hold at least one id")
+    if len(lengths) == 1:
+        ids = np.stack(prompts).astype(np.int32)
+        state = backend.initial_state(len(prompts))
+        for t in range(ids.shape[1]):
+            logits, state = backend.step(np.ascontiguousarray(ids[:, t]), state)
+        return logits, state
+    outs = [prime(backend, [p]) for p in prompts]
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+
+PRIME_CHUNK = 256  # ids per row sliced at once (one gather per chunk, not per step)
+
+
+class Primer:
+    """Prompts being primed: rows of one batch that each feed their own prompt, one id per step,
+    and leave when their prompt is done. Not thread-safe: one thread drives it.
+
+        p = Primer(backend)
+        keys = p.add([ids_a, ids_b])            int32 arrays of >= 1 id
+        done = p.advance(0.001)                 steps for about 1 ms (at least one step)
+        for key, logits, state in done: ...     logits float32 [V], state float32 [S]
+        p.remove(keys)                          a row leaves unprimed (its client went away)
+
+    A row's logits and state are those prime() gives for its prompt alone: rows do not mix, and
+    each step feeds every row its next id whatever the others' lengths."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.keys: list[int] = []  # row keys in batch order
+        self._ids: list[np.ndarray] = []  # per row, its prompt
+        self._pos = np.zeros(0, np.int64)  # per row, ids fed so far
+        self._len = np.zeros(0, np.int64)  # per row, its prompt's length
+        self.state = backend.initial_state(0)  # float32 [rows, state_size]
+        self._next_key = 0
+        self.ids_primed = 0  # ids fed so far, every row (statistics)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def ids_left(self) -> int:
+        """Ids still to feed, every row together."""
+        return int((self._len - self._pos).sum())
+
+    def add(self, prompts: list) -> list[int]:
+        """Rows for `prompts` (int32 arrays of >= 1 id) join the batch; returns their keys."""
+        prompts = [np.ascontiguousarray(p, np.int32) for p in prompts]
+        if any(len(p) < 1 for p in prompts):
+            raise ConfigError("a prompt must hold at least one id")
+        n = len(prompts)
+        keys = list(range(self._next_key, self._next_key + n))
+        self._next_key += n
+        self.keys += keys
+        self._ids += prompts
+        self._pos = np.concatenate([self._pos, np.zeros(n, np.int64)])
+        self._len = np.concatenate([self._len, [len(p) for p in prompts]]).astype(np.int64)
+        self.state = np.concatenate([self.state, self.backend.initial_state(n)])
+        return keys
+
+    def remove(self, keys) -> None:
+        """Rows `keys` leave the batch; unknown keys are ignored."""
+        gone = set(keys)
+        keep = [i for i, k in enumerate(self.keys) if k not in gone]
+        if len(keep) < len(self.keys):
+            self._keep(keep)
+
+    def _keep(self, keep: list) -> None:
+        self.keys = [self.keys[i] for i in keep]
+        self._ids = [self._ids[i] for i in keep]
+        self._pos, self._len, self.state = self._pos[keep], self._len[keep], self.state[keep]
+
+    def advance(self, seconds: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Batched steps until about `seconds` have passed (at least one step, if any row is
+        left; a step that starts is finished). Returns (key, logits float32 [V], state float32
+        [S]) for every row whose prompt ended, and those rows leave the batch."""
+        out: list = []
+        if not self.keys:
+            return out
+        clock = time.perf_counter
+        end = clock() + seconds
+        step = self.backend.step
+        while self.keys:
+            k = int(min((self._len - self._pos).min(), PRIME_CHUNK))
+            # ids [k, rows]: column t is every row's next id at step t (contiguous per step)
+            ids = np.stack([p[i:i + k] for p, i in zip(self._ids, self._pos.tolist())], axis=1)
+            state, fed = self.state, 0
+            for t in range(k):
+                logits, state = step(ids[t], state)
+                fed += 1
+                if fed < k and clock() >= end:
+                    break
+            self.state = state
+            self._pos += fed
+            self.ids_primed += fed * len(self.keys)
+            if fed == k:
+                ended = np.flatnonzero(self._pos == self._len)
+                if len(ended):
+                    out += [(self.keys[i], logits[i].copy(), state[i].copy()) for i in ended]
+                    ended_set = set(ended.tolist())
+                    self._keep([i for i in range(len(self.keys)) if i not in ended_set])
+            if clock() >= end:
+                break
+        return out
+
+
+class Generator:
+    """A running batch. Not thread-safe: one thread drives it (the engine's scheduler, or a
+    generate call)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.state = backend.initial_state(0)  # float32 [rows, state_size]
+        self.tokens = np.zeros(0, np.int32)  # int32 [rows]: the id each row feeds next
+        self.keys: list[int] = []  # row keys in batch order
+        self._next_key = 0
+        self._samplers: list = []  # distinct samplers, in order of first use
+        self._sampler_of: list = []  # per row, its sampler
+        self._groups = None  # [(sampler, row positions)] when several samplers share the batch
+        self._sample = None  # ids = self._sample(z): one sampler's, or _sample_groups
+        self._fresh: dict[int, np.ndarray] = {}  # position -> logits [V] of rows just joined
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def is_done(self) -> bool:
+        return not self.keys
+
+    def add(self, prompts: list, sampler, seed: int = 0, row_ids=None, primed=None) -> list:
+        """Primes `prompts` (int32 arrays of >= 1 id, one per row) and adds the rows to the
+        batch together; returns their keys.
+
+        sampler: a sampling.Sampler (shared by rows with the same configuration); row i draws
+        from the generator seeded by (seed, row_ids[i]) (default 0, 1, ...). primed: (logits
+        [n, V], state [n, S]) if the caller primed the prompts already (see prime())."""
+        prompts = [np.asarray(p, np.int32) for p in prompts]
+        n = len(prompts)
+        row_ids = list(range(n)) if row_ids is None else list(row_ids)
+        if not n or len(row_ids) != n:
+            raise ConfigError(f"{n} prompts and {len(row_ids)} row ids: give one row id each")
+        logits, state = primed if primed is not None else prime(self.backend, prompts)
+        sampler.join(prompts, seed, row_ids)
+        start = len(self.keys)
+        self.state = np.concatenate([self.state, state]) if start else state
+        self.tokens = np.concatenate([self.tokens, np.zeros(n, np.int32)])
+        for i in range(n):
+            self._fresh[start + i] = logits[i]
+        if not any(s is sampler for s in self._samplers):
+            self._samplers.append(sampler)
+        self._sampler_of += [sampler] * n
+        self._regroup()
+        keys = list(range(self._next_key, self._next_key + n))
+        self._next_key += n
+        self.keys += keys
+        return keys
+
+    def remove(self, keys) -> None:
+        """Rows `keys` leave the batch (finished or cancelled); unknown keys are ignored."""
+        gone = set(keys)
+        kept = [k not in gone for k in self.keys]
+        if all(kept):
+            return
+        keep = np.flatnonzero(kept)
+        for s in self._samplers:  # each sampler keeps its own rows, in batch order
+            s.take(np.flatnonzero([kept[i] for i, t in enumerate(self._sampler_of) if t is s]))
+        self.state = self.state[keep]
+        self.tokens = self.tokens[keep]
+        self.keys = [self.keys[i] for i in keep]
+        self._sampler_of = [self._sampler_of[i] for i in keep]
+        self._samplers = [s for s in self._samplers if any(t is s for t in self._sampler_of)]
+        where = {int(old): new for new, old in enumerate(keep)}
+        self._fresh = {where[p]: z for p, z in self._fresh.items() if p in where}
+        self._regroup()
+
+    def _regroup(self) -> None:
+        if len(self._samplers) <= 1:  # one sampler for the whole batch: no gather, no scatter
+            self._groups = None
+            self._sample = self._samplers[0].sample if self._samplers else None
+            return
+        self._groups = [(s, np.asarray([i for i, t in enumerate(self._sampler_of) if t is s]))
+                        for s in self._samplers]
+        self._sample = self._sample_groups
+
+    def _merge_fresh(self) -> np.ndarray:
+        """float32 [rows, V]: a backend step for the rows that chose an id, and the logits that
+        joined rows brought with them."""
+        fresh, self._fresh = self._fresh, {}
+        n = len(self.keys)
+        z = np.empty((n, self.backend.vocab_size), np.float32)
+        old = np.asarray([i for i in range(n) if i not in fresh], np.int64)
+        if len(old):
+            z[old], self.state[old] = self.backend.step(self.tokens[old], self.state[old])
+        for i, row in fresh.items():
+            z[i] = row
+        return z
+
+    def _sample_groups(self, z: np.ndarray) -> np.ndarray:
+        ids = np.empty(len(self.keys), np.int64)
+        for sampler, rows in self._groups:
+            ids[rows] = sampler.sample(z[rows])
+        return ids
+
+    def step(self) -> tuple[list[int], np.ndarray]:
+        """One id for every row: returns (keys, ids int64 [rows]) in batch order."""
+        if self._fresh:
+            z = self._merge_fresh()
+        elif self.keys:
+            z, self.state = self.backend.step(self.tokens, self.state)
+        else:
+            return [], np.zeros(0, np.int64)
+        ids = self._sample(z)
+        self.tokens[...] = ids  # int64 -> the int32 buffer the backends take (cheaper than astype)
+        return self.keys, ids
+
+
+def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
+    """Drives `gen` until every row is done; yields (key, text) as each row's text appears.
+
+    streams: key -> TextStream for every row of gen (rows added while this runs need theirs
+    added before their first step). A row whose stream finishes leaves the batch at once."""
+    step, remove = gen.step, gen.remove
+    while gen.keys:
+        keys, ids = step()
+        done = None
+        for k, t in zip(keys, ids.tolist()):
+            s = streams[k]
+            piece = s.push(t)
+            if piece:
+                yield k, piece
+            if s.finish_reason is not None:
+                done = [k] if done is None else done + [k]
+        if done:
+            remove(done)

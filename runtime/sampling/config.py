@@ -1,0 +1,193 @@
+"""SamplingConfig (what to sample with, validated) and Sampler (its chain over a set of rows).
+
+The chain's order is fixed and documented here once:
+
+    logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector
+
+Temperature comes before the filters (the transformers order), so it changes which ids top-p and
+min-p keep. A parameter at its neutral value (None, or temperature 1, top-p 1, min-p 0, typical 1,
+penalty 1) leaves its processor out. Greedy decoding (greedy=True, or temperature 0) takes the
+argmax after the repetition penalty; the other processors cannot change the argmax and are left
+out. Categorical sampling draws each row from its own generator seeded by (seed, row id).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import secrets
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling.processors import MinP, RepetitionPenalty, Temperature, TopK, TopP, Typical
+from charwright.runtime.sampling.selectors import Categorical, Greedy
+
+ORDER = "logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector"
+SEED_MAX = 2**63 - 1  # seeds are 0..2**63-1: they fit a signed 64-bit integer in every language
+TEMPERATURE_MIN, TEMPERATURE_MAX = 1e-4, 1000.0  # (0 = greedy); below 1e-4, 1/T overflows float32
+# the penalty multiplies logits by r or 1/r: both at most 100, so with |logit| up to 3e32 and
+# 1/T up to 1e4 every product stays finite in float32 (1e-300 made 1/r inf and the text ':::')
+PENALTY_MIN, PENALTY_MAX = 0.01, 100.0
+WINDOW_MAX = 65_536
+
+
+def _real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Attributes (neutral value in brackets):
+        temperature: 0 (greedy) or 1e-4..1000 [1.0]; divide logits by it.
+        top_k: >= 1 [None]; keep the k most likely ids.
+        top_p: in (0, 1] [None or 1.0]; nucleus sampling.
+        min_p: in [0, 1) [None or 0]; keep ids with p >= min_p * p_max.
+        typical_p: in (0, 1] [None or 1.0]; locally typical sampling.
+        repetition_penalty: 0.01..100 [1.0]; CTRL penalty over the last repetition_window ids.
+        repetition_window: 1..65536 [64].
+        greedy: pick the argmax instead of sampling (the same as temperature 0).
+        seed: 0..2**63-1 [None]; seeds the per-row generators; None draws one (resolve_seed).
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
+    greedy: bool = False
+    seed: int | None = None
+
+    def __post_init__(self):
+        t = self.temperature
+        if not _real(t) or not (t == 0 or TEMPERATURE_MIN <= t <= TEMPERATURE_MAX):
+            raise ConfigError(f"temperature {t!r}: must be 0 (greedy) or between "
+                              f"{TEMPERATURE_MIN:g} and {TEMPERATURE_MAX:g}")
+        if self.top_k is not None and (not _int(self.top_k) or self.top_k < 1):
+            raise ConfigError(f"top_k {self.top_k!r}: must be an integer >= 1 (omit it to disable)")
+        if self.top_p is not None and not (_real(self.top_p) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p {self.top_p!r}: must be in (0, 1]")
+        if self.min_p is not None and not (_real(self.min_p) and 0 <= self.min_p < 1):
+            raise ConfigError(f"min_p {self.min_p!r}: must be in [0, 1)")
+        if self.typical_p is not None and not (_real(self.typical_p) and 0 < self.typical_p <= 1):
+            raise ConfigError(f"typical_p {self.typical_p!r}: must be in (0, 1]")
+        r = self.repetition_penalty
+        if not _real(r) or not PENALTY_MIN <= r <= PENALTY_MAX:
+            raise ConfigError(f"repetition_penalty {r!r}: must be between {PENALTY_MIN:g} and "
+                              f"{PENALTY_MAX:g} (1 = off)")
+        w = self.repetition_window
+        if not _int(w) or not 1 <= w <= WINDOW_MAX:
+            raise ConfigError(f"repetition_window {w!r}: must be an integer in 1..{WINDOW_MAX}")
+        if not isinstance(self.greedy, bool):
+            raise ConfigError(f"greedy {self.greedy!r}: must be true or false")
+        if self.seed is not None and (not _int(self.seed) or not 0 <= self.seed <= SEED_MAX):
+            raise ConfigError(f"seed {self.seed!r}: must be an integer in 0..2**63-1")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+
+def build_processors(cfg: SamplingConfig, vocab_size: int) -> list:
+    """The processors of the chain, in ORDER, without those at their neutral value."""
+    procs = []
+    if cfg.repetition_penalty != 1.0:
+        procs.append(RepetitionPenalty(cfg.repetition_penalty, cfg.repetition_window, vocab_size))
+    if cfg.is_greedy:  # nothing below can change the argmax
+        return procs
+    if cfg.temperature != 1.0:
+        procs.append(Temperature(cfg.temperature))
+    if cfg.top_k is not None:
+        procs.append(TopK(cfg.top_k))
+    if cfg.top_p is not None and cfg.top_p < 1.0:
+        procs.append(TopP(cfg.top_p))
+    if cfg.min_p:
+        procs.append(MinP(cfg.min_p))
+    if cfg.typical_p is not None and cfg.typical_p < 1.0:
+        procs.append(Typical(cfg.typical_p))
+    return procs
+
+
+class Sampler:
+    """One SamplingConfig's processors and selector, over the rows that use it.
+
+    Rows join at the end (`join`) and leave (`take`) together with the generator's batch; each
+    processor and the selector keep their per-row state in the same row order.
+
+        ids = sampler(z)      z: float32 [rows, vocab] (changed in place) -> int64 [rows]
+    """
+
+    def __init__(self, cfg: SamplingConfig, vocab_size: int):
+        self.config = cfg
+        self.processors = tuple(build_processors(cfg, vocab_size))
+        self.selector = Greedy() if cfg.is_greedy else Categorical(vocab_size)
+        self._stateful = tuple(p for p in self.processors if p.stateful)
+        self.rows = 0
+        # the cheapest callable equal to __call__: the selector itself when the chain is empty
+        self.sample = self.selector if not self.processors else self.__call__
+
+    def join(self, prompts: list, seed: int, row_ids) -> None:
+        """Rows join at the end: prompts, one int32 array per row; row i draws from the
+        generator seeded by (seed, row_ids[i])."""
+        for p in self._stateful:
+            p.join(prompts)
+        self.selector.join(seed, row_ids)
+        self.rows += len(prompts)
+
+    def take(self, keep: np.ndarray) -> None:
+        for p in self._stateful:
+            p.take(keep)
+        self.selector.take(keep)
+        self.rows = len(keep)
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        for p in self.processors:
+            z = p(z)
+        ids = self.selector(z)
+        for p in self._stateful:
+            p.accept(ids)
+        return ids
+
+
+def bundle_defaults(manifest: dict, where: str) -> dict:
+    """The bundle's `sampling_defaults` as SamplingConfig arguments (seed and greedy excluded),
+    checked the way a SamplingConfig checks them; `generate` and `serve` apply them to the
+    options a caller did not give. Bundles of charwright 0.1 wrote top_k 0 for "off".
+
+    Raises BundleError naming the manifest for a malformed object or value."""
+    from dataclasses import fields
+
+    from charwright.runtime.errors import BundleError
+
+    d = manifest.get("sampling_defaults") or {}
+    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}
+    if not isinstance(d, dict) or set(d) - names:
+        raise BundleError(f"{where}: sampling_defaults must be an object with keys among "
+                          f"{', '.join(sorted(names))}")
+    d = dict(d)
+    if d.get("top_k") == 0:
+        d["top_k"] = None
+    try:
+        SamplingConfig(**d)
+    except ConfigError as e:
+        raise BundleError(f"{where}: sampling_defaults: {e}") from None
+    return d
+
+
+def resolve_seed(cfg: SamplingConfig) -> SamplingConfig:
+    """The config with a seed: its own, or a fresh random one (so a run can be repeated)."""
+    return cfg if cfg.seed is not None else replace(cfg, seed=secrets.randbits(63))
+
+
+def describe(cfg: SamplingConfig) -> str:
+    """E.g. 'logits -> temperature(0.8) -> top-k(40) -> categorical(seed=7)'."""
+    parts = ["logits"] + [p.describe() for p in build_processors(cfg, 1)]
+    parts.append("greedy" if cfg.is_greedy else f"categorical(seed={cfg.seed})")
+    return " -> ".join(parts)
