@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from charwright.runtime.files.atomic import atomic_dir, write_json
-from charwright.runtime.bundle.reader import (BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest,
-                                      sha256_file)
+from charwright.runtime.bundle.reader import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, read_manifest
+from charwright.runtime.files.safefile import sha256_of as sha256_file
 from charwright.runtime.errors import BundleError, ConfigError, ExportError, ParityError, require
 from charwright.runtime.backends import BACKENDS, FORMAT_ALIASES
 from charwright.runtime.files.locking import hold

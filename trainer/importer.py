@@ -27,6 +27,7 @@ import numpy as np
 from charwright.runtime.files.atomic import atomic_dir, write_json
 from charwright.runtime.errors import ConfigError, require
 from charwright.runtime.files.locking import hold
+from charwright.runtime.files.safefile import sha256_of
 from charwright.runtime.version import package_version
 
 from charwright.trainer import run_dir as rd
@@ -389,7 +390,7 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     probe = record_probe(ref, module.step, ids, probe_chars, greedy_chars, cfg.state_size, None)
     probe_bpc = _bits_per_char(probe["logits"], probe["tokens"])
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    model_sha = _sha256_file(model_path)
+    model_sha = sha256_of(model_path)
     run = {
         "format": rd.RUN_FORMAT, "version": rd.RUN_VERSION, "status": "complete",
         "model": config_to_dict(cfg),
@@ -425,14 +426,6 @@ def import_model(model_path, run_dir, vocab_path, probe_text=None, *, stack: str
     on_progress({"event": "done", "run_dir": str(run_dir), **run["summary"],
                  "import_diff": import_diff})
     return run
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _bits_per_char(logits: np.ndarray, tokens: np.ndarray) -> float | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from charwright.runtime.bundle.manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, M
                        check_file_entry, check_model_facts, check_probe_entry, failed_parity,
                        read_manifest)
 from charwright.runtime.files.npz import Npz
-from charwright.runtime.files.safefile import read_bytes, resolve_inside, sha256_of
+from charwright.runtime.files.safefile import read_bytes, resolve_inside, safe_relpath, sha256_of
 from charwright.runtime.vocab import Vocabulary
 
 FORMATS = tuple(BY_FORMAT)
@@ -36,30 +36,6 @@ BACKEND_FORMATS = {s.name: s.format for s in BACKENDS}
 # which precision a backend uses when none is asked for: the fastest whose parity passed
 DEFAULT_PRECISION = {s.format: s.precisions for s in BACKENDS}
 MAX_PROBE_ARRAY = 1_000_000  # prompt and greedy ids in the probe
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex of a regular file (the export side's helper; readers use verify_file)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def safe_relpath(root: Path, rel: str, what: str) -> Path:
-    """root/rel, refusing absolute paths, '..' and the bundle directory itself (lexically; see
-    Bundle.path for symlinks)."""
-    if not isinstance(rel, str) or not rel:
-        raise BundleError(f"{what}: a file entry has no path")
-    p = PurePosixPath(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
-        raise BundleError(f"{what}: absolute path {rel!r} is not allowed in a bundle")
-    if ".." in p.parts or "\\" in rel:
-        raise BundleError(f"{what}: path {rel!r} leaves the bundle directory")
-    if not p.parts:
-        raise BundleError(f"{what}: path {rel!r} names the bundle directory, not a file")
-    return root.joinpath(*p.parts)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ where we read or how much:
                                  block), checks fstat on the open descriptor, reads at most
                                  max_bytes
     sha256_of(path)              the same checks, hashed in 1 MiB chunks, up to the fstat size
+                                 (the one file hasher: bundles, exports, imported models)
+    safe_relpath(root, rel)      root/rel for a manifest path: no absolute paths, no '..'
 Every problem is a BundleError naming the file.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from charwright.runtime.errors import BundleError
 
@@ -92,3 +94,18 @@ def sha256_of(path: Path, expected_size: int | None = None) -> str:
             h.update(chunk)
             left -= len(chunk)
     return h.hexdigest()
+
+
+def safe_relpath(root: Path, rel: str, what: str) -> Path:
+    """root/rel, refusing absolute paths, '..' and the bundle directory itself (lexically; see
+    Bundle.path for symlinks)."""
+    if not isinstance(rel, str) or not rel:
+        raise BundleError(f"{what}: a file entry has no path")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
+        raise BundleError(f"{what}: absolute path {rel!r} is not allowed in a bundle")
+    if ".." in p.parts or "\\" in rel:
+        raise BundleError(f"{what}: path {rel!r} leaves the bundle directory")
+    if not p.parts:
+        raise BundleError(f"{what}: path {rel!r} names the bundle directory, not a file")
+    return root.joinpath(*p.parts)

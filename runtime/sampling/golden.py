@@ -152,7 +152,8 @@ def read_golden(bundle) -> dict:
     """The bundle's golden.json (manifest entry `golden`: path, sha256, bytes), checked."""
     import json
 
-    from charwright.runtime.bundle.reader import _check_bytes, safe_relpath
+    from charwright.runtime.bundle.reader import _check_bytes
+    from charwright.runtime.files.safefile import safe_relpath
     from charwright.runtime.bundle.manifest import Fields
     from charwright.runtime.files.safefile import read_bytes, resolve_inside
 
