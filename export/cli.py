@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from charwright.export.bundle_writer import PRECISIONS
+from charwright.export.writer import PRECISIONS
 
 
 class _Progress:
@@ -86,7 +86,7 @@ def export(run_dir, bundle_dir, formats, precisions, corpus, force, allow_mismat
 
     from charwright.runtime.quiet import quiet_stderr
 
-    from charwright.export.bundle_writer import export as run_export
+    from charwright.export.writer import export as run_export
 
     with quiet_stderr(verbose) as err:
         manifest = run_export(run_dir, bundle_dir, formats or None, precisions or None,

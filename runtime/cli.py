@@ -41,9 +41,9 @@ COMMANDS = {
               "Serve bundles over HTTP (OpenAI-compatible completions)."),
     "emit-c": ("charwright.runtime.emit_c.project", "emit_c",
                "Emit a dependency-free C99 runtime for a bundle."),
-    "import": ("charwright.trainer.import_cli", "import_model",
+    "import": ("charwright.trainer.importer.cli", "import_model",
                "Turn a Keras model trained elsewhere into RUN_DIR."),
-    "report": ("charwright.trainer.report", "report",
+    "report": ("charwright.trainer.report.build", "report",
                "Plot a run's or a bundle's training and parity (PNG or HTML)."),
 }
 

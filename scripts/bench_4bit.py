@@ -19,7 +19,7 @@ after a warm-up; the verdict under the project's tolerances (runtime/verify/pari
 need top-1 ≥ 97% and |Δ bits/char| ≤ 2%, float32 files max |Δlogit| ≤ 1e-4.
 
 Where the float32 ONNX comes from, first that applies: the bundle's model.float32.onnx; --run's
-step/saved_model (charwright.export.onnx.convert_float32); the bundle's model.float32.tflite
+step/saved_model (charwright.export.formats.onnx.convert_float32); the bundle's model.float32.tflite
 through tf2onnx.convert.from_tflite. With --run and no bundle argument, every reference file is
 converted from the run's SavedModel (charwright.export's converters) and the run's probe is used.
 Converted and quantized files are written under a temporary folder in /tmp, removed at exit.
@@ -222,7 +222,7 @@ def onnx_from_tflite(path: Path) -> bytes:
     quiet_tf()
     import tf2onnx
 
-    from charwright.export.onnx import OPSET, apply_contract
+    from charwright.export.formats.onnx import OPSET, apply_contract
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -232,7 +232,7 @@ def onnx_from_tflite(path: Path) -> bytes:
 
 def onnx_from_saved_model(saved_model: Path, state_size: int) -> bytes:
     quiet_tf()
-    from charwright.export.onnx import convert_float32
+    from charwright.export.formats.onnx import convert_float32
 
     return convert_float32(str(saved_model), state_size)
 
@@ -398,7 +398,7 @@ def main(argv=None) -> int:
 
     def tfl(precision):
         quiet_tf()
-        from charwright.export.tflite import convert
+        from charwright.export.formats.tflite.convert import convert
         return convert(str(saved_model), precision)
 
     def f32_onnx():
@@ -417,7 +417,7 @@ def main(argv=None) -> int:
 
     def int8_onnx():
         def conv():
-            from charwright.export.onnx import quantize
+            from charwright.export.formats.onnx import quantize
             f32 = make("model.float32.onnx", f32_onnx)
             if isinstance(f32, Fail):
                 raise f32

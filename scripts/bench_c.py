@@ -60,7 +60,7 @@ def built_bundle(work: Path, name: str) -> Path:
     bundle = work / f"{name}_bundle"
     if (bundle / "manifest.json").is_file():
         return bundle
-    from charwright.export.bundle_writer import export
+    from charwright.export.writer import export
     from charwright.trainer import ModelConfig, TrainConfig
     from charwright.trainer.train import train
 

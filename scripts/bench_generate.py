@@ -50,7 +50,7 @@ def built_bundle(work: Path, size: str) -> Path:
     bundle = work / f"{size}_bundle"
     if (bundle / "manifest.json").is_file():
         return bundle
-    from charwright.export.bundle_writer import export
+    from charwright.export.writer import export
     from charwright.trainer import ModelConfig, TrainConfig
     from charwright.trainer.train import train
 

@@ -106,7 +106,7 @@ if not dry and not device.startswith("GPU"):
 if not dry:  # informative: the same reference with TF32 on
     import tensorflow as tf
     from charwright.trainer import ModelConfig
-    from charwright.trainer.model import build_sequence_model
+    from charwright.trainer.network import build_sequence_model
     run_json = json.load(open(f"{run}/run.json"))
     model = build_sequence_model(ModelConfig(**run_json["model"]))
     model.load_weights(f"{run}/best.weights.h5")
@@ -130,7 +130,7 @@ CUDA_VISIBLE_DEVICES= timeout 120 "$PY" - "$run" <<'EOF'
 import json, sys
 import numpy as np
 from charwright.trainer import ModelConfig
-from charwright.trainer.model import build_sequence_model
+from charwright.trainer.network import build_sequence_model
 from charwright.trainer.probe import exact_float32
 run = sys.argv[1]
 with np.load(f"{run}/probe.npz", allow_pickle=False) as p:

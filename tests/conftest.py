@@ -88,7 +88,7 @@ def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
 
 
 def export_quiet(run_dir: Path, bundle_dir: Path, **kw):
-    from charwright.export.bundle_writer import export
+    from charwright.export.writer import export
 
     return export(run_dir, bundle_dir, **kw)
 

@@ -14,7 +14,7 @@ from charwright.runtime.vocab import Vocabulary
 
 from charwright.trainer import run_dir as rd
 from charwright.trainer.config import ModelConfig, TrainConfig
-from charwright.trainer.model import build_sequence_model, export_weights
+from charwright.trainer.network import build_sequence_model, export_weights
 from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 
 LN2 = math.log(2.0)

@@ -95,7 +95,7 @@ def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = Fal
     split_gates: one gather / matmul per gate instead of one fused [*, G*H] product sliced
     afterwards, so that full-integer quantization gives every gate its own tensor and scale
     (same function, different graph).
-    integer: the graph the full-int8 file is converted from (export/int8.py): split gates, and
+    integer: the graph the full-int8 file is converted from (export/formats/tflite/int8.py): split gates, and
     a GRU update written h + u * (n - h) with u = 1 - z computed by the gate itself. An int8
     sigmoid's output stops at 255/256, so z * h leaks at least 1/256 of a long-memory unit per
     step; u reaches 0 exactly, and the update rounds once at the state's own scale. Same

@@ -43,7 +43,7 @@ from charwright.trainer.corpus import read_corpus
 from charwright.trainer.data import make_data, split_ids, to_dataset
 from charwright.trainer.finalize import LN2, finalize
 from charwright.trainer.interrupt import InterruptFlag, WorkerLost, kill_point
-from charwright.trainer.model import build_sequence_model, export_weights
+from charwright.trainer.network import build_sequence_model, export_weights
 from charwright.trainer.step_graph import build_step_function
 from charwright.trainer.strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
 

@@ -4,7 +4,7 @@ The raw tensor path is a few microseconds faster per call than the signature run
 cannot share one Interpreter (LiteRT refuses to invoke while a SignatureRunner holds it). Tensor
 indices come from the serving_default signature, looked up by the manifest's names for the file
 (files[].inputs / outputs); a file without a signature is taken by the contract (input 0 token,
-1 state, output 0 logits, 1 new_state, raw tensors of those names: export/tflite.py
+1 state, output 0 logits, 1 new_state, raw tensors of those names: export/formats/tflite/convert.py
 apply_contract). A new batch size resizes the inputs once. Interpreters are not
 thread-safe: runtime/model.py gives each thread its own backend.
 """

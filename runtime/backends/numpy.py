@@ -44,7 +44,7 @@ def layer_specs(architecture: dict) -> list[dict]:
 
 
 def weight_shapes(architecture: dict) -> dict:
-    """The weights.npz contract (trainer/model.py export_weights): name -> shape.
+    """The weights.npz contract (trainer/network.py export_weights): name -> shape.
 
     embedding [V, E] (E = V when one-hot); layer{i}.kernel [in, G*H]; recurrent_kernel [H, G*H];
     bias [2, 3H] (GRU, reset_after), [3H] (GRU without), [4H] (LSTM), [H] (SimpleRNN);

@@ -2,7 +2,7 @@
 smallest tensor arena that works, and the probe replayed under it.
 
 TFLM is what a microcontroller runs: no signatures (tensors by index only, see the contract in
-export/tflite.py), batch 1 only (the file's static shape [1]), and a fixed arena for every
+export/formats/tflite/convert.py), batch 1 only (the file's static shape [1]), and a fixed arena for every
 intermediate tensor. It has no hybrid kernel (int8 weights with float activations: the
 int8-dynamic files) and no float16 DEQUANTIZE, so it runs the float32 and full-integer files.
 

@@ -111,7 +111,7 @@ def test_vocabulary_as_wide_as_the_state_is_told_apart_by_index(tmp_path, tiny_c
 
 
 def test_manifest_records_initial_state_and_min_runtime(tiny_bundle):
-    from charwright.export import tflite
+    from charwright.export.formats.tflite import convert as tflite
 
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     assert m["state"]["initial"] == "zeros"
@@ -152,8 +152,8 @@ def test_manifest_refuses_bad_new_fields(tmp_path, tiny_bundle, path, value, mat
 
 def test_apply_contract_is_idempotent_and_litert_runs_without_a_signature(tiny_bundle):
     """A file stripped of its signature still loads in the LiteRT backend, by the contract."""
-    from charwright.export import onnx as onnx_export
-    from charwright.export import tflite
+    from charwright.export.formats import onnx as onnx_export
+    from charwright.export.formats.tflite import convert as tflite
     from charwright.runtime.backends.litert import LiteRTStep
     from tensorflow.lite.tools import flatbuffer_utils as fu
 

@@ -53,8 +53,8 @@ def test_manifest_and_file_metadata(tiny_bundle):
     SamplingConfig(**m["sampling_defaults"])
     assert not {"export_seconds", "deployable", "convert_seconds"} & (
         set(m) | {k for f in m["files"] for k in f})
-    from charwright.export import onnx as onnx_export
-    from charwright.export import tflite
+    from charwright.export.formats import onnx as onnx_export
+    from charwright.export.formats.tflite import convert as tflite
 
     tmeta = tflite.read_metadata((tiny_bundle / "model.int8.tflite").read_bytes())
     assert tmeta["vocab"]["chars"] == m["vocab"]["chars"] and tmeta["precision"] == "int8"
@@ -100,7 +100,7 @@ def test_refuses_existing_bundle_and_incomplete_run(tmp_path, tiny_run, tiny_bun
 
 
 def test_interrupted_export_leaves_previous_bundle_untouched(tmp_path, tiny_run, monkeypatch):
-    from charwright.export import bundle_writer
+    from charwright.export import writer as bundle_writer
 
     target = tmp_path / "b"
     export_quiet(tiny_run, target, formats=["numpy", "onnx"], precisions=["float32"])
@@ -138,8 +138,8 @@ def test_parity_failure_refuses_unless_allowed(tmp_path, tiny_run, monkeypatch):
 
 
 def test_deploy_check_flags_device_breaking_ops():
-    from charwright.export import onnx as onnx_export
-    from charwright.export import tflite
+    from charwright.export.formats import onnx as onnx_export
+    from charwright.export.formats.tflite import convert as tflite
 
     assert tflite.deploy_problems(["FULLY_CONNECTED", "WHILE", "READ_VARIABLE",
                                    "CUSTOM:FlexTensorListReserve"]) == [
@@ -175,7 +175,7 @@ def test_force_replaces_only_a_bundle_and_never_user_files(tmp_path, tiny_run):
 
 
 def test_deploy_problem_refuses_the_export(tmp_path, tiny_run, monkeypatch):
-    from charwright.export import tflite
+    from charwright.export.formats.tflite import convert as tflite
 
     monkeypatch.setattr(tflite, "deploy_problems", lambda ops: ["WHILE"])
     with pytest.raises(ExportError, match=r"model.float32.tflite holds operators that do not "

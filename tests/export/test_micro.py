@@ -39,7 +39,7 @@ def _tflm_by_index(data: bytes, S: int, V: int, token: int, state: np.ndarray):
 
 
 def test_export_records_what_tflm_runs_and_replays_it(tiny_bundle):
-    from charwright.export import tflite
+    from charwright.export.formats.tflite import convert as tflite
 
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     info = {f["precision"]: f["micro"] for f in m["files"] if f["format"] == "tflite"}

@@ -20,7 +20,7 @@ CHARS = sorted("\n abcdefgh.")
 
 
 def weight_shapes(arch: dict) -> dict:
-    """The weights.npz contract, written out again here (trainer/model.py export_weights)."""
+    """The weights.npz contract, written out again here (trainer/network.py export_weights)."""
     V, E, H, G = arch["vocab_size"], arch["embedding_dim"], arch["units"], {
         "gru": 3, "lstm": 4, "rnn": 1}[arch["cell"]]
     out = {"embedding": (V, E)}

@@ -24,7 +24,7 @@ def _fake_run(d, status="complete", checkpoint=True, version=1):
 
 
 def test_module_does_not_import_tensorflow():
-    code = ("import sys; import charwright.trainer.run_dir, charwright.export.bundle_writer; "
+    code = ("import sys; import charwright.trainer.run_dir, charwright.export.writer; "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

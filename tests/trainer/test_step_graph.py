@@ -13,7 +13,7 @@ def test_step_matches_sequence_model(cell, layers, embedding_dim, tmp_path):
     import tensorflow as tf
 
     from charwright.trainer.config import ModelConfig
-    from charwright.trainer.model import build_sequence_model, export_weights
+    from charwright.trainer.network import build_sequence_model, export_weights
     from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 
     cfg = ModelConfig(cell=cell, layers=layers, units=16, embedding_dim=embedding_dim,

@@ -31,7 +31,7 @@ def test_run_directory_contents(tiny_run):
     # computed here independently (float64 log-softmax over the Keras model's logits)
     from charwright.runtime.vocab import Vocabulary
     from charwright.trainer import ModelConfig
-    from charwright.trainer.model import build_sequence_model
+    from charwright.trainer.network import build_sequence_model
 
     text = "".join(open(f[0], encoding="utf-8").read() for f in run["corpus"]["files"])
     ids = Vocabulary.load(tiny_run / "vocab.json").encode(text)[run["corpus"]["train_chars"]:]
@@ -198,7 +198,7 @@ def test_probe_is_recorded_with_tf32_off(tiny_run):
 
     from charwright.runtime.vocab import Vocabulary
     from charwright.trainer import ModelConfig
-    from charwright.trainer.model import build_sequence_model, export_weights
+    from charwright.trainer.network import build_sequence_model, export_weights
     from charwright.trainer.probe import record_probe
     from charwright.trainer.step_graph import build_step_function
 

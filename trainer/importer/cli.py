@@ -68,7 +68,7 @@ def import_model(model, run_dir, vocab, probe_text, stack, probe_chars, greedy_c
     """
     from charwright.runtime.quiet import quiet_stderr
 
-    from charwright.trainer.importer import import_model as run_import
+    from charwright.trainer.importer.convert import import_model as run_import
 
     if probe_text is None:
         raise ConfigError("give --probe-text FILE: the reference probe is recorded from the "

@@ -68,10 +68,10 @@ def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
 
 def convert_int8(saved_model_dir: str, cfg, calibration) -> bytes:
     """The full-int8 file from the integer-form step graph of model config `cfg`, with measured
-    and clamped ranges (export/int8.py says why and what each rule gained)."""
+    and clamped ranges (export/formats/tflite/int8.py says why and what each rule gained)."""
     from charwright.trainer.step_graph import state_bounded, state_encoding
 
-    from charwright.export import int8
+    from charwright.export.formats.tflite import int8
 
     if not calibration:
         raise ExportError("int8 needs calibration pairs")

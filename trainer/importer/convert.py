@@ -33,10 +33,10 @@ from charwright.runtime.version import package_version
 from charwright.trainer import run_dir as rd
 from charwright.trainer.config import ACTIVATIONS, ModelConfig, config_to_dict, layer_spec
 from charwright.trainer.finalize import LN2, step_info
-from charwright.trainer.import_archive import (MAX_RATIO, NOT_SUPPORTED, WHY_REFUSED, ImportRefused,
+from charwright.trainer.importer.archive import (MAX_RATIO, NOT_SUPPORTED, WHY_REFUSED, ImportRefused,
                              check_model_file)
-from charwright.trainer.import_vocab import ImportedVocab, load_import_vocab, read_text_bounded
-from charwright.trainer.model import build_sequence_model, cell_weights
+from charwright.trainer.importer.vocab import ImportedVocab, load_import_vocab, read_text_bounded
+from charwright.trainer.network import build_sequence_model, cell_weights
 from charwright.trainer.step_graph import build_step_function, run_steps, save_step_savedmodel
 
 RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}

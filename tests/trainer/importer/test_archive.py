@@ -8,8 +8,8 @@ import zipfile
 import pytest
 
 from charwright.runtime.errors import ConfigError
-from charwright.trainer import import_archive as ia
-from charwright.trainer.import_archive import ImportRefused, check_config, check_model_file
+from charwright.trainer.importer import archive as ia
+from charwright.trainer.importer.archive import ImportRefused, check_config, check_model_file
 
 
 def _layer(kind, name, module="keras.layers", **config):

@@ -1,4 +1,4 @@
-"""Full int8 (export/int8.py): measured ranges, clamps and the fixed state range are what the
+"""Full int8 (export/formats/tflite/int8.py): measured ranges, clamps and the fixed state range are what the
 quantized file actually carries, and the calibrator's in-place corruption is undone."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from charwright.export import int8, tflite  # noqa: E402
+from charwright.export.formats.tflite import convert as tflite, int8  # noqa: E402
 
 
 def _tensors_by_op(model: bytes):
@@ -54,7 +54,7 @@ def test_int8_file_carries_the_clamped_and_fixed_ranges(tiny_bundle):
 def test_measure_replaces_the_corrupted_calibration(tiny_run, tmp_path):
     """The converter's calibrated model records a gate's slice with its consumer's (in-place)
     range; measure() gives every tensor its own values' range: a sigmoid's output [0, 1]."""
-    from charwright.export.calibration import gather_pairs
+    from charwright.export.formats.tflite.calibration import gather_pairs
     from charwright.runtime.backends.numpy import NumpyStep
 
     arch = json.loads((tiny_run / "step" / "step.json").read_text())["architecture"]
@@ -82,7 +82,7 @@ def test_measure_replaces_the_corrupted_calibration(tiny_run, tmp_path):
     # the corruption this undoes is there in the converter's own record (TF 2.21): some
     # sigmoid output was recorded with its in-place consumer's range
     assert any(before[i][0] < -0.01 or before[i][1] > 1.01 for i in sig_out), \
-        "the calibrator no longer corrupts in-place ranges: recheck export/int8.py's rule 1"
+        "the calibrator no longer corrupts in-place ranges: recheck export/formats/tflite/int8.py's rule 1"
 
 
 def test_int8_holds_parity_and_runs_by_index(tiny_bundle):

@@ -189,7 +189,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
     if any(p in ("int8", "int16x8") for _, p in chosen):  # both are calibrated
         from charwright.runtime.backends.numpy import NumpyStep
 
-        from charwright.export.calibration import gather_pairs
+        from charwright.export.formats.tflite.calibration import gather_pairs
 
         with np.load(run_dir / "step" / "weights.npz", allow_pickle=False) as z:
             ref_step = NumpyStep({k: z[k] for k in z.files}, arch)
@@ -222,9 +222,9 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
                 shutil.copyfile(run_dir / "step" / "weights.npz", tmp / name)
                 ops, problems, per_file = [], [], {}
             elif fmt == "tflite":
-                from charwright.export import tflite
+                from charwright.export.formats.tflite import convert as tflite
 
-                if prec == "int8":  # converted from its own graph (export/int8.py)
+                if prec == "int8":  # converted from its own graph (export/formats/tflite/int8.py)
                     data = tflite.convert_int8(_integer_model(run_dir, arch, work),
                                                _model_cfg(arch), calibration)
                 else:
@@ -239,7 +239,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
 
                     per_file["state_encoding"] = state_encoding(_model_cfg(arch))
             else:
-                from charwright.export import onnx as onnx_export
+                from charwright.export.formats import onnx as onnx_export
 
                 if onnx_float32 is None:
                     onnx_float32 = onnx_export.convert_float32(saved_model, S)

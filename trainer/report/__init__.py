@@ -1,0 +1,1 @@
+"""`charwright report`: a run's or a bundle's training curves and parity, as PNG or HTML."""
