@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from charwright.runtime.bundle.architecture import ACTIVATIONS, GATES
 from charwright.runtime.errors import ConfigError
 
-CELLS = ("gru", "lstm", "rnn")
+CELLS = tuple(GATES)
 # activations the step graph, the numpy backend (and the C runtime) implement, as Keras 3
 # defines them (hard_sigmoid = relu6(x + 3) / 6)
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")
 LAYER_KEYS = ("cell", "units", "reset_after", "activation", "recurrent_activation")
 DATA_MODES = ("windows", "stateful", "lines")
 

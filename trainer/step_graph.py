@@ -16,24 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from charwright.runtime.bundle.architecture import GATES, folded_input_table, input_bias
 from charwright.trainer.config import ModelConfig
 
 STEP_INPUTS = ("token", "state")
 STEP_OUTPUTS = ("logits", "new_state")
-
-
-def input_bias(bias: np.ndarray, spec: dict) -> np.ndarray:
-    """The bias added to a layer's input projection: row 0 of a GRU reset_after [2, 3H] bias,
-    the whole bias otherwise."""
-    return bias[0] if spec["cell"] == "gru" and spec["reset_after"] else bias
-
-
-def folded_input_table(weights: dict, cfg: ModelConfig) -> np.ndarray:
-    """Layer 0's input projection for every id: embedding @ kernel + input bias, [V, G*H]."""
-    emb = weights["embedding"].astype(np.float64)
-    table = emb @ weights["layer0.kernel"].astype(np.float64)
-    table += input_bias(weights["layer0.bias"], cfg.layer_specs()[0])
-    return table.astype(np.float32)
 
 
 def tf_activation(tf, name: str):
@@ -41,9 +28,6 @@ def tf_activation(tf, name: str):
     return {"tanh": tf.tanh, "sigmoid": tf.sigmoid, "relu": tf.nn.relu,
             "linear": lambda x: x,
             "hard_sigmoid": lambda x: tf.nn.relu6(x + 3.0) / 6.0}[name]
-
-
-GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
 
 # 1 - f(x) == f(-x): the GRU update gate can be computed as u = 1 - z directly
@@ -107,7 +91,7 @@ def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = Fal
     specs, S = cfg.layer_specs(), cfg.state_size
     if integer:
         weights = negate_update_gate(weights, cfg)
-    table0 = folded_input_table(weights, cfg)
+    table0 = folded_input_table(weights, specs[0])
     arrays = {k: np.asarray(v, np.float32) for k, v in weights.items()}
 
     def per_gate(x, G, H):

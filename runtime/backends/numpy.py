@@ -13,10 +13,8 @@ from charwright.runtime.errors import BundleError
 from charwright.runtime.files.npz import Npz
 from charwright.runtime.backends import BY_NAME
 from charwright.runtime.backends.base import StepBackend
-
-GATES = {"gru": 3, "lstm": 4, "rnn": 1}
-KERAS_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True}
-
+from charwright.runtime.bundle.architecture import (folded_input_table, input_bias, layer_specs,
+                                                  recurrent_bias, weight_shapes)
 
 def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)  # Keras 3: relu6(x + 3) / 6
@@ -30,40 +28,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # Keras 3's activations by name (the manifest's stack[].activation / recurrent_activation)
 ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid, "relu": lambda x: np.maximum(x, 0.0),
                "linear": lambda x: x, "hard_sigmoid": _hard_sigmoid}
-
-
-def layer_specs(architecture: dict) -> list[dict]:
-    """One {cell, units, reset_after, activation, recurrent_activation} per layer: the
-    architecture's `stack` when present (the truth), else `layers` x the uniform cell with
-    Keras's defaults (bundles written before the stack existed)."""
-    stack = architecture.get("stack")
-    if stack:
-        return [{**KERAS_DEFAULTS, **d} for d in stack]
-    return [{**KERAS_DEFAULTS, "cell": architecture["cell"], "units": int(architecture["units"])}
-            for _ in range(int(architecture["layers"]))]
-
-
-def weight_shapes(architecture: dict) -> dict:
-    """The weights.npz contract (trainer/network.py export_weights): name -> shape.
-
-    embedding [V, E] (E = V when one-hot); layer{i}.kernel [in, G*H]; recurrent_kernel [H, G*H];
-    bias [2, 3H] (GRU, reset_after), [3H] (GRU without), [4H] (LSTM), [H] (SimpleRNN);
-    dense.kernel [H_last, V]; dense.bias [V]. G = 3 (GRU), 4 (LSTM), 1 (SimpleRNN); each layer
-    has its own cell and H, and `in` is the previous layer's H."""
-    V, E = int(architecture["vocab_size"]), int(architecture.get("embedding_dim") or 0)
-    E = E or V
-    out = {"embedding": (V, E)}
-    prev = E
-    for i, spec in enumerate(layer_specs(architecture)):
-        H, G = int(spec["units"]), GATES[spec["cell"]]
-        out[f"layer{i}.kernel"] = (prev, G * H)
-        out[f"layer{i}.recurrent_kernel"] = (H, G * H)
-        two = spec["cell"] == "gru" and spec["reset_after"]
-        out[f"layer{i}.bias"] = (2, G * H) if two else (G * H,)
-        prev = H
-    out["dense.kernel"] = (prev, V)
-    out["dense.bias"] = (V,)
-    return out
 
 
 class NumpyStep(StepBackend):
@@ -85,17 +49,12 @@ class NumpyStep(StepBackend):
                               f"implements ({', '.join(ACTIVATIONS)})") from None
         try:
             w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
-            two = [d["cell"] == "gru" and d["reset_after"] for d in specs]
-            b0 = w["layer0.bias"]
-            table = w["embedding"].astype(np.float64) @ w["layer0.kernel"].astype(np.float64)
-            self.table0 = (table + (b0[0] if two[0] else b0)).astype(np.float32)
+            self.table0 = folded_input_table(w, specs[0])
             self.kernel = [None] + [w[f"layer{i}.kernel"] for i in range(1, self.L)]
-            self.in_bias = [None] + [
-                w[f"layer{i}.bias"][0] if two[i] else w[f"layer{i}.bias"]
-                for i in range(1, self.L)
-            ]
+            self.in_bias = [None] + [input_bias(w[f"layer{i}.bias"], specs[i])
+                                     for i in range(1, self.L)]
             self.rkernel = [w[f"layer{i}.recurrent_kernel"] for i in range(self.L)]
-            self.rbias = [w[f"layer{i}.bias"][1] if two[i] else None for i in range(self.L)]
+            self.rbias = [recurrent_bias(w[f"layer{i}.bias"], specs[i]) for i in range(self.L)]
             self.dense_w, self.dense_b = w["dense.kernel"], w["dense.bias"]
         except KeyError as e:
             raise BundleError(f"{path}: weights file lacks {e.args[0]!r}") from None

@@ -15,15 +15,14 @@ import re
 import reprlib
 from pathlib import Path
 
+from charwright.runtime.bundle.architecture import ACTIVATIONS, STATE_PARTS
 from charwright.runtime.errors import BundleError
 from charwright.runtime.files.safefile import read_bytes, resolve_inside
 
 BUNDLE_FORMAT = "charwright-bundle"
 BUNDLE_VERSION = "1.0"  # readers accept any 1.x; a new major version is refused
 PRECISIONS = ("float32", "float16", "int8-dynamic", "int8", "int16x8")
-CELLS = {"gru": 1, "lstm": 2, "rnn": 1}  # cell -> state vectors per layer (h, or h and c)
 MIXED = "mixed"  # architecture.cell of a stack whose layers differ in kind (stack[] says which)
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")
 MAX_MANIFEST_BYTES = 16 << 20  # the demo's is 6 KB; a 100k-character vocabulary is ~1 MB
 MAX_PROBE_TOKENS = 10_000_000
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -153,7 +152,7 @@ def check_model_facts(m: dict, where: str) -> None:
         vocab.fail("must be a list of strings", "chars")
     eos = vocab.bool("eos", default=False)
     arch = top.obj("architecture")
-    cell = arch.str("cell", choices=(*CELLS, MIXED))
+    cell = arch.str("cell", choices=(*STATE_PARTS, MIXED))
     # bounds far above any model charwright trains (8 layers, 8,192 units), so that absurd
     # values are refused before anything is sized from them
     layers = arch.int("layers", 1, maximum=MAX_LAYERS)
@@ -162,7 +161,7 @@ def check_model_facts(m: dict, where: str) -> None:
     if stack is None:
         if cell == MIXED:
             arch.fail("is 'mixed' but there is no stack saying what each layer is", "cell")
-        want = layers * CELLS[cell] * units
+        want = layers * STATE_PARTS[cell] * units
         described = f"a {cell.upper()} of {layers} x {units}"
     else:
         want = check_stack(arch, stack, cell, layers, units)
@@ -198,7 +197,7 @@ def check_stack(arch: "Fields", stack, cell: str, layers: int, units: int) -> in
     size, kinds = 0, set()
     for i, d in enumerate(stack):
         f = Fields(arch.where, f"{arch.prefix}.stack[{i}]", d)
-        kind = f.str("cell", choices=tuple(CELLS))
+        kind = f.str("cell", choices=tuple(STATE_PARTS))
         kinds.add(kind)
         h = f.int("units", 1, maximum=MAX_UNITS)
         f.str("activation", default="tanh", choices=ACTIVATIONS)
@@ -206,7 +205,7 @@ def check_stack(arch: "Fields", stack, cell: str, layers: int, units: int) -> in
             f.str("recurrent_activation", default="sigmoid", choices=ACTIVATIONS)
         if kind == "gru":
             f.bool("reset_after", default=True)
-        size += CELLS[kind] * h
+        size += STATE_PARTS[kind] * h
     if max(int(d["units"]) for d in stack) != units:
         arch.fail(f"is {units}, but the stack's largest layer has "
                   f"{max(int(d['units']) for d in stack)}", "units")

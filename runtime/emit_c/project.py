@@ -30,12 +30,12 @@ import numpy as np
 
 from charwright.runtime.errors import BundleError, ConfigError
 from charwright.runtime.sampling.golden import MAX_GOLDEN_STEPS
+from charwright.runtime.bundle.architecture import GATES, layer_specs, weight_shapes
 from charwright.runtime.bundle.manifest import show
 
 C_DIR = Path(__file__).resolve().parent.parent / "c"
 COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md")
 CELL_IDS = {"gru": "CW_GRU", "lstm": "CW_LSTM", "rnn": "CW_RNN"}
-GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 PRECISIONS = ("float32", "int8")
 MAX_PROBE = 2000  # probe tokens replayed by check (the first ones)
 C_KNOBS = ("greedy", "temperature", "top_k", "top_p")
@@ -161,27 +161,6 @@ class _Header:
 
 # ---- the model ----------------------------------------------------------------------------------
 
-def layer_stack(arch: dict) -> list[dict]:
-    """One dict per layer (cell, units, reset_after, activation, recurrent_activation), from the
-    manifest's architecture: its optional `stack` when present (the truth), else the uniform
-    cell x layers x units."""
-    stack = arch.get("stack")
-    if stack is None:
-        stack = [{"cell": arch.get("cell"), "units": arch.get("units")}] * int(arch["layers"])
-    if not isinstance(stack, list) or not stack:
-        raise BundleError("architecture.stack must be a non-empty list of layers")
-    out = []
-    for i, d in enumerate(stack):
-        if not isinstance(d, dict) or d.get("cell") not in GATES or type(d.get("units")) is not int:
-            raise BundleError(f"architecture.stack[{i}] must name a cell (gru, lstm, rnn) and units")
-        out.append({"cell": d["cell"], "units": d["units"],
-                    "reset_after": d.get("reset_after", arch.get("reset_after", True)),
-                    "activation": d.get("activation", arch.get("activation", "tanh")),
-                    "recurrent_activation": d.get("recurrent_activation",
-                                                  arch.get("recurrent_activation", "sigmoid"))})
-    return out
-
-
 def check_supported(stack: list[dict]) -> None:
     for i, L in enumerate(stack):
         if L["activation"] != "tanh" or (L["cell"] != "rnn"
@@ -204,18 +183,8 @@ def _weights(bundle, stack) -> dict:
         raise ConfigError(f"{bundle.root} has no weights.npz, which emit-c reads (a bundle "
                           "of int8 model files only): re-export the run with "
                           "`charwright export RUN_DIR -o BUNDLE` to emit C") from None
-    arch = bundle.manifest["architecture"]
-    V = bundle.vocab_size
-    E = int(arch.get("embedding_dim") or 0) or V
     npz = Npz(bundle.read(entry), str(bundle.path(entry)))
-    shapes = {"embedding": (V, E), "dense.kernel": (stack[-1]["units"], V), "dense.bias": (V,)}
-    inp = E
-    for i, L in enumerate(stack):
-        G, H = GATES[L["cell"]], L["units"]
-        shapes[f"layer{i}.kernel"] = (inp, G * H)
-        shapes[f"layer{i}.recurrent_kernel"] = (H, G * H)
-        shapes[f"layer{i}.bias"] = (2, G * H) if L["cell"] == "gru" else (G * H,)
-        inp = H
+    shapes = weight_shapes(bundle.manifest["architecture"])
     for name, shape in shapes.items():
         npz.expect(name, shape, "f")
     return {name: npz.load(name).astype(np.float32) for name in shapes}
@@ -476,7 +445,7 @@ def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
         raise ConfigError(f"precision {show(precision)}: emit-c writes "
                           f"{' or '.join(PRECISIONS)}")
     bundle = load_bundle(bundle_dir, verify=False)
-    stack = layer_stack(bundle.manifest["architecture"])
+    stack = layer_specs(bundle.manifest["architecture"])
     check_supported(stack)
     w = _weights(bundle, stack)
     model_h, errors = model_header(bundle, precision, stack, w)
