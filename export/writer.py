@@ -32,7 +32,8 @@ from charwright.runtime.backends import BACKENDS, FORMAT_ALIASES
 from charwright.runtime.files.locking import hold
 from charwright.runtime.bundle.manifest import PRECISIONS
 from charwright.trainer import run_dir as rd
-from charwright.runtime.verify.parity import TOLERANCES, check_bundle, raise_for_failures
+from charwright.runtime.verify.check import check_files
+from charwright.runtime.verify.parity import TOLERANCES, raise_for_failures
 from charwright.runtime.vocab import Vocabulary
 
 # (format, precision) -> file name, in the order they are written, from the backend registry
@@ -285,13 +286,9 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         write_json(tmp / "manifest.json", manifest)
 
         on_progress({"event": "parity"})
-        results = check_bundle(load_bundle(tmp), threads=threads,
-                               on_result=lambda r: on_progress({"event": "parity_file",
-                                                                "result": r}))
-        from charwright.runtime.verify import micro  # TFLite Micro replays the files it runs, if installed
-
-        results += micro.check_bundle(load_bundle(tmp), on_result=lambda r: on_progress(
-            {"event": "parity_file", "result": r}))
+        results = check_files(load_bundle(tmp), threads=threads,
+                              on_result=lambda r: on_progress({"event": "parity_file",
+                                                               "result": r}))
         seconds = round(time.perf_counter() - t_all, 2)
         failed = _failed_files(results, files)
         if not allow_mismatch:

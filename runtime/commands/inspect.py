@@ -79,30 +79,24 @@ def verify(bundle_dir, bundle_opt, formats, as_json, threads):
     charwright verify -b BUNDLE --format onnx --json
     """
     from charwright.runtime.bundle.reader import load_bundle
-    from charwright.runtime.verify.parity import check_bundle, format_table, raise_for_failures
+    from charwright.runtime.verify.check import check_files, not_checked
+    from charwright.runtime.verify.parity import format_table, raise_for_failures
 
     root = resolve_bundle(bundle_dir, bundle_opt)
-    bundle = load_bundle(root, verify=False)  # per-file checks happen in check_bundle
+    bundle = load_bundle(root, verify=False)  # per-file checks happen in check_files
     wanted = {FORMAT_ALIASES[f] for f in formats}
     entries = [e for e in bundle.files if not wanted or e.format in wanted]
     if not entries:
         have = ", ".join(sorted({e.format for e in bundle.files}))
         raise ConfigError(f"{root}: no file of format {', '.join(sorted(wanted))} in this "
                           f"bundle (it has: {have}); drop --format or pick one of those")
-    results = check_bundle(bundle, entries, threads=threads)
-    from charwright.runtime.verify.micro import check_bundle as check_micro
-
-    results += check_micro(bundle, entries)  # TFLite Micro replays the files it runs ([micro])
+    results = check_files(bundle, entries, threads=threads)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True,
                               allow_nan=False))
     else:
         click.echo(format_table(results))
-    missing, format_of = {}, {e.path: e.format for e in entries}
-    for r in results:
-        if not r.checked:
-            missing.setdefault(format_of[r.file], []).append(r.file)
-    for fmt, files in missing.items():
+    for fmt, files in not_checked(results, entries).items():
         spec = BY_FORMAT[fmt]
         click.echo(f"note: {len(files)} {fmt} file{'s' * (len(files) > 1)} not checked: "
                    f"{spec.runtime} is not installed; install it with: {spec.install_hint}",
