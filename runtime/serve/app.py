@@ -41,7 +41,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from charwright.runtime.serve.engine import Draining, Engine, QueueFull
+from charwright.runtime.serve.engine import Engine
+from charwright.runtime.serve.request import Draining, QueueFull
 from charwright.runtime.errors import BackendUnavailable, CharwrightError, ConfigError, VocabularyError
 from charwright.runtime.sampling.config import SamplingConfig
 

@@ -8,7 +8,8 @@ import pytest
 
 from bundle_factory import make_bundle
 from charwright.runtime import SamplingConfig, load
-from charwright.runtime.serve.engine import Draining, Engine, QueueFull
+from charwright.runtime.serve.engine import Engine
+from charwright.runtime.serve.request import Draining, QueueFull
 from charwright.runtime.errors import ConfigError
 from fakes import scripted_model
 
@@ -61,7 +62,7 @@ def test_a_cancelled_request_leaves_within_one_step():
         req = e.submit(["a"], max_chars=10**9, sampling=SamplingConfig(greedy=True))
         while not req.events:
             time.sleep(0.001)
-        backend = e._gen.backend
+        backend = e._batch.gen.backend
         e.cancel(req)
         assert req.wait(5) == "cancelled"
         calls = len(backend.calls)
@@ -158,7 +159,7 @@ def test_samplers_of_finished_requests_are_not_kept(model, engine):
         r = engine.submit(["ab"], n=1, max_chars=3,
                           sampling=SamplingConfig(seed=i, temperature=0.5 + i / 1000))
         assert r.wait(10) == "ok"
-    assert len(engine._samplers) == 0
+    assert len(engine._batch._samplers) == 0
 
 
 # ---- priming: in slices beside the running batch, cancelled with its request -------------------

@@ -1,0 +1,117 @@
+"""The engine's running batch: one Generator whose rows are the choices of the requests that have
+joined, which request and choice each row is, the Samplers that rows with equal settings share,
+and the step figures that /metrics shows.
+
+    batch = Batch(model)
+    batch.open()                   on the scheduler thread (a backend is per thread); again after
+                                   a failed step, since the generator may be half-updated
+    batch.join(request)            its P x n rows join (primed), each with its TextStream
+    batch.step(touched, on_done)   one batched step; new text goes to each request's events
+    batch.remove(request)          its rows leave (cancelled, timed out, shut down)
+
+Rows and seeds: choice p*n + j is row (seed, j) of prompt p, exactly the row `charwright generate
+PROMPT_p --num-samples n --seed S` samples as sample j. Rows sampled with equal settings share
+one Sampler (the seed is per row), so the batch is sampled in a few groups, whatever the number
+of requests. Only the scheduler thread calls it; the figures are plain numbers, read anywhere."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from charwright.runtime.generate.generator import Generator
+from charwright.runtime.generate.text_stream import TextStream
+from charwright.runtime.sampling.config import Sampler
+from charwright.runtime.serve.metrics import (
+    BATCH_SIZE_BUCKETS,
+    STEP_SECONDS_BUCKETS,
+    Histogram,
+)
+
+STEP_EWMA = 0.2  # weight of the newest step in the mean step time
+
+
+class Batch:
+    """The rows that step together: Generator key -> (Request, choice, TextStream)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.gen: Generator | None = None
+        self._row: dict[int, tuple] = {}
+        self._samplers: dict = {}  # config without seed -> Sampler
+        self.steps = 0
+        self.chars_generated = 0
+        self.step_seconds = Histogram(STEP_SECONDS_BUCKETS)
+        self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
+        self.step_mean = 0.0  # mean time of recent batched steps (the priming budget's unit)
+
+    def open(self) -> None:
+        """A fresh, empty batch over this thread's backend."""
+        self.gen = Generator(self.model.backend)
+        self._row = {}
+        self._samplers = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.gen.keys)
+
+    def join(self, r) -> None:
+        """The request's rows join, from its primed logits and state."""
+        cfg = r.cfg
+        key = replace(cfg, seed=None)
+        sampler = self._samplers.get(key)
+        if sampler is None or sampler.rows == 0:  # one that left the batch is not reused
+            sampler = self._samplers[key] = Sampler(cfg, self.model.vocab.size)
+        prompts = [r.ids[c // r.n] for c in range(r.rows)]
+        row_ids = [c % r.n for c in range(r.rows)]
+        r.keys = self.gen.add(prompts, sampler, cfg.seed, row_ids, primed=r.primed)
+        r.primed = None
+        r.streams = [TextStream(self.model.vocab, r.max_chars, r.stop) for _ in range(r.rows)]
+        r.started = time.monotonic()
+        for c, k in enumerate(r.keys):
+            self._row[k] = (r, c, r.streams[c])
+
+    def step(self, touched: list, on_done) -> None:
+        """One batched step: each row's new text is appended to its request's events (a request
+        with new events is appended to `touched` once); on_done(request) is called as soon as its
+        every choice has finished, and finished rows leave the batch."""
+        t0 = time.perf_counter()
+        keys, ids = self.gen.step()
+        dt = time.perf_counter() - t0
+        self.step_mean += STEP_EWMA * (dt - self.step_mean)
+        n = len(keys)
+        self.steps += 1
+        self.chars_generated += n
+        self.step_seconds.observe(dt)
+        self.batch_size.observe(n)
+        mark, row, done = self.steps, self._row, []
+        for k, t in zip(keys, ids.tolist()):
+            r, c, s = row[k]
+            piece = s.push(t)
+            fin = s.finish_reason
+            if piece or fin is not None:
+                r.events.append((c, piece, fin))
+                if r._mark != mark:
+                    r._mark = mark
+                    touched.append(r)
+                if fin is not None:
+                    done.append(k)
+                    r.left -= 1
+                    if not r.left:
+                        on_done(r)
+        if done:
+            self._leave(done)
+
+    def remove(self, r) -> None:
+        """The request's rows that are still in the batch leave."""
+        live = [k for k in r.keys if k in self._row]
+        if live:
+            self._leave(live)
+
+    def _leave(self, keys) -> None:
+        self.gen.remove(keys)
+        for k in keys:
+            del self._row[k]
+        # a Sampler per distinct configuration: drop those whose rows all left, or clients that
+        # vary temperature or top-p from request to request would grow this cache for ever
+        self._samplers = {k: v for k, v in self._samplers.items() if v.rows}
