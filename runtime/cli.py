@@ -43,7 +43,7 @@ COMMANDS = {
                "Emit a dependency-free C99 runtime for a bundle."),
     "import": ("charwright.trainer.importer.cli", "import_model",
                "Turn a Keras model trained elsewhere into RUN_DIR."),
-    "report": ("charwright.trainer.report.build", "report",
+    "report": ("charwright.trainer.report.cli", "report",
                "Plot a run's or a bundle's training and parity (PNG or HTML)."),
 }
 

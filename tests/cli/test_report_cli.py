@@ -181,7 +181,7 @@ def test_values_that_are_not_plottable_numbers_are_skipped(tmp_path):
 def test_long_history_is_downsampled(tmp_path):
     """10,000 epochs: each series holds at most MAX_POINTS points (the first, the last, the
     lowest and the highest among them) and says how many rows it stood for."""
-    from charwright.trainer.report.build import MAX_POINTS
+    from charwright.trainer.report.collect import MAX_POINTS
 
     n = 10_000
     hist = [{"global_step": i, "train_bpc": 3.0 - i * 1e-4, "val_bpc": 3.0 + (i % 97) * 1e-3}
@@ -206,7 +206,7 @@ def test_history_read_is_bounded(tmp_path, monkeypatch):
     the read for ever) or a directory in its place is refused too."""
     import os
 
-    from charwright.trainer.report import build as report
+    from charwright.trainer.report import collect as report
 
     monkeypatch.setattr(report, "MAX_TABLE_BYTES", 1 << 20)
     src = _run_dir(tmp_path / "run", _RUN, "[" + ",".join(["{}"] * 400_000) + "]")
