@@ -1,4 +1,4 @@
-"""`charwright serve`: parse options, run the HTTP server (runtime.serve) until SIGTERM."""
+"""`charwright serve`: parse options, run the HTTP server (runtime.serve.server) until SIGTERM."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     curl -N localhost:8000/v1/completions -H 'Content-Type: application/json' \\
       -d '{"model": "demo", "prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
     """
-    from charwright.runtime.serve.app import ServeConfig, model_names, run_server
+    # the server's modules first: a missing [serve] extra is named before anything else
+    from charwright.runtime.serve.server import run_server
+    from charwright.runtime.serve.state import ServeConfig, model_names
+    from charwright.runtime.bundle.reader import load_bundle
 
     if api_key is not None and not api_key.strip():
         raise click.UsageError("--api-key is empty: give a key, or leave the option out")
@@ -60,7 +63,5 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error
         raise click.UsageError(str(e)) from None
     for b in cfg.bundles:  # a missing or damaged bundle fails here, before the port is bound
-        from charwright.runtime.bundle.reader import load_bundle
-
         load_bundle(b, verify=False)
     return run_server(cfg, host, port)

@@ -100,7 +100,7 @@ def test_the_server_refuses_the_same_penalties_with_400(value):
     """The server builds its SamplingConfig from the request: the same range, HTTP 400."""
     from types import SimpleNamespace
 
-    from charwright.runtime.serve.app import HTTPError, parse_completion
+    from charwright.runtime.serve.openai import HTTPError, parse_completion
 
     served = SimpleNamespace(sampling_defaults={})
     with pytest.raises(HTTPError) as e:

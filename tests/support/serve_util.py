@@ -1,10 +1,12 @@
 """ServerProcess: `charwright serve` as a real process on 127.0.0.1, port 0 (STYLE rule 25).
 
 start() reads the bound port from the first stderr line and polls /health until 200; stop()
-sends SIGTERM (never kill) and returns the exit status."""
+sends SIGTERM (never kill) and returns the exit status. keyed_server() is the server most HTTP
+tests share (a key from the environment); post() sends it a completion request."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +18,8 @@ import time
 import httpx
 
 CLI = [sys.executable, "-m", "charwright.runtime.cli"]
+KEY = "sekrit-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 class ServerProcess:
@@ -87,10 +91,26 @@ class ServerProcess:
         return total
 
 
+def keyed_server(bundle):
+    """For a module-scoped fixture (`yield from keyed_server(bundle)`): one server of the bundle
+    on the numpy backend, the key from the environment, 64 rows, 64 waiting; on teardown it must
+    exit 0 and never have logged the key."""
+    s = ServerProcess("-b", str(bundle), "--backend", "numpy", "--max-batch", "64",
+                      env={"CHARWRIGHT_API_KEY": KEY}).start()
+    yield s
+    assert s.stop() == 0, s.stderr()
+    assert KEY not in s.stderr()  # the key is never logged
+
+
+def post(server, body, headers=AUTH, **kw):
+    """POST /v1/completions: a dict is sent as JSON, bytes or str as they are."""
+    return httpx.post(server.url + "/v1/completions", headers=headers,
+                      content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+                      timeout=kw.pop("timeout", 30), **kw)
+
+
 def sse_events(lines) -> list:
     """The data payloads of an SSE body, in order ('[DONE]' kept as a string)."""
-    import json
-
     out = []
     for line in lines:
         if line.startswith("data: "):

@@ -1,0 +1,220 @@
+"""The OpenAI wire contract of `charwright serve` (STYLE rule 24), each fact in one place: the
+error body and its types, SSE frames, the completion and chunk objects, what an engine outcome
+answers, and how a /v1/completions body is read.
+
+  - every error is error_body(status, message): {"error": {"message", "type", "code"}} with
+    code = the HTTP status. 400 malformed JSON or a bad value (never 500), 401 key, 404 model or
+    route, 405 method, 413 body too large, 429 queue full (Retry-After), 431 request head too
+    large, 503 loading or draining, 504 request timeout (non-streaming).
+  - SSE frames are `data: <json>\\n\\n`; the chunk that ends a choice carries its finish_reason;
+    a stream that is cut (shutdown, timeout) ends with an `error` frame; `data: [DONE]` is last.
+  - a request body is validated as `charwright generate` validates its options: unknown fields,
+    OpenAI fields charwright cannot honour (unless sent as "off"), and bad values are 400.
+
+Plain data and bytes: no web framework here (relay.py and app.py wrap these in responses)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import NamedTuple
+
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling.config import SamplingConfig
+
+MAX_TOKENS_LIMIT = 100_000
+MAX_STOP = 16
+DEFAULT_MAX_TOKENS = 300  # charwright generate's -n default
+DEFAULT_TEMPERATURE = 0.8  # charwright generate's default
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               405: "invalid_request_error", 413: "invalid_request_error",
+               431: "invalid_request_error",
+               429: "rate_limit_error", 500: "server_error", 503: "unavailable_error",
+               504: "timeout_error"}
+# OpenAI fields charwright cannot honour, with the value that means "off" (accepted as such)
+UNSUPPORTED = {"best_of": 1, "echo": False, "logprobs": None, "suffix": None,
+               "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": None}
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
+KNOWN = {"model", "prompt", "max_tokens", "stop", "seed", "n", "stream", "stream_options",
+         "user", *SAMPLING_FIELDS, *UNSUPPORTED}
+FINISH = {"eos": "stop", "stop": "stop", "length": "length"}  # TextStream's reason -> OpenAI's
+
+
+class HTTPError(Exception):
+    """An answer other than 200: status, the message of its error body, extra headers."""
+
+    def __init__(self, status: int, message: str, headers=None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+class CompletionParams(NamedTuple):
+    """A /v1/completions body, validated."""
+
+    prompts: list
+    n: int
+    max_chars: int
+    sampling: SamplingConfig
+    stop: list
+    stream: bool
+    include_usage: bool
+
+
+# ---- what goes out -------------------------------------------------------------------------------
+
+def error_body(status: int, message: str) -> dict:
+    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"),
+                      "code": status}}
+
+
+def sse(obj) -> bytes:
+    """One server-sent event: `data: <json>` and a blank line."""
+    data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False,
+                                                       separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def completion_id() -> str:
+    return "cmpl-" + secrets.token_hex(12)
+
+
+def chunk(cid: str, created: int, model: str, choices: list) -> dict:
+    """A completion (non-streaming) or one chunk of a stream, without usage."""
+    return {"id": cid, "object": "text_completion", "created": created, "model": model,
+            "choices": choices}
+
+
+def usage(prompt_chars: int, completion_chars: int) -> dict:
+    return {"prompt_tokens": prompt_chars, "completion_tokens": completion_chars,
+            "total_tokens": prompt_chars + completion_chars}
+
+
+def choice(index: int, text: str, finish) -> dict:
+    """One choice of a completion; finish: TextStream's finish_reason."""
+    return {"index": index, "text": text, "logprobs": None,
+            "finish_reason": FINISH.get(finish, finish)}
+
+
+_FINISH_JSON = {None: "null", **{k: json.dumps(v) for k, v in FINISH.items()}}
+_json_str = json.encoder.encode_basestring  # = json.dumps(str, ensure_ascii=False), in C
+
+
+def choice_json(index: int, text: str, finish) -> bytes:
+    """choice(...) as json.dumps(..., ensure_ascii=False, separators=(",", ":")) gives it, without
+    json.dumps per frame (a stream sends one per step)."""
+    fin = _FINISH_JSON.get(finish)
+    if fin is None:
+        fin = _json_str(finish)
+    return (f'{{"index":{index},"text":{_json_str(text)},'
+            f'"logprobs":null,"finish_reason":{fin}}}').encode()
+
+
+def cut_error(outcome: str, request_timeout: float) -> tuple[int, str]:
+    """(status, message) for a request the engine ended other than "ok"."""
+    if outcome == "timeout":
+        return 504, f"the request ran past --request-timeout {request_timeout:g} s"
+    if outcome == "shutdown":
+        return 503, "the server shut down before the request finished"
+    return 500, "the request failed in the model backend"
+
+
+# ---- what comes in -------------------------------------------------------------------------------
+
+def parse_completion(body: dict, served, max_batch: int,
+                     max_prompt_chars: int | None = None) -> CompletionParams:
+    """The request's fields, validated as `charwright generate` validates its options (HTTPError
+    400 naming the first bad one). served.sampling_defaults: the bundle's sampling defaults."""
+    _check_fields(body)
+    prompts = _prompts(body, max_prompt_chars)
+    n = _int_field(body, "n", 1, 1, max_batch)
+    max_chars = _int_field(body, "max_tokens", DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_LIMIT)
+    stop = _stop(body)
+    stream, include_usage = _stream(body)
+    if "user" in body and not isinstance(body["user"], (str, type(None))):
+        raise HTTPError(400, "user must be a string")
+    sampling = _sampling(body, served.sampling_defaults)
+    rows = len(prompts) * n
+    if rows > max_batch:
+        raise HTTPError(400, f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this server "
+                        f"runs at most {max_batch} per batch (--max-batch)")
+    return CompletionParams(prompts, n, max_chars, sampling, stop, stream, include_usage)
+
+
+def _check_fields(body: dict) -> None:
+    unknown = sorted(set(body) - KNOWN)
+    if unknown:
+        raise HTTPError(400, f"unknown field {unknown[0]!r}; charwright takes: "
+                        f"{', '.join(sorted(KNOWN))}")
+    for name, off in UNSUPPORTED.items():
+        if name in body and body[name] is not None and body[name] != off:
+            raise HTTPError(400, f"{name} is not supported by charwright (leave it out)")
+
+
+def _prompts(body: dict, max_prompt_chars: int | None) -> list:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        prompts = prompt
+    elif prompt is None:
+        raise HTTPError(400, "prompt is required: a string or a list of strings")
+    else:
+        raise HTTPError(400, "prompt must be a string or a non-empty list of strings (token "
+                        "ids are not accepted: the model reads characters)")
+    chars = sum(len(p) for p in prompts)
+    if max_prompt_chars is not None and chars > max_prompt_chars:
+        raise HTTPError(400, f"prompt of {chars:,} characters; this server primes at most "
+                        f"{max_prompt_chars:,} per request (--max-prompt-chars)")
+    return prompts
+
+
+def _int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise HTTPError(400, f"{name} {v!r}: must be an integer in {lo}..{hi}")
+    return v
+
+
+def _stop(body: dict) -> list:
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) \
+            or len(stop) > MAX_STOP:
+        raise HTTPError(400, f"stop must be a string or a list of at most {MAX_STOP} strings")
+    return stop
+
+
+def _stream(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage)."""
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise HTTPError(400, f"stream {stream!r}: must be true or false")
+    opts = body.get("stream_options")
+    if opts is None:
+        return stream, False
+    if not isinstance(opts, dict) or set(opts) - {"include_usage"} \
+            or not isinstance(opts.get("include_usage", False), bool):
+        raise HTTPError(400, "stream_options must be {\"include_usage\": true|false}")
+    if not stream:
+        raise HTTPError(400, "stream_options needs stream: true")
+    return stream, opts.get("include_usage", False)
+
+
+def _sampling(body: dict, defaults: dict) -> SamplingConfig:
+    """Given fields, then the bundle's sampling_defaults, then the CLI's defaults."""
+    values = {"temperature": DEFAULT_TEMPERATURE, **defaults}
+    values.update({k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None})
+    if body.get("seed") is not None:
+        values["seed"] = body["seed"]
+    if values.get("top_p") == 1:  # OpenAI clients send 1 for "off"; the CLI drops it too
+        values["top_p"] = None
+    try:
+        return SamplingConfig(**values)
+    except (ConfigError, ValueError) as e:
+        raise HTTPError(400, str(e)) from None

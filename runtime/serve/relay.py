@@ -1,0 +1,188 @@
+"""The answer to one completion request, relayed from the engine as it runs: the SSE stream (an
+ASGI app) or the whole completion once every choice has finished; and error_response, the one
+way an error is answered.
+
+The engine calls `notify(requests)` once per step; app.py turns that into one wake-up of the
+event loop, which sets each request's _Signal, and the writer sends everything the request made
+since its last frame in one SSE frame. An event loop that lags behind the scheduler (64 frames
+cost more than a step) thus sends several characters per frame, never a backlog of frames; a
+slow reader gets bigger frames too. A client that goes away (ASGI http.disconnect, or a failed
+write) cancels its request: its rows leave the batch before the next step, its prompts leave the
+primer if they were priming. Needs the [serve] extra."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import time
+
+from charwright.runtime.serve import openai
+from charwright.runtime.serve.openai import choice_json, sse
+from charwright.runtime.serve.state import missing_extra
+
+try:
+    from starlette.responses import JSONResponse, Response
+except ImportError as e:  # pragma: no cover - the CLI reports this with the extra's name
+    raise missing_extra(e) from None
+
+RAW_SEND = "charwright.send"  # scope key: the server's own send (server.RawSend puts it there)
+_PIECE = operator.itemgetter(1)
+_CHUNK_END = b"]}\n\n"
+
+
+def error_response(status: int, message: str, headers=None) -> JSONResponse:
+    return JSONResponse(openai.error_body(status, message), status_code=status, headers=headers)
+
+
+class CompletionRelay:
+    """Follows one engine request: ASGI app for the streaming answer, or awaits the whole one.
+    Made before the request is queued: it installs the request's waker."""
+
+    def __init__(self, state, served, req, stream: bool, include_usage: bool):
+        self.state, self.served, self.req = state, served, req
+        self.include_usage = include_usage
+        self.stream = stream
+        self.event = _Signal(asyncio.get_running_loop())
+        req.waker = self.event.set  # called on the event loop (see app._notifier)
+        self.id = openai.completion_id()
+        self.created = int(time.time())
+        self.status = 200
+        # a chunk is this prefix, its choices and _CHUNK_END: the bytes sse(self._chunk(...))
+        # gives, without a json.dumps of the whole chunk per frame
+        self._prefix = sse(self._chunk([]))[:-len(_CHUNK_END)]
+
+    def _chunk(self, choices) -> dict:
+        return openai.chunk(self.id, self.created, self.served.name, choices)
+
+    def usage(self) -> dict:
+        return openai.usage(self.req.prompt_chars, self.req.generated_chars())
+
+    def _cut(self, outcome: str) -> str:
+        """Sets the status for an outcome other than "ok"; returns the error message."""
+        self.status, message = openai.cut_error(outcome, self.state.cfg.request_timeout)
+        return message
+
+    async def __call__(self, scope, receive, send) -> None:
+        """The SSE answer: runs until the request ends or the client goes away."""
+        self.state.open_responses += 1
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
+            # the body frames go to the server's own send (see server.RawSend): Starlette's
+            # wrappers only note that the response started, which the start above did through
+            # them
+            writer = asyncio.ensure_future(self._write(scope.get(RAW_SEND, send)))
+            gone = asyncio.ensure_future(disconnected(receive))
+            done, _ = await asyncio.wait({writer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if writer not in done:
+                writer.cancel()
+            else:
+                gone.cancel()
+            ok = writer in done and not writer.cancelled() and writer.exception() is None
+            if not ok:  # the client went away (or a write failed): free its rows
+                self.served.engine.cancel(self.req)
+                self.status = 499
+        finally:
+            self.state.open_responses -= 1
+            self.served.count(self.status)
+
+    async def _write(self, send) -> None:
+        req, event = self.req, self.event
+        while True:
+            event.flag = False
+            outcome = req.outcome
+            if req.events:
+                await send({"type": "http.response.body", "body": self._frame(),
+                            "more_body": True})
+            if outcome is not None:
+                break
+            if not event.flag:
+                await event.future()
+        tail = b""
+        if outcome == "ok":
+            if self.include_usage:
+                tail += sse({**self._chunk([]), "usage": self.usage()})
+        else:
+            message = self._cut(outcome)  # sets self.status first
+            tail += sse(openai.error_body(self.status, message))
+        tail += sse("[DONE]")
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _frame(self) -> bytes:
+        """Every event since the last frame, one choice entry per choice that has new text."""
+        events = self.req.events
+        popleft = events.popleft
+        got = [popleft() for _ in range(len(events))]  # the scheduler may append meanwhile
+        if self.req.rows == 1:  # one choice: its finish_reason, if any, is its last event
+            return self._prefix + choice_json(0, "".join(map(_PIECE, got)), got[-1][2]) \
+                + _CHUNK_END
+        text: dict[int, list] = {}
+        fin: dict[int, str] = {}
+        for c, piece, f in got:
+            text.setdefault(c, []).append(piece)
+            if f is not None:
+                fin[c] = f
+        return (self._prefix + b",".join(choice_json(c, "".join(p), fin.get(c))
+                                         for c, p in sorted(text.items())) + _CHUNK_END)
+
+    async def complete(self, receive) -> Response:
+        """The non-streaming answer, once every choice has finished."""
+        req, event = self.req, self.event
+        gone = asyncio.ensure_future(disconnected(receive))
+        try:
+            while req.outcome is None:
+                waiter = asyncio.ensure_future(event.wait())
+                event.clear()
+                done, _ = await asyncio.wait({waiter, gone},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if gone in done:
+                    waiter.cancel()
+                    self.served.engine.cancel(req)
+                    self.status = 499
+                    return Response(status_code=499)
+                req.events.clear()
+        finally:
+            gone.cancel()
+        if req.outcome != "ok":
+            message = self._cut(req.outcome)
+            return error_response(self.status, message)
+        choices = [openai.choice(c, s.text(), s.finish_reason)
+                   for c, s in enumerate(req.streams)]
+        return JSONResponse({**self._chunk(choices), "usage": self.usage()})
+
+
+class _Signal:
+    """asyncio.Event's set/clear/wait for one waiter, without its per-wait bookkeeping: set()
+    runs on the event loop (the engine's notify hands it there) once per frame."""
+
+    __slots__ = ("loop", "flag", "fut")
+
+    def __init__(self, loop):
+        self.loop, self.flag, self.fut = loop, False, None
+
+    def set(self) -> None:
+        self.flag = True
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def clear(self) -> None:
+        self.flag = False
+
+    def future(self):
+        """A future that completes at the next set()."""
+        self.fut = fut = self.loop.create_future()
+        return fut
+
+    async def wait(self) -> None:
+        if not self.flag:
+            await self.future()
+
+
+async def disconnected(receive) -> None:
+    """Returns when the client has gone (the request body was read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

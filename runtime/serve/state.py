@@ -1,0 +1,81 @@
+"""What a running `charwright serve` holds: its configuration (ServeConfig), the name each bundle
+is served under, the models it serves (Served: Model, Engine, request counts) and its phase
+(State). Importable without the [serve] extra; `missing_extra` is the one error the server's
+modules raise when that extra is not installed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charwright.runtime.errors import BackendUnavailable, ConfigError
+from charwright.runtime.sampling.config import bundle_defaults
+
+DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
+
+
+def missing_extra(e: ImportError) -> BackendUnavailable:
+    """The error for a server dependency that is not installed (the CLI names the extra)."""
+    return BackendUnavailable(f"{e.name} is not installed; install the server with: "
+                              "pip install 'charwright[serve]'")
+
+
+@dataclass
+class ServeConfig:
+    bundles: tuple = ()  # bundle directories; empty: the demo
+    backend: str = "onnx"
+    precision: str | None = None
+    threads: int = 1
+    max_batch: int = 64
+    max_queue: int = 64
+    api_key: str | None = field(default=None, repr=False)  # never printed
+    request_timeout: float = 600.0  # 0: none
+    shutdown_timeout: float = 30.0
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+
+
+def model_names(bundles) -> list[str]:
+    """The name each bundle is served under: its directory's name (the demo: "demo")."""
+    from charwright.runtime.model import DEMO_BUNDLE
+
+    names = [Path(b).resolve().name for b in bundles] if bundles else [DEMO_BUNDLE.name]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"two bundles are named {sorted(dup)[0]!r}: models are served by "
+                          "directory name, so give each bundle its own")
+    return names
+
+
+class Served:
+    """One model: its name, Model, Engine and the request counters of the HTTP layer."""
+
+    def __init__(self, name, model, engine):
+        self.name, self.model, self.engine = name, model, engine
+        self.created = int(time.time())
+        self.requests: dict[str, int] = {}  # HTTP status (499: client gone) -> count
+        # the bundle's sampling_defaults, read and checked as `charwright generate` reads them
+        # (a malformed object is a BundleError at start-up)
+        self.sampling_defaults = bundle_defaults(model.bundle.manifest,
+                                                 f"{model.bundle.root}/manifest.json")
+
+    def count(self, status: int) -> None:
+        key = str(status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+
+class State:
+    """What the app knows: "loading", "ready", "draining" or "failed"."""
+
+    def __init__(self, cfg: ServeConfig, names):
+        self.cfg, self.names = cfg, names
+        self.phase = "loading"
+        self.fatal: str | None = None
+        self.models: dict[str, Served] = {}
+        self.open_responses = 0
+        self.server = None  # the uvicorn.Server, to ask it to exit
+        self.loop = None
+        self.rejected_unrouted: dict[str, int] = {}  # requests that named no served model
+
+    def count_unrouted(self, status: int) -> None:
+        self.rejected_unrouted[str(status)] = self.rejected_unrouted.get(str(status), 0) + 1
