@@ -1,6 +1,6 @@
 """The Keras callback of the training loop: progress, step checkpoints, stateful resets, signals.
 
-`loop` is the live loop position (a dict shared with trainer/train.py): epoch, step_in_epoch,
+`loop` is the live loop position (a dict shared with trainer/fit.py): epoch, step_in_epoch,
 global_step, history, best_val_loss, best_epoch and timing marks. A checkpoint stores
 `loop_state(loop)`, which is what resume needs to replay the rest of an epoch.
 """

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import time
 
 import click
 
 from charwright.runtime.errors import ConfigError
 
 from charwright.trainer.config import CELLS, ModelConfig, TrainConfig
+from charwright.trainer.progress import TrainProgress
 
 _M, _T = ModelConfig(), TrainConfig()
 
@@ -70,74 +69,6 @@ class _Finite(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
-
-
-class _Progress:
-    """Turns trainer events into stderr output: a redrawn line on a tty, plain lines otherwise."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr  # looked up now, not at import
-        self.tty = self.stream.isatty()
-        self.last_line = 0.0
-
-    def _out(self, text: str, transient: bool = False) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("" if transient else "\n"))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def __call__(self, ev: dict) -> None:
-        kind = ev["event"]
-        if kind == "start":
-            self._out(f"training {ev['params']:,} parameters, vocab {ev['vocab']}, "
-                      f"{ev['train_chars']:,} train / {ev['val_chars']:,} val chars, "
-                      f"{ev['steps_per_epoch']} steps/epoch, mode {ev['mode']}, "
-                      f"strategy {ev['strategy']}")
-            if ev.get("truncated_lines"):
-                self._out(f"warning: {ev['truncated_lines']} lines longer than --seq-len were "
-                          "truncated")
-        elif kind == "resume":
-            self._out(f"resuming from {ev['path']} (epoch {ev['epoch']}, step {ev['step']}, "
-                      f"{ev['global_step']} optimizer steps done)")
-        elif kind == "batch":
-            now = time.monotonic()
-            if not self.tty and now - self.last_line < 10 and ev["step"] != ev["steps"]:
-                return
-            self.last_line = now
-            width = 24
-            done = int(width * ev["step"] / max(ev["steps"], 1))
-            bar = "#" * done + "." * (width - done)
-            self._out(f"epoch {ev['epoch']}/{ev['epochs']} [{bar}] {ev['step']}/{ev['steps']} "
-                      f"loss {ev['loss']:.4f} ({ev['loss'] / 0.6931471805599453:.3f} bits/char) "
-                      f"{ev['elapsed']:.0f}s", transient=True)
-        elif kind == "epoch":
-            self._out(f"epoch {ev['epoch']}: train {ev['train_bpc']:.4f} bits/char, "
-                      f"val {ev['val_bpc']:.4f} bits/char{' (best)' if ev['best'] else ''}, "
-                      f"{ev['chars_per_second']:,.0f} chars/s, {ev['epoch_seconds']:.0f}s")
-        elif kind == "sample":
-            self._out("sample: " + ev["text"].replace("\n", "\n        "))
-        elif kind == "probe":
-            self._out(f"recording the reference probe ({ev['chars']} chars) and the step graph")
-        elif kind == "nothing_to_do":
-            self._out(f"nothing to do: {ev['run_dir']} finished {ev['epochs']} of {ev['of']} "
-                      "epochs")
-        elif kind == "finish":
-            self._out(f"{ev['run_dir']}: {ev['epochs']} of {ev['of']} epochs done; finishing the "
-                      f"run from the best weights (epoch {ev['best_epoch']})")
-        elif kind == "new_run":
-            self._out(f"nothing to resume in {ev['run_dir']}: starting a new run")
-        elif kind == "interrupt":  # the resume line follows; end a redrawn progress line first
-            if self.tty:
-                self.stream.write("\r\033[K")
-                self.stream.flush()
-        elif kind == "worker_done":
-            self._out(f"{ev['task_type']} {ev['task_index']} done: {ev['optimizer_steps']} "
-                      f"optimizer steps; the chief writes {ev['run_dir']}")
-        elif kind == "done":
-            self._out(f"done: best val {ev['best_val_bpc']:.4f} bits/char (epoch "
-                      f"{ev['best_epoch']}), {ev['optimizer_steps']} optimizer steps, step graph "
-                      f"max |diff| {ev['step_check_max_abs_diff']:.2e}, reference on {ev['device']}")
 
 
 def _differing(run_dir, given: list[str], model_cfg: ModelConfig,
@@ -260,7 +191,7 @@ def train(ctx, corpus, run_dir, cell, layers, units, embedding_dim, dropout, seq
             run = run_training(list(corpus), run_dir, model_cfg, train_cfg, resume=resume,
                                force=force,
                                epochs=new_epochs, cpu_devices=cpu_devices,
-                               distribute=distribute, on_progress=_Progress(err))
+                               distribute=distribute, on_progress=TrainProgress(err))
         except TrainingInterrupted as e:
             err.write(f"{e}\n")
             err.flush()

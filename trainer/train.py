@@ -21,31 +21,22 @@ with WorkerLost instead of hanging; all are restarted with --resume.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from charwright.runtime.files.atomic import atomic_path, write_json
-from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
+from charwright.runtime.files.atomic import write_json
+from charwright.runtime.errors import ConfigError, RunDirError
 from charwright.runtime.version import package_version
-from charwright.runtime.vocab import Vocabulary
 
-from charwright.trainer import checkpoint as ckpt
 from charwright.trainer import run_dir as rd
-from charwright.trainer.callbacks import interrupted, loop_state, make_callbacks, save_checkpoint
-from charwright.trainer.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
-from charwright.trainer.corpus import read_corpus
-from charwright.trainer.data import make_data, split_ids, to_dataset
-from charwright.trainer.finalize import LN2, finalize
-from charwright.trainer.interrupt import InterruptFlag, WorkerLost, kill_point
-from charwright.trainer.network import build_sequence_model, export_weights
-from charwright.trainer.step_graph import build_step_function
+from charwright.trainer.config import ModelConfig, TrainConfig, config_to_dict
+from charwright.trainer.finalize import finalize
+from charwright.trainer.fit import fit
+from charwright.trainer.prepare import (Prepared, nothing_to_do, prepare_new, prepare_resume,
+                                        saved_loop)
 from charwright.trainer.strategy import DISTRIBUTE, check_cluster, cluster_from_env, import_tf, make_strategy
+from charwright.trainer.worker import cluster_errors, train_worker
 
 Progress = Callable[[dict], None]
 
@@ -55,89 +46,21 @@ def _noop(event: dict) -> None:
 
 
 @dataclass
-class Prepared:
-    """The corpus, cut for training: everything checked before RUN_DIR is touched."""
+class _Start:
+    """Where the chief starts, with RUN_DIR locked: run.json's dict, the prepared corpus, the
+    configuration, the strategy and the epochs already done (`finished`: nothing to do)."""
 
-    corpus: object
-    vocab: Vocabulary
-    train_ids: np.ndarray
-    val_ids: np.ndarray
-    data: object
-
-
-def _prepare(corpus_paths, train_cfg: TrainConfig, vocab: Vocabulary | None) -> Prepared:
-    corpus = read_corpus(corpus_paths)
-    lines = train_cfg.mode == "lines"
-    vocab = vocab or Vocabulary.from_text(corpus.text, eos=lines)
-    if vocab.size < 2:
-        raise CorpusError(f"the corpus holds a single distinct character "
-                          f"({''.join(vocab.chars)!r}); a model needs at least two to choose "
-                          "between: give a real text")
-    ids = vocab.encode(corpus.text)
-    if lines:  # split on a line boundary
-        train_ids, _ = split_ids(ids, train_cfg.val_fraction, 2)
-        eos_pos = np.flatnonzero(train_ids == vocab.eos_id)
-        if len(eos_pos) == 0:
-            raise CorpusError("line mode needs a corpus of several lines")
-        cut = int(eos_pos[-1])
-        train_ids, val_ids = ids[:cut], ids[cut:]
-    else:
-        train_ids, val_ids = split_ids(ids, train_cfg.val_fraction, train_cfg.seq_len + 1)
-    data = make_data(train_cfg.mode, train_ids, val_ids, train_cfg.seq_len, train_cfg.batch_size,
-                     train_cfg.seed, vocab.eos_id)
-    return Prepared(corpus, vocab, train_ids, val_ids, data)
+    run: dict
+    prep: Prepared | None = None
+    model_cfg: ModelConfig | None = None
+    train_cfg: TrainConfig | None = None
+    strategy: object = None
+    strategy_name: str = ""
+    done: int = 0
+    finished: bool = False
 
 
-def _check_trained(run_dir: Path, run: dict) -> None:
-    if not isinstance(run.get("train"), dict):
-        raise RunDirError(f"{run_dir}: this run was imported (charwright import), not trained "
-                          "by charwright; there is nothing to resume")
-
-
-def _nothing_to_do(run_dir: Path, run: dict, epochs: int | None) -> int | None:
-    """The epochs done where --resume (with `epochs`, None: the run's own total) has nothing
-    left to do: a complete run that `epochs` does not extend. None where there is work."""
-    _check_trained(run_dir, run)
-    if run.get("status") != "complete":
-        return None
-    done = ckpt.epochs_done(run_dir)
-    if epochs is None or epochs == done:
-        return done
-    if epochs < done:
-        raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
-                          f"more than {done} to train further")
-    return None
-
-
-def _resume_config(run_dir: Path, run: dict, epochs: int | None):
-    """(model_cfg, train_cfg, epochs done) of the run to resume, with `epochs` to extend it.
-
-    A run whose epochs are all done but which is not complete (killed while it recorded the
-    step graph and probe) resumes too: only its finalize is left."""
-    _check_trained(run_dir, run)
-    model_cfg = config_from_dict(ModelConfig, run["model"])
-    train_cfg = config_from_dict(TrainConfig, run["train"])
-    done = ckpt.epochs_done(run_dir)
-    if epochs is None:
-        return model_cfg, train_cfg, done
-    if epochs < done:
-        raise ConfigError(f"--epochs {epochs}: the run has already done {done} epochs; pass "
-                          f"more than {done} to train further")
-    return model_cfg, replace(train_cfg, epochs=epochs), done
-
-
-def _saved_loop(run_dir: Path, train_cfg: TrainConfig) -> dict:
-    """The loop position of the newest checkpoint, for a run whose epochs are all done."""
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is None:
-        raise RunDirError(f"{run_dir}: no checkpoint to finish the run from; the run is damaged")
-    loop = dict(loop_state(ckpt.read_state(latest)), epochs=train_cfg.epochs)
-    if not loop.get("history") or not (run_dir / "best.weights.h5").is_file():
-        raise RunDirError(f"{run_dir / 'best.weights.h5'}: missing; the run is damaged")
-    return loop
-
-
-def train(
+def train(  # over 60 lines only by its docstring: the API contract (body ~45 lines)
     corpus_paths,
     run_dir,
     model_cfg: ModelConfig | None = None,
@@ -178,32 +101,15 @@ def train(
     """
     on_progress = on_progress or _noop
     run_dir = Path(run_dir)
-    if distribute not in DISTRIBUTE:
-        raise ConfigError(f"distribute {distribute!r}: use {', '.join(DISTRIBUTE)}")
-    if resume and force:
-        raise ConfigError("--resume and --force contradict each other; pass one")
-    if epochs is not None and not resume:
-        raise ConfigError("epochs= sets a new total for --resume; for a new run set "
-                          "TrainConfig.epochs")
+    _check_options(distribute, resume, force, epochs)
     cluster = cluster_from_env()
     if resume:
         # before TensorFlow: a finished run costs nothing, and a worker restarted after the
         # chief finished must not wait for a cluster that will never form
-        if rd.has_run(run_dir):
-            if cluster is None or cluster.is_chief:
-                rd.check_free(run_dir)
-            run = rd.read_run(run_dir)
-            done = _nothing_to_do(run_dir, run, epochs)
-            if done is not None:
-                on_progress({"event": "nothing_to_do", "run_dir": str(run_dir), "epochs": done,
-                             "of": run["train"]["epochs"]})
-                return run
-            model_cfg = train_cfg = None  # the run's own configuration is used
-        elif corpus_paths and model_cfg is not None and train_cfg is not None:
-            on_progress({"event": "new_run", "run_dir": str(run_dir)})
-            if epochs is not None:
-                train_cfg = replace(train_cfg, epochs=epochs)
-            resume, epochs = False, None
+        finished, resume, epochs, model_cfg, train_cfg = _resume_or_new(
+            run_dir, cluster, corpus_paths, model_cfg, train_cfg, epochs, on_progress)
+        if finished is not None:
+            return finished
     check_cluster(cluster, distribute, train_cfg.mode if train_cfg else "windows")
     # first: a missing extra must not cost a corpus read (and a cluster's strategy must start
     # before any other TensorFlow work)
@@ -211,131 +117,113 @@ def train(
     import keras
 
     if cluster is not None and not cluster.is_chief:
-        with _cluster_errors(tf, run_dir):
-            return _train_worker(tf, cluster, corpus_paths, Path(run_dir), model_cfg, train_cfg,
-                                 resume, epochs, distribute, on_progress)
+        with cluster_errors(tf, run_dir):
+            return train_worker(tf, cluster, corpus_paths, Path(run_dir), model_cfg, train_cfg,
+                                resume, epochs, distribute, on_progress)
+
+    def new_strategy(cfg: TrainConfig):
+        return make_strategy(tf, distribute, cpu_devices, cfg.mode, cluster)
+
     with contextlib.ExitStack() as stack:
         if resume:
-            if not rd.has_run(run_dir):
-                raise RunDirError(f"nothing to resume: {run_dir} holds no run.json")
-            stack.enter_context(rd.lock(run_dir))
-            run = rd.read_run(run_dir)
-            done = _nothing_to_do(run_dir, run, epochs)  # again, under the lock
-            if done is not None:
-                on_progress({"event": "nothing_to_do", "run_dir": str(run_dir), "epochs": done,
-                             "of": run["train"]["epochs"]})
-                return run
-            model_cfg, train_cfg, done = _resume_config(run_dir, run, epochs)
-            corpus_paths = corpus_paths or run["corpus"]["paths"]
-            prep = _prepare(corpus_paths, train_cfg, Vocabulary.load(run_dir / "vocab.json"))
-            if run["corpus"]["sha256"] != prep.corpus.sha256:
-                raise CorpusError(
-                    "the corpus differs from the one this run was trained on (sha256 mismatch); "
-                    "resume with the same files"
-                )
-            model_cfg = replace(model_cfg, vocab_size=prep.vocab.size)
-            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
-                                                    cluster)
-            rd.sweep_temps(run_dir)
-            rd.trim_samples(run_dir, done)
-            if run["train"] != config_to_dict(train_cfg) or run.get("status") != "training":
-                run = dict(run, train=config_to_dict(train_cfg), status="training")
-                rd.write_run(run_dir, run)
+            start = _start_resume(stack, run_dir, corpus_paths, epochs, new_strategy,
+                                  on_progress)
+            if start.finished:
+                return start.run
         else:
-            model_cfg = model_cfg or ModelConfig()
-            train_cfg = train_cfg or TrainConfig()
-            rd.check_target(run_dir, force)  # read-only, early: refuse before reading a corpus
-            prep = _prepare(corpus_paths, train_cfg, None)
-            # every new run records its stack (one spec per layer: run format version 2)
-            model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
-                                stack=tuple(model_cfg.layer_specs()))
-            strategy, strategy_name = make_strategy(tf, distribute, cpu_devices, train_cfg.mode,
-                                                    cluster)
-            # the new run can start: only now is RUN_DIR touched
-            run_dir.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(rd.lock(run_dir))
-            rd.check_target(run_dir, force, locked=True)  # again, under the lock
-            rd.clear_run(run_dir)
-            run = _new_run(run_dir, prep, model_cfg, train_cfg, tf.__version__,
-                           keras.__version__)
+            start = _start_new(stack, run_dir, corpus_paths, model_cfg, train_cfg, force,
+                               new_strategy, (tf.__version__, keras.__version__))
         if cluster is not None:
-            stack.enter_context(_cluster_errors(tf, run_dir))
-        if resume and done >= train_cfg.epochs:  # every epoch done: only finalize is left
-            loop = _saved_loop(run_dir, train_cfg)
-            on_progress({"event": "finish", "run_dir": str(run_dir), "epochs": done,
-                         "of": train_cfg.epochs, "best_epoch": loop["best_epoch"]})
-        else:
-            loop = _fit(run_dir, run, prep, model_cfg, train_cfg, strategy, strategy_name,
-                        run_dir if resume else None, on_progress)
-        return finalize(run_dir, run, model_cfg, train_cfg, prep.vocab, prep.val_ids, loop,
-                        on_progress)
+            stack.enter_context(cluster_errors(tf, run_dir))
+        loop = _loop(run_dir, start, resume, on_progress)
+        return finalize(run_dir, start.run, start.model_cfg, start.train_cfg, start.prep.vocab,
+                        start.prep.val_ids, loop, on_progress)
 
 
-@contextlib.contextmanager
-def _cluster_errors(tf, run_dir: Path):
-    """Turns a collective that failed because a peer died (the coordination service stops
-    hearing its heartbeats: UnavailableError) or hung (CommunicationOptions timeout:
-    DeadlineExceededError) into WorkerLost, naming the first line of TensorFlow's message."""
-    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-            tf.errors.AbortedError, tf.errors.CancelledError)
-    try:
-        yield
-    except lost as e:
-        raise WorkerLost(run_dir, _lost_detail(e)) from None
+def _check_options(distribute: str, resume: bool, force: bool, epochs: int | None) -> None:
+    if distribute not in DISTRIBUTE:
+        raise ConfigError(f"distribute {distribute!r}: use {', '.join(DISTRIBUTE)}")
+    if resume and force:
+        raise ConfigError("--resume and --force contradict each other; pass one")
+    if epochs is not None and not resume:
+        raise ConfigError("epochs= sets a new total for --resume; for a new run set "
+                          "TrainConfig.epochs")
 
 
-def _lost_detail(e) -> str:
-    """One line from TensorFlow's multi-line collective error: the tasks that stopped sending
-    heartbeats, else the first line that names a timeout, else the first line."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for i, ln in enumerate(lines):
-        if "unhealthy" in ln:
-            tasks = [t for t in lines[i + 1:] if t.startswith("/job:")]
-            return f"{', '.join(tasks) or 'a task'} stopped sending heartbeats"
-    named = [ln for ln in lines if "timed out" in ln.lower() or "deadline" in ln.lower()]
-    return f"{type(e).__name__}: {(named or lines or [''])[0]}"
+def _finished(run_dir: Path, run: dict, epochs: int | None, on_progress: Progress) -> bool:
+    """True (and the "nothing_to_do" event) where --resume has nothing left to do."""
+    done = nothing_to_do(run_dir, run, epochs)
+    if done is None:
+        return False
+    on_progress({"event": "nothing_to_do", "run_dir": str(run_dir), "epochs": done,
+                 "of": run["train"]["epochs"]})
+    return True
 
 
-def _train_worker(tf, cluster, corpus_paths, run_dir: Path, model_cfg, train_cfg, resume: bool,
-                  epochs, distribute: str, on_progress: Progress) -> dict:
-    """A worker other than the chief: the same configuration, vocabulary, data order and
-    steps as the chief, nothing written to RUN_DIR. Returns {"worker": {...}}."""
-    if resume:
-        if not rd.has_run(run_dir):
-            raise RunDirError(f"nothing to resume: {run_dir} holds no run.json; every worker "
-                              "reads the chief's RUN_DIR: give them all one shared path")
-        run = rd.read_run(run_dir)  # read-only, no lock: the chief holds it
-        model_cfg, train_cfg, done = _resume_config(run_dir, run, epochs)
-        corpus_paths = corpus_paths or run["corpus"]["paths"]
-        prep = _prepare(corpus_paths, train_cfg, Vocabulary.load(run_dir / "vocab.json"))
-        if run["corpus"]["sha256"] != prep.corpus.sha256:
-            raise CorpusError("the corpus differs from the one this run was trained on (sha256 "
-                              "mismatch); give every worker the same files")
-        model_cfg = replace(model_cfg, vocab_size=prep.vocab.size)
-    else:
-        model_cfg = model_cfg or ModelConfig()
-        train_cfg = train_cfg or TrainConfig()
-        prep = _prepare(corpus_paths, train_cfg, None)
-        model_cfg = replace(model_cfg, vocab_size=prep.vocab.size,
-                            stack=tuple(model_cfg.layer_specs()))
-        run, done = {}, 0
-    strategy, strategy_name = make_strategy(tf, distribute, 0, train_cfg.mode, cluster)
-    if done >= train_cfg.epochs:  # the chief only finalizes: no step for this worker to share
-        loop = _saved_loop(run_dir, train_cfg)
-    else:
-        scratch = Path(tempfile.mkdtemp(
-            prefix=f"charwright-{cluster.task_type}{cluster.task_index}-"))
-        try:
-            loop = _fit(scratch, run, prep, model_cfg, train_cfg, strategy, strategy_name,
-                        run_dir if resume else None, on_progress, is_chief=False)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    last = loop["history"][-1] if loop["history"] else {}
-    worker = {"task_type": cluster.task_type, "task_index": cluster.task_index,
-              "run_dir": str(run_dir), "epochs": len(loop["history"]),
-              "optimizer_steps": last.get("optimizer_steps")}
-    on_progress({"event": "worker_done", **worker})
-    return {"worker": worker}
+def _resume_or_new(run_dir: Path, cluster, corpus_paths, model_cfg, train_cfg, epochs,
+                   on_progress: Progress):
+    """--resume, before TensorFlow: (run.json's dict where there is nothing to do, else None;
+    resume, epochs, model_cfg, train_cfg as they now stand). No run in RUN_DIR with a corpus
+    and configuration given: a new run (event "new_run")."""
+    if rd.has_run(run_dir):
+        if cluster is None or cluster.is_chief:
+            rd.check_free(run_dir)
+        run = rd.read_run(run_dir)
+        if _finished(run_dir, run, epochs, on_progress):
+            return run, True, epochs, model_cfg, train_cfg
+        return None, True, epochs, None, None  # the run's own configuration is used
+    if corpus_paths and model_cfg is not None and train_cfg is not None:
+        on_progress({"event": "new_run", "run_dir": str(run_dir)})
+        if epochs is not None:
+            train_cfg = replace(train_cfg, epochs=epochs)
+        return None, False, None, model_cfg, train_cfg
+    return None, True, epochs, model_cfg, train_cfg
+
+
+def _start_resume(stack: contextlib.ExitStack, run_dir: Path, corpus_paths, epochs,
+                  new_strategy, on_progress: Progress) -> _Start:
+    """Locks RUN_DIR and reads the run to resume; marks it "training" again."""
+    if not rd.has_run(run_dir):
+        raise RunDirError(f"nothing to resume: {run_dir} holds no run.json")
+    stack.enter_context(rd.lock(run_dir))
+    run = rd.read_run(run_dir)
+    if _finished(run_dir, run, epochs, on_progress):  # again, under the lock
+        return _Start(run, finished=True)
+    model_cfg, train_cfg, done, prep = prepare_resume(run_dir, run, epochs, corpus_paths,
+                                                      "resume with the same files")
+    strategy, strategy_name = new_strategy(train_cfg)
+    rd.sweep_temps(run_dir)
+    rd.trim_samples(run_dir, done)
+    if run["train"] != config_to_dict(train_cfg) or run.get("status") != "training":
+        run = dict(run, train=config_to_dict(train_cfg), status="training")
+        rd.write_run(run_dir, run)
+    return _Start(run, prep, model_cfg, train_cfg, strategy, strategy_name, done)
+
+
+def _start_new(stack: contextlib.ExitStack, run_dir: Path, corpus_paths, model_cfg, train_cfg,
+               force: bool, new_strategy, versions: tuple[str, str]) -> _Start:
+    """Checks the target and the corpus, then (only then) locks, clears and starts RUN_DIR."""
+    rd.check_target(run_dir, force)  # read-only, early: refuse before reading a corpus
+    model_cfg, train_cfg, prep = prepare_new(corpus_paths, model_cfg, train_cfg)
+    strategy, strategy_name = new_strategy(train_cfg)
+    # the new run can start: only now is RUN_DIR touched
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stack.enter_context(rd.lock(run_dir))
+    rd.check_target(run_dir, force, locked=True)  # again, under the lock
+    rd.clear_run(run_dir)
+    run = _new_run(run_dir, prep, model_cfg, train_cfg, *versions)
+    return _Start(run, prep, model_cfg, train_cfg, strategy, strategy_name)
+
+
+def _loop(run_dir: Path, start: _Start, resume: bool, on_progress: Progress) -> dict:
+    """The epochs left fitted (or, every epoch done, the newest checkpoint's position)."""
+    if resume and start.done >= start.train_cfg.epochs:  # only finalize is left
+        loop = saved_loop(run_dir, start.train_cfg)
+        on_progress({"event": "finish", "run_dir": str(run_dir), "epochs": start.done,
+                     "of": start.train_cfg.epochs, "best_epoch": loop["best_epoch"]})
+        return loop
+    return fit(run_dir, start.run, start.prep, start.model_cfg, start.train_cfg, start.strategy,
+               start.strategy_name, run_dir if resume else None, on_progress)
 
 
 def _new_run(run_dir: Path, prep: Prepared, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -357,158 +245,3 @@ def _new_run(run_dir: Path, prep: Prepared, model_cfg: ModelConfig, train_cfg: T
     }
     rd.write_run(run_dir, run)
     return run
-
-
-def _compile(keras, strategy, model_cfg: ModelConfig, train_cfg: TrainConfig):
-    lines = train_cfg.mode == "lines"
-    stateful = train_cfg.mode == "stateful"
-    with strategy.scope():
-        model = build_sequence_model(model_cfg, batch_size=train_cfg.batch_size if stateful else None,
-                                     stateful=stateful)
-        reduction = "mean_with_sample_weight" if lines else "sum_over_batch_size"
-        ce = keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="ce")
-        model.compile(
-            optimizer=keras.optimizers.Adam(train_cfg.learning_rate,
-                                            clipnorm=train_cfg.clipnorm or None),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction),
-            weighted_metrics=[ce] if lines else None,
-            metrics=None if lines else [ce],
-        )
-    return model
-
-
-def _fit(run_dir: Path, run: dict, prep: Prepared, model_cfg: ModelConfig,
-         train_cfg: TrainConfig, strategy, strategy_name: str, resume_from: Path | None,
-         on_progress: Progress, is_chief: bool = True) -> dict:
-    """The epoch loop: writes checkpoints, history and best weights into run_dir, resuming
-    from resume_from's newest checkpoint (run_dir itself, or the chief's RUN_DIR for another
-    worker of a cluster). Returns the loop position at the end."""
-    import keras
-
-    keras.utils.set_random_seed(train_cfg.seed)
-    model = _compile(keras, strategy, model_cfg, train_cfg)
-    data, vocab = prep.data, prep.vocab
-    loop = {"epoch": 0, "epochs": train_cfg.epochs, "step_in_epoch": 0, "global_step": 0,
-            "history": [], "best_val_loss": None, "best_epoch": None, "intervals": [],
-            "learning_rate": float(train_cfg.learning_rate), "is_chief": is_chief}
-    latest = ckpt.latest_checkpoint(resume_from) if resume_from is not None else None
-    if latest is not None:
-        with strategy.scope():
-            saved = ckpt.restore_checkpoint(latest, model)
-        loop.update(loop_state(saved))
-        on_progress({"event": "resume", "path": str(latest), "epoch": loop["epoch"] + 1,
-                     "step": loop["step_in_epoch"], "global_step": loop["global_step"]})
-
-    on_progress({"event": "start", "run_dir": str(run_dir), "strategy": strategy_name,
-                 "params": int(model.count_params()), "steps_per_epoch": data.steps_per_epoch,
-                 "vocab": vocab.size, "train_chars": int(len(prep.train_ids)),
-                 "val_chars": int(len(prep.val_ids)), "mode": train_cfg.mode,
-                 "truncated_lines": getattr(data, "truncated", 0)})
-
-    B = train_cfg.batch_size
-    stateful = train_cfg.mode == "stateful"
-    val_ds = _shard(to_dataset(data.val_arrays(), B, drop_remainder=stateful), strategy)
-    start_token = vocab.eos_id if train_cfg.mode == "lines" else int(prep.train_ids[0])
-    with InterruptFlag() as flag:
-        callbacks = make_callbacks(keras, loop, run_dir, model, train_cfg.checkpoint_every,
-                                   on_progress, stateful, data.steps_per_epoch, flag)
-        while loop["epoch"] < train_cfg.epochs:
-            _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks, loop,
-                   start_token, flag, on_progress)
-            kill_point("epoch-end")
-            save_checkpoint(run_dir, model, loop, on_progress)
-            kill_point("between-epochs")
-            if flag.requested:
-                on_progress({"event": "interrupt"})
-                raise interrupted(run_dir, loop)
-    return loop
-
-
-def _shard(ds, strategy):
-    """Several workers: each takes its part of every global batch (AutoShardPolicy.DATA:
-    every worker reads the same batches in the same order and keeps its slice of each), rather
-    than tf.data's default of trying to split by file first, which in-memory data has not."""
-    import tensorflow as tf
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return ds
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
-def _epoch(run_dir, model, model_cfg, train_cfg, data, vocab, val_ds, callbacks, loop,
-           start_token, flag, on_progress) -> None:
-    """One epoch (or the rest of one): fit, history row, best weights, sample."""
-    B = train_cfg.batch_size
-    epoch = loop["epoch"]
-    skip = loop["step_in_epoch"]
-    train_ds = _shard(to_dataset(data.epoch_arrays(epoch), B, skip_batches=skip),
-                      model.distribute_strategy)
-    steps_this = data.steps_per_epoch - skip
-    t0 = time.perf_counter()
-    hist = model.fit(train_ds, epochs=1, verbose=0, validation_data=val_ds,
-                     callbacks=callbacks, shuffle=False)
-    t1 = time.perf_counter()
-    h = {k: float(v[-1]) for k, v in hist.history.items()}
-    train_time = (loop["t_train_end"] or t1) - loop["t_begin"]
-    row = {
-        "epoch": epoch + 1,
-        "train_loss": h.get("ce", h["loss"]),
-        "train_bpc": h.get("ce", h["loss"]) / LN2,
-        "val_loss": h.get("val_ce", h.get("val_loss")),
-        "val_bpc": h.get("val_ce", h.get("val_loss")) / LN2,
-        "steps": steps_this,
-        "global_step": loop["global_step"],
-        "optimizer_steps": int(model.optimizer.iterations.numpy()),
-        "learning_rate": _learning_rate(model),
-        "train_seconds": round(train_time, 3),
-        "epoch_seconds": round(t1 - t0, 3),
-        "chars_per_second": round(steps_this * B * data.T / max(train_time, 1e-9), 1),
-        "resumed_mid_epoch": skip > 0,
-    }
-    loop["history"].append(row)
-    improved = loop["best_val_loss"] is None or row["val_loss"] < loop["best_val_loss"]
-    if improved:
-        loop["best_val_loss"], loop["best_epoch"] = row["val_loss"], epoch + 1
-        with atomic_path(run_dir / "best.weights.h5", suffix=".weights.h5") as tmp:
-            tmp.unlink()
-            model.save_weights(str(tmp))
-    loop["epoch"], loop["step_in_epoch"] = epoch + 1, 0
-    rd.write_history(run_dir, loop["history"])
-    on_progress({"event": "epoch", **row, "best": improved})
-    if train_cfg.sample_chars and not flag.requested:
-        step_mod = build_step_function(export_weights(model, model_cfg), model_cfg)
-        text = _sample(step_mod.step, vocab, model_cfg.state_size, start_token,
-                       train_cfg.sample_chars, train_cfg.seed + epoch)
-        with open(run_dir / "samples.txt", "a", encoding="utf-8") as f:
-            f.write(f"=== epoch {epoch + 1} (val {row['val_bpc']:.3f} bits/char)\n{text}\n")
-        on_progress({"event": "sample", "epoch": epoch + 1, "text": text})
-
-
-def _learning_rate(model) -> float:
-    """The optimizer's current learning rate (a schedule's value at the current step)."""
-    lr = model.optimizer.learning_rate
-    try:
-        return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _sample(step_fn, vocab: Vocabulary, state_size: int, start: int, n: int, seed: int,
-            temperature: float = 0.8) -> str:
-    """n characters sampled from the step graph at `temperature`, starting from id `start`."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    state = tf.zeros([1, state_size])
-    tok, out = start, []
-    for _ in range(n):
-        r = step_fn(tf.constant([tok], tf.int32), state)
-        state = r["new_state"]
-        z = r["logits"].numpy()[0].astype(np.float64) / temperature
-        p = np.exp(z - z.max())
-        tok = int(rng.choice(len(p), p=p / p.sum()))
-        out.append(tok)
-    return vocab.decode(out)
-

@@ -194,7 +194,7 @@ def test_sigkill_one_worker_then_resume_both(tmp_path, corpus_and_unbroken):
 
 
 def test_lost_worker_message_names_the_silent_task():
-    from charwright.trainer.train import _lost_detail
+    from charwright.trainer.worker import lost_detail
 
     class UnavailableError(Exception):
         pass
@@ -203,7 +203,7 @@ def test_lost_worker_message_names_the_silent_task():
                "Collective ops is aborted by: Error reported from /job:worker/task:1: The "
                "following tasks are unhealthy (stopped sending heartbeats):\n"
                "/job:worker/replica:0/task:1\nThe tasks have crashed. Check the task logs.")
-    assert _lost_detail(UnavailableError(tf_text)) == (
+    assert lost_detail(UnavailableError(tf_text)) == (
         "/job:worker/replica:0/task:1 stopped sending heartbeats")
-    assert _lost_detail(UnavailableError("x\nCollective timed out after 30s\n")) == (
+    assert lost_detail(UnavailableError("x\nCollective timed out after 30s\n")) == (
         "UnavailableError: Collective timed out after 30s")

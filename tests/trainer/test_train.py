@@ -264,7 +264,7 @@ def test_stateful_mode(tmp_path, tiny_corpus, monkeypatch):
     """State is carried from one batch to the next and reset at each epoch and validation."""
     import keras
 
-    from charwright.trainer import train as train_mod
+    from charwright.trainer import fit as fit_mod
 
     seen = []  # (phase, epoch, batch, "begin"/"end", |state|, state)
 
@@ -287,8 +287,8 @@ def test_stateful_mode(tmp_path, tiny_corpus, monkeypatch):
         def on_test_batch_begin(self, batch, logs=None):
             self._rec("val", batch, "begin")
 
-    real = train_mod.make_callbacks
-    monkeypatch.setattr(train_mod, "make_callbacks",
+    real = fit_mod.make_callbacks
+    monkeypatch.setattr(fit_mod, "make_callbacks",
                         lambda *a, **k: real(*a, **k) + [Spy()])  # after the loop callback
     run = train_tiny(tmp_path / "r", tiny_corpus, units=16, epochs=2, mode="stateful",
                      batch_size=8)
