@@ -31,8 +31,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from charwright.runtime.errors import ConfigError, require
+from charwright.runtime.bundle.architecture import GATES
 from charwright.runtime.bundle.manifest import MAX_VOCAB, show
+from charwright.runtime.errors import ConfigError, require
 
 MAX_MEMBERS = 256
 MAX_RATIO = 100  # Keras stores its members; deflated JSON packs ~10x, random weights ~1x
@@ -47,10 +48,11 @@ OVERHEAD = 16 << 20  # h5 headers and the archive's own bytes, far above any rea
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _SHAPE_KEYS = ("batch_shape", "batch_input_shape", "input_shape", "shape")
 _TOP = ("Sequential", "Functional", "Model")
-GATES = {"GRU": 3, "LSTM": 4, "SimpleRNN": 1}
-NO_WEIGHTS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
-              "AlphaDropout", "Softmax", "Activation", "Masking")
-ACCEPTED = ("Embedding", "CategoryEncoding", "Dense", *GATES, *NO_WEIGHTS)
+RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}  # Keras class -> charwright cell
+IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
+                   "AlphaDropout", "InputLayer")  # identities at inference
+NO_WEIGHTS = (*IDENTITY_LAYERS, "Softmax", "Activation", "Masking")
+ACCEPTED = ("Embedding", "CategoryEncoding", "Dense", *RECURRENT, *NO_WEIGHTS)
 WHY_REFUSED = {"Bidirectional": "reads the text in both directions; a generator only has the "
                                 "past",
                "Conv1D": "convolutions are not a recurrent step",
@@ -206,9 +208,9 @@ def check_config(config: dict, where: str) -> int:
             params += rows * width
         elif kind == "CategoryEncoding":
             width = _size(c, "num_tokens", MAX_IDS, label)
-        elif kind in GATES:
+        elif kind in RECURRENT:
             units = _size(c, "units", MAX_UNITS, label)
-            g = GATES[kind] * units
+            g = GATES[RECURRENT[kind]] * units
             bias = 2 * g if kind == "GRU" and c.get("reset_after", True) is not False else g
             params += max(width, 1) * g + units * g + bias
             width = units
