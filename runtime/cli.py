@@ -39,7 +39,7 @@ COMMANDS = {
     "score": ("charwright.runtime.commands.inspect", "score", "Bits per character of a text file."),
     "serve": ("charwright.runtime.commands.serve", "serve",
               "Serve bundles over HTTP (OpenAI-compatible completions)."),
-    "emit-c": ("charwright.runtime.emit_c.project", "emit_c",
+    "emit-c": ("charwright.runtime.commands.emit_c", "emit_c",
                "Emit a dependency-free C99 runtime for a bundle."),
     "import": ("charwright.trainer.importer.cli", "import_model",
                "Turn a Keras model trained elsewhere into RUN_DIR."),

@@ -121,7 +121,7 @@ def test_a_bundle_without_weights_is_refused_in_one_line(tmp_path):
 
 def test_unsupported_stacks_are_refused():
     from charwright.runtime.bundle.architecture import layer_specs as layer_stack
-    from charwright.runtime.emit_c.project import check_supported
+    from charwright.runtime.emit_c.model_header import check_supported
 
     arch = {"cell": "gru", "layers": 2, "units": 8, "vocab_size": 5,
             "stack": [{"cell": "gru", "units": 8}, {"cell": "lstm", "units": 4,
