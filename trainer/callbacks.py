@@ -66,7 +66,7 @@ def make_callbacks(keras, loop: dict, run_dir: Path, model, every: int,
                    flag: InterruptFlag):
     """[the loop callback]. Stateful models are reset before each epoch and before validation;
     a signal (flag.requested) saves a checkpoint after the current step and raises
-    TrainingInterrupted (at an epoch's last step the epoch is finished first: see train.py)."""
+    TrainingInterrupted (at an epoch's last step the epoch is finished first: see fit.py)."""
 
     class Loop(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

@@ -1,4 +1,4 @@
-"""`charwright import`: parse options, call trainer.importer.import_model, render on stderr."""
+"""`charwright import`: parse options, call importer.convert.import_model, render on stderr."""
 
 from __future__ import annotations
 

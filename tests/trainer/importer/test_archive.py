@@ -1,4 +1,4 @@
-"""trainer.import_archive: a Keras model file is judged before Keras reads it (no TensorFlow here):
+"""trainer.importer.archive: a Keras model file is judged before Keras reads it (no TensorFlow here):
 the archive's members, sizes and compression, then the config's classes, modules and sizes, and
 the parameters it declares against the weights the file holds."""
 
