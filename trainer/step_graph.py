@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.bundle.architecture import GATES, folded_input_table, input_bias
+from charwright.runtime.bundle.architecture import (STATE_PARTS, folded_input_table, input_bias,
+                                                  recurrent_bias)
 from charwright.trainer.config import ModelConfig
 
 STEP_INPUTS = ("token", "state")
@@ -30,157 +31,83 @@ def tf_activation(tf, name: str):
             "hard_sigmoid": lambda x: tf.nn.relu6(x + 3.0) / 6.0}[name]
 
 
-# 1 - f(x) == f(-x): the GRU update gate can be computed as u = 1 - z directly
-SYMMETRIC = {"sigmoid", "hard_sigmoid"}
+def _gates(x, G: int, H: int) -> list:
+    """The G per-gate column blocks [batch, H] of a fused [batch, G*H] product."""
+    return [x[:, k * H : (k + 1) * H] for k in range(G)]
 
 
-def negate_update_gate(weights: dict, cfg: ModelConfig) -> dict:
-    """The same weights with every GRU layer's update-gate (z) columns negated, so that the
-    gate computes u = f(-pre_z) = 1 - z (f symmetric). Other layers are left as they are."""
-    out = dict(weights)
-    for i, spec in enumerate(cfg.layer_specs()):
-        if spec["cell"] != "gru" or spec["recurrent_activation"] not in SYMMETRIC:
-            continue
-        H = spec["units"]
-        for name in (f"layer{i}.kernel", f"layer{i}.recurrent_kernel", f"layer{i}.bias"):
-            a = np.array(weights[name], np.float32, copy=True)
-            a[..., :H] *= -1.0
-            out[name] = a
-    return out
+def _matmul(tf, h, kernel, bias=None):
+    """h @ kernel (+ bias): one fused product over every gate."""
+    out = tf.matmul(h, tf.constant(kernel))
+    return out if bias is None else out + tf.constant(bias)
 
 
-# integer form: an LSTM's cell state is clamped to +-8 (tanh is flat there; measured on a trained
-# 2-layer LSTM: top-1 99.9% of the unclamped model, where c reached +-174) and the file's state
-# buffer holds c / 8, so that h and c share the state's single int8 scale over [-1, 1]
-LSTM_CELL_RANGE = 8.0
+def _gru(tf, spec, x, parts: list, rk, rb) -> list:
+    H, act, ract = spec["units"], *_acts(tf, spec)
+    h = parts[0]
+    xz, xr, xh = _gates(x, 3, H)
+    if spec["reset_after"]:
+        rz, rr, rh = _gates(_matmul(tf, h, rk, rb), 3, H)
+        z, r = ract(xz + rz), ract(xr + rr)
+        hh = act(xh + r * rh)
+    else:  # the reset gate applies to h before its matmul; no recurrent bias
+        rz, rr = _gates(_matmul(tf, h, rk[:, : 2 * H]), 2, H)
+        z, r = ract(xz + rz), ract(xr + rr)
+        hh = act(xh + tf.matmul(r * h, tf.constant(rk[:, 2 * H :])))
+    return [z * h + (1.0 - z) * hh]
 
 
-def state_encoding(cfg: ModelConfig) -> list[dict]:
-    """files[].state_encoding of an integer-form file: the state parts it holds divided by a
-    scale (a buffer is only ever copied back into the file that wrote it; zeros stay zeros)."""
-    return [{"part": e["name"], "scale": LSTM_CELL_RANGE} for e in cfg.state_layout()
-            if e["part"] == "c"]
+def _lstm(tf, spec, x, parts: list, rk, rb) -> list:
+    H, act, ract = spec["units"], *_acts(tf, spec)
+    h, c = parts
+    g = [a + b for a, b in zip(_gates(x, 4, H), _gates(_matmul(tf, h, rk), 4, H))]
+    c_new = ract(g[1]) * c + ract(g[0]) * act(g[2])
+    return [ract(g[3]) * act(c_new), c_new]
 
 
-def state_bounded(cfg: ModelConfig) -> bool:
-    """Whether every value of an integer-form file's state lies in [-1, 1]: a GRU's h (a gate
-    mix of h and tanh), a tanh SimpleRNN's, an LSTM's h = o * tanh(c) and its c / 8."""
-    gate = ("sigmoid", "hard_sigmoid")
-    return all(d["activation"] == "tanh" and (d["cell"] == "rnn" or
-                                              d["recurrent_activation"] in gate)
-               for d in cfg.layer_specs())
+def _rnn(tf, spec, x, parts: list, rk, rb) -> list:
+    return [tf_activation(tf, spec["activation"])(x + _matmul(tf, parts[0], rk))]
 
 
-def build_step_function(weights: dict, cfg: ModelConfig, split_gates: bool = False,
-                        integer: bool = False):
+def _acts(tf, spec) -> tuple:
+    return tf_activation(tf, spec["activation"]), tf_activation(tf, spec["recurrent_activation"])
+
+
+CELLS = {"gru": _gru, "lstm": _lstm, "rnn": _rnn}
+
+
+def build_step_function(weights: dict, cfg: ModelConfig):
     """Returns a tf.Module whose `step` is the tf.function above (input_signature fixed).
-    Each layer has its own cell, size and activations (cfg.layer_specs()).
-
-    split_gates: one gather / matmul per gate instead of one fused [*, G*H] product sliced
-    afterwards, so that full-integer quantization gives every gate its own tensor and scale
-    (same function, different graph).
-    integer: the graph the full-int8 file is converted from (export/formats/tflite/int8.py): split gates, and
-    a GRU update written h + u * (n - h) with u = 1 - z computed by the gate itself. An int8
-    sigmoid's output stops at 255/256, so z * h leaks at least 1/256 of a long-memory unit per
-    step; u reaches 0 exactly, and the update rounds once at the state's own scale. Same
-    function to float32 rounding for GRU and SimpleRNN; an LSTM's cell state is clamped to
-    +-LSTM_CELL_RANGE and held in the state as c / LSTM_CELL_RANGE (state_encoding())."""
+    Each layer has its own cell, size and activations (cfg.layer_specs()); every gate product is
+    one fused [*, G*H] matmul, sliced per gate. (The full-int8 file is converted from its own
+    integer-form graph: export/formats/tflite/int8_graph.py.)"""
     import tensorflow as tf
 
-    split_gates = split_gates or integer
     specs, S = cfg.layer_specs(), cfg.state_size
-    if integer:
-        weights = negate_update_gate(weights, cfg)
+    w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
     table0 = folded_input_table(weights, specs[0])
-    arrays = {k: np.asarray(v, np.float32) for k, v in weights.items()}
 
-    def per_gate(x, G, H):
-        """x as G per-gate tensors: already a list (split_gates) or sliced from one tensor."""
-        return x if isinstance(x, list) else [x[:, k * H : (k + 1) * H] for k in range(G)]
-
-    def matmul_gates(h, kernel, bias, G, H):
-        """h @ kernel (+ bias): one fused product, or G products when split_gates."""
-        if not split_gates:
-            out = tf.matmul(h, tf.constant(kernel))
-            return out if bias is None else out + tf.constant(bias)
-        outs = [tf.matmul(h, tf.constant(np.ascontiguousarray(kernel[:, k * H : (k + 1) * H])))
-                for k in range(G)]
-        if bias is not None:
-            outs = [o + tf.constant(bias[k * H : (k + 1) * H]) for k, o in enumerate(outs)]
-        return outs
-
-    def cell(i, x_proj, state_parts):
-        """One cell of layer i given its input projection (bias included)."""
-        spec = specs[i]
-        H = spec["units"]
-        act = tf_activation(tf, spec["activation"])
-        rk = arrays[f"layer{i}.recurrent_kernel"]
-        h = state_parts[0]
-        if spec["cell"] == "gru":
-            ract = tf_activation(tf, spec["recurrent_activation"])
-            as_u = integer and spec["recurrent_activation"] in SYMMETRIC  # z columns negated
-            xz, xr, xh = per_gate(x_proj, 3, H)
-            if spec["reset_after"]:
-                rz, rr, rh = per_gate(matmul_gates(h, rk, arrays[f"layer{i}.bias"][1], 3, H),
-                                      3, H)
-                z = ract(xz + rz)
-                r = ract(xr + rr)
-                hh = act(xh + r * rh)
-            else:  # the reset gate applies to h before its matmul; no recurrent bias
-                rz, rr = per_gate(matmul_gates(h, rk[:, : 2 * H], None, 2, H), 2, H)
-                z = ract(xz + rz)
-                r = ract(xr + rr)
-                hh = act(xh + tf.matmul(r * h, tf.constant(rk[:, 2 * H :])))
-            if as_u:  # z holds u = 1 - z here
-                return [h + z * (hh - h)]
-            return [z * h + (1.0 - z) * hh]
-        if spec["cell"] == "lstm":
-            ract = tf_activation(tf, spec["recurrent_activation"])
-            c = state_parts[1]
-            if integer:  # the file's state holds c / LSTM_CELL_RANGE (see below)
-                c = c * LSTM_CELL_RANGE
-            g = [a + b for a, b in zip(per_gate(x_proj, 4, H),
-                                       per_gate(matmul_gates(h, rk, None, 4, H), 4, H))]
-            i_g = ract(g[0])
-            f_g = ract(g[1])
-            c_new = f_g * c + i_g * act(g[2])
-            o_g = ract(g[3])
-            if integer:
-                c_new = tf.clip_by_value(c_new, -LSTM_CELL_RANGE, LSTM_CELL_RANGE)
-                return [o_g * act(c_new), c_new * (1.0 / LSTM_CELL_RANGE)]
-            return [o_g * act(c_new), c_new]
-        return [act(per_gate(x_proj, 1, H)[0] + per_gate(matmul_gates(h, rk, None, 1, H), 1, H)[0])]
+    def layer(i, spec, x, state_parts):
+        """One layer: its input projection (bias included) unless layer 0, then its cell."""
+        if i > 0:
+            x = _matmul(tf, x, w[f"layer{i}.kernel"], input_bias(w[f"layer{i}.bias"], spec))
+        return CELLS[spec["cell"]](tf, spec, x, state_parts, w[f"layer{i}.recurrent_kernel"],
+                                   recurrent_bias(w[f"layer{i}.bias"], spec))
 
     class StepModule(tf.Module):
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.int32, name="token"),
-                tf.TensorSpec([None, S], tf.float32, name="state"),
-            ]
-        )
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="token"),
+                                      tf.TensorSpec([None, S], tf.float32, name="state")])
         def step(self, token, state):
-            G0, H0 = GATES[specs[0]["cell"]], specs[0]["units"]
-            if split_gates:  # one table per gate
-                x = [tf.gather(tf.constant(np.ascontiguousarray(table0[:, k * H0 : (k + 1) * H0])),
-                               token) for k in range(G0)]
-            else:
-                x = tf.gather(tf.constant(table0), token)  # [batch, G*H]
-            new_parts, off = [], 0
+            x, new_parts, off = tf.gather(tf.constant(table0), token), [], 0  # [batch, G*H]
             for i, spec in enumerate(specs):
                 H = spec["units"]
-                if i > 0:
-                    x = matmul_gates(h_out, arrays[f"layer{i}.kernel"],
-                                     input_bias(arrays[f"layer{i}.bias"], spec),
-                                     GATES[spec["cell"]], H)
-                parts = 2 if spec["cell"] == "lstm" else 1
-                sp = [state[:, off + k * H : off + (k + 1) * H] for k in range(parts)]
-                off += parts * H
-                out = cell(i, x, sp)
-                h_out = out[0]
+                parts = [state[:, off + k * H : off + (k + 1) * H]
+                         for k in range(STATE_PARTS[spec["cell"]])]
+                off += len(parts) * H
+                out = layer(i, spec, x, parts)
                 new_parts.extend(out)
-            logits = tf.matmul(h_out, tf.constant(arrays["dense.kernel"])) + tf.constant(
-                arrays["dense.bias"]
-            )
+                x = out[0]
+            logits = tf.matmul(x, tf.constant(w["dense.kernel"])) + tf.constant(w["dense.bias"])
             new_state = new_parts[0] if len(new_parts) == 1 else tf.concat(new_parts, axis=1)
             return {"logits": logits, "new_state": new_state}
 

@@ -3,7 +3,7 @@
 precision -> how
     float32       tf2onnx from the serving_default signature
     int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call
-(static QDQ int8 was measured and dropped: see FILES in bundle_writer.py)
+(static QDQ int8 was measured and dropped: see FILES in export/writer.py)
 
 The contract by index (DESIGN.md section 2): input 0 `token` int32 [batch], input 1 `state`
 float32 [batch, S]; output 0 `logits`, output 1 `new_state`; the batch dimension of all four is
@@ -161,3 +161,19 @@ def read_metadata(model: bytes) -> dict:
     m = onnx.load_from_string(model)
     return {p.key[len("charwright."):]: json.loads(p.value) for p in m.metadata_props
             if p.key.startswith("charwright.")}
+
+
+def write(job, precision: str, dest: Path, meta: dict):
+    """Writes one .onnx file of the bundle (export/formats/job.py): float32 converted once per
+    export (job.cache), then quantized per precision; returns its Converted record."""
+    from charwright.export.formats.job import Converted
+
+    if "onnx_float32" not in job.cache:
+        job.cache["onnx_float32"] = convert_float32(job.saved_model, job.state_size)
+    data = job.cache["onnx_float32"]
+    if precision != "float32":
+        data = quantize(data, precision)
+    ops = op_names(data)
+    job.save(dest, add_metadata(data, meta))
+    return Converted(ops=ops, problems=deploy_problems(ops),
+                     fields={"min_runtime": min_runtime(data)})

@@ -170,15 +170,14 @@ def test_apply_contract_is_idempotent_and_litert_runs_without_a_signature(tiny_b
     assert logits.shape == (2, b.vocab_size) and state.shape == (2, b.state_size)
 
 
-@pytest.mark.parametrize("form", ["split_gates", "integer"])
 @pytest.mark.parametrize("cell,layers", [("gru", 1), ("lstm", 2)])
-def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run, cell, layers,
-                                                 form):
-    """build_step_function(split_gates=True): one product per gate (for per-gate int8 scales);
-    integer=True: split gates and the GRU update as h + u * (n - h), u = 1 - z from negated
-    weights (what full int8 is converted from). Both are the same function as the fused graph."""
+def test_integer_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run, cell, layers):
+    """The integer-form graph (export/formats/tflite/int8_graph.py: split gates, the GRU update
+    as h + u * (n - h) with u = 1 - z from negated weights, an LSTM's c held as c / 8; what
+    full int8 is converted from) is the same function as the trainer's fused float graph."""
     import tensorflow as tf
 
+    from charwright.export.formats.tflite.int8_graph import build_integer_step, state_encoding
     from charwright.trainer.config import ModelConfig
     from charwright.trainer.step_graph import build_step_function
 
@@ -186,22 +185,21 @@ def test_split_gate_graph_computes_the_same_step(tmp_path, tiny_corpus, tiny_run
     if cell != "gru":
         run = tmp_path / "run"
         train_tiny(run, tiny_corpus, cell=cell, layers=layers, units=12, epochs=1)
-    arch = json.loads((run / "step" / "step.json").read_text())["architecture"]
+    step_info = json.loads((run / "step" / "step.json").read_text())
+    arch, layout = step_info["architecture"], step_info["state_layout"]
     cfg = ModelConfig(**{**arch, "stack": tuple(arch["stack"])})
     with np.load(run / "step" / "weights.npz") as z:
         w = {k: z[k] for k in z.files}
-    fused, split = build_step_function(w, cfg), build_step_function(w, cfg, **{form: True})
+    fused, integer = build_step_function(w, cfg), build_integer_step(w, arch)
     tok = tf.constant([1, 2, 3], tf.int32)
     st = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (3, cfg.state_size)),
                      tf.float32)
     # the integer form holds an LSTM's c as c / 8 (files[].state_encoding): scale in and out
-    from charwright.trainer.step_graph import state_encoding
-
     scale = np.ones(cfg.state_size, np.float32)
-    enc = {e["part"]: e["scale"] for e in state_encoding(cfg)} if form == "integer" else {}
-    for e in cfg.state_layout():
+    enc = {e["part"]: e["scale"] for e in state_encoding(layout)}
+    for e in layout:
         scale[e["offset"]:e["offset"] + e["size"]] = enc.get(e["name"], 1.0)
-    assert bool(enc) == (form == "integer" and cell == "lstm")
-    a, b = fused.step(tok, st), split.step(tok, st / scale)
+    assert bool(enc) == (cell == "lstm")
+    a, b = fused.step(tok, st), integer.step(tok, st / scale)
     assert np.abs(a["logits"].numpy() - b["logits"].numpy()).max() <= 1e-5
     assert np.abs(a["new_state"].numpy() - b["new_state"].numpy() * scale).max() <= 1e-5

@@ -100,12 +100,12 @@ def test_refuses_existing_bundle_and_incomplete_run(tmp_path, tiny_run, tiny_bun
 
 
 def test_interrupted_export_leaves_previous_bundle_untouched(tmp_path, tiny_run, monkeypatch):
-    from charwright.export import writer as bundle_writer
+    from charwright.export import writer
 
     target = tmp_path / "b"
     export_quiet(tiny_run, target, formats=["numpy", "onnx"], precisions=["float32"])
     before = {p.name: p.read_bytes() for p in target.iterdir()}
-    real, calls = bundle_writer._write_model_file, []
+    real, calls = writer._write_model_file, []
 
     def failing(path, data):
         calls.append(path.name)
@@ -113,7 +113,7 @@ def test_interrupted_export_leaves_previous_bundle_untouched(tmp_path, tiny_run,
             raise RuntimeError("injected failure")
         real(path, data)
 
-    monkeypatch.setattr(bundle_writer, "_write_model_file", failing)
+    monkeypatch.setattr(writer, "_write_model_file", failing)
     with pytest.raises(RuntimeError, match="injected failure"):
         export_quiet(tiny_run, target, force=True)
     assert len(calls) == 3

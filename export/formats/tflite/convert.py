@@ -66,19 +66,20 @@ def convert(saved_model_dir: str, precision: str, calibration=None) -> bytes:
     return apply_contract(data)
 
 
-def convert_int8(saved_model_dir: str, cfg, calibration) -> bytes:
-    """The full-int8 file from the integer-form step graph of model config `cfg`, with measured
-    and clamped ranges (export/formats/tflite/int8.py says why and what each rule gained)."""
-    from charwright.trainer.step_graph import state_bounded, state_encoding
-
+def convert_int8(saved_model_dir: str, arch: dict, layout: list[dict], calibration) -> bytes:
+    """The full-int8 file from the integer-form step graph (int8_graph.py) of architecture
+    `arch` with state layout `layout` (step.json's), with measured and clamped ranges (int8.py
+    says why and what each rule gained)."""
     from charwright.export.formats.tflite import int8
+    from charwright.export.formats.tflite.int8_graph import state_bounded, state_encoding
+    from charwright.runtime.bundle.architecture import layer_specs
 
     if not calibration:
         raise ExportError("int8 needs calibration pairs")
-    calibration = encode_states(calibration, cfg.state_layout(), state_encoding(cfg))
+    calibration = encode_states(calibration, layout, state_encoding(layout))
     try:
-        data = int8.convert_int8(saved_model_dir, calibration, state_bounded(cfg),
-                                 int(cfg.vocab_size))
+        data = int8.convert_int8(saved_model_dir, calibration, state_bounded(layer_specs(arch)),
+                                 int(arch["vocab_size"]))
     except ExportError:
         raise
     except Exception as e:  # the converter raises ConverterError and plain exceptions

@@ -17,13 +17,13 @@ top-1 on the trained GRU 512 (96.35%). Measured causes and what this module does
    rounding alone flips 2.1% of the reference's own top-1 choices (near-ties). Logits far below
    a row's maximum carry no probability, so the lower bound is the smallest row maximum seen in
    calibration minus 8 (e^-8: 0.03% of the top character's weight): step 0.108.
-4. The graph (trainer/step_graph.py, integer=True): one tensor (and scale) per gate, and the GRU
-   update as h + u * (n - h) with u = 1 - z computed by the gate itself, so a long-memory unit is
-   not leaked by 1/256 per step.
+4. The graph (int8_graph.py, the integer form of the step): one tensor (and scale) per gate,
+   and the GRU update as h + u * (n - h) with u = 1 - z computed by the gate itself, so a
+   long-memory unit is not leaked by 1/256 per step.
 5. The state's range is fixed, not calibrated: [-1, 1]. A GRU's or tanh SimpleRNN's state lies
    there; an LSTM's cell state reached +-174 on a trained 2-layer LSTM, and the whole state is
    one tensor with one scale, so h was quantized in steps of 1.4 (top-1 75%). The integer graph
-   clamps c to +-8 and the file's state holds c / 8 (step_graph.LSTM_CELL_RANGE; the manifest
+   clamps c to +-8 and the file's state holds c / 8 (int8_graph.LSTM_CELL_RANGE; the manifest
    records it as files[].state_encoding).
 """
 
