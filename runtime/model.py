@@ -18,10 +18,10 @@ from charwright.runtime.backends import open_backend, spec_for_backend
 from charwright.runtime.generate.beam import Beam, beam_search
 from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.generate.generator import Generator, prime, run
+from charwright.runtime.generate.batch import encode_prompt, start
+from charwright.runtime.generate.generator import run
+from charwright.runtime.generate.priming import prime
 from charwright.runtime.verify.parity import log_likelihood
-from charwright.runtime.sampling.config import Sampler, SamplingConfig, resolve_seed
-from charwright.runtime.generate.text_stream import TextStream
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
 SCORE_CHUNK = 4096
@@ -62,51 +62,18 @@ class Model:
             be = self._local.backend = open_backend(self.bundle, self.entry, self.threads)
         return be
 
-    # ---- prompts ----------------------------------------------------------------------------
+    # ---- generation ---------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str, unknown: str = "error", replacement=None) -> np.ndarray:
-        """Prompt -> ids to prime with. A line-mode model starts from its end-of-sequence id (the
-        start of a line); an empty prompt on a plain model starts from '\\n' (a fresh line)."""
-        ids = self.vocab.encode(prompt, unknown=unknown, replacement=replacement)
-        if self.vocab.eos:
-            return np.concatenate([[self.vocab.eos_id], ids]).astype(np.int32)
-        if len(ids) == 0:
-            if "\n" not in self.vocab:
-                raise ConfigError("empty prompt: this model has no '\\n' to start from; give a "
-                                  "prompt of at least one character")
-            return self.vocab.encode("\n")
-        return ids
-
-    # ---- generation ---------------------------------------------------------------------------
+        """Prompt -> ids to prime with (generate.batch.encode_prompt)."""
+        return encode_prompt(self.vocab, prompt, unknown, replacement)
 
     def start(self, prompts, max_chars=200, sampling=None, stop=(), unknown="error",
               replacement=None, row_ids=None):
-        """A running batch for `prompts`: (Generator, {key: TextStream}, [key per prompt]).
-
-        Row i samples from its own generator seeded by (seed, row_ids[i] or i), so its text does
-        not depend on the batch. Prompts of equal length are primed together. Bad input raises
-        here, before any step. max_chars 0 gives rows that are done at once (no key, None)."""
-        sampling = resolve_seed(sampling or SamplingConfig())
-        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
-            raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
-        ids = [self.encode_prompt(p, unknown, replacement) for p in prompts]
-        row_ids = list(range(len(ids))) if row_ids is None else list(row_ids)
-        if len(row_ids) != len(ids):
-            raise ConfigError(f"{len(row_ids)} row ids for {len(ids)} prompts")
-        if not ids:
-            return Generator(self.backend), {}, []
-        gen = Generator(self.backend)
-        if max_chars == 0:
-            return gen, {}, [None] * len(ids)
-        sampler = Sampler(sampling, self.vocab.size)
-        keys = []
-        for length in sorted({len(p) for p in ids}):  # prompts of one length prime together
-            rows = [i for i, p in enumerate(ids) if len(p) == length]
-            keys += zip(rows, gen.add([ids[i] for i in rows], sampler, sampling.seed,
-                                      [row_ids[i] for i in rows]))
-        keys = [k for _, k in sorted(keys)]
-        streams = {k: TextStream(self.vocab, max_chars, stop) for k in keys}
-        return gen, streams, keys
+        """A running batch for `prompts`: (Generator, {key: TextStream}, [key per prompt]); see
+        generate.batch.start."""
+        return start(self.backend, self.vocab, prompts, max_chars, sampling, stop, unknown,
+                     replacement, row_ids)
 
     def stream(self, prompt: str = "", max_chars: int = 200, sampling=None, stop=(),
                unknown="error", replacement=None) -> Iterator[str]:

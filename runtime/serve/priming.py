@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from charwright.runtime.generate.generator import Primer
+from charwright.runtime.generate.priming import Primer
 
 
 class Priming:

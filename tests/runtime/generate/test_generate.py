@@ -11,7 +11,8 @@ from fakes import scripted_model
 from charwright.runtime.backends.numpy import NumpyStep
 from charwright.runtime.generate.beam import beam_search
 from charwright.runtime.errors import ConfigError, VocabularyError
-from charwright.runtime.generate.generator import prime, run
+from charwright.runtime.generate.generator import run
+from charwright.runtime.generate.priming import prime
 from charwright.runtime.sampling.config import Sampler, SamplingConfig
 from charwright.runtime.generate.text_stream import StopMatcher, TextStream
 from charwright.runtime.vocab import Vocabulary

@@ -182,7 +182,7 @@ class _SlowStep:
 
 
 def test_the_primer_gives_each_prompt_what_prime_gives_it_alone(model):
-    from charwright.runtime.generate.generator import Primer, prime
+    from charwright.runtime.generate.priming import Primer, prime
 
     backend = model.backend
     prompts = [model.encode_prompt(p) for p in ("abc ", "a", "hg" * 300, "cab" * 11)]
