@@ -1,4 +1,4 @@
-"""`charwright export`: parse options, call export.bundle_writer.export, print the parity table."""
+"""`charwright export`: parse options, call export.writer.export, print the parity table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from charwright.export.writer import PRECISIONS
+from charwright.export.writer import FORMAT_CHOICES, PRECISIONS
 
 
 class _Progress:
@@ -50,7 +50,7 @@ class _Progress:
 @click.option("-o", "--output", "bundle_dir", required=True, type=click.Path(file_okay=False),
               help="Bundle directory to write (it appears whole or not at all).")
 @click.option("--format", "formats", multiple=True,
-              type=click.Choice(["onnx", "tflite", "numpy"]),
+              type=click.Choice(FORMAT_CHOICES),
               help="Formats to write (repeatable; default: all).")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
               help="Precisions to write (repeatable; default: all that the format supports). "
