@@ -72,6 +72,12 @@ BACKENDS = (
                 thread_safe=True, precisions=("float32",), runtime="numpy", extra=None,
                 file_names={"float32": "weights.npz"}),
 )
+# TensorFlow Lite Micro runs some .tflite files as a microcontroller would (batch 1, a fixed
+# arena): `verify` and export replay the probe under it; it is not a --backend choice, nor the
+# backend a format opens with, so it stays out of BACKENDS and the tables derived from it.
+TFLM = BackendSpec("tflm", "tflite", "charwright.runtime.backends.tflm", "MicroStep",
+                   thread_safe=False, precisions=("int8", "float32"), runtime="tflite_micro",
+                   extra="micro", file_names={})
 BY_NAME = {s.name: s for s in BACKENDS}
 BY_FORMAT = {s.format: s for s in BACKENDS}
 # the names a user may give for a format: the manifest's and the backend's (--format tflite|litert)
