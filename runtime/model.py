@@ -21,7 +21,7 @@ from charwright.runtime.errors import ConfigError
 from charwright.runtime.generate.batch import encode_prompt, start
 from charwright.runtime.generate.generator import run
 from charwright.runtime.generate.priming import prime
-from charwright.runtime.verify.parity import log_likelihood
+from charwright.runtime.verify.score import log_likelihood
 
 DEMO_BUNDLE = Path(__file__).resolve().parent / "demo"
 SCORE_CHUNK = 4096

@@ -20,7 +20,7 @@ class StepBackend:
     shared place, never inside a backend.
 
     A backend may also offer replay(tokens [N], state) -> (logits float32 [N, vocab], state):
-    a teacher-forced pass at batch 1 that parity.replay uses instead of N calls of step().
+    a teacher-forced pass at batch 1 that verify.score.replay uses instead of N calls of step().
     """
 
     name = "base"

@@ -14,7 +14,7 @@ import numpy as np
 
 from charwright.runtime.backends.numpy import NumpyStep
 from charwright.runtime.model import DEMO_BUNDLE
-from charwright.runtime.verify.parity import greedy_rollout, teacher_forced
+from charwright.runtime.verify.score import greedy_rollout, teacher_forced
 
 CHARS = sorted("\n abcdefgh.")
 

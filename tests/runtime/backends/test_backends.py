@@ -70,7 +70,7 @@ def test_onnx_replay_equals_stepping_one_call_at_a_time():
 
     from charwright.runtime.backends import open_backend
     from charwright.runtime.model import DEMO_BUNDLE
-    from charwright.runtime.verify.parity import replay
+    from charwright.runtime.verify.score import replay
 
     b = bundle.load_bundle(DEMO_BUNDLE)
     be = open_backend(b, b.find("onnx"))

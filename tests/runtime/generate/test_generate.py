@@ -140,7 +140,7 @@ def test_batched_equals_unbatched_greedy():
 def test_scoring_agrees_with_the_parity_bits_per_char(tiny_bundle):
     from charwright.runtime import load
     from charwright.runtime.bundle.reader import load_bundle
-    from charwright.runtime.verify.parity import bits_per_char
+    from charwright.runtime.verify.score import bits_per_char
 
     m = load(tiny_bundle, backend="numpy")
     probe = load_bundle(tiny_bundle).probe()
