@@ -14,15 +14,15 @@ import sys
 
 import click
 
-from charwright.runtime.commands.inspect import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.commands.escapes import unescape
+from charwright.runtime.commands.options import (backend_option, bundle_option, precision_option,
+                                                 threads_option, unknown_option)
 from charwright.runtime.errors import ConfigError
 from charwright.runtime.sampling.config import PENALTY_MAX, PENALTY_MIN, SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
 _SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
                   "greedy", "seed", "stop", "num_samples")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
-_HEX = {"x": 2, "u": 4}
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -42,52 +42,6 @@ def _check_prompt(prompt: str) -> None:
         if "\udc80" <= ch <= "\udcff":
             raise ConfigError(f"the prompt is not valid UTF-8 (byte 0x{ord(ch) - 0xDC00:02x} at "
                               f"character {i}); pass UTF-8 text")
-
-
-def _shown(text: str) -> str:
-    """text for a one-line message: characters that do not print as themselves escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def unescape(text: str, option: str = "--stop") -> str:
-    """`text` with its escapes processed, as llama.cpp processes them in such options: \\n, \\t,
-    \\r, \\\\, \\", \\', \\xNN (the character U+00NN) and \\uNNNN (one character). The shell
-    passes `--stop "\\n\\n"` as backslash, n, backslash, n: this makes it the two newlines meant.
-
-    Raises ConfigError naming the option, the escape and where it is for an unknown or short
-    escape (a stray backslash would make a stop string that silently never matches)."""
-    if "\\" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        j = text.find("\\", i)
-        if j < 0:
-            out.append(text[i:])
-            break
-        out.append(text[i:j])
-        esc = text[j + 1:j + 2]
-        if esc in _ESCAPES:
-            out.append(_ESCAPES[esc])
-            i = j + 2
-            continue
-        if esc not in _HEX:
-            what = "a lone \\ at the end" if not esc else f"unknown escape \\{_shown(esc)}"
-            raise ConfigError(f"{option} {_shown(text)}: {what} (at character {j}); escapes are "
-                              "\\n \\t \\r \\\\ \\\" \\' \\xNN \\uNNNN: write \\\\ for a backslash, or "
-                              "pass --no-escape")
-        n = _HEX[esc]
-        digits = text[j + 2:j + 2 + n]
-        if len(digits) != n or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            raise ConfigError(f"{option} {_shown(text)}: \\{esc} takes {n} hex digits, not "
-                              f"{_shown(digits) or 'none'!r} (at character {j}); or pass "
-                              "--no-escape")
-        code = int(digits, 16)
-        if 0xD800 <= code <= 0xDFFF:
-            raise ConfigError(f"{option} {_shown(text)}: \\u{digits} is a UTF-16 surrogate, "
-                              f"not a character (at character {j})")
-        out.append(chr(code))
-        i = j + 2 + n
-    return "".join(out)
 
 
 def _payload(prompt, model, chain, seed, completions) -> str:
@@ -155,12 +109,36 @@ def _with_bundle_defaults(ctx, cfg, model):
     return replace(cfg, **{k: v for k, v in defaults.items() if not _given(ctx, k)})
 
 
+def _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape) -> tuple:
+    """The --stop strings as meant (escapes processed), once the prompt, the stops and the
+    combination of options are known to be valid (UsageError otherwise)."""
+    _check_prompt(prompt)
+    for s in stop:
+        _check_prompt(s)
+    if beam:
+        given = [n for n in _SAMPLING_ONLY if _given(ctx, n)]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise click.UsageError(f"--beam is deterministic and does not take {flags}")
+        if max_chars == 0:
+            raise click.UsageError("--beam needs -n/--max-chars >= 1")
+    elif _given(ctx, "length_penalty"):
+        raise click.UsageError("--length-penalty ranks beams: it needs --beam")
+    if no_escape:
+        if not stop:
+            raise click.UsageError("--no-escape applies to --stop strings: give --stop too")
+        return tuple(stop)
+    try:
+        return tuple(unescape(s) for s in stop)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
 @click.command("generate")
 @click.argument("prompt", required=False, default="")
-@click.option("-b", "--bundle", type=click.Path(file_okay=False),
-              help="Bundle directory (default: the demo model shipped with charwright).")
-@click.option("--backend", type=BACKEND_CHOICE, default="onnx", show_default=True)
-@click.option("--precision", type=PRECISION_CHOICE, help="Model file precision (default: fastest).")
+@bundle_option(dest="bundle")
+@backend_option
+@precision_option()
 @click.option("-n", "--max-chars", type=click.IntRange(0), default=300, show_default=True,
               help="Characters to generate.")
 @click.option("--temperature", type=click.FloatRange(0, 1000), default=0.8, show_default=True,
@@ -187,9 +165,8 @@ def _with_bundle_defaults(ctx, cfg, model):
 @click.option("--stop", multiple=True, help="Stop before this string (repeatable). Escapes "
               "are processed: \\n \\t \\r \\\\ \\\" \\' \\xNN \\uNNNN.")
 @click.option("--no-escape", is_flag=True, help="Take --stop strings as typed (no escapes).")
-@click.option("--unknown", type=click.Choice(["error", "skip", "replace"]), default="error",
-              show_default=True, help="Prompt characters outside the vocabulary.")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@unknown_option("Prompt characters outside the vocabulary.")
+@threads_option()
 @click.option("-v", "--verbose", is_flag=True, help="Print the file and the sampling chain to "
               "stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as one JSON object.")
@@ -211,25 +188,7 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig, describe, resolve_seed
 
-    _check_prompt(prompt)
-    for s in stop:
-        _check_prompt(s)
-    if beam:
-        given = [n for n in _SAMPLING_ONLY if _given(ctx, n)]
-        if given:
-            flags = ", ".join("--" + n.replace("_", "-") for n in given)
-            raise click.UsageError(f"--beam is deterministic and does not take {flags}")
-        if max_chars == 0:
-            raise click.UsageError("--beam needs -n/--max-chars >= 1")
-    elif _given(ctx, "length_penalty"):
-        raise click.UsageError("--length-penalty ranks beams: it needs --beam")
-    if not no_escape:
-        try:
-            stop = tuple(unescape(s) for s in stop)
-        except ConfigError as e:
-            raise click.UsageError(str(e)) from None
-    elif not stop:
-        raise click.UsageError("--no-escape applies to --stop strings: give --stop too")
+    stop = _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape)
     try:
         cfg = SamplingConfig(**sampling)
     except ConfigError as e:

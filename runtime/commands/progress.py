@@ -7,6 +7,8 @@ shorter than that), so logs stay short.
     with Progress("score", "chars") as p:
         for done in ...:
             p.update(done, total)
+
+ReadProgress does the same in bytes read, for a text whose length may be unknown.
 """
 
 from __future__ import annotations
@@ -60,3 +62,27 @@ class Progress:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
             self.drawn = False
+
+
+class ReadProgress:
+    """Progress in bytes read, for a text whose length may be unknown (a pipe, stdin, a
+    device): then it shows how much was read and how fast."""
+
+    def __init__(self, label: str, total: int | None):
+        self.label, self.total = label, total
+        self.p = Progress(label, "bytes")
+        if total is None:
+            self.p.line = self._open_line
+
+    def _open_line(self, done: int, total) -> str:
+        elapsed = max(self.p.clock() - self.p.start, 1e-9)
+        return f"{self.label}: {done:,} bytes read ({done / elapsed:,.0f} bytes/s)"
+
+    def update(self, done: int) -> None:
+        self.p.update(done, self.total if self.total is not None else done)
+
+    def __enter__(self) -> "ReadProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.p.close()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from charwright.runtime.cli import cli
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.commands.generate import unescape
+from charwright.runtime.commands.escapes import unescape
 
 CLI = [sys.executable, "-m", "charwright.runtime.cli"]
 RUN = ["generate", "KING", "--seed", "1", "-n", "300"]  # seed 1: a blank line after 199 chars

@@ -107,13 +107,13 @@ def _score(args, **kw):
 def test_pieces_give_the_whole_texts_figure(tmp_path, monkeypatch):
     """Read in 7-byte pieces (characters split across reads, the state and last id carried
     across pieces): the same figure as one piece, and stdin (`-`) gives it too."""
-    from charwright.runtime.commands import inspect as commands
+    from charwright.runtime.verify import text_source
 
     _, tokens, path = _probe_text(tmp_path)
     path.write_text("é€" + path.read_text(encoding="utf-8"), encoding="utf-8")
     whole = _score([str(path), "--json", "--unknown", "replace"])
     assert whole.exit_code == 0, whole.output
-    monkeypatch.setattr(commands, "READ_CHUNK", 7)
+    monkeypatch.setattr(text_source, "READ_CHUNK", 7)
     pieces = _score([str(path), "--json", "--unknown", "replace"])
     stdin = _score(["-", "--json", "--unknown", "replace"], input=path.read_bytes())
     a, b, c = (json.loads(r.stdout) for r in (whole, pieces, stdin))
@@ -123,9 +123,9 @@ def test_pieces_give_the_whole_texts_figure(tmp_path, monkeypatch):
 
 
 def test_invalid_utf8_and_unknown_characters_are_named_at_their_offset(tmp_path, monkeypatch):
-    from charwright.runtime.commands import inspect as commands
+    from charwright.runtime.verify import text_source
 
-    monkeypatch.setattr(commands, "READ_CHUNK", 4)
+    monkeypatch.setattr(text_source, "READ_CHUNK", 4)
     bad = tmp_path / "bad.txt"
     bad.write_bytes("the €".encode() + b"\xff rest")  # € split across two reads
     r = _score([str(bad)])

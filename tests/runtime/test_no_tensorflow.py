@@ -16,7 +16,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import charwright.runtime as rt
 from charwright.runtime.cli import cli  # the CLI group and its runtime commands load too
-import charwright.runtime.commands.inspect
+import charwright.runtime.commands.info, charwright.runtime.commands.score, charwright.runtime.commands.verify
 out = {}
 for backend in sys.argv[2].split(","):
     m = rt.load(sys.argv[1] if sys.argv[1] != "-" else None, backend=backend)

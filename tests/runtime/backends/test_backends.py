@@ -8,7 +8,7 @@ import pytest
 
 from charwright.runtime.bundle import reader as bundle
 from charwright.runtime.backends import BACKENDS, backend_class
-from charwright.runtime.commands.inspect import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
 from charwright.runtime.errors import BundleError
 
 from bundle_factory import copy_demo, edit

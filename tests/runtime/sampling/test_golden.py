@@ -49,7 +49,7 @@ def test_demo_bundle_carries_the_current_vectors():
 
 
 def test_verify_reports_the_golden_vectors():
-    from charwright.runtime.commands.inspect import verify
+    from charwright.runtime.commands.verify import verify
 
     r = CliRunner().invoke(verify, [str(DEMO_BUNDLE), "--format", "onnx"])
     assert "sampling golden vectors: 21 of 21 reproduced" in r.output, r.output
