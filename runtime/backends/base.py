@@ -34,7 +34,12 @@ class StepBackend:
 
     @classmethod
     def from_bundle(cls, bundle, entry, threads: int = 1) -> "StepBackend":
-        raise NotImplementedError
+        """The backend for one file entry of a loaded bundle, from the file's checked bytes.
+
+        This default serves the runtimes that load a model file (onnx, litert): their constructor
+        takes (path, state_size, vocab_size, precision, threads, inputs, outputs, data=bytes)."""
+        return cls(bundle.path(entry), bundle.state_size, bundle.vocab_size, entry.precision,
+                   threads, entry.inputs, entry.outputs, data=bundle.read(entry))
 
     def initial_state(self, batch: int) -> np.ndarray:
         return np.zeros((batch, self.state_size), np.float32)

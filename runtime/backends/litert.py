@@ -74,12 +74,6 @@ class LiteRTStep(StepBackend):
         self.check_shapes(width(ins, self._i_state), width(outs, self._o_logits))
         self.check_shapes(width(outs, self._o_state), None)
 
-    @classmethod
-    def from_bundle(cls, bundle, entry, threads: int = 1):
-        path = bundle.path(entry)
-        return cls(path, bundle.state_size, bundle.vocab_size, entry.precision, threads,
-                   entry.inputs, entry.outputs, data=bundle.read(entry))
-
     def _resize(self, batch: int) -> None:
         self.it.resize_tensor_input(self._i_token, [batch], strict=False)
         self.it.resize_tensor_input(self._i_state, [batch, self.state_size], strict=False)

@@ -70,12 +70,6 @@ class ONNXStep(StepBackend):
         if new_state is not None and new_state != self.state_size:
             self.check_shapes(new_state, None)
 
-    @classmethod
-    def from_bundle(cls, bundle, entry, threads: int = 1):
-        path = bundle.path(entry)
-        return cls(path, bundle.state_size, bundle.vocab_size, entry.precision, threads,
-                   entry.inputs, entry.outputs, data=bundle.read(entry))
-
     def _failed(self, e: Exception) -> BundleError:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return BundleError(f"{self.path}: onnxruntime cannot run this file with the manifest's "
