@@ -1,9 +1,11 @@
 """Step backends, one per file format, behind one interface (base.StepBackend).
 
-BACKENDS below is the one declaration of what each backend is; every other table is derived
-from it (bundle.BACKEND_FORMATS and DEFAULT_PRECISION, the CLI's --backend and --format choices,
-Model's thread-safety rule, the export's file names). Backend modules import their runtime
-(onnxruntime, ai_edge_litert) only when a backend is built, so importing this is free.
+BACKENDS below is the one declaration of what each backend is; every other table of backends is
+derived from it (the CLI's --backend and --format choices, Model's thread-safety rule, the
+export's file names). What a file format may hold (precisions fastest first, file names) is the
+bundle's fact (runtime/bundle/formats.py): a spec takes it from its format unless it says
+otherwise. Backend modules import their runtime (onnxruntime, ai_edge_litert) only when a backend
+is built, so importing this is free.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
+from charwright.runtime.bundle.formats import FILE_FORMATS
 from charwright.runtime.errors import ConfigError
 
 
@@ -24,6 +27,7 @@ class BackendSpec:
     each thread its own); precisions: the precisions it runs, fastest first (the default order
     when none is asked for); runtime: the module it imports; extra: the install extra that
     brings that module (None: a base dependency); file_names: precision -> file name export writes.
+    precisions and file_names default to the format's (bundle.formats.FILE_FORMATS).
     """
 
     name: str
@@ -31,10 +35,17 @@ class BackendSpec:
     module: str
     cls: str
     thread_safe: bool
-    precisions: tuple
     runtime: str
     extra: str | None
-    file_names: dict
+    precisions: tuple | None = None
+    file_names: dict | None = None
+
+    def __post_init__(self):
+        fmt = FILE_FORMATS[self.format]
+        if self.precisions is None:
+            object.__setattr__(self, "precisions", fmt.precisions)
+        if self.file_names is None:
+            object.__setattr__(self, "file_names", fmt.file_names)
 
     def file_name(self, precision: str) -> str:
         return self.file_names[precision]
@@ -55,22 +66,11 @@ class BackendSpec:
 
 BACKENDS = (
     BackendSpec("onnx", "onnx", "charwright.runtime.backends.onnx", "ONNXStep",
-                thread_safe=True, precisions=("int8-dynamic", "int8", "float32"),
-                runtime="onnxruntime", extra=None,
-                file_names={"float32": "model.float32.onnx",
-                            "int8-dynamic": "model.int8-dynamic.onnx"}),
+                thread_safe=True, runtime="onnxruntime", extra=None),
     BackendSpec("litert", "tflite", "charwright.runtime.backends.litert", "LiteRTStep",
-                thread_safe=False,
-                precisions=("int8-dynamic", "int8", "int16x8", "float32", "float16"),
-                runtime="ai_edge_litert", extra="litert",
-                file_names={"float32": "model.float32.tflite",
-                            "float16": "model.float16.tflite",
-                            "int8-dynamic": "model.int8-dynamic.tflite",
-                            "int8": "model.int8.tflite",
-                            "int16x8": "model.int16x8.tflite"}),
+                thread_safe=False, runtime="ai_edge_litert", extra="litert"),
     BackendSpec("numpy", "npz", "charwright.runtime.backends.numpy", "NumpyStep",
-                thread_safe=True, precisions=("float32",), runtime="numpy", extra=None,
-                file_names={"float32": "weights.npz"}),
+                thread_safe=True, runtime="numpy", extra=None),
 )
 # TensorFlow Lite Micro runs some .tflite files as a microcontroller would (batch 1, a fixed
 # arena): `verify` and export replay the probe under it; it is not a --backend choice, nor the

@@ -15,26 +15,21 @@ headers before loading, runtime/files/npz.py).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.backends import BACKENDS, BY_FORMAT
+from charwright.runtime.bundle.architecture import weight_shapes
+from charwright.runtime.bundle.formats import DEFAULT_PRECISION, FORMATS
 from charwright.runtime.errors import BundleError, ConfigError
 from charwright.runtime.bundle.manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_PROBE_TOKENS, PRECISIONS,  # noqa: F401
                        check_file_entry, check_model_facts, check_probe_entry, failed_parity,
                        read_manifest)
 from charwright.runtime.files.npz import Npz
-from charwright.runtime.files.safefile import read_bytes, resolve_inside, safe_relpath, sha256_of
+from charwright.runtime.files.safefile import check_file, read_checked, resolve_inside, safe_relpath
 from charwright.runtime.vocab import Vocabulary
 
-FORMATS = tuple(BY_FORMAT)
-# derived from the backend declarations in runtime/backends/__init__.py
-BACKEND_FORMATS = {s.name: s.format for s in BACKENDS}
-# which precision a backend uses when none is asked for: the fastest whose parity passed
-DEFAULT_PRECISION = {s.format: s.precisions for s in BACKENDS}
 MAX_PROBE_ARRAY = 1_000_000  # prompt and greedy ids in the probe
 
 
@@ -79,8 +74,8 @@ class Bundle:
         return str(self.root / "manifest.json")
 
     def read(self, entry: FileEntry) -> bytes:
-        """The file's bytes, checked against the manifest's size and sha256 (see read_verified)."""
-        return read_verified(self.path(entry), entry.bytes, entry.sha256)
+        """The file's bytes, checked against the manifest's size and sha256 (read once)."""
+        return read_checked(self.path(entry), entry.bytes, entry.sha256)
 
     def path(self, entry: FileEntry) -> Path:
         """The entry's file with symlinks resolved; BundleError if it leaves the bundle or is
@@ -90,8 +85,8 @@ class Bundle:
     def find(self, fmt: str, precision: str | None = None) -> FileEntry:
         """The file of `fmt` ("onnx", "tflite", "npz") and `precision`.
 
-        Without a precision: the first in the backend's speed order whose parity, as recorded at
-        export, did not fail. An explicit precision is returned whatever its parity."""
+        Without a precision: the first in the format's speed order (formats.DEFAULT_PRECISION)
+        whose parity, as recorded at export, did not fail. An explicit precision is returned whatever its parity."""
         have = [f for f in self.files if f.format == fmt]
         if not have:
             kinds = ", ".join(sorted({f.format for f in self.files})) or "none"
@@ -112,6 +107,15 @@ class Bundle:
         got = ", ".join(f.precision for f in have)
         raise BundleError(f"{self.root}: no {fmt} file in precision {precision!r} (have: {got})")
 
+    def weights(self, entry: FileEntry) -> dict:
+        """weights.npz's arrays (the numpy backend's file, emit-c's input): name -> float array,
+        each checked from its header against architecture.weight_shapes before it is loaded."""
+        npz = Npz(self.read(entry), str(self.path(entry)))
+        shapes = weight_shapes(self.manifest["architecture"])
+        for name, shape in shapes.items():
+            npz.expect(name, shape, "f")
+        return {name: npz.load(name) for name in shapes}
+
     def probe(self) -> dict:
         """The reference probe's arrays: tokens int [N], logits float32 [N, V], prompt and
         greedy int [n], device (text, optional). Shapes and dtypes are checked from the npz
@@ -120,9 +124,7 @@ class Bundle:
         if entry is None:
             raise BundleError(f"{self.root}: this bundle carries no probe")
         path = resolve_inside(self.root, safe_relpath(self.root, entry["path"], self.where))
-        data = read_bytes(path, entry["bytes"])
-        _check_bytes(path, data, entry["bytes"], entry["sha256"])
-        npz = Npz(data, str(path))
+        npz = Npz(read_checked(path, entry["bytes"], entry["sha256"]), str(path))
         n = entry["tokens"]
         if n is None:  # older manifests: bounded by the header itself
             npz.expect("tokens", (None,), "iu")
@@ -149,31 +151,6 @@ class Bundle:
             npz.expect("device", (), "U")
             out["device"] = npz.load("device")
         return out
-
-
-def _check_bytes(path, data: bytes, size, digest) -> None:
-    if len(data) != size:
-        raise BundleError(f"{path}: size {len(data)} bytes, manifest says {size}; the file is "
-                          "damaged or was replaced")
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
-
-
-def read_verified(path: Path, size: int, digest: str) -> bytes:
-    """The bytes of `path` (a bounded read of a regular file), after checking their size and
-    sha256: what a backend runs is exactly what was checked, read once."""
-    data = read_bytes(Path(path), int(size))
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
-    return data
-
-
-def verify_file(path: Path, size, digest) -> None:
-    """Raises BundleError unless `path` is a regular file with this size and sha256 (None: not
-    checked; manifests always carry both)."""
-    got = sha256_of(Path(path), expected_size=None if size is None else int(size))
-    if digest is not None and got != digest:
-        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
 
 
 def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
@@ -209,5 +186,5 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
     bundle = Bundle(root=root, manifest=manifest, vocab=vocab, files=files)
     if verify:
         for entry in files:
-            verify_file(bundle.path(entry), entry.bytes, entry.sha256)
+            check_file(bundle.path(entry), entry.bytes, entry.sha256)
     return bundle

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.bundle.architecture import layer_specs, weight_shapes
+from charwright.runtime.bundle.architecture import layer_specs
 from charwright.runtime.bundle.manifest import show
 from charwright.runtime.emit_c.check_header import check_header
 from charwright.runtime.emit_c.model_header import check_supported, model_header
@@ -35,19 +35,13 @@ PRECISIONS = ("float32", "int8")
 
 def _weights(bundle) -> dict:
     """weights.npz's arrays as float32, each checked against the architecture from its header."""
-    from charwright.runtime.files.npz import Npz
-
     try:
         entry = bundle.find("npz")
     except BundleError:
         raise ConfigError(f"{bundle.root} has no weights.npz, which emit-c reads (a bundle "
                           "of int8 model files only): re-export the run with "
                           "`charwright export RUN_DIR -o BUNDLE` to emit C") from None
-    npz = Npz(bundle.read(entry), str(bundle.path(entry)))
-    shapes = weight_shapes(bundle.manifest["architecture"])
-    for name, shape in shapes.items():
-        npz.expect(name, shape, "f")
-    return {name: npz.load(name).astype(np.float32) for name in shapes}
+    return {name: a.astype(np.float32) for name, a in bundle.weights(entry).items()}
 
 
 def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:

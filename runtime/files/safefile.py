@@ -10,6 +10,8 @@ where we read or how much:
                                  max_bytes
     sha256_of(path)              the same checks, hashed in 1 MiB chunks, up to the fstat size
                                  (the one file hasher: bundles, exports, imported models)
+    read_checked(path, n, sha)   read_bytes, then the size and sha256 the manifest gives
+    check_file(path, n, sha)     the same checks without keeping the bytes (hashed in chunks)
     safe_relpath(root, rel)      root/rel for a manifest path: no absolute paths, no '..'
 Every problem is a BundleError naming the file.
 """
@@ -77,6 +79,33 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
     return data
 
 
+def _size_mismatch(path, got: int, want) -> BundleError:
+    return BundleError(f"{path}: size {got} bytes, manifest says {want}; the file is damaged or "
+                       "was replaced")
+
+
+def _check_digest(path, got: str, want: str | None) -> None:
+    if want is not None and got != want:
+        raise BundleError(f"{path}: sha256 mismatch; the file is damaged or was modified")
+
+
+def read_checked(path: Path, size: int, digest: str) -> bytes:
+    """The bytes of a regular file the manifest lists with this size and sha256 (a bounded
+    read, then both checked): what is used is exactly what was checked, read once."""
+    data = read_bytes(Path(path), int(size))
+    if len(data) != size:
+        raise _size_mismatch(path, len(data), size)
+    _check_digest(path, hashlib.sha256(data).hexdigest(), digest)
+    return data
+
+
+def check_file(path: Path, size, digest) -> None:
+    """BundleError unless `path` is a regular file with this size and sha256 (None: not
+    checked; manifests always carry both)."""
+    got = sha256_of(Path(path), expected_size=None if size is None else int(size))
+    _check_digest(path, got, digest)
+
+
 def sha256_of(path: Path, expected_size: int | None = None) -> str:
     """sha256 hex of a regular file; with expected_size, BundleError first if it differs (and
     never more than that many bytes are read)."""
@@ -84,8 +113,7 @@ def sha256_of(path: Path, expected_size: int | None = None) -> str:
     h = hashlib.sha256()
     with os.fdopen(fd, "rb") as f:
         if expected_size is not None and size != expected_size:
-            raise BundleError(f"{path}: size {size} bytes, manifest says {expected_size}; the "
-                              "file is damaged or was replaced")
+            raise _size_mismatch(path, size, expected_size)
         left = size
         while left > 0:
             chunk = f.read(min(left, 1 << 20))

@@ -152,16 +152,13 @@ def read_golden(bundle) -> dict:
     """The bundle's golden.json (manifest entry `golden`: path, sha256, bytes), checked."""
     import json
 
-    from charwright.runtime.bundle.reader import _check_bytes
-    from charwright.runtime.files.safefile import safe_relpath
     from charwright.runtime.bundle.manifest import Fields
-    from charwright.runtime.files.safefile import read_bytes, resolve_inside
+    from charwright.runtime.files.safefile import read_checked, resolve_inside, safe_relpath
 
     g = Fields(bundle.where, "golden", bundle.manifest.get("golden"))
     path = resolve_inside(bundle.root, safe_relpath(bundle.root, g.str("path"), bundle.where))
     size = g.int("bytes", 1, maximum=MAX_GOLDEN_BYTES)
-    data = read_bytes(path, size)
-    _check_bytes(path, data, size, g.sha256("sha256"))
+    data = read_checked(path, size, g.sha256("sha256"))
     try:
         return json.loads(data.decode("utf-8"))
     except ValueError as e:
