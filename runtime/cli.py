@@ -1,7 +1,8 @@
 """The `charwright` command: one click group whose subcommands load lazily.
 
-`train` lives in charwright.trainer.cli and `export` in charwright.export.cli; `generate`, `info`,
-`score`, `verify` and `bench` in this package. Loading a subcommand imports only its module, so
+COMMANDS below says where each lives: `train`, `import` and `report` in charwright.trainer,
+`export` in charwright.export, the rest in charwright.runtime.commands (there is no `bench`
+command: benchmarks are scripts in scripts/). Loading a subcommand imports only its module, so
 `charwright generate` never imports TensorFlow, and `charwright train` without the [train] extra
 exits with status 2 and one line naming the extra.
 
