@@ -34,10 +34,10 @@ from charwright.runtime.version import package_version
 COMMANDS = {
     "train": ("charwright.trainer.cli", "train", "Train a model on UTF-8 corpus files into RUN_DIR."),
     "export": ("charwright.export.cli", "export", "Export RUN_DIR to a bundle (TFLite, ONNX)."),
-    "verify": ("charwright.runtime.commands.inspect", "verify", "Replay the probe on every file of a bundle."),
+    "verify": ("charwright.runtime.commands.verify", "verify", "Replay the probe on every file of a bundle."),
     "generate": ("charwright.runtime.commands.generate", "generate", "Generate text from a bundle."),
-    "info": ("charwright.runtime.commands.inspect", "info", "Show what a bundle holds."),
-    "score": ("charwright.runtime.commands.inspect", "score", "Bits per character of a text file."),
+    "info": ("charwright.runtime.commands.info", "info", "Show what a bundle holds."),
+    "score": ("charwright.runtime.commands.score", "score", "Bits per character of a text file."),
     "serve": ("charwright.runtime.commands.serve", "serve",
               "Serve bundles over HTTP (OpenAI-compatible completions)."),
     "emit-c": ("charwright.runtime.commands.emit_c", "emit_c",

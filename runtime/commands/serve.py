@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from charwright.runtime.commands.inspect import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
 
 
 @click.command("serve")

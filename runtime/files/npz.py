@@ -31,6 +31,18 @@ _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _HEADER_MAX = 10_000  # numpy's own default limit on an .npy header
 
 
+def zip_member_problem(info: zipfile.ZipInfo, max_ratio: int) -> str | None:
+    """Why a zip member is not read (its compression method, or a decompression bomb: more
+    than max_ratio x its packed size + 1 MiB), or None. Also used for imported .keras files."""
+    if info.compress_type not in _METHODS:
+        return (f"uses compression method {info.compress_type}; only stored and deflated "
+                "members are read")
+    if info.file_size > max_ratio * info.compress_size + (1 << 20):
+        return (f"unpacks to {info.file_size:,} bytes from {info.compress_size:,}: a "
+                "decompression bomb")
+    return None
+
+
 class Npz:
     """An .npz archive held in memory; `arrays` maps names to (shape, dtype) from the headers."""
 
@@ -44,12 +56,9 @@ class Npz:
                 raise BundleError(f"{where}: {len(infos)} arrays; an npz here holds at most "
                                   f"{MAX_MEMBERS}")
             for i in infos:
-                if i.compress_type not in _METHODS:
-                    raise BundleError(f"{where}: member {i.filename!r} uses compression method "
-                                      f"{i.compress_type}; only stored and deflated are read")
-                if i.file_size > MAX_RATIO * i.compress_size + (1 << 20):
-                    raise BundleError(f"{where}: member {i.filename!r} unpacks to {i.file_size:,} "
-                                      f"bytes from {i.compress_size:,}: a decompression bomb")
+                problem = zip_member_problem(i, MAX_RATIO)
+                if problem:
+                    raise BundleError(f"{where}: member {i.filename!r} {problem}")
             if sum(i.file_size for i in infos) > MAX_UNPACKED:
                 raise BundleError(f"{where}: unpacks to more than {MAX_UNPACKED >> 30} GiB")
             self._info = {i.filename[:-4]: i for i in infos if i.filename.endswith(".npy")}

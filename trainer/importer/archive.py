@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from charwright.runtime.bundle.architecture import GATES
 from charwright.runtime.bundle.manifest import MAX_VOCAB, show
 from charwright.runtime.errors import ConfigError, require
+from charwright.runtime.files.npz import zip_member_problem
 
 MAX_MEMBERS = 256
 MAX_RATIO = 100  # Keras stores its members; deflated JSON packs ~10x, random weights ~1x
@@ -45,7 +46,6 @@ MAX_UNITS = 8192  # the recurrent layer's bound in trainer/config.py's layer_spe
 MAX_WIDTH = 65_536  # an embedding's width, a declared feature axis
 MAX_IDS = MAX_VOCAB + 2  # every code point, plus StringLookup's mask and [UNK]
 OVERHEAD = 16 << 20  # h5 headers and the archive's own bytes, far above any real model's
-_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _SHAPE_KEYS = ("batch_shape", "batch_input_shape", "input_shape", "shape")
 _TOP = ("Sequential", "Functional", "Model")
 RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}  # Keras class -> charwright cell
@@ -132,12 +132,9 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
                           "file was not written by Keras")
     if info.flag_bits & 0x1:
         raise ConfigError(f"{path}: member {show(name)} is encrypted")
-    if info.compress_type not in _METHODS:
-        raise ConfigError(f"{path}: member {show(name)} uses compression method "
-                          f"{info.compress_type}; only stored and deflated members are read")
-    if info.file_size > MAX_RATIO * info.compress_size + (1 << 20):
-        raise ConfigError(f"{path}: member {show(name)} unpacks to {info.file_size:,} bytes "
-                          f"from {info.compress_size:,}: a decompression bomb")
+    problem = zip_member_problem(info, MAX_RATIO)
+    if problem:
+        raise ConfigError(f"{path}: member {show(name)} {problem}")
 
 
 def _legacy_h5_config(path: Path) -> tuple[dict, int]:
