@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.bundle.architecture import (STATE_PARTS, folded_input_table, input_bias,
-                                                  recurrent_bias)
+from charwright.runtime.bundle.architecture import (folded_input_table, input_bias, recurrent_bias,
+                                                  run_stack)
 from charwright.trainer.config import ModelConfig
 
 STEP_INPUTS = ("token", "state")
@@ -98,15 +98,8 @@ def build_step_function(weights: dict, cfg: ModelConfig):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="token"),
                                       tf.TensorSpec([None, S], tf.float32, name="state")])
         def step(self, token, state):
-            x, new_parts, off = tf.gather(tf.constant(table0), token), [], 0  # [batch, G*H]
-            for i, spec in enumerate(specs):
-                H = spec["units"]
-                parts = [state[:, off + k * H : off + (k + 1) * H]
-                         for k in range(STATE_PARTS[spec["cell"]])]
-                off += len(parts) * H
-                out = layer(i, spec, x, parts)
-                new_parts.extend(out)
-                x = out[0]
+            x0 = tf.gather(tf.constant(table0), token)  # [batch, G*H]
+            x, new_parts = run_stack(specs, x0, state, layer)
             logits = tf.matmul(x, tf.constant(w["dense.kernel"])) + tf.constant(w["dense.bias"])
             new_state = new_parts[0] if len(new_parts) == 1 else tf.concat(new_parts, axis=1)
             return {"logits": logits, "new_state": new_state}

@@ -14,7 +14,7 @@ from charwright.runtime.files.npz import Npz
 from charwright.runtime.backends import BY_NAME
 from charwright.runtime.backends.base import StepBackend
 from charwright.runtime.bundle.architecture import (folded_input_table, input_bias, layer_specs,
-                                                  recurrent_bias, weight_shapes)
+                                                  recurrent_bias, run_stack, weight_shapes)
 
 def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)  # Keras 3: relu6(x + 3) / 6
@@ -73,40 +73,33 @@ class NumpyStep(StepBackend):
         return step
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
-        x = self.table0[tokens]  # [B, G*H], embedding + input projection + bias
-        new, off, h_out = [], 0, None
-        for i, spec in enumerate(self.specs):
-            H = int(spec["units"])
-            act, ract = self.acts[i]
-            if i > 0:
-                x = h_out @ self.kernel[i] + self.in_bias[i]
-            h = state[:, off : off + H]
-            if spec["cell"] == "gru":
-                rk = self.rkernel[i]
-                if spec["reset_after"]:
-                    rec = h @ rk + self.rbias[i]
-                    z = ract(x[:, :H] + rec[:, :H])
-                    r = ract(x[:, H : 2 * H] + rec[:, H : 2 * H])
-                    hh = act(x[:, 2 * H :] + r * rec[:, 2 * H :])
-                else:  # reset before the recurrent matmul, no recurrent bias
-                    rec = h @ rk[:, : 2 * H]
-                    z = ract(x[:, :H] + rec[:, :H])
-                    r = ract(x[:, H : 2 * H] + rec[:, H:])
-                    hh = act(x[:, 2 * H :] + (r * h) @ rk[:, 2 * H :])
-                h_out = hh + z * (h - hh)  # = z*h + (1-z)*hh
-                new.append(h_out)
-                off += H
-            elif spec["cell"] == "lstm":
-                c = state[:, off + H : off + 2 * H]
-                g = x + h @ self.rkernel[i]
-                c_new = ract(g[:, H : 2 * H]) * c + ract(g[:, :H]) * act(g[:, 2 * H : 3 * H])
-                h_out = ract(g[:, 3 * H :]) * act(c_new)
-                new += [h_out, c_new]
-                off += 2 * H
-            else:
-                h_out = act(x + h @ self.rkernel[i])
-                new.append(h_out)
-                off += H
+        x0 = self.table0[tokens]  # [B, G*H], embedding + input projection + bias
+        h_out, new = run_stack(self.specs, x0, state, self._layer)
         logits = h_out @ self.dense_w + self.dense_b
         new_state = new[0] if len(new) == 1 else np.concatenate(new, axis=1)
         return logits.astype(np.float32, copy=False), new_state.astype(np.float32, copy=False)
+
+    def _layer(self, i: int, spec: dict, x: np.ndarray, parts: list) -> list:
+        """Layer i: its input projection (layer 0's is the folded table), then its cell; returns
+        its new parts, h first. Keras 3's gate order: GRU z, r, h; LSTM i, f, c, o."""
+        H, (act, ract), h = spec["units"], self.acts[i], parts[0]
+        if i > 0:
+            x = x @ self.kernel[i] + self.in_bias[i]
+        if spec["cell"] == "gru":
+            rk = self.rkernel[i]
+            if spec["reset_after"]:
+                rec = h @ rk + self.rbias[i]
+                z = ract(x[:, :H] + rec[:, :H])
+                r = ract(x[:, H : 2 * H] + rec[:, H : 2 * H])
+                hh = act(x[:, 2 * H :] + r * rec[:, 2 * H :])
+            else:  # reset before the recurrent matmul, no recurrent bias
+                rec = h @ rk[:, : 2 * H]
+                z = ract(x[:, :H] + rec[:, :H])
+                r = ract(x[:, H : 2 * H] + rec[:, H:])
+                hh = act(x[:, 2 * H :] + (r * h) @ rk[:, 2 * H :])
+            return [hh + z * (h - hh)]  # = z*h + (1-z)*hh
+        if spec["cell"] == "lstm":
+            g = x + h @ self.rkernel[i]
+            c_new = ract(g[:, H : 2 * H]) * parts[1] + ract(g[:, :H]) * act(g[:, 2 * H : 3 * H])
+            return [ract(g[:, 3 * H :]) * act(c_new), c_new]
+        return [act(x + h @ self.rkernel[i])]

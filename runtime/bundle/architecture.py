@@ -7,6 +7,8 @@ export's step graphs). numpy only.
     weight_shapes(arch)      the weights.npz contract: name -> shape
     GATES[cell]              gate blocks per layer: GRU z, r, h; LSTM i, f, c, o; SimpleRNN one
     STATE_PARTS[cell]        vectors a layer keeps in the flat state: h, or h and c (LSTM)
+    run_stack(specs, x, state, layer)
+                             the layer loop every implementation of the step shares
     input_bias, folded_input_table
                              layer 0's input projection folded with the embedding: one gather
                              from a [V, G*H] table replaces the lookup, its matmul and the bias
@@ -69,6 +71,22 @@ def weight_shapes(arch: dict) -> dict:
     out["dense.kernel"] = (prev, V)
     out["dense.bias"] = (V,)
     return out
+
+
+def run_stack(specs: list[dict], x, state, layer):
+    """The step's loop over layers, for numpy arrays and TF tensors alike: split the flat state
+    [batch, S] into each layer's parts (h, or h and c), call `layer(i, spec, x, parts)` -> that
+    layer's new parts (new h first), and feed each new h to the next layer as its input.
+    Returns (the last layer's h, every new part in state order)."""
+    new_parts, off = [], 0
+    for i, spec in enumerate(specs):
+        H = spec["units"]
+        parts = [state[:, off + k * H : off + (k + 1) * H] for k in range(STATE_PARTS[spec["cell"]])]
+        off += len(parts) * H
+        out = layer(i, spec, x, parts)
+        new_parts.extend(out)
+        x = out[0]
+    return x, new_parts
 
 
 def input_bias(bias: np.ndarray, spec: dict) -> np.ndarray:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charwright.runtime.bundle.architecture import (GATES, STATE_PARTS, folded_input_table,
-                                                  input_bias, layer_specs, recurrent_bias,
+from charwright.runtime.bundle.architecture import (GATES, folded_input_table, input_bias,
+                                                  layer_specs, recurrent_bias, run_stack,
                                                   state_size)
 
 # 1 - f(x) == f(-x): for these gate activations the GRU update gate can compute u = 1 - z
@@ -156,15 +156,8 @@ def build_integer_step(weights: dict, arch: dict):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="token"),
                                       tf.TensorSpec([None, S], tf.float32, name="state")])
         def step(self, token, state):
-            x, new_parts, off = [tf.gather(tf.constant(t), token) for t in tables0], [], 0
-            for i, spec in enumerate(specs):
-                H = spec["units"]
-                parts = [state[:, off + k * H : off + (k + 1) * H]
-                         for k in range(STATE_PARTS[spec["cell"]])]
-                off += len(parts) * H
-                out = layer(i, spec, x, parts)
-                new_parts.extend(out)
-                x = out[0]
+            x0 = [tf.gather(tf.constant(t), token) for t in tables0]  # one per gate
+            x, new_parts = run_stack(specs, x0, state, layer)
             logits = tf.matmul(x, tf.constant(w["dense.kernel"])) + tf.constant(w["dense.bias"])
             new_state = new_parts[0] if len(new_parts) == 1 else tf.concat(new_parts, axis=1)
             return {"logits": logits, "new_state": new_state}
