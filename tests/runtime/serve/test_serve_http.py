@@ -8,26 +8,14 @@ import asyncio
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from bundle_factory import make_bundle
-from serve_util import AUTH, CLI, KEY, keyed_server, post, sse_events
+from serve_util import AUTH, CLI, KEY, post, sse_events
 
 pytestmark = [pytest.mark.serve]
 PROMPT = "abc "
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("serve") / "tiny", units=32)
-
-
-@pytest.fixture(scope="module")
-def server(bundle):
-    yield from keyed_server(bundle)
 
 
 def stream_text(server, body) -> tuple[dict, list]:

@@ -5,21 +5,14 @@ and exits 0, and a long prompt primes beside the other requests."""
 import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from bundle_factory import make_bundle
 from serve_util import ServerProcess, sse_events
 
 pytestmark = [pytest.mark.serve]
 PROMPT = "abc "
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("serve") / "tiny", units=32)
 
 
 # ---- backpressure and shutdown (their own servers) ----------------------------------------------

@@ -4,25 +4,13 @@ leaves mid-body or sends a broken chunked body leaves no traceback."""
 
 import json
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from bundle_factory import make_bundle
-from serve_util import AUTH, KEY, keyed_server, post
+from serve_util import AUTH, KEY, post
 
 pytestmark = [pytest.mark.serve]
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("serve") / "tiny", units=32)
-
-
-@pytest.fixture(scope="module")
-def server(bundle):
-    yield from keyed_server(bundle)
 
 
 # ---- every bad request gets its status and the standard body ------------------------------------
