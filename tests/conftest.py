@@ -11,14 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
-# helpers the tests import by name (fakes, bundle_factory, serve_util), wherever a test lives
+# helpers the tests import by name (tiny_models, fakes, bundle_factory, serve_util), wherever a
+# test lives; never `from conftest import`: a nested conftest.py takes that module name
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from tiny_models import export_quiet, make_text, train_tiny  # noqa: E402
+
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 _EXTRAS = {"tf": ("tensorflow", "train"), "litert": ("ai_edge_litert", "litert"),
            "serve": ("starlette", "serve"), "report": ("matplotlib", "report"),
@@ -44,38 +46,11 @@ def _fail_missing_extra(request):
     pytest.fail("CI=true and a required extra is missing: install .[train,litert,serve,report,micro,dev]")
 
 
-def make_text(n_chars: int, seed: int = 0) -> str:
-    """Learnable synthetic English-like text: sentences drawn from a tiny grammar."""
-    rng = np.random.default_rng(seed)
-    subjects = ["the cat", "a dog", "my friend", "the king", "her brother", "our queen"]
-    verbs = ["sees", "likes", "finds", "calls", "keeps", "loves"]
-    objects = ["the moon.", "a red apple.", "the old house.", "his sword.", "the sea."]
-    out, size = [], 0
-    while size < n_chars:
-        s = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}"
-        s = s[0].upper() + s[1:] + ("\n" if rng.random() < 0.3 else " ")
-        out.append(s)
-        size += len(s)
-    return "".join(out)[:n_chars]
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
     path.write_text(make_text(30_000), encoding="utf-8")
     return path
-
-
-def train_tiny(run_dir: Path, corpus: Path, cell="gru", layers=1, units=24, epochs=2, **kw):
-    from charwright.trainer import ModelConfig, TrainConfig
-    from charwright.trainer.train import train
-
-    tcfg = dict(seq_len=32, batch_size=16, epochs=epochs, probe_chars=300, greedy_chars=60,
-                sample_chars=0, seed=1)
-    tcfg.update(kw)
-    return train([corpus], run_dir, ModelConfig(cell=cell, layers=layers, units=units,
-                                                embedding_dim=8),
-                 TrainConfig(**tcfg))
 
 
 @pytest.fixture(scope="session")
@@ -85,12 +60,6 @@ def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "gru"
     train_tiny(run_dir, tiny_corpus)
     return run_dir
-
-
-def export_quiet(run_dir: Path, bundle_dir: Path, **kw):
-    from charwright.export.writer import export
-
-    return export(run_dir, bundle_dir, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import export_quiet, make_text
+from tiny_models import export_quiet, make_text
 
 from charwright.runtime.cli import cli
 

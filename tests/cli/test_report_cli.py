@@ -22,7 +22,7 @@ def _series_of_png(path):
 
 
 def test_run_report_png(tmp_path, tiny_corpus):
-    from conftest import train_tiny
+    from tiny_models import train_tiny
 
     run = tmp_path / "run"
     train_tiny(run, tiny_corpus, units=8, epochs=2, checkpoint_every=10, probe_chars=50,

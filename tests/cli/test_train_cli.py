@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_text
+from tiny_models import make_text
 
 from charwright.runtime.cli import cli
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import export_quiet, train_tiny
+from tiny_models import export_quiet, train_tiny
 
 from charwright.runtime.bundle.reader import load_bundle
 from charwright.runtime.errors import BundleError

@@ -14,7 +14,7 @@ import pytest
 
 from charwright.runtime.errors import ConfigError
 from charwright.trainer.strategy import cluster_from_env
-from conftest import make_text
+from tiny_models import make_text
 
 ARGS = ["--units", "8", "--embedding-dim", "4", "--seq-len", "16", "--batch-size", "8",
         "--epochs", "2", "--checkpoint-every", "10", "--sample-chars", "0", "--probe-chars", "50",

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import make_text
+from tiny_models import make_text
 
 pytestmark = pytest.mark.tf
 

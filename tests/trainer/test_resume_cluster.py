@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_text
+from tiny_models import make_text
 from test_multiworker import ARGS, _finish, _start_workers, _tf_config
 
 pytestmark = pytest.mark.tf

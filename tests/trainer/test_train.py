@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import train_tiny
+from tiny_models import train_tiny
 
 from charwright.runtime.errors import ConfigError, CorpusError, RunDirError
 

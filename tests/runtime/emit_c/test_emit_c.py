@@ -12,7 +12,7 @@ import pytest
 from charwright.runtime.errors import ConfigError
 
 from bundle_factory import make_bundle
-from conftest import export_quiet, train_tiny
+from tiny_models import export_quiet, train_tiny
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import export_quiet, train_tiny
+from tiny_models import export_quiet, train_tiny
 
 from charwright.runtime.verify import micro
 from charwright.runtime.bundle.reader import load_bundle
