@@ -34,7 +34,12 @@ WINDOW_MAX = 65_536
 
 
 def _real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range (JSON allows 400 digits)
+        return False
 
 
 def _int(x) -> bool:

@@ -144,18 +144,31 @@ def _bounded(base):
 
         _head = None  # bytes of the current request head so far; None once the head is complete
         _fields = 0
+        _parsed = 0  # bytes of request line and fields the parser handed over (a whole head
+        #              that arrives in the read crossing the limit is caught here)
         _refused = None  # why the request was refused (431), once it was
 
         def on_message_begin(self):
-            self._head, self._fields = 0, 0
+            self._head, self._fields, self._parsed = 0, 0, 0
             super().on_message_begin()
+
+        def on_url(self, url):
+            self._count(len(url))
+            super().on_url(url)
 
         def on_header(self, name, value):
             self._fields += 1
             if self._fields > MAX_HEADER_FIELDS:
                 self._refused = f"more than {MAX_HEADER_FIELDS} header fields"
                 raise _HeadRefused(self._refused)
+            self._count(len(name) + len(value) + 4)  # ": " and CRLF
             super().on_header(name, value)
+
+        def _count(self, n: int) -> None:
+            self._parsed += n
+            if self._parsed > MAX_HEAD_BYTES:
+                self._refused = f"request head over {MAX_HEAD_BYTES:,} bytes"
+                raise _HeadRefused(self._refused)
 
         def on_headers_complete(self):
             self._head = None

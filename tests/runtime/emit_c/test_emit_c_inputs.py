@@ -310,7 +310,8 @@ def test_a_nul_in_the_vocabulary_prints_what_python_prints(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("defaults,field", [
     ({"temperature": float("nan")}, "temperature"), ({"temperature": "0.8"}, "temperature"),
-    ({"temperature": 1e400}, "temperature"), ({"top_k": "5"}, "top_k"),
+    ({"temperature": 1e400}, "temperature"), ({"temperature": 10**400}, "temperature"),
+    ({"top_k": "5"}, "top_k"),
     ({"top_k": 2.5}, "top_k"), ({"top_p": "0.9); system(\"id\""}, "top_p"),
     ({"top_p": 2.0}, "top_p"), ({"temperature": True}, "temperature"),
     ({"greedy": True}, "sampling_defaults")])

@@ -23,6 +23,9 @@ BAD = [
     ({"model": "tiny", "prompt": "xyz"}, 400, "prompt"),
     ({"model": "tiny", "prompt": "a", "temperature": -1}, 400, "temperature -1"),
     ({"model": "tiny", "prompt": "a", "temperature": "hot"}, 400, "temperature 'hot'"),
+    (b'{"model": "tiny", "prompt": "a", "temperature": 1' + b"1" * 400 + b"}", 400, "temperature"),
+    (b'{"model": "tiny", "prompt": "a", "repetition_penalty": 9' + b"9" * 400 + b"}", 400,
+     "repetition_penalty"),
     ({"model": "tiny", "prompt": "a", "top_k": 0}, 400, "top_k 0"),
     ({"model": "tiny", "prompt": "a", "top_k": 2.5}, 400, "top_k 2.5"),
     ({"model": "tiny", "prompt": "a", "top_p": 0}, 400, "top_p 0"),
@@ -116,10 +119,13 @@ def test_an_oversized_head_gets_431_and_one_log_line(server):
     fields = b"".join(b"x-f%d: 1\r\n" % i for i in range(101))
     got = _raw(server, _head(extra=fields + b"content-length: 2\r\n\r\n{}"))
     assert got.startswith(b"HTTP/1.1 431 ") and b"more than 100 header fields" in got
+    # a whole 33,000-byte request line in one write: caught as the parser hands it over
+    got = _raw(server, b"GET /" + b"a" * 33_000 + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 431 ") and b"request head over 32,768 bytes" in got
     # 99 fields of ours (with host and authorization: 101) pass the header check
     time.sleep(0.2)
     lines = _no_traceback(server, since)
-    assert len(lines) == 2 and all("(431)" in line for line in lines), lines
+    assert len(lines) == 3 and all("(431)" in line for line in lines), lines
     r = post(server, {"model": "tiny", "prompt": "a", "max_tokens": 3})
     assert r.status_code == 200  # the server goes on
 
