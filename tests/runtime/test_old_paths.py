@@ -12,3 +12,11 @@ def test_old_paths_give_the_same_objects():
     assert Generator is new_gen.Generator and run is new_gen.run
     assert TextStream is new_ts.TextStream
     assert Sampler is S2 and SamplingConfig is C2
+
+
+def test_the_sampling_package_offers_what_the_sampling_module_did():
+    import charwright.runtime.sampling as sampling
+
+    for name in ("ORDER", "SEED_MAX", "PENALTY_MAX", "WINDOW_MAX", "MinP", "RepetitionPenalty",
+                 "Temperature", "TopK", "TopP", "Typical", "Categorical", "Greedy"):
+        assert hasattr(sampling, name), name
