@@ -136,7 +136,7 @@ class _HeadRefused(Exception):
     """Raised in a parser callback: httptools stops and uvicorn calls send_400_response."""
 
 
-def _bounded(base):
+def _bounded(base):  # over 60 lines only as the body of one class of short parser callbacks
     class BoundedHttpTools(base):
         """At most MAX_HEAD_BYTES of request line and header fields and MAX_HEADER_FIELDS
         fields; beyond either, 431 with the standard body, one log line, connection closed.
