@@ -277,6 +277,19 @@ def hostile(text_and_vocab):
         "module": "os", "class_name": "system", "registered_name": "function",
         "config": f"touch {marker}"}))
     variant("traversal.keras", extra=[("../../evil.txt", b"x")])
+    # an InputLayer declaring 1,114,113 features (Keras builds the next layer from it): a Dense
+    # of 1.24e12 floats that was costed as 2,228,226 parameters, weights padded to match; a
+    # GRU(8192) that ended in TensorFlow's out-of-memory error
+    wide = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+            "config": {"name": "wide_in", "batch_shape": [None, None, 1_114_113],
+                       "dtype": "float32"}}
+    variant("wide_input_dense.keras", lambda ls: ls.__setitem__(slice(None), [wide, {
+        "module": "keras.layers", "class_name": "Dense", "registered_name": None,
+        "config": {"name": "big", "units": 1_114_113}}]),
+            extra=[("model.weights.h5", bytes(1_300_000))])
+    variant("wide_input_gru.keras", lambda ls: ls.__setitem__(slice(None), [wide, {
+        "module": "keras.layers", "class_name": "GRU", "registered_name": None,
+        "config": {"name": "big", "units": 8192, "return_sequences": True}}]))
     data = (h / "plain.keras").read_bytes()
     (h / "truncated.keras").write_bytes(data[: len(data) // 2])
     return h
@@ -295,6 +308,10 @@ def hostile(text_and_vocab):
     ("lambda.keras", r"layer 'lam' \(Lambda\): arbitrary Python code cannot be converted"),
     ("custom.keras", r"layer 'dbl' \(Double\): not supported"),
     ("traversal.keras", r"member '\.\./\.\./evil\.txt' has a path outside the archive"),
+    ("wide_input_dense.keras", r"layer 'wide_in' \(InputLayer\): declares an input shape "
+                               r"\[None, None, 1114113\] of 1,114,113 features; at most 65,536"),
+    ("wide_input_gru.keras", r"layer 'wide_in' \(InputLayer\): declares an input shape "
+                             r"\[None, None, 1114113\] of 1,114,113 features; at most 65,536"),
     ("truncated.keras", r"truncated\.keras: not a readable \.keras archive \(File is not a zip "
                         r"file\); the file is truncated or damaged"),
 ])

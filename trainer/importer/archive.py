@@ -13,11 +13,17 @@ is built, its variables allocated, before the weights are found not to fit. So, 
     the config             parsed here; every layer one charwright imports (anything else, a
                            Lambda, a custom or nested class, is refused naming the layer), every
                            serialized object from Keras's own modules (never "os", "builtins"),
-                           every size an int in its range, every declared shape bounded
+                           every size an int in its range, every declared shape bounded (a
+                           feature axis, the last of three or more, at MAX_WIDTH unless it is
+                           the one-hot or Dense width the layers before produce)
     the sizes              the parameters the config declares need at least one byte each (int8
                            is the smallest type Keras stores), so they must fit in the weights the
                            file holds; and the weights may not be larger than 8 bytes per
-                           parameter (float64) plus the container's overhead
+                           parameter (float64) plus the container's overhead. A layer's input
+                           width is the widest of what the layers before it produce and every
+                           shape declared for it or the model (an InputLayer's batch_shape, a
+                           build_config), since Keras builds from either; a Dense or recurrent
+                           layer whose input width is nowhere declared is refused
 
 A legacy .h5 keeps its config in the "model_config" attribute: the same config checks, with the
 file itself as the weights. All failures are one line: ImportRefused naming the layer, or
@@ -46,7 +52,7 @@ MAX_UNITS = 8192  # the recurrent layer's bound in trainer/config.py's layer_spe
 MAX_WIDTH = 65_536  # an embedding's width, a declared feature axis
 MAX_IDS = MAX_VOCAB + 2  # every code point, plus StringLookup's mask and [UNK]
 OVERHEAD = 16 << 20  # h5 headers and the archive's own bytes, far above any real model's
-_SHAPE_KEYS = ("batch_shape", "batch_input_shape", "input_shape", "shape")
+_SHAPE_KEYS = ("batch_shape", "batch_input_shape", "input_shape", "shape", "build_input_shape")
 _TOP = ("Sequential", "Functional", "Model")
 RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}  # Keras class -> charwright cell
 IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
@@ -186,7 +192,13 @@ def check_config(config: dict, where: str) -> int:
     if not isinstance(layers, list) or not layers or len(layers) > MAX_LAYERS:
         raise ImportRefused(f"{where}: the model's layers must be a list of 1 to {MAX_LAYERS}, "
                             f"got {show(layers)}")
-    params, width = 0, 0
+    # every declared shape's axes first (a width read below is then 0..MAX_IDS); compile_config
+    # is left out (load_model(compile=False) never reads it, and a custom loss there must not
+    # refuse the model)
+    top = {k: v for k, v in config.items() if k != "compile_config"}
+    _check_shapes(top, where)
+    # the model's own declared input (a Sequential without an InputLayer is built from it)
+    params, width = 0, _declared_width([config.get("build_config"), inner], 0, where)
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
             raise ImportRefused(f"{where}: layer {i} is not a serialized layer ({show(layer)})")
@@ -196,9 +208,12 @@ def check_config(config: dict, where: str) -> int:
             else f"layer {i} ({show(kind)})"
         if kind not in ACCEPTED:
             raise ImportRefused(f"{label}: {WHY_REFUSED.get(kind, NOT_SUPPORTED)}")
-        declared = _declared_width(layer)
-        if declared:
-            width = max(width, declared)
+        width = max(width, _declared_width([c, layer.get("build_config")], width, label))
+        if kind in ("Dense", *RECURRENT) and not width:
+            raise ImportRefused(f"{label}: its input width is declared nowhere (no Embedding or "
+                                "one-hot CategoryEncoding before it, no input shape); "
+                                "charwright imports Embedding|one-hot -> GRU/LSTM/SimpleRNN -> "
+                                "Dense")
         if kind == "Embedding":
             rows = _size(c, "input_dim", MAX_IDS, label)
             width = _size(c, "output_dim", MAX_WIDTH, label)
@@ -215,11 +230,8 @@ def check_config(config: dict, where: str) -> int:
             units = _size(c, "units", MAX_IDS, label)
             params += max(width, 1) * units + units
             width = units
-    # then every object inside: compile_config is left out (load_model(compile=False) never
-    # reads it, and a custom loss there must not refuse the model)
-    top = {k: v for k, v in config.items() if k != "compile_config"}
+    # then every object inside
     _check_modules(top, where, "")
-    _check_shapes(top, where)
     return params
 
 
@@ -230,13 +242,30 @@ def _size(c: dict, key: str, maximum: int, label: str) -> int:
     return v
 
 
-def _declared_width(layer: dict) -> int:
-    """The last axis of the input shape a layer is built for (build_config), 0 if unknown."""
-    build = layer.get("build_config")
-    shape = build.get("input_shape") if isinstance(build, dict) else None
-    if isinstance(shape, list) and shape and type(shape[-1]) is int:
-        return shape[-1]
-    return 0
+def _declared_width(sources: list, width: int, label: str) -> int:
+    """The widest last axis of the shapes declared in `sources` (a layer's config and
+    build_config, or the model's): Keras builds a layer from any of them, so its kernel is at
+    least that wide; 0 if none is. A feature axis (the last of three or more: batch, time,
+    features) is bounded at MAX_WIDTH unless it is `width`, what the layers before produce (a
+    one-hot CategoryEncoding's or a Dense layer's output, up to MAX_IDS): a declared input of
+    a million features is refused here rather than costed as one."""
+    found = 0
+    for src in sources:
+        if not isinstance(src, dict):
+            continue
+        shapes = [src.get(k) for k in _SHAPE_KEYS]
+        if isinstance(src.get("shapes_dict"), dict):
+            shapes += list(src["shapes_dict"].values())
+        for shape in shapes:
+            if not (isinstance(shape, list) and shape and type(shape[-1]) is int):
+                continue  # no shape, or an unknown last axis (_check_shapes judges the rest)
+            d = shape[-1]
+            if len(shape) >= 3 and d > MAX_WIDTH and d != width:
+                raise ImportRefused(f"{label}: declares an input shape {show(shape)} of "
+                                    f"{d:,} features; at most {MAX_WIDTH:,} are read (a "
+                                    "one-hot input comes from a CategoryEncoding layer)")
+            found = max(found, d)
+    return found
 
 
 def _check_modules(obj, where: str, at: str, depth: int = 0) -> None:
@@ -265,12 +294,15 @@ def _check_modules(obj, where: str, at: str, depth: int = 0) -> None:
 
 
 def _check_shapes(obj, where: str, depth: int = 0) -> None:
-    """Every declared shape (input layers, build configs) has axes of None or 1..MAX_IDS."""
+    """Every declared shape (input layers, build configs) has axes of None or 0..MAX_IDS."""
     if depth > 64:
         return  # _check_modules has refused it already
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k in _SHAPE_KEYS and isinstance(v, list):
+            if k == "shapes_dict" and isinstance(v, dict):  # a build_config's shapes by name
+                for shape in v.values():
+                    _check_shapes({"input_shape": shape}, where, depth + 1)
+            elif k in _SHAPE_KEYS and isinstance(v, list):
                 for d in v:
                     if d is not None and (type(d) is not int or not 0 <= d <= MAX_IDS):
                         raise ImportRefused(f"{where}: {k} {show(v)} declares an axis of "

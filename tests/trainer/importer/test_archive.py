@@ -217,3 +217,79 @@ def test_compile_config_is_not_judged(tmp_path):
     with pytest.raises(ImportRefused, match=r"input_shape \[None, 1099511627776\] declares an "
                        r"axis of 1099511627776"):
         check_model_file(_archive(tmp_path / "b.keras", c))
+
+
+def _wide_input(*after):
+    """The reviewer's bypass: an InputLayer declaring 1,114,113 features (Keras 3's Sequential
+    builds the next layer from its batch_shape), then `after`."""
+    return _config(layers=[_layer("InputLayer", "input_layer",
+                                  batch_shape=[None, None, ia.MAX_IDS - 1], dtype="float32"),
+                           *after])
+
+
+@pytest.mark.parametrize("config,weights", [
+    # a Dense of 1,114,113 x 1,114,113 (1.24e12 floats) that the check costed as 2,228,226
+    # parameters, with a 1.3 MB model.weights.h5 to match: accepted before, then built
+    (_wide_input(_layer("Dense", "dense", units=ia.MAX_IDS - 1)), 1_300_000),
+    # a GRU(8192) on the same input: TensorFlow's out-of-memory error before (costed as
+    # 201,400,320 parameters, so a 200 MB weights member passed; refused now whatever the
+    # weights); a GRU(256) is the same bypass in the small weights member here (costed as
+    # 199,936 parameters, its kernel 3.4 GB)
+    (_wide_input(_layer("GRU", "gru", units=8192, return_sequences=True)), None),
+    (_wide_input(_layer("GRU", "gru", units=256, return_sequences=True),
+                 _layer("Dense", "dense", units=31)), None),
+])
+def test_a_wide_declared_input_is_refused(tmp_path, config, weights):
+    path = _archive(tmp_path / "m.keras", config, weights=weights)
+    with pytest.raises(ImportRefused, match=r"layer 'input_layer' \(InputLayer\): declares an "
+                       r"input shape \[None, None, 1114113\] of 1,114,113 features; at most "
+                       r"65,536 are read") as e:
+        check_model_file(path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_layer_is_costed_from_every_declared_input_width(tmp_path):
+    """Any declared shape gives the next layer its width (an InputLayer's batch_shape, a legacy
+    batch_input_shape, the model's build_input_shape); a Dense or recurrent layer with none is
+    refused; a one-hot width above MAX_WIDTH passes where the layers before produce it."""
+    dense = _layer("Dense", "dense", units=1000)
+    c = _wide_input(dense)
+    c["config"]["layers"][0]["config"]["batch_shape"] = [None, None, 60_000]
+    assert check_config(c, "x") == 60_000 * 1000 + 1000
+    c["config"]["layers"][0]["config"] = {"name": "in", "batch_input_shape": [None, None, 500]}
+    assert check_config(c, "x") == 500 * 1000 + 1000
+    c["config"]["layers"] = [dense]
+    with pytest.raises(ImportRefused, match=r"layer 'dense' \(Dense\): its input width is "
+                       r"declared nowhere"):
+        check_config(c, "x")
+    c["config"]["build_input_shape"] = [None, None, 700]
+    assert check_config(c, "x") == 700 * 1000 + 1000
+    c["config"]["build_input_shape"] = [None, None, 70_000]
+    with pytest.raises(ImportRefused, match=r"x: declares an input shape \[None, None, 70000\] "
+                       r"of 70,000 features; at most 65,536"):
+        check_config(c, "x")
+    del c["config"]["build_input_shape"]
+    c["build_config"] = {"input_shape": [None, None, 70_000]}
+    with pytest.raises(ImportRefused, match=r"of 70,000 features"):
+        check_config(c, "x")
+    # a GRU's own build_config wider than the embedding before it: costed, then over the bound
+    c = _config()
+    c["config"]["layers"][2]["build_config"] = {"input_shape": [None, None, 1000]}
+    assert check_config(c, "x") == _params() + (1000 - 8) * 3 * 16
+    c["config"]["layers"][2]["build_config"] = {"input_shape": [None, None, 100_000]}
+    with pytest.raises(ImportRefused, match=r"layer 'gru' \(GRU\): declares an input shape "
+                       r"\[None, None, 100000\]"):
+        check_config(c, "x")
+    # one-hot: a CategoryEncoding of 70,000 feeds a GRU built for 70,000, a Dense of 70,000
+    # feeds a Softmax built for it (what Keras writes for such a model)
+    V, H = 70_000, 4
+    c = _config(layers=[
+        _layer("InputLayer", "input_layer", batch_shape=[None, None], dtype="int32"),
+        {**_layer("CategoryEncoding", "onehot", num_tokens=V, output_mode="one_hot"),
+         "build_config": {"input_shape": [None, None]}},
+        {**_layer("GRU", "gru", units=H, return_sequences=True),
+         "build_config": {"input_shape": [None, None, V]}},
+        {**_layer("Dense", "dense", units=V), "build_config": {"input_shape": [None, None, H]}},
+        {**_layer("Softmax", "softmax"), "build_config": {"input_shape": [None, None, V]}},
+    ])
+    assert check_config(c, "x") == V * 3 * H + H * 3 * H + 2 * 3 * H + H * V + V
