@@ -15,28 +15,41 @@ from charwright.runtime.errors import ConfigError
 
 
 class StopMatcher:
-    """Holds back only what might still begin a stop string."""
+    """Holds back only what might still begin a stop string.
+
+    Each stop string keeps its Knuth-Morris-Pratt state (the longest prefix of it that the text
+    ends with), so a character costs amortized O(number of stops) whatever their lengths: a
+    client's long stop string cannot stall the loop. A stop that completes ends at the newest
+    character; when several complete at once, the longest wins, i.e. the one that starts
+    earliest in the text (OpenAI's rule), whatever their order in the list."""
 
     def __init__(self, stops):
         self.stops = tuple(s for s in stops if s)
+        self._fail = [_failure(s) for s in self.stops]
+        self._state = [0] * len(self.stops)
         self.pending = ""
         self.stopped = False
 
-    def feed(self, ch: str) -> str:
-        """Adds one character; returns the text that is now safe to emit."""
-        p = self.pending + ch
-        for s in self.stops:
-            i = p.find(s)
-            if i >= 0:
+    def feed(self, text: str) -> str:
+        """Adds one character (or a few); returns the text that is now safe to emit."""
+        p, hold, match = self.pending, 0, 0
+        for ch in text:
+            p += ch
+            hold = 0
+            for j, s in enumerate(self.stops):
+                k, fail = self._state[j], self._fail[j]
+                while k and s[k] != ch:
+                    k = fail[k - 1]
+                if s[k] == ch:
+                    k += 1
+                if k == len(s):
+                    match = max(match, k)
+                self._state[j] = k
+                hold = max(hold, k)
+            if match:
                 self.stopped = True
                 self.pending = ""
-                return p[:i]
-        hold = 0
-        for s in self.stops:
-            for k in range(min(len(s) - 1, len(p)), hold, -1):
-                if p.endswith(s[:k]):
-                    hold = k
-                    break
+                return p[: len(p) - match]
         self.pending = p[len(p) - hold :] if hold else ""
         return p[: len(p) - hold] if hold else p
 
@@ -44,6 +57,19 @@ class StopMatcher:
         """At the end of generation: what was held back did not become a stop string."""
         out, self.pending = self.pending, ""
         return out
+
+
+def _failure(s: str) -> list[int]:
+    """KMP's failure function: f[i] = the length of the longest proper prefix of s[:i+1] that
+    is also its suffix."""
+    f, k = [0] * len(s), 0
+    for i in range(1, len(s)):
+        while k and s[i] != s[k]:
+            k = f[k - 1]
+        if s[i] == s[k]:
+            k += 1
+        f[i] = k
+    return f
 
 
 class TextStream:

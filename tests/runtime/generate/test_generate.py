@@ -242,12 +242,37 @@ def test_text_stream_ends_on_eos_stop_and_length():
     (("END",), "aENb", ["a", "", "", "ENb"]),
     (("END",), "aEND", ["a", "", "", ""]),
     (("ab", "b"), "xab", ["x", "", ""]),  # 'b' alone is a stop too: it ends at the first
+    (("b", "ab"), "xab", ["x", "", ""]),  # the stop that starts earliest wins, in any order
+    (("aab", "ab"), "xaab", ["x", "", "", ""]),
+    (("abab",), "xabacabab", ["x", "", "", "", "abac", "", "", "", ""]),  # KMP falls back
     (("aab",), "aaab", ["", "", "a", ""]),  # the held 'aa' slides: only the first 'a' is safe
     (("\n\n",), "a\nb\n\n", ["a", "", "\nb", "", ""]),
 ])
 def test_stop_matcher_units(stops, feed, expected):
     m = StopMatcher(stops)
     assert [m.feed(c) for c in feed] == expected
+
+
+def _stop_reference(stops, text):
+    """What a stop-aware stream must emit: the text before the first position where a stop
+    string ends, cut at the earliest start among the stops ending there (brute force)."""
+    for end in range(1, len(text) + 1):
+        starts = [end - len(s) for s in stops if s and text[:end].endswith(s)]
+        if starts:
+            return text[: min(starts)], True
+    return text, False
+
+
+def test_stop_matcher_matches_a_brute_force_reference():
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        stops = ["".join(rng.choice(list("ab"), rng.integers(1, 5))) for _ in range(rng.integers(1, 4))]
+        text = "".join(rng.choice(list("abc"), rng.integers(0, 14)))
+        m = StopMatcher(stops)
+        out = "".join(m.feed(c) for c in text if not m.stopped)
+        if not m.stopped:
+            out += m.flush()
+        assert (out, m.stopped) == _stop_reference(stops, text), (stops, text)
 
 
 def test_beam_search_with_end_of_sequence_and_length_penalty():
