@@ -6,6 +6,9 @@ ints (not Infinity, not "512", not true), flags are real booleans ("false" is no
 checksums are 64 hex characters (a null sha256 does not switch the check off), names are
 strings. The facts that must agree do agree: the vocabulary's size and the architecture's, the
 state size and the architecture (layers x units, x2 for LSTM) and the state layout.
+
+(Just over 300 lines, one idea: the manifest's typed checks, field by field; splitting them by
+section would scatter one format's rules over several files.)
 """
 
 from __future__ import annotations
