@@ -135,6 +135,8 @@ class Sampler:
         self.selector = Greedy() if cfg.is_greedy else Categorical(vocab_size)
         self._stateful = tuple(p for p in self.processors if p.stateful)
         self.rows = 0
+        self.vocab_size = int(vocab_size)
+        self._seed_row: list = []  # per row, (seed, row id): what row_state reports
         # the cheapest callable equal to __call__: the selector itself when the chain is empty
         self.sample = self.selector if not self.processors else self.__call__
 
@@ -144,13 +146,68 @@ class Sampler:
         for p in self._stateful:
             p.join(prompts)
         self.selector.join(seed, row_ids)
+        self._seed_row += [(int(seed), int(r)) for r in row_ids]
         self.rows += len(prompts)
 
     def take(self, keep: np.ndarray) -> None:
         for p in self._stateful:
             p.take(keep)
         self.selector.take(keep)
+        self._seed_row = [self._seed_row[i] for i in keep]
         self.rows = len(keep)
+
+    def row_state(self, i: int) -> dict:
+        """Row i's sampling state between two steps, as plain JSON-able values: what a snapshot
+        (generate/session.py) saves and set_row_state restores. Keys:
+
+            "seed"    int, 0..2**63-1: the seed of the row's coin stream
+            "row"     int, 0..2**63-1: its row id (the stream is keyed by rng.row_key(seed, row))
+            "coins"   int >= 0: the coins the row has drawn so far; its next draw is draw number
+                      "coins" of that stream (categorical sampling only: absent when greedy)
+            "window"  list of int ids, oldest first, at most repetition_window of them: the
+                      repetition penalty's window (its prompt's tail and the ids it accepted
+                      since); present only when the penalty is on
+            "dfa"     int: the state of the row's regex automaton (the constraint processor's,
+                      present only when the config constrains the text)
+
+        A processor or selector reports its own keys (LogitsProcessor.row_state); a compiled
+        sampler gives the same dict."""
+        if not 0 <= i < self.rows:
+            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
+        seed, row = self._seed_row[i]
+        d = {"seed": seed, "row": row}
+        d.update(self.selector.row_state(i))
+        for p in self._stateful:
+            d.update(p.row_state(i))
+        return d
+
+    def set_row_state(self, i: int, d: dict) -> None:
+        """Row i (joined already) takes the state `d` (row_state's keys; an absent key leaves
+        what join gave the row). Raises ConfigError for a malformed value, before any change."""
+        if not 0 <= i < self.rows:
+            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
+        if not isinstance(d, dict):
+            raise ConfigError("a row state must be a dict")
+        for k in ("seed", "row", "coins", "dfa"):
+            if k in d and (not _int(d[k]) or not 0 <= d[k] <= SEED_MAX):
+                raise ConfigError(f"row state {k} {d[k]!r}: must be an integer in 0..2**63-1")
+        if "window" in d:
+            w = d["window"]
+            if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) > WINDOW_MAX
+                    or not all(_int(x) and 0 <= x < self.vocab_size for x in w)):
+                raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
+                                  f"0..{self.vocab_size - 1}")
+        d = dict(d)
+        if "seed" in d or "row" in d:
+            seed, row = self._seed_row[i]
+            seed, row = int(d.get("seed", seed)), int(d.get("row", row))
+            self._seed_row[i] = (seed, row)
+            from charwright.runtime.sampling.rng import row_key
+
+            d["key"] = row_key(seed, row)
+        self.selector.set_row_state(i, d)
+        for p in self._stateful:
+            p.set_row_state(i, d)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         for p in self.processors:

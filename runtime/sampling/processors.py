@@ -52,6 +52,14 @@ class LogitsProcessor:
     def take(self, keep: np.ndarray) -> None:
         pass
 
+    def row_state(self, i: int) -> dict:
+        """Row i's state as plain JSON-able values (keys in Sampler.row_state's table)."""
+        return {}
+
+    def set_row_state(self, i: int, d: dict) -> None:
+        """Row i takes the state `d` (keys it does not know are ignored; absent keys leave
+        the row as join made it)."""
+
     def describe(self) -> str:
         return self.name
 
@@ -117,6 +125,23 @@ class RepetitionPenalty(LogitsProcessor):
     def take(self, keep):
         self.ring, self.counts = self.ring[keep], self.counts[keep]
         self._base = np.arange(len(self.ring), dtype=np.int64) * (self.vocab_size + 1)
+
+    def row_state(self, i):
+        """{"window": row i's last ids, oldest first (at most `window` of them)}."""
+        ids = np.roll(self.ring[i], -self.pos)
+        return {"window": ids[ids < self.vocab_size].tolist()}
+
+    def set_row_state(self, i, d):
+        """d["window"]: ids oldest first (its last `window` are kept), as if they had been
+        the row's prompt or its last accepted ids."""
+        if "window" not in d:
+            return
+        W, V = self.window, self.vocab_size
+        tail = np.asarray(d["window"], np.int64).reshape(-1)[-W:]
+        ring = np.full(W, V, np.int64)
+        ring[W - len(tail):] = tail
+        self.ring[i] = np.roll(ring, self.pos)
+        self.counts[i] = np.bincount(ring, minlength=V + 1)
 
     def describe(self):
         return f"repetition-penalty({self.penalty:g}, last {self.window})"

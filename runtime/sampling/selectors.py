@@ -3,6 +3,7 @@
     __call__(z) -> ids int64 [rows]     z: float32 [rows, vocab] (may be changed in place)
     join(seed, row_ids)                 rows join at the end of the batch
     take(keep)                          only rows `keep` stay
+    row_state(i) / set_row_state(i, d)  row i's coins used so far (Sampler.row_state's "coins")
 
 Categorical sampling is inverse-CDF sampling with one coin per row and step, specified so that
 any language reproduces it bit for bit (runtime/sampling/rng.py, runtime/c/SAMPLING.md): a row's coins
@@ -27,6 +28,12 @@ class Greedy:
         pass
 
     def take(self, keep) -> None:
+        pass
+
+    def row_state(self, i: int) -> dict:
+        return {}  # greedy draws no coins
+
+    def set_row_state(self, i: int, d: dict) -> None:
         pass
 
     def describe(self) -> str:
@@ -69,6 +76,23 @@ class Categorical:
     def take(self, keep) -> None:
         self.keys, self.drawn, self.coins = self.keys[keep], self.drawn[keep], self.coins[keep]
         self.seeds = [self.seeds[i] for i in keep]
+
+    def row_state(self, i: int) -> dict:
+        """{"coins": the draws row i has used so far} (its next draw is number "coins")."""
+        return {"coins": int(self.drawn[i]) - (self.BLOCK - self.pos)}
+
+    def set_row_state(self, i: int, d: dict) -> None:
+        """d["coins"]: row i's next draw is number d["coins"] of its stream; d["key"] (an
+        rng.row_key) replaces its key. The row's unread block columns are made anew."""
+        if "key" in d:
+            self.keys[i] = np.uint64(d["key"])
+        if "coins" not in d and "key" not in d:
+            return
+        used = int(d["coins"]) if "coins" in d else self.row_state(i)["coins"]
+        n = self.BLOCK - self.pos
+        if n:
+            self.coins[i, self.pos:] = rng.uniforms(self.keys[i:i + 1], [used], n)[0]
+        self.drawn[i] = np.uint64(used + n)
 
     def _refill(self) -> None:
         self.coins = rng.uniforms(self.keys, self.drawn, self.BLOCK)
