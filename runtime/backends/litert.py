@@ -42,6 +42,8 @@ class LiteRTStep(StepBackend):
         self._i_token, self._i_state = sig["inputs"][names[0]], sig["inputs"][names[1]]
         self._o_logits, self._o_state = sig["outputs"][names[2]], sig["outputs"][names[3]]
         self._batch = None
+        self._raw_ok = all(callable(getattr(getattr(self.it, "_interpreter", None), f, None))
+                           for f in ("SetTensor", "Invoke", "GetTensor"))  # else the public API
         self._check_widths()
         with quiet_stderr():  # the first allocation applies the delegate, which prints; later
             self._resize(1)  # resizes do not (checked), so steps never touch fd 2
@@ -83,8 +85,18 @@ class LiteRTStep(StepBackend):
     def step(self, tokens: np.ndarray, state: np.ndarray):
         if tokens.shape[0] != self._batch:
             self._resize(tokens.shape[0])
-        it = self.it
-        it.set_tensor(self._i_token, tokens)
-        it.set_tensor(self._i_state, state)
-        it.invoke()
-        return it.get_tensor(self._o_logits), it.get_tensor(self._o_state)
+        if not self._raw_ok:
+            it = self.it
+            it.set_tensor(self._i_token, tokens)
+            it.set_tensor(self._i_state, state)
+            it.invoke()
+            return it.get_tensor(self._o_logits), it.get_tensor(self._o_state)
+        # the wrapped interpreter's own calls: the same copies in and out, without the
+        # Python wrapper's per-call frames and its check for numpy views into the arena
+        # (this backend never hands out one: get_tensor copies). Never kept on self: LiteRT's
+        # check counts the references to _interpreter, and resize_tensor_input runs it
+        raw = self.it._interpreter
+        raw.SetTensor(self._i_token, tokens)
+        raw.SetTensor(self._i_state, state)
+        raw.Invoke()
+        return raw.GetTensor(self._o_logits, 0), raw.GetTensor(self._o_state, 0)

@@ -1,12 +1,18 @@
 """onnxruntime backend (CPU execution provider).
 
-Per-call cost is what scoring pays: session.run() converts the feed dict and allocates both
-outputs on every call (about 4 us on a trivial graph, measured on an AMD EPYC with onnxruntime
-1.32). replay() runs the teacher-forced loop through two IOBindings over preallocated OrtValues
-(state ping-pongs between two buffers), which drops that overhead; see README "Benchmarks".
+Per-call cost is what generation and scoring pay: session.run() converts the feed dict, checks
+its inputs and allocates both outputs on every call (about 4 us of the demo model's 28 us step,
+measured on an Intel Xeon with onnxruntime 1.32). step() therefore runs through an IOBinding
+over preallocated buffers, one per thread and batch size (the tokens and state are copied in,
+the logits and new state copied out: the caller owns what it gets, as with run()); inputs of
+another shape or dtype take session.run(), so its errors stay what they were. replay() runs the
+teacher-forced loop through two IOBindings over preallocated OrtValues (state ping-pongs between
+two buffers); see README "Benchmarks".
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -15,6 +21,7 @@ from charwright.runtime.backends import BY_NAME
 from charwright.runtime.backends.base import StepBackend
 
 TOKEN, STATE, LOGITS, NEW_STATE = "token", "state", "logits", "new_state"
+_INT32, _FLOAT32 = np.dtype(np.int32), np.dtype(np.float32)  # what the bound buffers hold
 
 
 class ONNXStep(StepBackend):
@@ -51,6 +58,8 @@ class ONNXStep(StepBackend):
         self._outputs = [self._logits, self._new_state]
         self._check_signature()
         self._run = self.session.run
+        self._run_bound = self.session.run_with_iobinding
+        self._local = threading.local()  # .io: this thread's _Bound (the session is shared)
 
     def _check_signature(self) -> None:
         ins = {i.name: i for i in self.session.get_inputs()}
@@ -77,12 +86,35 @@ class ONNXStep(StepBackend):
                            f"{first}")
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
+        io = getattr(self._local, "io", None)
+        if io is None or io.shape != state.shape:
+            io = self._bind(tokens, state)
+        if io is not None and tokens.dtype is _INT32 and state.dtype is _FLOAT32 \
+                and tokens.shape == io.tokens_shape:
+            io.tokens[...] = tokens
+            io.state[...] = state
+            try:
+                self._run_bound(io.binding)
+            except Exception as e:  # onnxruntime's own types: a shape the file does not take
+                raise self._failed(e) from None
+            return io.logits.copy(), io.new_state.copy()
         try:
             logits, new_state = self._run(self._outputs, {self._token: tokens,
                                                           self._state: state})
         except Exception as e:  # onnxruntime's own types: a shape the file does not take
             raise self._failed(e) from None
         return logits, new_state
+
+    def _bind(self, tokens: np.ndarray, state: np.ndarray):
+        """This thread's IOBinding for batch len(tokens), or None (the plain run() path) for
+        inputs that are not int32 [n] and float32 [n, state_size]."""
+        n = tokens.shape[0] if tokens.ndim == 1 else -1
+        if tokens.dtype is not _INT32 or state.dtype is not _FLOAT32 \
+                or state.shape != (n, self.state_size) or n < 1:
+            return None
+        io = _Bound(self, n)
+        self._local.io = io
+        return io
 
     def replay(self, tokens: np.ndarray, state: np.ndarray):
         """Teacher-forced pass at batch 1: logits float32 [N, vocab] and the final state."""
@@ -112,3 +144,23 @@ class ONNXStep(StepBackend):
         except Exception as e:  # onnxruntime's own types: a shape the file does not take
             raise self._failed(e) from None
         return out, bufs[n & 1].copy()
+
+
+class _Bound:
+    """One thread's IOBinding of an ONNXStep at one batch size, over preallocated buffers."""
+
+    __slots__ = ("shape", "tokens_shape", "tokens", "state", "logits", "new_state", "binding")
+
+    def __init__(self, step: ONNXStep, n: int):
+        ov = step._ort.OrtValue.ortvalue_from_numpy
+        self.shape, self.tokens_shape = (n, step.state_size), (n,)
+        self.tokens = np.zeros(n, np.int32)
+        self.state = np.zeros((n, step.state_size), np.float32)
+        self.logits = np.empty((n, step.vocab_size), np.float32)
+        self.new_state = np.empty((n, step.state_size), np.float32)
+        b = self.binding = step.session.io_binding()
+        # the OrtValues wrap these numpy buffers (no copy); the binding keeps them alive
+        b.bind_ortvalue_input(step._token, ov(self.tokens))
+        b.bind_ortvalue_input(step._state, ov(self.state))
+        b.bind_ortvalue_output(step._logits, ov(self.logits))
+        b.bind_ortvalue_output(step._new_state, ov(self.new_state))
