@@ -70,9 +70,61 @@ def _cases() -> list[dict]:
         ("chain-65", wide, dict(temperature=0.9, top_k=40, top_p=0.95), 2**63 - 1, 7, []),
         ("categorical-65", wide, dict(), 0, 0, []),
         ("top-p-0.8-10000", big, dict(top_p=0.8), 88, 0, []),
-    ]
+    ] + _branch_cases(l8, wide)
     return [dict(name=n, logits=z, sampling=s, seed=seed, row=row, history=h)
             for n, z, s, seed, row, h in c]
+
+
+def _f32(*xs) -> np.ndarray:
+    return np.array(xs, np.float32)
+
+
+def _branch_cases(l8: np.ndarray, wide: np.ndarray) -> list:
+    """Cases that each pin one rule of runtime/c/SAMPLING.md a port could get wrong, as
+    (name, logits, sampling, seed, row, history); each comment says what a port that breaks the
+    rule picks instead."""
+    mixed = _f32(2.5, 1.0, 0.0, -0.5, 3.0, -np.inf, 0.7, -2.0)
+    a = np.float32(1 + 2**-10)
+    # z > 0 takes z * float32(1/r), 1/r in float64: 1.0009765625 * float32(1/1.1) is
+    # 0.9099787473678589 (id 0 ties id 1: greedy picks id 0); z / float32(r) and
+    # z * (1.0f / float32(r)) give 0.9099786877632141 (id 1 wins)
+    inverse = _f32(a, a * np.float32(1.0 / 1.1), 0.5)
+    # adjacent float32 logits that z * float32(1/1.3) makes equal (top-k 1 keeps both: ties with
+    # the k-th stay); z / 1.3 keeps them apart and keeps id 1 alone
+    tie = _f32(1.750000238418579, 1.7500003576278687, 0.5, -1.0)
+    # min-p 0.25 over max 2: the threshold 2 + float32(ln 0.25) = 0.6137056350708008 keeps id 2
+    # (equal to it) and drops id 3 (one float32 below)
+    edge = _f32(2.0, 0.3, 0.6137056350708008, 0.613705575466156, -3.0)
+    # typical 0.3: |surprisal - entropy| of id 2 is 6.3e-8 below id 0's (float64), so the order
+    # is 1, 2, 0: id 2 (p 0.14) is kept and id 0 (p 0.5) dropped; float32 arithmetic puts id 2
+    # 1.2e-7 above id 0 and keeps id 0 instead
+    near = _f32(2.0, 1.2, 0.6753648519515991, 0.137719064950943, -0.6396315097808838,
+                -1.307873249053955)
+    return [
+        # penalty: every z sign (z > 0 -> 1/r, 0 and -inf unchanged), id 4 twice in the history
+        # is penalized once, the window (6) moves as ids are picked
+        ("repetition-penalty-positive", mixed, dict(repetition_penalty=1.3, repetition_window=6),
+         13, 0, [4, 4, 0, 2, 5, 3]),
+        ("repetition-penalty-below-1", mixed, dict(repetition_penalty=0.6, repetition_window=3),
+         14, 1, [1, 3]),
+        ("greedy-penalty-inverse", inverse, dict(greedy=True, repetition_penalty=1.1), 0, 0, [0]),
+        # greedy 3.0, 2.9, 2.8 with r 1.5 over the last 2 ids: picks cycle 0, 1, 2 only if picked
+        # ids join the window and the oldest leaves
+        ("greedy-penalty-window", _f32(3.0, 2.9, 2.8, 1.0),
+         dict(greedy=True, repetition_penalty=1.5, repetition_window=2), 0, 0, [3]),
+        # id 1 (4.0) seen three times, r 2: once per distinct id gives 2.0 > 1.9 (id 1); once per
+        # occurrence 0.5 (id 0)
+        ("repetition-once-per-id", _f32(1.9, 4.0, -1.0), dict(greedy=True, repetition_penalty=2.0),
+         0, 0, [1, 1, 1]),
+        ("greedy-temperature-0", l8, dict(temperature=0.0), 15, 0, []),
+        ("temperature-product-tie", tie, dict(temperature=1.3, top_k=1), 16, 0, []),
+        ("top-k-ties-kth", _f32(2.0, 1.0, 2.0, 0.5, 2.0, 1.0), dict(top_k=4), 17, 0, []),
+        ("min-p-boundary", edge, dict(min_p=0.25), 18, 0, []),
+        ("typical-near-tie", near, dict(typical_p=0.3), 19, 0, []),
+        ("chain-all", wide, dict(temperature=0.9, top_k=50, top_p=0.95, min_p=0.02,
+                                 typical_p=0.95, repetition_penalty=1.2, repetition_window=16),
+         20, 5, [3, 17, 17, 40, 64, 0, 9]),
+    ]
 
 
 def run_case(logits: np.ndarray, sampling: dict, seed: int, row: int, history, steps: int):

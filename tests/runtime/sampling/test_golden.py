@@ -17,7 +17,10 @@ def test_make_golden_is_reproduced_and_stable():
     assert json.loads(json.dumps(doc)) == make_golden()  # deterministic, JSON-exact
     names = {c["name"] for c in doc["cases"]}
     assert {"greedy", "categorical", "temperature-0.5", "top-k-3", "top-p-0.7", "min-p-0.3",
-            "repetition-penalty", "typical-0.8", "chain", "top-p-0.8-10000"} <= names
+            "repetition-penalty", "typical-0.8", "chain", "top-p-0.8-10000",
+            "repetition-penalty-positive", "greedy-penalty-inverse", "greedy-penalty-window",
+            "repetition-once-per-id", "temperature-product-tie", "top-k-ties-kth",
+            "min-p-boundary", "typical-near-tie", "chain-all"} <= names
 
 
 def test_the_large_vocabulary_case_draws_the_last_id_of_the_nucleus():
@@ -51,5 +54,7 @@ def test_demo_bundle_carries_the_current_vectors():
 def test_verify_reports_the_golden_vectors():
     from charwright.runtime.commands.verify import verify
 
+    doc = make_golden()
+    n = len(doc["cases"]) + len(doc["rng"])
     r = CliRunner().invoke(verify, [str(DEMO_BUNDLE), "--format", "onnx"])
-    assert "sampling golden vectors: 21 of 21 reproduced" in r.output, r.output
+    assert f"sampling golden vectors: {n} of {n} reproduced" in r.output, r.output
