@@ -7,6 +7,7 @@ and no others, so every such case is needed and none passes by accident."""
 import numpy as np
 import pytest
 
+from charwright.runtime.sampling import config
 from charwright.runtime.sampling import processors as P
 from charwright.runtime.sampling.golden import check_golden, make_golden
 
@@ -20,9 +21,36 @@ def _failing(doc) -> set:
     return {f.split("'")[1] for f in check_golden(doc)}
 
 
+def _after_init(cls, change):
+    """cls.__init__ followed by change(self, *args)."""
+    init = cls.__init__
+
+    def patched(self, *args):
+        init(self, *args)
+        change(self, *args)
+    return patched
+
+
 def _inverse_in_float32(self, penalty, window, vocab_size):
-    P.RepetitionPenalty.__wrapped_init__(self, penalty, window, vocab_size)
     self._inv = np.float32(1) / np.float32(penalty)  # 1.0f / r, not float32(1 / r in float64)
+
+
+def _top_p_without_slack(self, p):
+    self._target = np.float32(p)
+
+
+def _top_p_old_slack(self, p):
+    self._target = np.float32(p * (1 - 2**-10))
+
+
+def _moved_last(name):
+    """build_processors with the processor `name` moved to the end of the chain."""
+    build = config.build_processors
+
+    def patched(cfg, vocab_size):
+        procs = build(cfg, vocab_size)
+        return [p for p in procs if p.name != name] + [p for p in procs if p.name == name]
+    return patched
 
 
 def _always_times_r(self, z):
@@ -89,6 +117,12 @@ WRONG_PORTS = [
     ("top-k keeps exactly k", P.TopK, "__call__", _top_k_exactly_k,
      {"top-k-ties", "top-k-ties-kth", "temperature-product-tie"}),
     ("typical in float32", P.Typical, "__call__", _typical_in_float32, {"typical-near-tie"}),
+    ("top-p without slack", P.TopP, "__init__", _top_p_without_slack, {"top-p-0.7"}),
+    ("top-p with 2**-10 slack", P.TopP, "__init__", _top_p_old_slack, {"top-p-0.8-10000"}),
+    ("the penalty after the filters", config, "build_processors", "repetition-penalty",
+     {"chain-all"}),
+    ("temperature after the filters", config, "build_processors", "temperature",
+     {"chain-65", "temperature-product-tie", "chain-all"}),
 ]
 
 
@@ -103,8 +137,11 @@ def test_every_branch_case_is_reproduced(doc):
 @pytest.mark.parametrize("label,cls,attr,wrong,cases", WRONG_PORTS, ids=[w[0] for w in WRONG_PORTS])
 def test_a_port_that_breaks_the_rule_fails_its_cases(doc, monkeypatch, label, cls, attr, wrong,
                                                      cases):
+    monkeypatch.setenv("CHARWRIGHT_PURE_PYTHON", "1")  # the numpy chain, which is patched here
     if attr == "__init__":
-        monkeypatch.setattr(cls, "__wrapped_init__", cls.__init__, raising=False)
+        wrong = _after_init(cls, wrong)
+    elif attr == "build_processors":
+        wrong = _moved_last(wrong)
     monkeypatch.setattr(cls, attr, wrong)
     assert _failing(doc) == cases
 
