@@ -16,6 +16,7 @@ _EXPORTS = {
     "Vocabulary": "vocab",
     "Model": "model", "Completion": "model", "Score": "model", "load": "model",
     "SamplingConfig": "sampling",
+    "Session": "generate.session", "Snapshot": "generate.session",
 }
 __all__ = sorted(_EXPORTS)
 

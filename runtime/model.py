@@ -104,6 +104,13 @@ class Model:
         return [c.text for c in self.complete(prompts, max_chars, sampling, stop, unknown,
                                               replacement)]
 
+    def session(self, seed: int | None = None, row: int = 0):
+        """A Session on this model: feed, generate, snapshot, restore, fork, save, load
+        (generate/session.py)."""
+        from charwright.runtime.generate.session import Session
+
+        return Session(self, seed, row)
+
     def beam_search(self, prompt: str = "", max_chars: int = 100, width: int = 4,
                     length_penalty: float = 1.0, n_best: int | None = None,
                     unknown="error", replacement=None) -> list[Beam]:

@@ -1,0 +1,412 @@
+"""One generating row that can stop, be saved, and go on: feed text, generate, snapshot, restore,
+fork, save and load.
+
+    s = model.session()                    or Session(model, seed=7)
+    s.feed("ROMEO:")                       primes (the first feed starts as a prompt does)
+    a = s.generate(100, SamplingConfig(temperature=0.8, seed=7))
+    snap = s.snapshot()                    state, pending logits, history, coins, sampler state
+    b = s.generate(100)                    same config; a + b == model.generate("ROMEO:", 200, cfg)
+    s.restore(snap); s.generate(100) == b
+    kids = s.fork(4)                       4 sessions, rows 0..3 of the same seed
+    s.save("romeo.npz"); Session.load("romeo.npz", model)
+
+What a session holds between calls: the recurrent state after every id fed so far (the prompt,
+fed text and generated ids, the last one included), the logits for the next id, the last
+WINDOW_MAX ids (the repetition penalty's window comes from them, as it comes from a prompt),
+the position (ids fed), the row's coin stream (seed, row id, coins drawn) and the rest of its
+sampler state (row_state's "dfa": kept while the next generate uses the same config and nothing
+was fed in between). Continuing is exact: generate(a) then generate(b) gives the text one
+generate(a + b) gives, on every backend, because every step is the step the uninterrupted run
+takes (batch 1) and the sampler takes its coins and window where they were (Sampler.row_state).
+Not exact across a stop string that spans two calls: each call has its own stop matcher. A
+session's text after "eos" goes on from the end-of-sequence id (a new line, in line mode).
+
+Seeds. generate(sampling) takes the config's seed; None keeps the session's (or draws one the
+first time). A seed other than the session's starts that seed's stream at coin 0.
+
+The snapshot file (save/load) is a small npz, version 1, read without pickle and checked like a
+bundle file (size bound, zip members, every array's shape and dtype, ids in the vocabulary):
+
+    meta      text, JSON: format "charwright-snapshot", version 1, manifest_sha256 (of the
+              bundle's manifest, canonical JSON), file (format:precision) and file_sha256 (the
+              model file the state came from), position, seed, row, coins, sampling (the last
+              config's fields or null), extra (sampler row state: "dfa")
+    state     float32 [state_size]
+    logits    float32 [vocab] (absent before the first feed)
+    history   int32 [<= 65536], the last ids fed, oldest first
+
+A snapshot of another bundle or another file is refused with one line (BundleError): states of
+two files differ in their last bits, and an int8 file's state is not a float file's.
+Not thread-safe: one thread drives a session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import zipfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from charwright.runtime.errors import BundleError, ConfigError
+from charwright.runtime.files.atomic import write_bytes
+from charwright.runtime.files.npz import Npz
+from charwright.runtime.files.safefile import read_bytes
+from charwright.runtime.generate.batch import encode_prompt
+from charwright.runtime.generate.generator import Generator
+from charwright.runtime.generate.text_stream import TextStream
+from charwright.runtime.sampling.config import (SEED_MAX, WINDOW_MAX, Sampler, SamplingConfig,
+                                                resolve_seed)
+
+FORMAT = "charwright-snapshot"
+VERSION = 1
+MAX_HISTORY = WINDOW_MAX
+MAX_META_CHARS = 1 << 16
+FEED_CHUNK = 4096  # ids sliced at once while feeding
+_ROW_KEYS = ("seed", "row", "coins", "window")  # row_state keys the session keeps itself
+
+
+def manifest_sha256(bundle) -> str:
+    """sha256 of the bundle's manifest as canonical JSON (sorted keys, compact): what ties a
+    snapshot to its bundle."""
+    text = json.dumps(bundle.manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A session at one moment (see the module docstring); arrays are the snapshot's own."""
+
+    manifest_sha256: str
+    file: str  # the model file's "format:precision"
+    file_sha256: str
+    state: np.ndarray  # float32 [S]
+    logits: np.ndarray | None  # float32 [V]; None before the first feed
+    history: np.ndarray  # int32 [<= MAX_HISTORY]
+    position: int
+    seed: int | None
+    row: int
+    coins: int
+    sampling: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def save(self, path) -> None:
+        """Writes the snapshot to `path` atomically. Refuses (ConfigError) to replace anything
+        but a snapshot file: a directory, a link, a device, or another file."""
+        path = Path(path)
+        _check_target(path)
+        meta = {"format": FORMAT, "version": VERSION, "manifest_sha256": self.manifest_sha256,
+                "file": self.file, "file_sha256": self.file_sha256, "position": self.position,
+                "seed": self.seed, "row": self.row, "coins": self.coins,
+                "sampling": self.sampling, "extra": self.extra}
+        try:
+            text = json.dumps(meta, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"this session's state cannot be saved ({e})") from None
+        arrays = {"meta": np.array(text),
+                  "state": np.asarray(self.state, np.float32),
+                  "history": np.asarray(self.history, np.int32)}
+        if self.logits is not None:
+            arrays["logits"] = np.asarray(self.logits, np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        try:
+            write_bytes(path, buf.getvalue())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot write the snapshot ({e.strerror or e})") from None
+
+    @classmethod
+    def load(cls, path, model) -> Snapshot:
+        """Reads a snapshot file for `model` (its bundle and file). Raises BundleError, one
+        line naming the file: not a snapshot, damaged, another version, another bundle or
+        file, bad shapes, dtypes or values."""
+        path = Path(path)
+        S, V = model.bundle.state_size, model.vocab.size
+        limit = 4 * (S + V + MAX_HISTORY) + 4 * MAX_META_CHARS + (1 << 16)
+        try:
+            if stat.S_ISDIR(os.stat(path).st_mode):
+                raise BundleError(f"{path}: a directory, not a snapshot file")
+        except FileNotFoundError:
+            raise BundleError(f"{path}: no such snapshot file") from None
+        except OSError as e:
+            raise BundleError(f"{path}: cannot read ({e.strerror or e})") from None
+        npz = Npz(read_bytes(path, limit), str(path))
+        where = f"{path}: not a {FORMAT} file"
+        if "meta" not in npz.arrays:
+            raise BundleError(where)
+        shape, dtype = npz.arrays["meta"]
+        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
+            raise BundleError(f"{where} (its meta is not one short text)")
+        npz.expect("meta", (), "U")
+        try:
+            meta = json.loads(str(npz.load("meta")))
+        except ValueError:
+            raise BundleError(f"{where} (its meta is not JSON)") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BundleError(where)
+        if meta.get("version") != VERSION:
+            raise BundleError(f"{path}: snapshot version {meta.get('version')!r}; this charwright "
+                              f"reads version {VERSION}")
+        _check_origin(path, meta, model)
+        npz.expect("state", (S,), "f")
+        npz.expect("history", (None,), "iu")
+        n = npz.shape("history")[0]
+        if n > MAX_HISTORY:
+            raise BundleError(f"{path}: a history of {n:,} ids; at most {MAX_HISTORY:,}")
+        has_logits = npz.expect("logits", (V,), "f", optional=True)
+        state = npz.load("state").astype(np.float32)
+        logits = npz.load("logits").astype(np.float32) if has_logits else None
+        history = npz.load("history")
+        if not np.isfinite(state).all() or (logits is not None and not np.isfinite(logits).all()):
+            raise BundleError(f"{path}: the state or logits hold NaN or infinity")
+        if n and (history.min() < 0 or history.max() >= V):
+            raise BundleError(f"{path}: the history holds ids outside 0..{V - 1}")
+        return cls(state=state, logits=logits, history=history.astype(np.int32),
+                   **_check_meta(path, meta, n, has_logits))
+
+
+def _check_target(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write the snapshot ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path} exists and is not a regular file; refusing to replace it "
+                          "with a snapshot")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            ok = "meta.npy" in names and "state.npy" in names
+            if ok:
+                head = z.open("meta.npy").read(4096).decode("latin-1")
+                ok = FORMAT in head.replace("\x00", "")
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path} exists and is not a charwright snapshot; refusing to "
+                          "overwrite it (remove it or choose another name)")
+
+
+def _check_origin(path: Path, meta: dict, model) -> None:
+    if meta.get("manifest_sha256") != manifest_sha256(model.bundle):
+        raise BundleError(f"{path}: a snapshot of another bundle (or of another version of "
+                          f"this one); it continues only with the bundle it was made with")
+    entry = model.entry
+    if meta.get("file") != entry.key or meta.get("file_sha256") != entry.sha256:
+        raise BundleError(f"{path}: a snapshot of file {meta.get('file')!r}, not of "
+                          f"{entry.key!r}; load the bundle with that backend and precision")
+
+
+def _is_int(x, lo=0, hi=SEED_MAX) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+
+
+def _check_meta(path: Path, meta: dict, n_history: int, has_logits: bool) -> dict:
+    bad = f"{path}: a damaged snapshot"
+    pos, seed, row, coins = (meta.get(k) for k in ("position", "seed", "row", "coins"))
+    if not (_is_int(pos) and _is_int(row) and _is_int(coins) and (seed is None or _is_int(seed))):
+        raise BundleError(f"{bad} (position, seed, row and coins must be integers)")
+    if n_history > pos or (pos > 0) != has_logits or (pos > 0 and n_history == 0):
+        raise BundleError(f"{bad} (its position, history and logits disagree)")
+    sampling = meta.get("sampling")
+    if sampling is not None:
+        try:
+            sampling = asdict(_config_from(sampling))
+        except (ConfigError, TypeError):
+            raise BundleError(f"{bad} (its sampling configuration is not valid)") from None
+    extra = meta.get("extra")
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and _is_int(v)
+                                              for k, v in extra.items()):
+        raise BundleError(f"{bad} (its sampler state is not a map of integers)")
+    return {"manifest_sha256": meta["manifest_sha256"], "file": meta["file"],
+            "file_sha256": meta["file_sha256"], "position": pos, "seed": seed, "row": row,
+            "coins": coins, "sampling": sampling, "extra": extra}
+
+
+def _config_from(d) -> SamplingConfig:
+    if not isinstance(d, dict):
+        raise ConfigError("not an object")
+    names = {f.name for f in fields(SamplingConfig)}
+    if set(d) - names:
+        raise ConfigError(f"unknown keys {sorted(set(d) - names)}")
+    return SamplingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _same_chain(a: SamplingConfig | None, b: SamplingConfig) -> bool:
+    return a is not None and replace(a, seed=None) == replace(b, seed=None)
+
+
+class Session:
+    """One row of generation with its history (see the module docstring)."""
+
+    def __init__(self, model, seed: int | None = None, row: int = 0):
+        if seed is not None and not _is_int(seed):
+            raise ConfigError(f"seed {seed!r}: must be an integer in 0..2**63-1")
+        if not _is_int(row):
+            raise ConfigError(f"row {row!r}: must be an integer in 0..2**63-1")
+        self.model = model
+        self.seed, self.row, self.coins = seed, row, 0
+        self.position = 0
+        self.state = model.backend.initial_state(1)[0]
+        self.logits: np.ndarray | None = None
+        self.history = np.zeros(0, np.int32)
+        self.sampling: SamplingConfig | None = None
+        self.extra: dict = {}
+
+    def __repr__(self):
+        return f"<Session of {self.model!r} at {self.position} ids, row {self.row}>"
+
+    # ---- feeding ------------------------------------------------------------------------------
+
+    def feed(self, text: str, unknown: str = "error", replacement=None) -> None:
+        """Runs `text` through the model. The first feed of a session starts as a prompt does
+        (a line-mode model's end-of-sequence id first; '' is '\\n' on a plain model)."""
+        vocab = self.model.vocab
+        if self.position == 0:
+            ids = encode_prompt(vocab, text, unknown, replacement)
+        else:
+            ids = vocab.encode(text, unknown=unknown, replacement=replacement)
+        self.feed_ids(ids)
+
+    def feed_ids(self, ids) -> None:
+        """Runs ids (ints in the vocabulary) through the model, one step each at batch 1."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if not len(ids):
+            return
+        if ids.min() < 0 or ids.max() >= self.model.vocab.size:
+            raise ConfigError(f"ids outside the vocabulary 0..{self.model.vocab.size - 1}")
+        ids = ids.astype(np.int32)
+        step = self.model.backend.step
+        state = self.state[None].copy()
+        for a in range(0, len(ids), FEED_CHUNK):
+            for t in ids[a:a + FEED_CHUNK]:
+                logits, state = step(np.array([t], np.int32), state)
+        self._advance(ids, logits[0], state[0])
+        self.extra = {}  # fed text is not the constrained text the sampler state followed
+
+    def _advance(self, ids: np.ndarray, logits: np.ndarray, state: np.ndarray) -> None:
+        self.state = np.array(state, np.float32)
+        self.logits = np.array(logits, np.float32)
+        self.history = np.concatenate([self.history, ids.astype(np.int32)])[-MAX_HISTORY:]
+        self.position += len(ids)
+
+    # ---- generating ---------------------------------------------------------------------------
+
+    def _config(self, sampling) -> SamplingConfig:
+        cfg = sampling if sampling is not None else (self.sampling or SamplingConfig())
+        if not isinstance(cfg, SamplingConfig):
+            raise ConfigError("sampling must be a SamplingConfig")
+        if cfg.seed is None:
+            cfg = resolve_seed(cfg) if self.seed is None else replace(cfg, seed=self.seed)
+        return cfg
+
+    def stream(self, max_chars: int = 200, sampling=None, stop=()):
+        """An iterator of text pieces (TextStream's); the session advances as they are taken,
+        and a stream closed early leaves the session after the last id it generated. Bad input
+        raises here, before anything is generated."""
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
+            raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
+        cfg = self._config(sampling)
+        stream = TextStream(self.model.vocab, max(max_chars, 1), stop)
+        if self.position == 0:
+            self.feed("")
+        if cfg.seed != self.seed:
+            self.seed, self.coins = cfg.seed, 0
+        if not _same_chain(self.sampling, cfg):
+            self.extra = {}
+        self.sampling = cfg
+        self._last = stream
+        return self._run(stream, cfg) if max_chars else iter(())
+
+    def _run(self, stream: TextStream, cfg: SamplingConfig):
+        backend = self.model.backend
+        sampler = Sampler(cfg, self.model.vocab.size)
+        gen = Generator(backend)
+        gen.add([self.history], sampler, cfg.seed, [self.row],
+                primed=(self.logits[None].copy(), self.state[None].copy()))
+        sampler.set_row_state(0, {"coins": self.coins, **self.extra})
+        try:
+            while stream.finish_reason is None:
+                _, ids = gen.step()
+                piece = stream.push(int(ids[0]))
+                if piece:
+                    yield piece
+        finally:
+            if stream.tokens:
+                rs = sampler.row_state(0)
+                self.coins = rs.get("coins", self.coins)
+                self.extra = {k: v for k, v in rs.items() if k not in _ROW_KEYS}
+                # the last id is fed now: the state holds every id, the logits are the next's
+                logits, state = backend.step(gen.tokens[:1].copy(), gen.state[:1])
+                self._advance(np.asarray(stream.tokens), logits[0], state[0])
+
+    def complete(self, max_chars: int = 200, sampling=None, stop=()):
+        """The next max_chars characters as a model.Completion (text, finish_reason, tokens)."""
+        from charwright.runtime.model import Completion
+
+        text = "".join(self.stream(max_chars, sampling, stop))
+        s = self._last
+        if not max_chars:
+            return Completion("", "length", ())
+        return Completion(text, s.finish_reason, tuple(s.tokens))
+
+    def generate(self, max_chars: int = 200, sampling=None, stop=()) -> str:
+        return self.complete(max_chars, sampling, stop).text
+
+    # ---- snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        m = self.model
+        return Snapshot(
+            manifest_sha256=manifest_sha256(m.bundle), file=m.entry.key,
+            file_sha256=m.entry.sha256, state=self.state.copy(),
+            logits=None if self.logits is None else self.logits.copy(),
+            history=self.history.copy(), position=self.position, seed=self.seed, row=self.row,
+            coins=self.coins, sampling=None if self.sampling is None else asdict(self.sampling),
+            extra=dict(self.extra))
+
+    def restore(self, snap: Snapshot) -> None:
+        """The session goes back to `snap` (a snapshot of this model's bundle and file)."""
+        m = self.model
+        if snap.manifest_sha256 != manifest_sha256(m.bundle):
+            raise BundleError("a snapshot of another bundle; it continues only with the bundle "
+                              "it was made with")
+        if (snap.file, snap.file_sha256) != (m.entry.key, m.entry.sha256):
+            raise BundleError(f"a snapshot of file {snap.file!r}, not of {m.entry.key!r}; load "
+                              "the bundle with that backend and precision")
+        self.state = np.array(snap.state, np.float32)
+        self.logits = None if snap.logits is None else np.array(snap.logits, np.float32)
+        self.history = np.array(snap.history, np.int32)
+        self.position, self.seed, self.row, self.coins = (snap.position, snap.seed, snap.row,
+                                                          snap.coins)
+        self.sampling = None if snap.sampling is None else _config_from(snap.sampling)
+        self.extra = dict(snap.extra)
+
+    def fork(self, n: int) -> list[Session]:
+        """n sessions that go on from here independently: rows 0..n-1 of this session's seed
+        (row 0 continues as this session would), each at this session's coin count."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"fork {n!r}: must be an integer >= 1")
+        snap = self.snapshot()
+        kids = []
+        for i in range(n):
+            s = Session(self.model)
+            s.restore(replace(snap, row=i))
+            kids.append(s)
+        return kids
+
+    def save(self, path) -> None:
+        self.snapshot().save(path)
+
+    @classmethod
+    def load(cls, path, model) -> Session:
+        s = cls(model)
+        s.restore(Snapshot.load(path, model))
+        return s
