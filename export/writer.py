@@ -210,6 +210,7 @@ def _export(run_dir: Path, bundle_dir: Path, chosen, force: bool, allow_mismatch
         manifest = manifest_.assemble(facts, files, probe, golden, run, tf.__version__)
         write_json(tmp / "manifest.json", manifest)
         _check_parity(tmp, manifest, allow_mismatch, named, threads, on_progress)
+        _record_invariance(tmp, manifest, on_progress)
         seconds = round(time.perf_counter() - t_all, 2)
         write_json(tmp / "manifest.json", manifest)
     on_progress({"event": "done", "bundle": str(bundle_dir), "seconds": seconds})
@@ -262,3 +263,23 @@ def _check_parity(tmp: Path, manifest: dict, allow_mismatch: bool, named: set, t
         results = leave_out(tmp, manifest, results, failed, named, on_progress)
     manifest["parity"] = [r.to_dict() for r in results]
     manifest["parity_failures_allowed"] = bool(failed) and allow_mismatch
+
+
+def _record_invariance(tmp: Path, manifest: dict, on_progress) -> None:
+    """files[].batch_invariant: whether each kept file gives a row the same logits, bit for bit,
+    alone and in any batch, as measured here (export/invariance.py); a file whose runtime is
+    not installed here is not measured and records false."""
+    from charwright.export.invariance import measure_file
+    from charwright.runtime.errors import BackendUnavailable
+
+    bundle = load_bundle(tmp, verify=False)
+    entries = {e.path: e for e in bundle.files}
+    for record in manifest["files"]:
+        try:
+            result = measure_file(bundle, entries[record["path"]])
+        except BackendUnavailable:
+            record["batch_invariant"] = False
+            continue
+        record["batch_invariant"] = result.invariant
+        on_progress({"event": "batch_invariance", "file": record["path"],
+                     "invariant": result.invariant, "max_abs": result.max_abs})

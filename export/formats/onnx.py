@@ -2,7 +2,9 @@
 
 precision -> how
     float32       tf2onnx from the serving_default signature
-    int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call
+    int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call,
+                  each batch row on its own (onnx_rows.py: quantize_dynamic's one scale per
+                  tensor made a row's logits depend on its neighbours)
 (static QDQ int8 was measured and dropped: see FILES in export/writer.py)
 
 The contract by index (DESIGN.md section 2): input 0 `token` int32 [batch], input 1 `state`
@@ -106,8 +108,13 @@ def min_runtime(model: bytes) -> dict:
                                if o.domain not in ("", "ai.onnx")})}
 
 
-def quantize(model: bytes, precision: str) -> bytes:
+def quantize(model: bytes, precision: str, rows: bool = True) -> bytes:
+    """The int8-dynamic file of float32 `model`: activations quantized per batch row
+    (onnx_rows.per_row), or per tensor as quantize_dynamic writes it when not `rows` (kept
+    for scripts/bench_onnx_int8.py's before/after)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from charwright.export.formats.onnx_rows import per_row
 
     if precision != "int8-dynamic":
         raise ExportError(f"ONNX precision {precision!r} is not supported")
@@ -119,7 +126,8 @@ def quantize(model: bytes, precision: str) -> bytes:
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
         except Exception as e:
             raise ExportError(f"ONNX {precision} quantization failed: {e}") from None
-        return apply_contract(dst.read_bytes())
+        data = dst.read_bytes()
+        return apply_contract(per_row(data) if rows else data)
 
 
 def op_names(model: bytes) -> list[str]:

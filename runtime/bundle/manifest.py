@@ -225,7 +225,9 @@ def check_file_entry(d, i: int, where: str, formats) -> dict:
     return dict(path=f.str("path"), format=f.str("format", choices=tuple(formats)),
                 precision=f.str("precision", choices=PRECISIONS), sha256=f.sha256("sha256"),
                 bytes=f.int("bytes", 0), inputs=f.names("inputs"), outputs=f.names("outputs"),
-                ops=tuple(f.list("ops", [])))
+                ops=tuple(f.list("ops", [])),
+                # measured at export (export/invariance.py); older manifests: false
+                batch_invariant=f.bool("batch_invariant", default=False))
 
 
 def _str_or_null(f: "Fields", key: str) -> None:

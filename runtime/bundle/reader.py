@@ -45,6 +45,7 @@ class FileEntry:
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     ops: tuple = ()
+    batch_invariant: bool = False  # a row's logits the same bit for bit in any batch (measured)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -85,8 +86,10 @@ class Bundle:
     def find(self, fmt: str, precision: str | None = None) -> FileEntry:
         """The file of `fmt` ("onnx", "tflite", "npz") and `precision`.
 
-        Without a precision: the first in the format's speed order (formats.DEFAULT_PRECISION)
-        whose parity, as recorded at export, did not fail. An explicit precision is returned whatever its parity."""
+        Without a precision: among the files whose parity, as recorded at export, did not fail,
+        a batch-invariant one (files[].batch_invariant: a seed then fixes the text in any
+        batch) before one that is not, then the first in the format's speed order
+        (formats.DEFAULT_PRECISION). An explicit precision is returned whatever its parity."""
         have = [f for f in self.files if f.format == fmt]
         if not have:
             kinds = ", ".join(sorted({f.format for f in self.files})) or "none"
@@ -95,7 +98,8 @@ class Bundle:
             failed = failed_parity(self.manifest)
             order = {p: i for i, p in enumerate(DEFAULT_PRECISION[fmt])}
             good = sorted((f for f in have if f.path not in failed),
-                          key=lambda f: order.get(f.precision, len(order)))
+                          key=lambda f: (not f.batch_invariant,
+                                         order.get(f.precision, len(order))))
             if not good:
                 raise BundleError(
                     f"{self.root}: every {fmt} file failed parity at export "

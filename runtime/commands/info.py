@@ -76,7 +76,8 @@ def _render_files(b) -> None:
         verdict = "" if p is None else (
             f"  top-1 {_fmt(p.get('top1'), '.2%', '-')}, bits/char "
             f"{_fmt(p.get('bpc'), '.4f', '-')}, {p.get('verdict', '?')}")
-        click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}")
+        click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}"
+                   + ("; batch-invariant" if f.batch_invariant else "; not batch-invariant"))
     left_out = m.get("left_out") or []
     if left_out:
         click.echo("left out (outside their parity tolerance at export)")
