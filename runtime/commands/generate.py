@@ -99,6 +99,59 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json) ->
                   f"{b.score:.4f} ---\n{prompt}{b.text}\n")
 
 
+def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json) -> None:
+    """--from-state / --save-state: PROMPT is fed to the session (a fresh one: as a prompt),
+    then one continuation is printed as _stream_one or _samples print it."""
+    from charwright.runtime.sampling.config import describe
+
+    session.feed(prompt, unknown)
+    out = _stdout()
+    if as_json:
+        c = session.complete(max_chars, cfg, stop)
+        out.write(_payload(prompt, session.model, describe(cfg), cfg.seed, [
+            {"text": c.text, "finish_reason": c.finish_reason, "logprob": None,
+             "score": None}]) + "\n")
+        return
+    chunks = session.stream(max_chars, cfg, stop)
+    try:
+        out.write(prompt)
+        out.flush()
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+        out.write("\n")
+        out.flush()
+    except KeyboardInterrupt:  # as _stream_one; the state is not saved
+        out.write("\n")
+        out.flush()
+        raise SystemExit(130) from None
+
+
+def _state_model(ctx, from_state, bundle, backend, precision, threads):
+    """The model for --from-state: the snapshot's file unless --backend/--precision say."""
+    from charwright.runtime.backends import spec_for_format
+    from charwright.runtime.generate.session import file_of
+    from charwright.runtime.model import load
+
+    if from_state and not _given(ctx, "backend") and not _given(ctx, "precision"):
+        fmt, precision = file_of(from_state)
+        backend = spec_for_format(fmt).name
+    return load(bundle, backend=backend, precision=precision, threads=threads)
+
+
+def _state_config(ctx, snap, sampling):
+    """--from-state: the snapshot's sampling configuration, with the options given here."""
+    from dataclasses import replace
+
+    from charwright.runtime.sampling.config import SamplingConfig
+
+    base = SamplingConfig(**snap.sampling)
+    try:
+        return replace(base, **{k: v for k, v in sampling.items() if _given(ctx, k)})
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def _with_bundle_defaults(ctx, cfg, model):
     """Options not given on the command line take the bundle's sampling_defaults, if any."""
     from dataclasses import replace
@@ -170,9 +223,16 @@ def _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape) -> tuple:
 @click.option("-v", "--verbose", is_flag=True, help="Print the file and the sampling chain to "
               "stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as one JSON object.")
+@click.option("--save-state", type=click.Path(dir_okay=False), help="Save the state after the "
+              "run (prompt and text) to this snapshot file, to go on with --from-state. "
+              "Replaces only a snapshot file.")
+@click.option("--from-state", type=click.Path(dir_okay=False), help="Go on from this snapshot "
+              "file: PROMPT (may be empty) is appended text; the snapshot's file, seed and "
+              "sampling options are used unless given here.")
 @click.pass_context
 def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_penalty,
-             num_samples, stop, no_escape, unknown, threads, verbose, as_json, **sampling):
+             num_samples, stop, no_escape, unknown, threads, verbose, as_json, save_state,
+             from_state, **sampling):
     """Generate text after PROMPT, streamed to stdout as it is made.
 
     Sampling chain, in this order: repetition-penalty -> temperature -> top-k -> top-p ->
@@ -185,14 +245,43 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     charwright generate "ROMEO:" -b BUNDLE --backend litert --top-p 0.9 --seed 7
     charwright generate "KING" --greedy --stop "\\n\\n"
     """
+    from dataclasses import replace
+
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig, describe, resolve_seed
 
     stop = _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape)
+    stateful = save_state is not None or from_state is not None
+    if stateful and (beam or num_samples > 1):
+        raise click.UsageError("--save-state and --from-state continue one text: not with "
+                               "--beam or --num-samples")
     try:
         cfg = SamplingConfig(**sampling)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
+    if stateful:
+        from charwright.runtime.generate.session import Session, Snapshot, check_target
+
+        if save_state is not None:
+            check_target(save_state)  # before the run: a file we may not replace
+        model = _state_model(ctx, from_state, bundle, backend, precision, threads)
+        session = Session(model)
+        if from_state is not None:
+            snap = Snapshot.load(from_state, model)
+            session.restore(snap)
+            if snap.sampling is not None:
+                cfg = _state_config(ctx, snap, sampling)
+        if from_state is None or snap.sampling is None:
+            cfg = _with_bundle_defaults(ctx, cfg, model)
+        if cfg.seed is None and session.seed is not None:
+            cfg = replace(cfg, seed=session.seed)
+        cfg = resolve_seed(cfg)
+        if verbose:
+            click.echo(f"{model!r}\n{describe(cfg)}", err=True)
+        _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json)
+        if save_state is not None:
+            session.save(save_state)
+        return
     model = load(bundle, backend=backend, precision=precision, threads=threads)
     cfg = resolve_seed(_with_bundle_defaults(ctx, cfg, model))
     if verbose:

@@ -127,31 +127,7 @@ class Snapshot:
         file, bad shapes, dtypes or values."""
         path = Path(path)
         S, V = model.bundle.state_size, model.vocab.size
-        limit = 4 * (S + V + MAX_HISTORY) + 4 * MAX_META_CHARS + (1 << 16)
-        try:
-            if stat.S_ISDIR(os.stat(path).st_mode):
-                raise BundleError(f"{path}: a directory, not a snapshot file")
-        except FileNotFoundError:
-            raise BundleError(f"{path}: no such snapshot file") from None
-        except OSError as e:
-            raise BundleError(f"{path}: cannot read ({e.strerror or e})") from None
-        npz = Npz(read_bytes(path, limit), str(path))
-        where = f"{path}: not a {FORMAT} file"
-        if "meta" not in npz.arrays:
-            raise BundleError(where)
-        shape, dtype = npz.arrays["meta"]
-        if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
-            raise BundleError(f"{where} (its meta is not one short text)")
-        npz.expect("meta", (), "U")
-        try:
-            meta = json.loads(str(npz.load("meta")))
-        except ValueError:
-            raise BundleError(f"{where} (its meta is not JSON)") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BundleError(where)
-        if meta.get("version") != VERSION:
-            raise BundleError(f"{path}: snapshot version {meta.get('version')!r}; this charwright "
-                              f"reads version {VERSION}")
+        npz, meta = _read(path, 4 * (S + V + MAX_HISTORY) + 4 * MAX_META_CHARS + (1 << 16))
         _check_origin(path, meta, model)
         npz.expect("state", (S,), "f")
         npz.expect("history", (None,), "iu")
@@ -168,6 +144,56 @@ class Snapshot:
             raise BundleError(f"{path}: the history holds ids outside 0..{V - 1}")
         return cls(state=state, logits=logits, history=history.astype(np.int32),
                    **_check_meta(path, meta, n, has_logits))
+
+
+def _read(path: Path, limit: int) -> tuple[Npz, dict]:
+    """The checked archive and its meta (format and version checked)."""
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            raise BundleError(f"{path}: a directory, not a snapshot file")
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such snapshot file") from None
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read ({e.strerror or e})") from None
+    npz = Npz(read_bytes(path, limit), str(path))
+    where = f"{path}: not a {FORMAT} file"
+    if "meta" not in npz.arrays:
+        raise BundleError(where)
+    shape, dtype = npz.arrays["meta"]
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
+        raise BundleError(f"{where} (its meta is not one short text)")
+    npz.expect("meta", (), "U")
+    try:
+        meta = json.loads(str(npz.load("meta")))
+    except ValueError:
+        raise BundleError(f"{where} (its meta is not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(where)
+    if meta.get("version") != VERSION:
+        raise BundleError(f"{path}: snapshot version {meta.get('version')!r}; this charwright "
+                          f"reads version {VERSION}")
+    return npz, meta
+
+
+PEEK_LIMIT = 256 << 20  # a snapshot file read before its model is known (file_of)
+
+
+def file_of(path) -> tuple[str, str]:
+    """The (format, precision) of the model file a snapshot file was made with, read before
+    the model is loaded (the CLI picks the backend from it). BundleError as Snapshot.load."""
+    path = Path(path)
+    _, meta = _read(path, PEEK_LIMIT)
+    key = meta.get("file")
+    if not isinstance(key, str) or key.count(":") != 1:
+        raise BundleError(f"{path}: a damaged snapshot (its file is not FORMAT:PRECISION)")
+    fmt, precision = key.split(":")
+    return fmt, precision
+
+
+def check_target(path) -> None:
+    """ConfigError unless `path` is absent or a snapshot file that save() may replace (a CLI
+    checks before it generates)."""
+    _check_target(Path(path))
 
 
 def _check_target(path: Path) -> None:
