@@ -42,6 +42,7 @@ COMMANDS = {
               "Serve bundles over HTTP (OpenAI-compatible completions)."),
     "emit-c": ("charwright.runtime.commands.emit_c", "emit_c",
                "Emit a dependency-free C99 runtime for a bundle."),
+    "emit-web": ("charwright.runtime.commands.emit_web", "emit_web", "Emit WebAssembly + a JS package."),
     "import": ("charwright.trainer.importer.cli", "import_model",
                "Turn a Keras model trained elsewhere into RUN_DIR."),
     "report": ("charwright.trainer.report.cli", "report",

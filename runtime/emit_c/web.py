@@ -1,0 +1,203 @@
+"""`charwright emit-web`'s library half: a bundle's C runtime as WebAssembly + an ES module.
+
+    DIR/charwright.wasm   runtime/c/runtime.c + wasm_api.c + the bundle's model.h (emit-c's,
+                          checked the same way), built with clang for wasm32 (wasi-libc for libm
+                          and the string functions; the module imports nothing)
+    DIR/charwright.js     the ES module (runtime/js/, verbatim): load(dir) -> generate(...)
+    DIR/charwright.d.ts   its types
+    DIR/model.json        the bundle's name, manifest sha256, precision, vocabulary size and
+                          sampling defaults (checked as `charwright generate` checks them)
+    DIR/golden.json       the sampling golden vectors of this charwright (sampling/golden.py)
+    DIR/test/             `npm test` (node --test): golden vectors, seeds, options, stop strings,
+                          and (float32) expected.json, texts from the numpy backend
+    DIR/index.html, demo.js, demo.css   the demo page (prompt box, settings, streaming text)
+    DIR/package.json, README.md
+
+Nothing of the bundle reaches code as text: model.h is written by emit-c's literal writers, and
+the rest is verbatim (runtime/js/) or JSON written by json.dumps from checked values. The
+directory is built beside DIR and moved into place in one step (files/atomic.atomic_dir).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from charwright.runtime.emit_c.project import C_DIR, PRECISIONS
+from charwright.runtime.errors import ConfigError
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+JS_FILES = ("charwright.js", "charwright.d.ts", "index.html", "demo.js", "demo.css", "README.md",
+            "test/charwright.test.js")
+CFLAGS = ("-O3", "-msimd128", "-std=c99", "-Wall", "-Wextra", "-ffp-contract=off",
+          "-mexec-model=reactor", "-Wl,--strip-all")
+INSTALL_HINT = ("Debian/Ubuntu: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32; or "
+                "set CHARWRIGHT_WASM_CC to a clang with wasm32 support and WASI_SYSROOT to a "
+                "wasi-libc sysroot (wasi-sdk)")
+EXPECTED_CHARS = 300  # characters per expected text in test/expected.json
+BUILD_TIMEOUT_S = 1800
+
+
+def toolchain() -> tuple[str, str]:
+    """(clang, sysroot) for wasm32, or a ConfigError saying what to install."""
+    cc = os.environ.get("CHARWRIGHT_WASM_CC") or shutil.which("clang")
+    if not cc:
+        raise ConfigError(f"emit-web needs clang with wasm32 support ({INSTALL_HINT})")
+    roots = [os.environ["WASI_SYSROOT"]] if os.environ.get("WASI_SYSROOT") else [
+        "/usr", "/opt/wasi-sdk/share/wasi-sysroot", "/usr/share/wasi-sysroot"]
+    for root in roots:
+        if (Path(root) / "lib" / "wasm32-wasi" / "libc.a").is_file():
+            return cc, root
+    raise ConfigError(f"emit-web needs wasi-libc (lib/wasm32-wasi/libc.a under {', '.join(roots)}"
+                      f" not found; {INSTALL_HINT})")
+
+
+def build_wasm(c_dir: Path, out: Path, cc: str, sysroot: str) -> None:
+    """Compiles c_dir/wasm_api.c (which includes runtime.c and model.h) into `out`."""
+    cmd = [cc, "--target=wasm32-wasi", f"--sysroot={sysroot}", *CFLAGS, "-o", str(out),
+           "wasm_api.c", "-lm"]
+    try:
+        r = subprocess.run(cmd, cwd=c_dir, capture_output=True, text=True,
+                           timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"emit-web: clang took more than {BUILD_TIMEOUT_S} s") from None
+    except OSError as e:
+        raise ConfigError(f"emit-web: cannot run {cc}: {e.strerror} ({INSTALL_HINT})") from None
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if "error" in ln] or \
+            (r.stderr or r.stdout).splitlines() or [f"exit status {r.returncode}"]
+        raise ConfigError(f"emit-web: clang could not build charwright.wasm: {lines[0].strip()} "
+                          f"({INSTALL_HINT})")
+
+
+def _package_name(bundle_name: str) -> str:
+    """An npm package name (lowercase, url-safe, at most 214 characters) containing charwright."""
+    tail = re.sub(r"[^a-z0-9._-]+", "-", bundle_name.lower()).strip("-._")[:80]
+    return f"charwright-{tail}" if tail else "charwright-model"
+
+
+def _defaults(bundle) -> dict:
+    """The bundle's sampling_defaults (checked by sampling.bundle_defaults), in JS's names."""
+    from charwright.runtime.emit_c.model_header import sampling_defaults  # noqa: F401 (checks)
+    from charwright.runtime.sampling.config import bundle_defaults
+
+    d = bundle_defaults(bundle.manifest, bundle.where)
+    names = {"temperature": "temperature", "top_k": "topK", "top_p": "topP", "min_p": "minP",
+             "typical_p": "typicalP", "repetition_penalty": "repetitionPenalty",
+             "repetition_window": "repetitionWindow"}
+    out = {}
+    for k, v in d.items():
+        if v is None:
+            continue
+        out[names[k]] = int(v) if k in ("top_k", "repetition_window") else float(v)
+    return out
+
+
+def _prompt(vocab) -> str:
+    if all(c in vocab.chars for c in "The"):
+        return "The"
+    letters = [c for c in vocab.chars if c.isprintable() and not c.isspace()]
+    return "".join(letters[:3]) or vocab.chars[0]
+
+
+SETTINGS = (  # the texts npm test compares (JS option names); seeds as strings
+    {"greedy": True},
+    {"seed": "1", "temperature": 0.8},
+    {"seed": "9223372036854775807", "temperature": 1.2, "topK": 5, "topP": 0.9},
+    {"seed": "7", "temperature": 0.7, "topP": 0.5},
+    {"seed": "42", "temperature": 1.0, "topK": 3},
+)
+
+
+def expected_texts(bundle_dir, n: int = EXPECTED_CHARS, settings=SETTINGS) -> dict:
+    """The numpy backend's text for each setting (what the float32 wasm must write)."""
+    from charwright.runtime.model import load
+    from charwright.runtime.sampling.config import SamplingConfig
+
+    model = load(bundle_dir, backend="numpy")
+    prompt = _prompt(model.vocab)
+    cases = []
+    for s in settings:
+        kw = {"greedy": s.get("greedy", False), "temperature": s.get("temperature", 1.0),
+              "top_k": s.get("topK"), "top_p": s.get("topP"), "min_p": s.get("minP"),
+              "typical_p": s.get("typicalP"),
+              "repetition_penalty": s.get("repetitionPenalty", 1.0),
+              "seed": int(s["seed"]) if "seed" in s else None}
+        text = model.generate(prompt, n, SamplingConfig(**kw))
+        cases.append({"prompt": prompt, "options": {**s, "maxChars": n}, "text": text})
+    return {"source": "charwright generate --backend numpy", "cases": cases}
+
+
+def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = False,
+             expected_chars: int = EXPECTED_CHARS) -> dict:
+    """Writes the web package for `bundle_dir` into `out_dir` (which must not exist or be empty,
+    unless force). Returns {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
+    from charwright.runtime.bundle.reader import load_bundle
+    from charwright.runtime.emit_c.project import emit
+    from charwright.runtime.files.atomic import atomic_dir
+    from charwright.runtime.sampling.golden import make_golden
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: emit-web writes {' or '.join(PRECISIONS)}")
+    out = Path(out_dir)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        if not force:
+            raise ConfigError(f"{out} exists and is not a directory (--force replaces it)")
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(f"{out} is not empty (--force replaces it)")
+    cc, sysroot = toolchain()
+    bundle = load_bundle(bundle_dir, verify=False)
+    meta = {"format": "charwright-web", "version": 1, "name": bundle.root.resolve().name,
+            "sha256": _sha256(bundle.root / "manifest.json"), "precision": precision,
+            "int8": precision == "int8", "vocabSize": bundle.vocab_size,
+            "defaults": _defaults(bundle)}
+    expected = (expected_texts(bundle_dir, expected_chars)
+                if precision == "float32" and expected_chars > 0 else None)
+    with tempfile.TemporaryDirectory(prefix="charwright-web-") as tmp:
+        c_dir = Path(tmp) / "c"
+        res = emit(bundle_dir, c_dir, precision)  # every check of emit-c; model.h
+        shutil.copyfile(C_DIR / "wasm_api.c", c_dir / "wasm_api.c")
+        wasm = Path(tmp) / "charwright.wasm"
+        build_wasm(c_dir, wasm, cc, sysroot)
+        with atomic_dir(out, replace=force) as d:
+            shutil.copyfile(wasm, d / "charwright.wasm")
+            (d / "test").mkdir()
+            for name in JS_FILES:
+                shutil.copyfile(JS_DIR / name, d / name)
+            _json(d / "model.json", meta)
+            _json(d / "golden.json", make_golden())
+            _json(d / "package.json", _package(meta))
+            if expected is not None:
+                _json(d / "test" / "expected.json", expected)
+            files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+            size = (d / "charwright.wasm").stat().st_size
+    return {"files": files, "wasm_bytes": size, "quantization_error": res["quantization_error"]}
+
+
+def _package(meta: dict) -> dict:
+    from charwright.runtime.version import package_version
+
+    return {"name": _package_name(meta["name"]), "version": package_version(), "type": "module",
+            "description": "A charwright character-level model in WebAssembly (charwright "
+                           "emit-web): load(dir) then generate(prompt, options)",
+            "main": "charwright.js", "types": "charwright.d.ts",
+            "exports": {".": {"types": "./charwright.d.ts", "default": "./charwright.js"}},
+            "files": ["charwright.js", "charwright.d.ts", "charwright.wasm", "model.json",
+                      "README.md"],
+            "engines": {"node": ">=18"},
+            "scripts": {"test": "node --test test/charwright.test.js"}, "license": "MIT"}
+
+
+def _json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=True) + "\n", encoding="ascii")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
