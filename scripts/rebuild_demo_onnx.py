@@ -1,0 +1,79 @@
+"""Rebuilds a bundle's ONNX int8 file from its weights.npz through export's code, in place.
+
+How the demo bundle's model.int8-dynamic.onnx was remade when ONNX int8 went per-row (issue 20):
+the float step graph from weights.npz (trainer/step_graph.py, as `charwright train` saves it),
+tf2onnx and quantize_dynamic (export/formats/onnx.py), per-row activations (onnx_rows.py), the
+old file's metadata. The manifest's entry for that file (sha256, bytes, ops, min_runtime), its
+parity row (the probe replayed) and files[].batch_invariant of every file (measured here,
+export/invariance.py) are updated; every other file is left as it is. Needs the [train] extra.
+
+    .venv/bin/python scripts/rebuild_demo_onnx.py runtime/demo
+    .venv/bin/charwright verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FILE = "model.int8-dynamic.onnx"
+
+
+def float32_onnx(bundle: Path, manifest: dict) -> bytes:
+    from charwright.export.formats import onnx as ox
+    from charwright.trainer.config import ModelConfig
+    from charwright.trainer.step_graph import build_step_function, save_step_savedmodel
+
+    a = manifest["architecture"]
+    cfg = ModelConfig.from_stack(a["stack"], a["embedding_dim"], a["vocab_size"])
+    with np.load(bundle / "weights.npz", allow_pickle=False) as z:
+        weights = {k: z[k] for k in z.files}
+    with tempfile.TemporaryDirectory() as d:
+        save_step_savedmodel(build_step_function(weights, cfg), d + "/step")
+        return ox.convert_float32(d + "/step", manifest["state"]["size"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    args = ap.parse_args()
+    from charwright.export.formats import onnx as ox
+    from charwright.export.invariance import measure_file
+    from charwright.runtime.bundle.reader import load_bundle
+    from charwright.runtime.files.atomic import write_json
+    from charwright.runtime.files.safefile import sha256_of
+    from charwright.runtime.verify.parity import check_bundle
+
+    root = args.bundle
+    manifest = json.loads((root / "manifest.json").read_text())
+    record = next(f for f in manifest["files"] if f["path"] == FILE)
+    meta = ox.read_metadata((root / FILE).read_bytes())
+    data = ox.quantize(float32_onnx(root, manifest), "int8-dynamic")
+    tmp = root / f".{FILE}.tmp"
+    tmp.write_bytes(ox.add_metadata(data, meta))
+    tmp.replace(root / FILE)
+    record.update(sha256=sha256_of(root / FILE), bytes=(root / FILE).stat().st_size,
+                  ops=ox.op_names(data), min_runtime=ox.min_runtime(data))
+    write_json(root / "manifest.json", manifest)
+    bundle = load_bundle(root)
+    (row,) = check_bundle(bundle, [bundle.find("onnx", "int8-dynamic")])
+    manifest["parity"] = [row.to_dict() if p.get("file") == FILE else p
+                          for p in manifest["parity"]]
+    for f, entry in zip(manifest["files"], bundle.files):
+        inv = measure_file(bundle, entry)
+        f["batch_invariant"] = inv.invariant
+        print(f"{entry.path}: batch-invariant {inv.invariant} (max |d| {inv.max_abs:.3g}, "
+              f"first at batch {inv.batch})")
+    write_json(root / "manifest.json", manifest)
+    print(f"{FILE}: {record['bytes']:,} bytes, top-1 {row.top1:.2%}, bits/char {row.bpc:.4f} "
+          f"vs {row.ref_bpc:.4f}, {row.verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
