@@ -24,6 +24,10 @@ enum { CW_OK = 0, CW_EPARAM = 1, CW_EUNKNOWN = 2, CW_EUTF8 = 3, CW_ETOOLONG = 4 
 enum { CW_GRU = 0, CW_LSTM = 1, CW_RNN = 2 };
 
 #include "model.h"
+#if !defined(CW_LAYOUT) || CW_LAYOUT != 2
+#error "model.h is from an older charwright emit-c: re-run emit-c (weights are packed now)"
+#endif
+#include "kernels.h" /* the matrix-vector kernels: scalar reference + one per target */
 #ifndef CW_MAX_LAYER_IN
 #define CW_MAX_LAYER_IN CW_MAX_IN /* a model.h from before it carried this */
 #endif
@@ -32,10 +36,10 @@ typedef struct {
     int cell;             /* CW_GRU, CW_LSTM, CW_RNN */
     int units;            /* H */
     int in_dim;           /* inputs of w_in (0 for layer 0: its input is CW_TABLE0's row) */
-    const CW_WEIGHT *w_in;  /* [G*H][in_dim], row-major (NULL for layer 0) */
+    const CW_WEIGHT *w_in;  /* [G*H][in_dim] packed (kernels.h; NULL for layer 0) */
     const float *s_in;    /* int8: [G*H] row scales (NULL for float32) */
     const float *b_in;    /* [G*H] (GRU: bias[0]; NULL for layer 0, folded into the table) */
-    const CW_WEIGHT *w_rec; /* [G*H][H] */
+    const CW_WEIGHT *w_rec; /* [G*H][H] packed */
     const float *s_rec;   /* int8: [G*H] row scales */
     const float *b_rec;   /* GRU only (reset_after): bias[1], [G*H]; else NULL */
 } cw_layer;
@@ -50,8 +54,9 @@ typedef struct {
     float state[CW_STATE];   /* per layer: h [H] (then c [H] for an LSTM), as the bundle's */
     float logits[CW_VOCAB];  /* after cw_step */
 #if CW_INT8
-    signed char q_in[CW_MAX_LAYER_IN]; /* a layer's input (layers after the first) as int8 */
-    signed char q_h[CW_MAX_IN];  /* its old h as int8; then the last h, for the dense layer */
+    /* a layer's input (layers after the first) as int8, zero to a multiple of 4 (kernels.h) */
+    signed char q_in[CW_PAD4(CW_MAX_LAYER_IN)];
+    signed char q_h[CW_PAD4(CW_MAX_IN)]; /* its old h as int8; then the last h, for the dense */
 #else
     float h_new[CW_MAX_IN];  /* the layer's new h, until its rows are done */
 #endif
@@ -78,10 +83,12 @@ typedef struct {
 static float cw_sigmoid(float x) { return 0.5f + 0.5f * tanhf(0.5f * x); } /* numpy's form */
 
 #if CW_INT8
-/* q = round(x / sx), sx = max|x| / 127; returns sx (0 for an all-zero vector: q = 0). */
+/* q = round(x / sx), sx = max|x| / 127; returns sx (0 for an all-zero vector: q = 0). q has
+ * CW_PAD4(n) entries: the tail is zero (the packed weights' zero columns meet it). */
 static float cw_quantize(const float *x, int n, signed char *q) {
     float amax = 0.0f, inv;
     int i;
+    for (i = n; i < CW_PAD4(n); i++) q[i] = 0;
     for (i = 0; i < n; i++) {
         float a = fabsf(x[i]);
         if (a > amax) amax = a;
@@ -95,59 +102,15 @@ static float cw_quantize(const float *x, int n, signed char *q) {
     return amax / 127.0f;
 }
 
-/* Rows j, H + j, ..., (G - 1) H + j of W (G H, n) int8 with row scales sw, times x quantized
- * to q with scale sx (+ bias), into out [G]: an int32 sum per row (in any order: integers; a
- * row at a time vectorises), both scales applied once. This is where the time goes. */
-static void cw_rows(float *out, const signed char *w, const float *sw, const signed char *q,
-                    float sx, int j, int H, int n, int G, const float *bias) {
-    int i, k;
-    for (k = 0; k < G; k++) {
-        const signed char *row = w + (size_t)(k * H + j) * (size_t)n;
-        int32_t acc = 0;
-        for (i = 0; i < n; i++) acc += (int32_t)row[i] * (int32_t)q[i];
-        out[k] = (float)acc * (sw[k * H + j] * sx) + (bias ? bias[k * H + j] : 0.0f);
-    }
-}
-#define CW_ROWS(out, w, s, q, sx, x, j, H, n, G, b) cw_rows(out, w, s, q, sx, j, H, n, G, b)
+/* Rows k Hp + j0 .. + nb - 1 (k < G) of a packed W (kernels.h) times the quantized vector q
+ * (scale sx) + bias, into out [k * CW_UNITS_BLOCK + b]: an int32 sum per row, both scales
+ * applied once. This is where the time goes. */
+#define CW_ROWS(out, w, s, q, sx, x, j0, nb, H, n, G, b)                                      \
+    cw_rows_i8(out, CW_UNITS_BLOCK, w, s, q, sx, j0, nb, H, n, G, b)
 #else
-/* Rows j, H + j, ..., (G - 1) H + j (G = 1, 3 or 4) of W (G H, n) . x (+ bias), into out [G]:
- * one pass over x, each row summed in order (the G sums side by side). This is where the time
- * goes. */
-static void cw_rows(float *out, const float *w, const float *x, int j, int H, int n, int G,
-                    const float *bias) {
-    const float *r0 = w + (size_t)j * (size_t)n, *r1, *r2, *r3;
-    size_t gap = (size_t)H * (size_t)n;
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-    int i;
-    if (G == 1) {
-        for (i = 0; i < n; i++) a0 += r0[i] * x[i];
-    } else {
-        r1 = r0 + gap;
-        r2 = r1 + gap;
-        if (G == 3) {
-            for (i = 0; i < n; i++) {
-                a0 += r0[i] * x[i];
-                a1 += r1[i] * x[i];
-                a2 += r2[i] * x[i];
-            }
-        } else {
-            r3 = r2 + gap;
-            for (i = 0; i < n; i++) {
-                a0 += r0[i] * x[i];
-                a1 += r1[i] * x[i];
-                a2 += r2[i] * x[i];
-                a3 += r3[i] * x[i];
-            }
-        }
-    }
-    out[0] = a0 + (bias ? bias[j] : 0.0f);
-    if (G > 1) {
-        out[1] = a1 + (bias ? bias[H + j] : 0.0f);
-        out[2] = a2 + (bias ? bias[2 * H + j] : 0.0f);
-    }
-    if (G > 3) out[3] = a3 + (bias ? bias[3 * H + j] : 0.0f);
-}
-#define CW_ROWS(out, w, s, q, sx, x, j, H, n, G, b) ((void)(s), cw_rows(out, w, x, j, H, n, G, b))
+/* The same in float32: each row summed in input order (kernels.h). */
+#define CW_ROWS(out, w, s, q, sx, x, j0, nb, H, n, G, b)                                      \
+    ((void)(s), cw_rows_f32(out, CW_UNITS_BLOCK, w, x, j0, nb, H, n, G, b))
 #endif
 
 /* ---- the step: Keras GRU (reset_after) / LSTM (i, f, c, o) / SimpleRNN ------------------ */
@@ -159,40 +122,38 @@ int cw_reset(cw_ctx *ctx) {
 }
 
 #ifndef CW_UNITS_BLOCK
-#define CW_UNITS_BLOCK 8 /* units whose gates are on the stack at once (2 x 4 floats each) */
+#define CW_UNITS_BLOCK 16 /* units whose gates are on the stack at once: one packed block */
+#endif
+#if CW_UNITS_BLOCK < 1 || CW_UNITS_BLOCK > 16
+#error "CW_UNITS_BLOCK is 1..16 (a packed block is 16 rows)"
 #endif
 
-/* The G gates of unit j into gx [G] (input projection) and gr [G] (recurrent projection), rows
- * k H + j. Layer 0's input projection is CW_TABLE0's row (embedding, kernel and bias). */
+/* The G gates of units j0 .. j0 + nb - 1 into gx [k * CW_UNITS_BLOCK + b] (input projection)
+ * and gr (recurrent projection), rows k H + j. Layer 0's input projection is CW_TABLE0's row
+ * (embedding, kernel and bias). */
 #if CW_INT8
-#define CW_GATES(G, j, gx, gr)                                                                \
-    do {                                                                                      \
-        int k_;                                                                               \
-        if (l == 0)                                                                           \
-            for (k_ = 0; k_ < (G); k_++)                                                      \
-                (gx)[k_] = (float)CW_TABLE0[(size_t)token * (size_t)((G) * H) +               \
-                                            (size_t)(k_ * H + (j))] * CW_TABLE0_SCALE[token]; \
-        else                                                                                  \
-            CW_ROWS(gx, L->w_in, L->s_in, qx, sx, input, j, H, n, G, L->b_in);                \
-        CW_ROWS(gr, L->w_rec, L->s_rec, qh, sh, h, j, H, H, G, L->b_rec);                     \
-    } while (0)
+#define CW_TABLE0_AT(G, k, j)                                                                 \
+    ((float)CW_TABLE0[(size_t)token * (size_t)((G) * H) + (size_t)((k) * H + (j))] *          \
+     CW_TABLE0_SCALE[token])
 #else
-#define CW_GATES(G, j, gx, gr)                                                                \
+#define CW_TABLE0_AT(G, k, j)                                                                 \
+    CW_TABLE0[(size_t)token * (size_t)((G) * H) + (size_t)((k) * H + (j))]
+#endif
+#define CW_GATES(G, j0, nb, gx, gr)                                                           \
     do {                                                                                      \
-        int k_;                                                                               \
+        int k_, b_;                                                                           \
         if (l == 0)                                                                           \
             for (k_ = 0; k_ < (G); k_++)                                                      \
-                (gx)[k_] = CW_TABLE0[(size_t)token * (size_t)((G) * H) +                     \
-                                     (size_t)(k_ * H + (j))];                                 \
+                for (b_ = 0; b_ < (nb); b_++)                                                 \
+                    (gx)[k_ * CW_UNITS_BLOCK + b_] = CW_TABLE0_AT(G, k_, (j0) + b_);          \
         else                                                                                  \
-            CW_ROWS(gx, L->w_in, L->s_in, qx, sx, input, j, H, n, G, L->b_in);                \
-        CW_ROWS(gr, L->w_rec, L->s_rec, qh, sh, h, j, H, H, G, L->b_rec);                     \
+            CW_ROWS(gx, L->w_in, L->s_in, qx, sx, input, j0, nb, H, n, G, L->b_in);           \
+        CW_ROWS(gr, L->w_rec, L->s_rec, qh, sh, h, j0, nb, H, H, G, L->b_rec);                \
     } while (0)
-#endif
 
 /* Feeds one id; ctx->logits then holds the logits for the next one. Units go in blocks of
- * CW_UNITS_BLOCK: their gates first, then their cell updates (the tanhf calls of a block overlap
- * on a host CPU); every value is the same expression as one unit at a time. */
+ * CW_UNITS_BLOCK: their gates first (16 units: one packed block of each gate, kernels.h), then
+ * their cell updates; every value is the same expression as one unit at a time. */
 int cw_step(cw_ctx *ctx, int token) {
     int l, j, j0, b, nb, off = 0;
     const float *input = NULL;
@@ -220,22 +181,22 @@ int cw_step(cw_ctx *ctx, int token) {
 #endif
         for (j0 = 0; j0 < H; j0 += CW_UNITS_BLOCK) {
             nb = H - j0 < CW_UNITS_BLOCK ? H - j0 : CW_UNITS_BLOCK;
+            if (G == 3) CW_GATES(3, j0, nb, gx, gr);
+            else if (G == 4) CW_GATES(4, j0, nb, gx, gr);
+            else CW_GATES(1, j0, nb, gx, gr);
             for (b = 0; b < nb; b++) {
-                if (G == 3) CW_GATES(3, j0 + b, gx + 4 * b, gr + 4 * b);
-                else if (G == 4) CW_GATES(4, j0 + b, gx + 4 * b, gr + 4 * b);
-                else CW_GATES(1, j0 + b, gx + 4 * b, gr + 4 * b);
-            }
-            for (b = 0; b < nb; b++) {
-                const float *x = gx + 4 * b, *r = gr + 4 * b;
+                const float *x = gx + b, *r = gr + b;
                 j = j0 + b;
                 if (L->cell == CW_GRU) {
                     float z = cw_sigmoid(x[0] + r[0]);
-                    float rg = cw_sigmoid(x[1] + r[1]);
-                    float hh = tanhf(x[2] + rg * r[2]);
+                    float rg = cw_sigmoid(x[CW_UNITS_BLOCK] + r[CW_UNITS_BLOCK]);
+                    float hh = tanhf(x[2 * CW_UNITS_BLOCK] + rg * r[2 * CW_UNITS_BLOCK]);
                     hn[j] = hh + z * (h[j] - hh);
                 } else if (L->cell == CW_LSTM) {
                     float *c = h + H; /* the rows read h only: c updates in place */
-                    float gi = x[0] + r[0], gf = x[1] + r[1], gc = x[2] + r[2], go = x[3] + r[3];
+                    float gi = x[0] + r[0], gf = x[CW_UNITS_BLOCK] + r[CW_UNITS_BLOCK];
+                    float gc = x[2 * CW_UNITS_BLOCK] + r[2 * CW_UNITS_BLOCK];
+                    float go = x[3 * CW_UNITS_BLOCK] + r[3 * CW_UNITS_BLOCK];
                     c[j] = cw_sigmoid(gf) * c[j] + cw_sigmoid(gi) * tanhf(gc);
                     hn[j] = cw_sigmoid(go) * tanhf(c[j]);
                 } else {
@@ -250,9 +211,11 @@ int cw_step(cw_ctx *ctx, int token) {
 #if CW_INT8
     sh = cw_quantize(input, CW_LAST_UNITS, ctx->q_h);
 #endif
-    for (j = 0; j < CW_VOCAB; j++)
-        CW_ROWS(&ctx->logits[j], CW_DENSE_W, CW_DENSE_SCALE, qh, sh, input, j, CW_VOCAB,
+    for (j0 = 0; j0 < CW_VOCAB; j0 += 16) { /* the dense layer: one packed block at a time */
+        nb = CW_VOCAB - j0 < 16 ? CW_VOCAB - j0 : 16;
+        CW_ROWS(&ctx->logits[j0], CW_DENSE_W, CW_DENSE_SCALE, qh, sh, input, j0, nb, CW_VOCAB,
                 CW_LAST_UNITS, 1, CW_DENSE_B);
+    }
     return CW_OK;
 }
 

@@ -7,7 +7,8 @@
     exp tables       the sampler's, from runtime/c/SAMPLING.md
     layers           layer 0's folded input table, each layer's matrices and biases, the dense
                      layer; float32, or int8 with one float32 scale per output row
-                     (scale = max|row| / 127, an all-zero row gets scale 0)
+                     (scale = max|row| / 127, an all-zero row gets scale 0); the matrices packed
+                     in blocks of 16 rows (pack_rows; runtime/c/kernels.h reads them)
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return q, scale, err
 
 
+def pack_rows(w: np.ndarray, groups: int) -> np.ndarray:
+    """W [groups * H, n] in runtime/c/kernels.h's packed order, flat: each group (gate) padded
+    with zero rows to a multiple of 16, then blocks of 16 rows with the rows side by side —
+    float32 [block][input][row]; int8 (inputs padded with zero columns to a multiple of 4)
+    [block][input // 4][row][input % 4]."""
+    rows, n = w.shape
+    H = rows // groups
+    Hp = -(-H // 16) * 16
+    g = np.zeros((groups, Hp, n), w.dtype)
+    g[:, :H] = w.reshape(groups, H, n)
+    blocks = g.reshape(groups * Hp // 16, 16, n)
+    if w.dtype == np.int8:
+        n4 = -(-n // 4) * 4
+        b4 = np.zeros((blocks.shape[0], 16, n4), np.int8)
+        b4[:, :, :n] = blocks
+        return b4.reshape(-1, 16, n4 // 4, 4).transpose(0, 2, 1, 3).ravel()
+    return blocks.transpose(0, 2, 1).ravel()
+
+
 def sampling_defaults(bundle) -> dict:
     """The bundle's sampling_defaults for the C main: checked exactly as `generate` checks them
     (sampling.bundle_defaults), then limited to what C implements."""
@@ -102,6 +122,7 @@ def _sizes(h: Header, bundle, precision: str, stack) -> None:
     h.define("CW_BUNDLE_SHA256", lit_string(sha))  # sha256 of the bundle's manifest.json
     h.define("CW_PRECISION", lit_string(precision))
     h.define("CW_INT8", lit_int(int(precision == "int8"), 0, 1))
+    h.define("CW_LAYOUT", lit_int(2, 2, 2))  # matrices packed in blocks of 16 rows (pack_rows)
     h.define("CW_WEIGHT", C("signed char") if precision == "int8" else C("float"))
     h.define("CW_VOCAB", lit_size(bundle.vocab_size))
     h.define("CW_LAYERS", lit_size(len(stack)))
@@ -138,15 +159,19 @@ def _vocabulary(h: Header, vocab) -> None:
     h.array("unsigned char", "cw_vocab_len", wrap(sizes + [C("0")] * vocab.eos), vocab.size)
 
 
-def _matrix(h: Header, name: str, w_out_in: np.ndarray, int8: bool, errors: dict) -> tuple:
-    """Emits W [d][n] (row-major, float32 or int8 + scales); returns (weight, scale) C names."""
+def _matrix(h: Header, name: str, w_out_in: np.ndarray, int8: bool, errors: dict,
+            groups: int = 1) -> tuple:
+    """Emits W [groups * H][n] (float32, or int8 + one scale per row), packed (pack_rows);
+    returns (weight, scale) C names."""
     if int8:
         q, s, err = quantize_rows(w_out_in)
         errors[name] = err
-        h.array("signed char", name, ints(q), q.size)
+        p = pack_rows(q, groups)
+        h.array("signed char", name, ints(p), p.size)
         h.array("float", name + "_S", floats(s), s.size)
         return ident(name), ident(name + "_S")
-    h.array("float", name, floats(w_out_in), w_out_in.size)
+    p = pack_rows(np.asarray(w_out_in, np.float32), groups)
+    h.array("float", name, floats(p), p.size)
     return ident(name), ident("NULL")
 
 
@@ -171,12 +196,14 @@ def _layer(h: Header, i: int, stack, w, int8: bool, errors: dict) -> C:
     L, null = stack[i], ident("NULL")
     bias = w[f"layer{i}.bias"]
     if i > 0:
-        wi, si = _matrix(h, f"CW_W_IN{i}", w[f"layer{i}.kernel"].T, int8, errors)
+        wi, si = _matrix(h, f"CW_W_IN{i}", w[f"layer{i}.kernel"].T, int8, errors,
+                         GATES[L["cell"]])
         h.array("float", f"CW_B_IN{i}", floats(input_bias(bias, L)), bias.shape[-1])
         bi, in_dim = ident(f"CW_B_IN{i}"), stack[i - 1]["units"]
     else:  # layer 0's input is the folded table
         wi, si, bi, in_dim = null, null, null, 0
-    wr, sr = _matrix(h, f"CW_W_REC{i}", w[f"layer{i}.recurrent_kernel"].T, int8, errors)
+    wr, sr = _matrix(h, f"CW_W_REC{i}", w[f"layer{i}.recurrent_kernel"].T, int8, errors,
+                     GATES[L["cell"]])
     br, rec_bias = null, recurrent_bias(bias, L)  # GRU (reset_after) only
     if rec_bias is not None:
         h.array("float", f"CW_B_REC{i}", floats(rec_bias), bias.shape[-1])

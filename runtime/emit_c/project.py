@@ -29,7 +29,8 @@ from charwright.runtime.emit_c.model_header import check_supported, model_header
 from charwright.runtime.errors import BundleError, ConfigError
 
 C_DIR = Path(__file__).resolve().parent.parent / "c"
-COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md")
+COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md",
+          "kernels.h", "kernels_x86.h", "kernels_neon.h", "kernels_dsp.h", "kernels_wasm.h")
 PRECISIONS = ("float32", "int8")
 
 
