@@ -66,13 +66,19 @@ async function generate(event) {
   setState('running');
   $('out-prompt').textContent = prompt;
   const out = $('out-text');
+  const box = $('output');
   out.textContent = '';
   let chars = 0;
+  let scrolling = false;
   const t0 = performance.now();
   try {
     for await (const piece of it) {
       out.append(piece); // a text node
       chars += [...piece].length;
+      if (!scrolling) { // once a frame: reading scrollHeight per character forces a layout
+        scrolling = true;
+        requestAnimationFrame(() => { box.scrollTop = box.scrollHeight; scrolling = false; });
+      }
     }
     const ms = performance.now() - t0;
     $('status').textContent = `${chars} characters in ${ms.toFixed(0)} ms ` +
