@@ -27,6 +27,12 @@ from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
               show_default=True,
               help="Prompt characters one request may bring (its prompts together); more gets "
               "400. A prompt primes a slice per step, beside the running streams.")
+@click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
+              show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
+              help="Memory for the states of primed prompts, kept at every 256 characters "
+              "along them (least recently used dropped first): a request that shares a prefix "
+              "with an earlier one primes only the rest. 0: off. Only for batch-invariant "
+              "files (`charwright info` says which).")
 @click.option("--api-key", envvar="CHARWRIGHT_API_KEY", show_envvar=True,
               help="Require `Authorization: Bearer KEY` on /v1/* and /metrics (never logged).")
 @click.option("--request-timeout", type=click.FloatRange(0), default=600.0, show_default=True,
@@ -34,7 +40,7 @@ from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGTERM, seconds running requests get to finish before they are cut.")
 def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue,
-          max_prompt_chars, api_key, request_timeout, shutdown_timeout):
+          max_prompt_chars, prompt_cache_mb, api_key, request_timeout, shutdown_timeout):
     """Serve bundles over HTTP: OpenAI-compatible /v1/completions (SSE streaming), /v1/models,
     /health (503 while loading or draining) and Prometheus /metrics.
 
@@ -57,7 +63,8 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     cfg = ServeConfig(bundles=tuple(bundles), backend=backend, precision=precision,
                       threads=threads, max_batch=max_batch, max_queue=max_queue,
                       api_key=api_key, request_timeout=request_timeout,
-                      shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars)
+                      shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars,
+                      prompt_cache_mb=prompt_cache_mb)
     try:
         model_names(cfg.bundles)
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error
@@ -65,3 +72,10 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     for b in cfg.bundles:  # a missing or damaged bundle fails here, before the port is bound
         load_bundle(b, verify=False)
     return run_server(cfg, host, port)
+
+
+def _megabytes(param, value):
+    """FloatRange lets 'nan' through: refused like a bad range."""
+    if value != value:
+        raise click.BadParameter(f"{value} is not a number of megabytes", param=param)
+    return value

@@ -74,6 +74,10 @@ class Primer:
         self.state = backend.initial_state(0)  # float32 [rows, state_size]
         self._next_key = 0
         self.ids_primed = 0  # ids fed so far, every row (statistics)
+        # every this many ids of its prompt, a row reports (key, position, logits, state) in
+        # `checkpoints` (the server's prompt cache takes them); None: no checkpoints
+        self.checkpoint_every: int | None = None
+        self.checkpoints: list[tuple[int, int, np.ndarray, np.ndarray]] = []
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -83,19 +87,30 @@ class Primer:
         """Ids still to feed, every row together."""
         return int((self._len - self._pos).sum())
 
-    def add(self, prompts: list) -> list[int]:
-        """Rows for `prompts` (int32 arrays of >= 1 id) join the batch; returns their keys."""
+    def add(self, prompts: list, starts=None) -> list[int]:
+        """Rows for `prompts` (int32 arrays of >= 1 id) join the batch; returns their keys.
+        starts: per prompt None, or (position, state [S]): the row goes on from the state its
+        prompt's first `position` ids (0 < position < len) gave (a cached prefix)."""
         prompts = [np.ascontiguousarray(p, np.int32) for p in prompts]
         if any(len(p) < 1 for p in prompts):
             raise ConfigError("a prompt must hold at least one id")
         n = len(prompts)
+        starts = [None] * n if starts is None else list(starts)
+        state = self.backend.initial_state(n)
+        pos = np.zeros(n, np.int64)
+        for i, s in enumerate(starts):
+            if s is not None:
+                if not 0 < s[0] < len(prompts[i]):
+                    raise ConfigError(f"start {s[0]} is not inside a prompt of "
+                                      f"{len(prompts[i])} ids")
+                pos[i], state[i] = s[0], s[1]
         keys = list(range(self._next_key, self._next_key + n))
         self._next_key += n
         self.keys += keys
         self._ids += prompts
-        self._pos = np.concatenate([self._pos, np.zeros(n, np.int64)])
+        self._pos = np.concatenate([self._pos, pos])
         self._len = np.concatenate([self._len, [len(p) for p in prompts]]).astype(np.int64)
-        self.state = np.concatenate([self.state, self.backend.initial_state(n)])
+        self.state = np.concatenate([self.state, state])
         return keys
 
     def remove(self, keys) -> None:
@@ -124,10 +139,14 @@ class Primer:
             k = int(min((self._len - self._pos).min(), PRIME_CHUNK))
             # ids [k, rows]: column t is every row's next id at step t (contiguous per step)
             ids = np.stack([p[i:i + k] for p, i in zip(self._ids, self._pos.tolist())], axis=1)
+            marks = self._marks(k)
             state, fed = self.state, 0
             for t in range(k):
                 logits, state = step(ids[t], state)
                 fed += 1
+                if marks and t in marks:
+                    self.checkpoints += [(self.keys[i], int(self._pos[i]) + fed,
+                                          logits[i].copy(), state[i].copy()) for i in marks[t]]
                 if fed < k and clock() >= end:
                     break
             self.state = state
@@ -141,4 +160,18 @@ class Primer:
                     self._keep([i for i in range(len(self.keys)) if i not in ended_set])
             if clock() >= end:
                 break
+        return out
+
+    def _marks(self, k: int) -> dict[int, list[int]]:
+        """{step t of the next k: rows whose position after it is a checkpoint (a multiple of
+        checkpoint_every short of their prompt's end)}."""
+        every = self.checkpoint_every
+        if not every:
+            return {}
+        out: dict[int, list[int]] = {}
+        first = every - self._pos % every  # steps to each row's next checkpoint
+        for i in np.flatnonzero(first <= k):
+            for t in range(int(first[i]), k + 1, every):
+                if self._pos[i] + t < self._len[i]:
+                    out.setdefault(t - 1, []).append(int(i))
         return out

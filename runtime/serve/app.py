@@ -240,7 +240,8 @@ def _load_all(state: State) -> None:
     for name, bundle in zip(state.names, bundles):
         model = load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
         engine = Engine(model, cfg.max_batch, cfg.max_queue, notify=_notifier(state.loop),
-                        max_prompt_chars=cfg.max_prompt_chars)
+                        max_prompt_chars=cfg.max_prompt_chars,
+                        prompt_cache_bytes=int(cfg.prompt_cache_mb * 2**20))
         state.models[name] = Served(name, model, engine.start())
 
 
@@ -249,7 +250,8 @@ def _loaded(state: State, future) -> None:
     if e is None and not future.cancelled():
         if state.phase == "loading":
             state.phase = "ready"
-        desc = ", ".join(f"{s.name} ({s.model.entry.path})" for s in state.models.values())
+        desc = ", ".join(f"{s.name} ({s.model.entry.path}; {s.engine.prompt_cache_note})"
+                         for s in state.models.values())
         log(f"ready: {desc}; max batch {state.cfg.max_batch}, max queue {state.cfg.max_queue}, "
             f"max prompt {state.cfg.max_prompt_chars:,} chars")
         return

@@ -60,11 +60,14 @@ class Engine:
     """One scheduler over one loaded Model (see the module docstring)."""
 
     def __init__(self, model, max_batch: int = 64, max_queue: int = 64, notify=None,
-                 max_prompt_chars: int | None = None):
+                 max_prompt_chars: int | None = None, prompt_cache_bytes: int = 0):
         _check_int("max_batch", max_batch, 1)
         _check_int("max_queue", max_queue, 0)
         if max_prompt_chars is not None:
             _check_int("max_prompt_chars", max_prompt_chars, 1, " (or None: no limit)")
+        _check_int("prompt_cache_bytes", prompt_cache_bytes, 0, " (0: no prompt cache)")
+        # the prompt cache (serve/prefix_cache.py), for batch-invariant files only
+        self.prompt_cache, self.prompt_cache_note = _prompt_cache(model, prompt_cache_bytes)
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
         self.max_prompt_chars = max_prompt_chars
         self.notify = notify or _wake_each
@@ -75,7 +78,7 @@ class Engine:
         self._stop = False
         self._threads: list[threading.Thread] = []
         self._batch = Batch(model)  # the rows stepping; opened on the scheduler thread
-        self._priming = Priming()  # the prompts priming; likewise
+        self._priming = Priming(self.prompt_cache)  # the prompts priming; likewise
         self.step_seconds = self._batch.step_seconds  # Histograms, filled by the scheduler
         self.batch_size = self._batch.batch_size
         self.last_error: BaseException | None = None
@@ -98,6 +101,16 @@ class Engine:
     prime_seconds = _figure("_priming", "seconds", "Time spent priming.")
     priming_requests = _figure("_priming", "requests", "Requests priming now.")
     prompt_ids_left = _figure("_priming", "ids_left", "Ids of prompts still to prime.")
+    prompt_cache_hits = _figure("_cache_figures", "hits", "Prompts that began from a cache hit.")
+    prompt_cache_misses = _figure("_cache_figures", "misses", "Prompts primed from the start.")
+    prompt_cache_evictions = _figure("_cache_figures", "evictions", "Cache entries evicted.")
+    prompt_cache_bytes = _figure("_cache_figures", "bytes", "Bytes the prompt cache holds.")
+    prompt_cache_ids_reused = _figure("_cache_figures", "ids_reused",
+                                      "Prompt ids not primed thanks to the cache.")
+
+    @property
+    def _cache_figures(self):
+        return self.prompt_cache if self.prompt_cache is not None else _NO_CACHE
 
     def idle(self) -> bool:
         return not self._queue.running and not self._queue.waiting
@@ -279,6 +292,31 @@ class Engine:
         r.primed = None
         self._finish(r, reason)
         touched.append(r)
+
+
+class _NoCache:
+    hits = misses = evictions = bytes = ids_reused = 0
+
+
+_NO_CACHE = _NoCache()
+
+
+def _prompt_cache(model, max_bytes: int):
+    """(PrefixCache or None, a line saying which and why). Cached states are exact only where a
+    row's step does not depend on its batch: the file must be batch-invariant (manifest's
+    files[].batch_invariant; a bundle without the key counts as not)."""
+    from charwright.runtime.serve.prefix_cache import PrefixCache
+
+    if not max_bytes:
+        return None, "prompt cache off"
+    entry = model.entry
+    invariant = getattr(entry, "batch_invariant", None)
+    if invariant is None:
+        invariant = entry.extra.get("batch_invariant") is True
+    if not invariant:
+        return None, (f"prompt cache off: {entry.path} is not batch-invariant, so a cached "
+                      "state could differ from one primed afresh")
+    return PrefixCache(max_bytes), f"prompt cache {max_bytes / 2**20:.3g} MiB"
 
 
 def _check_int(name: str, value, lo: int, or_else: str = "") -> None:

@@ -33,6 +33,19 @@ FAMILIES = (
      "Prompt characters (ids) run through the step graph.", "prompt_ids_primed"),
     ("counter", "charwright_prime_seconds", "Time the scheduler spent priming prompts.",
      "prime_seconds"),
+    ("counter", "charwright_prompt_cache_hits",
+     "Prompts that began from a cached state (whole or a prefix; --prompt-cache-mb).",
+     "prompt_cache_hits"),
+    ("counter", "charwright_prompt_cache_misses", "Prompts primed from their first character.",
+     "prompt_cache_misses"),
+    ("counter", "charwright_prompt_cache_evictions",
+     "Cached states dropped to stay within --prompt-cache-mb (least recently used first).",
+     "prompt_cache_evictions"),
+    ("gauge", "charwright_prompt_cache_bytes", "Bytes the prompt cache holds.",
+     "prompt_cache_bytes"),
+    ("counter", "charwright_prompt_chars_reused",
+     "Prompt characters (ids) not primed because a cached state held them.",
+     "prompt_cache_ids_reused"),
 )
 
 

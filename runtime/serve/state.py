@@ -33,6 +33,7 @@ class ServeConfig:
     request_timeout: float = 600.0  # 0: none
     shutdown_timeout: float = 30.0
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    prompt_cache_mb: float = 64.0  # --prompt-cache-mb: states of primed prompts (0: none)
 
 
 def model_names(bundles) -> list[str]:

@@ -27,7 +27,9 @@ def test_the_exposition_reads_every_engine_and_the_unrouted_counts():
     engine = SimpleNamespace(running_requests=1, waiting_requests=2, running_rows=3,
                              chars_generated=4, priming_requests=5, prompt_ids_left=6,
                              prompt_ids_primed=7, prime_seconds=0.5, step_seconds=h,
-                             batch_size=h)
+                             batch_size=h, prompt_cache_hits=8, prompt_cache_misses=9,
+                             prompt_cache_evictions=10, prompt_cache_bytes=11,
+                             prompt_cache_ids_reused=12)
     state = SimpleNamespace(
         models={"m": SimpleNamespace(name="m", engine=engine, requests={"200": 3, "499": 1})},
         rejected_unrouted={"401": 2})
@@ -44,7 +46,12 @@ def test_the_exposition_reads_every_engine_and_the_unrouted_counts():
                  'charwright_requests_priming{model="m"} 5.0',
                  'charwright_prompt_chars_left{model="m"} 6.0',
                  'charwright_prompt_chars_primed_total{model="m"} 7.0',
-                 'charwright_prime_seconds_total{model="m"} 0.5'):
+                 'charwright_prime_seconds_total{model="m"} 0.5',
+                 'charwright_prompt_cache_hits_total{model="m"} 8.0',
+                 'charwright_prompt_cache_misses_total{model="m"} 9.0',
+                 'charwright_prompt_cache_evictions_total{model="m"} 10.0',
+                 'charwright_prompt_cache_bytes{model="m"} 11.0',
+                 'charwright_prompt_chars_reused_total{model="m"} 12.0'):
         assert line in text.splitlines(), line
     types = [line.split()[2:] for line in text.splitlines() if line.startswith("# TYPE")]
     # in FAMILIES' order (a counter's TYPE line names it with _total)
