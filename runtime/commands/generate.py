@@ -84,15 +84,28 @@ def _samples(model, prompt, n, max_chars, cfg, stop, unknown, as_json) -> None:
         out.write(prompt + c.text + "\n")
 
 
-def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json) -> None:
-    beams = model.beam_search(prompt, max_chars, width=width, length_penalty=length_penalty,
-                              unknown=unknown)
+def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json,
+           pattern=None) -> None:
+    if pattern is None:
+        beams = model.beam_search(prompt, max_chars, width=width, length_penalty=length_penalty,
+                                  unknown=unknown)
+    else:  # --regex / --choice: each beam follows the pattern's automaton
+        from charwright.runtime.generate.beam import beam_search
+        from charwright.runtime.generate.priming import prime
+        from charwright.runtime.sampling.constrain import dfa_for
+
+        dfa = dfa_for(pattern, model.vocab)
+        logits, state = prime(model.backend, [model.encode_prompt(prompt, unknown)])
+        beams = beam_search(model.backend, model.vocab, logits, state, max_chars, width,
+                            length_penalty, constraint=dfa)
     out = _stdout()
     if as_json:
         chain = f"beam(width={width}, length_penalty={length_penalty:g})"
+        eos = model.vocab.eos_id
         out.write(_payload(prompt, model, chain, None, [
-            {"text": b.text, "finish_reason": "eos" if b.finished else "length",
-             "logprob": b.logprob, "score": b.score} for b in beams]) + "\n")
+            {"text": b.text, "logprob": b.logprob, "score": b.score,
+             "finish_reason": "length" if not b.finished else
+             "eos" if b.tokens and b.tokens[-1] == eos else "stop"} for b in beams]) + "\n")
         return
     for i, b in enumerate(beams):
         out.write(f"--- beam {i + 1} of {len(beams)}: logprob {b.logprob:.3f}, score "
@@ -218,6 +231,11 @@ def _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape) -> tuple:
 @click.option("--stop", multiple=True, help="Stop before this string (repeatable). Escapes "
               "are processed: \\n \\t \\r \\\\ \\\" \\' \\xNN \\uNNNN.")
 @click.option("--no-escape", is_flag=True, help="Take --stop strings as typed (no escapes).")
+@click.option("--regex", help="The generated text (after the prompt) matches this pattern in "
+              "full, as Python's re.fullmatch reads it (the supported syntax: "
+              "docs/generating.md). -n must leave room for the shortest match.")
+@click.option("--choice", "choices", multiple=True, help="The generated text is one of these "
+              "(repeatable; not with --regex).")
 @unknown_option("Prompt characters outside the vocabulary.")
 @threads_option()
 @click.option("-v", "--verbose", is_flag=True, help="Print the file and the sampling chain to "
@@ -251,6 +269,9 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     from charwright.runtime.sampling.config import SamplingConfig, describe, resolve_seed
 
     stop = _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape)
+    sampling["choices"] = sampling["choices"] or None  # not given: ()
+    if sampling["regex"] is not None and sampling["choices"] is not None:
+        raise click.UsageError("--regex and --choice together: give one (choices are a regex)")
     stateful = save_state is not None or from_state is not None
     if stateful and (beam or num_samples > 1):
         raise click.UsageError("--save-state and --from-state continue one text: not with "
@@ -288,7 +309,7 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
         chain = f"beam(width={beam})" if beam else describe(cfg)
         click.echo(f"{model!r}\n{chain}", err=True)
     if beam:
-        _beams(model, prompt, beam, max_chars, length_penalty, unknown, as_json)
+        _beams(model, prompt, beam, max_chars, length_penalty, unknown, as_json, cfg.pattern)
     elif num_samples > 1 or as_json:
         _samples(model, prompt, num_samples, max_chars, cfg, stop, unknown, as_json)
     else:

@@ -13,7 +13,7 @@ from charwright.runtime.errors import ConfigError
 from charwright.runtime.generate.generator import Generator
 from charwright.runtime.generate.priming import by_length
 from charwright.runtime.generate.text_stream import TextStream
-from charwright.runtime.sampling.config import Sampler, SamplingConfig, resolve_seed
+from charwright.runtime.sampling.config import SamplingConfig, make_sampler, resolve_seed
 
 
 def encode_prompt(vocab, prompt: str, unknown: str = "error", replacement=None) -> np.ndarray:
@@ -48,11 +48,16 @@ def start(backend, vocab, prompts, max_chars=200, sampling=None, stop=(), unknow
     gen = Generator(backend)
     if not ids:
         return gen, {}, []
+    sampler = make_sampler(sampling, vocab)  # a regex compiles here (ConfigError if bad)
+    dfa = getattr(sampler, "constraint", None)
+    if dfa is not None and dfa.shortest > max_chars:
+        raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
+                          f"characters, more than max_chars (-n) {max_chars}")
     if max_chars == 0:
         return gen, {}, [None] * len(ids)
     order = [i for group in by_length(ids) for i in group]
-    added = gen.add([ids[i] for i in order], Sampler(sampling, vocab.size), sampling.seed,
-                    [row_ids[i] for i in order])
+    added = gen.add([ids[i] for i in order], sampler, sampling.seed,
+                    [row_ids[i] for i in order], max_chars=max_chars)
     keys = [k for _, k in sorted(zip(order, added))]
-    streams = {k: TextStream(vocab, max_chars, stop) for k in keys}
+    streams = {k: TextStream(vocab, max_chars, stop, dfa) for k in keys}
     return gen, streams, keys

@@ -4,6 +4,11 @@ Keeps the `width` best partial continuations by total log-probability. A beam th
 end-of-sequence id is finished. Final ranking uses length normalisation:
     score = logprob / length ** length_penalty   (0 disables it; 1 is the per-character mean)
 The state follows the surviving beams with np.take on the batch axis.
+
+With a constraint (a regex's CharDFA, sampling/constrain), each beam follows its own DFA state:
+candidates the automaton does not allow, or that could no longer reach acceptance within the
+characters left, are dropped (scores stay the model's own log-probabilities); a beam whose match
+is complete and cannot go on is finished, and every beam left at the length limit is a match.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ class Beam:
 
 
 def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars: int,
-                width: int, length_penalty: float = 1.0, n_best: int | None = None) -> list[Beam]:
-    """Args: logits float32 [1, V] and state [1, S] after priming the prompt."""
+                width: int, length_penalty: float = 1.0, n_best: int | None = None,
+                constraint=None) -> list[Beam]:
+    """Args: logits float32 [1, V] and state [1, S] after priming the prompt; constraint: a
+    CharDFA over this vocabulary, or None."""
     if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
         raise ConfigError(f"beam width {width!r}: must be in 1..{MAX_WIDTH}")
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
@@ -45,20 +52,29 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
     V = logits.shape[1]
     seqs = np.zeros((1, 0), np.int32)
     scores = np.zeros(1)
+    dfa, states = constraint, np.zeros(1, np.int64)
+    if dfa is not None and dfa.shortest > max_chars:
+        raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
+                          f"characters, more than max_chars (-n) {max_chars}")
     finished: list[tuple[np.ndarray, float]] = []
 
     def norm(lp, n):
         return lp / (n ** length_penalty) if length_penalty else lp
 
     for step in range(max_chars):
-        cand = (scores[:, None] + log_softmax(logits)).ravel()  # [beams * V]
+        cand = scores[:, None] + log_softmax(logits)  # [beams, V]
+        if dfa is not None:
+            cand[dfa.need[states] > max_chars - step] = -np.inf
+        cand = cand.ravel()
         k = min(len(cand), 2 * width)
         top = np.argpartition(-cand, k - 1)[:k]
         top = top[np.argsort(-cand[top], kind="stable")]
         keep_beam, keep_tok, keep_score = [], [], []
         for c in top:
+            if not np.isfinite(cand[c]):  # sorted: only masked candidates follow
+                break
             b, t = divmod(int(c), V)
-            if t == eos:
+            if t == eos or (dfa is not None and dfa.terminal[dfa.trans[states[b], t]]):
                 finished.append((np.append(seqs[b], t), float(cand[c])))
                 continue
             keep_beam.append(b)
@@ -69,6 +85,8 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
         if not keep_beam:
             break
         idx = np.asarray(keep_beam)
+        if dfa is not None:
+            states = dfa.trans[states[idx], np.asarray(keep_tok)].astype(np.int64)
         seqs = np.concatenate([seqs[idx], np.asarray(keep_tok, np.int32)[:, None]], axis=1)
         scores = np.asarray(keep_score)
         if step + 1 < max_chars:

@@ -51,20 +51,26 @@ class Generator:
     def is_done(self) -> bool:
         return not self.keys
 
-    def add(self, prompts: list, sampler, seed: int = 0, row_ids=None, primed=None) -> list:
+    def add(self, prompts: list, sampler, seed: int = 0, row_ids=None, primed=None,
+            max_chars=None) -> list:
         """Primes `prompts` (int32 arrays of >= 1 id, one per row) and adds the rows to the
         batch together; returns their keys.
 
         sampler: a sampling.Sampler (shared by rows with the same configuration); row i draws
         from the generator seeded by (seed, row_ids[i]) (default 0, 1, ...). primed: (logits
-        [n, V], state [n, S]) if the caller primed the prompts already (see prime())."""
+        [n, V], state [n, S]) if the caller primed the prompts already (see prime()).
+        max_chars: the rows' length limit, which a regex-constrained sampler needs (its
+        `constraint` is not None) so that no row ends in the middle of a match."""
         prompts = [np.asarray(p, np.int32) for p in prompts]
         n = len(prompts)
         row_ids = list(range(n)) if row_ids is None else list(row_ids)
         if not n or len(row_ids) != n:
             raise ConfigError(f"{n} prompts and {len(row_ids)} row ids: give one row id each")
         logits, state = primed if primed is not None else prime(self.backend, prompts)
-        sampler.join(prompts, seed, row_ids)
+        if getattr(sampler, "constraint", None) is not None:
+            sampler.join(prompts, seed, row_ids, max_chars)
+        else:
+            sampler.join(prompts, seed, row_ids)
         start = len(self.keys)
         self.state = np.concatenate([self.state, state]) if start else state
         self.tokens = np.concatenate([self.tokens, np.zeros(n, np.int32)])

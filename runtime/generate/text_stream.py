@@ -75,9 +75,10 @@ def _failure(s: str) -> list[int]:
 class TextStream:
     """Turns one row's ids into text. max_chars: ids to take at most (>= 1)."""
 
-    __slots__ = ("chars", "eos", "max_chars", "matcher", "tokens", "pieces", "finish_reason")
+    __slots__ = ("chars", "eos", "max_chars", "matcher", "tokens", "pieces", "finish_reason",
+                 "dfa", "dfa_state")
 
-    def __init__(self, vocab, max_chars: int, stop=()):
+    def __init__(self, vocab, max_chars: int, stop=(), constraint=None):
         if max_chars < 1:
             raise ConfigError(f"max_chars {max_chars}: a text stream needs at least 1")
         self.chars, self.eos = vocab.chars, vocab.eos_id
@@ -87,6 +88,9 @@ class TextStream:
         self.tokens: list[int] = []
         self.pieces: list[str] = []
         self.finish_reason: str | None = None
+        # a regex's automaton (sampling/constrain: CharDFA) or None: the row follows it and
+        # ends ("stop") where its match is complete and cannot go on
+        self.dfa, self.dfa_state = constraint, 0
 
     def push(self, t: int) -> str:
         tokens = self.tokens
@@ -106,8 +110,21 @@ class TextStream:
                     self.finish_reason = "length"
             elif len(tokens) >= self.max_chars:
                 self.finish_reason = "length"
+        if self.dfa is not None and t != self.eos:
+            ch = self._follow(t, ch)
         if ch:
             self.pieces.append(ch)
+        return ch
+
+    def _follow(self, t: int, ch: str) -> str:
+        """The automaton takes character t; a complete match that cannot go on ends the row with
+        "stop" (also when the length limit came at the same character)."""
+        dfa, s = self.dfa, self.dfa_state
+        s = self.dfa_state = int(dfa.trans[s, t]) if s >= 0 else -1
+        if s >= 0 and dfa.terminal[s] and self.finish_reason in (None, "length"):
+            if self.finish_reason is None and self.matcher is not None:
+                ch += self.matcher.flush()
+            self.finish_reason = "stop"
         return ch
 
     def text(self) -> str:

@@ -2,13 +2,16 @@
 
 The chain's order is fixed and documented here once:
 
-    logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector
+    logits -> repetition-penalty -> regex -> temperature -> top-k -> top-p -> min-p -> typical
+           -> selector
 
 Temperature comes before the filters (the transformers order), so it changes which ids top-p and
 min-p keep. A parameter at its neutral value (None, or temperature 1, top-p 1, min-p 0, typical 1,
 penalty 1) leaves its processor out. Greedy decoding (greedy=True, or temperature 0) takes the
 argmax after the repetition penalty; the other processors cannot change the argmax and are left
 out. Categorical sampling draws each row from its own generator seeded by (seed, row id).
+A regex (or a choice list) masks the ids its DFA does not allow right after the penalty
+(runtime/sampling/constrain/), so greedy decoding and every filter see only allowed ids.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from charwright.runtime.errors import ConfigError
 from charwright.runtime.sampling.processors import MinP, RepetitionPenalty, Temperature, TopK, TopP, Typical
 from charwright.runtime.sampling.selectors import Categorical, Greedy
 
-ORDER = "logits -> repetition-penalty -> temperature -> top-k -> top-p -> min-p -> typical -> selector"
+ORDER = ("logits -> repetition-penalty -> regex -> temperature -> top-k -> top-p -> min-p -> "
+         "typical -> selector")
+MAX_CHOICES = 4096
 SEED_MAX = 2**63 - 1  # seeds are 0..2**63-1: they fit a signed 64-bit integer in every language
 TEMPERATURE_MIN, TEMPERATURE_MAX = 1e-4, 1000.0  # (0 = greedy); below 1e-4, 1/T overflows float32
 # the penalty multiplies logits by r or 1/r: both at most 100, so with |logit| up to 3e32 and
@@ -58,6 +63,10 @@ class SamplingConfig:
         repetition_window: 1..65536 [64].
         greedy: pick the argmax instead of sampling (the same as temperature 0).
         seed: 0..2**63-1 [None]; seeds the per-row generators; None draws one (resolve_seed).
+        regex: a pattern [None]; the generated text (after the prompt) matches it in full
+            (re.fullmatch; the syntax: runtime/sampling/constrain/parse.py).
+        choices: texts [None]; the generated text is one of them (a regex, escaped and
+            alternated). Not with regex.
     """
 
     temperature: float = 1.0
@@ -69,6 +78,8 @@ class SamplingConfig:
     repetition_window: int = 64
     greedy: bool = False
     seed: int | None = None
+    regex: str | None = None
+    choices: tuple | None = None
 
     def __post_init__(self):
         t = self.temperature
@@ -94,17 +105,46 @@ class SamplingConfig:
             raise ConfigError(f"greedy {self.greedy!r}: must be true or false")
         if self.seed is not None and (not _int(self.seed) or not 0 <= self.seed <= SEED_MAX):
             raise ConfigError(f"seed {self.seed!r}: must be an integer in 0..2**63-1")
+        self._check_constraint()
+
+    def _check_constraint(self) -> None:
+        c = self.choices
+        if c is not None:
+            if isinstance(c, str) or not isinstance(c, (list, tuple)) or not 1 <= len(c) <= \
+                    MAX_CHOICES or not all(isinstance(x, str) for x in c):
+                raise ConfigError(f"choices: must be a list of 1..{MAX_CHOICES} strings")
+            object.__setattr__(self, "choices", tuple(c))  # hashable, like every other field
+            if self.regex is not None:
+                raise ConfigError("give regex or choices, not both (choices are a regex)")
+        if self.pattern is not None:
+            from charwright.runtime.sampling.constrain.parse import parse
+
+            parse(self.pattern)  # the syntax, now; the vocabulary's check comes with Sampler
+
+    @property
+    def pattern(self) -> str | None:
+        """The regex the text must match in full: `regex`, or `choices` as one; None."""
+        if self.choices is not None:
+            from charwright.runtime.sampling.constrain.compile import choices_pattern
+
+            return choices_pattern(self.choices)
+        return self.regex
 
     @property
     def is_greedy(self) -> bool:
         return self.greedy or self.temperature == 0
 
 
-def build_processors(cfg: SamplingConfig, vocab_size: int) -> list:
-    """The processors of the chain, in ORDER, without those at their neutral value."""
+def build_processors(cfg: SamplingConfig, vocab_size: int, dfa=None) -> list:
+    """The processors of the chain, in ORDER, without those at their neutral value. dfa: the
+    compiled cfg.pattern (constrain.dfa_for), if any."""
     procs = []
     if cfg.repetition_penalty != 1.0:
         procs.append(RepetitionPenalty(cfg.repetition_penalty, cfg.repetition_window, vocab_size))
+    if dfa is not None:
+        from charwright.runtime.sampling.constrain.processor import RegexMask
+
+        procs.append(RegexMask(dfa))
     if cfg.is_greedy:  # nothing below can change the argmax
         return procs
     if cfg.temperature != 1.0:
@@ -129,9 +169,21 @@ class Sampler:
         ids = sampler(z)      z: float32 [rows, vocab] (changed in place) -> int64 [rows]
     """
 
-    def __init__(self, cfg: SamplingConfig, vocab_size: int):
+    def __init__(self, cfg: SamplingConfig, vocab_size):
+        """vocab_size: the number of ids, or the Vocabulary itself (needed when cfg has a regex
+        or choices: `constraint` is then the pattern's automaton over it, else None)."""
         self.config = cfg
-        self.processors = tuple(build_processors(cfg, vocab_size))
+        vocab = vocab_size if hasattr(vocab_size, "chars") else None
+        if vocab is not None:
+            vocab_size = vocab.size
+        self.constraint = None
+        if cfg.pattern is not None:
+            if vocab is None:
+                raise ConfigError("a regex or choices needs the vocabulary: Sampler(cfg, vocab)")
+            from charwright.runtime.sampling.constrain.compile import dfa_for
+
+            self.constraint = dfa_for(cfg.pattern, vocab)
+        self.processors = tuple(build_processors(cfg, vocab_size, self.constraint))
         self.selector = Greedy() if cfg.is_greedy else Categorical(vocab_size)
         self._stateful = tuple(p for p in self.processors if p.stateful)
         self.rows = 0
@@ -140,11 +192,15 @@ class Sampler:
         # the cheapest callable equal to __call__: the selector itself when the chain is empty
         self.sample = self.selector if not self.processors else self.__call__
 
-    def join(self, prompts: list, seed: int, row_ids) -> None:
+    def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
         """Rows join at the end: prompts, one int32 array per row; row i draws from the
-        generator seeded by (seed, row_ids[i])."""
+        generator seeded by (seed, row_ids[i]). max_chars: the ids each row may take (an int, one
+        per row, or None: no limit), which a regex needs so that no row ends mid-match."""
         for p in self._stateful:
-            p.join(prompts)
+            if getattr(p, "budgeted", False):
+                p.join(prompts, max_chars)
+            else:
+                p.join(prompts)
         self.selector.join(seed, row_ids)
         self._seed_row += [(int(seed), int(r)) for r in row_ids]
         self.rows += len(prompts)
@@ -218,6 +274,19 @@ class Sampler:
         return ids
 
 
+def make_sampler(cfg: SamplingConfig, vocab_size):
+    """The sampler to generate with: the compiled core (runtime/c/sampler.h, sampling/compiled.py)
+    when it is built, covers cfg and CHARWRIGHT_PURE_PYTHON is not 1; else the numpy Sampler
+    (the reference). The same ids either way, the same interface."""
+    if hasattr(vocab_size, "chars"):  # the Vocabulary: a regex needs it (the numpy chain)
+        if cfg.pattern is not None:
+            return Sampler(cfg, vocab_size)
+        vocab_size = vocab_size.size
+    from charwright.runtime.sampling.compiled import make_sampler as make
+
+    return make(cfg, vocab_size)
+
+
 def bundle_defaults(manifest: dict, where: str) -> dict:
     """The bundle's `sampling_defaults` as SamplingConfig arguments (seed and greedy excluded),
     checked the way a SamplingConfig checks them; `generate` and `serve` apply them to the
@@ -229,7 +298,7 @@ def bundle_defaults(manifest: dict, where: str) -> dict:
     from charwright.runtime.errors import BundleError
 
     d = manifest.get("sampling_defaults") or {}
-    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy"}
+    names = {f.name for f in fields(SamplingConfig)} - {"seed", "greedy", "regex", "choices"}
     if not isinstance(d, dict) or set(d) - names:
         raise BundleError(f"{where}: sampling_defaults must be an object with keys among "
                           f"{', '.join(sorted(names))}")
@@ -251,5 +320,9 @@ def resolve_seed(cfg: SamplingConfig) -> SamplingConfig:
 def describe(cfg: SamplingConfig) -> str:
     """E.g. 'logits -> temperature(0.8) -> top-k(40) -> categorical(seed=7)'."""
     parts = ["logits"] + [p.describe() for p in build_processors(cfg, 1)]
+    if cfg.pattern is not None:  # after the penalty (the DFA itself needs a vocabulary)
+        p = cfg.pattern
+        parts.insert(2 if cfg.repetition_penalty != 1.0 else 1,
+                     f"regex({p if len(p) <= 40 else p[:37] + '...'})")
     parts.append("greedy" if cfg.is_greedy else f"categorical(seed={cfg.seed})")
     return " -> ".join(parts)

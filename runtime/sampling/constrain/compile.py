@@ -1,0 +1,419 @@
+"""Syntax tree (parse.py) + vocabulary -> CharDFA: a deterministic automaton over the vocabulary's
+ids, built by the subset construction over a Thompson NFA, then trimmed and minimised.
+
+Only co-accessible states are kept (every state can still reach acceptance), so a row can never
+walk into a dead end. Per state: a transition row int32[V] (-1: not allowed), whether it
+accepts, and `dist`, the fewest characters from it to acceptance; `need[s, t]` is what a move
+costs in the length budget (1 + dist of the state it leads to; the end-of-sequence id, where the
+vocabulary has one, needs 1 and only from an accepting state).
+
+Bounds, each refused with one line (ConfigError) before it costs much: the expanded pattern
+(MAX_POSITIONS character positions once repeats are unrolled: `a{1000000}`), the automaton
+(MAX_STATES states, MAX_CELLS states x ids: `(a|b)*a(a|b){30}`), and the wall time (MAX_SECONDS).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import warnings
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling.constrain.parse import parse, refuse
+
+MAX_POSITIONS = 10_000  # characters of the pattern once every repeat is unrolled
+MAX_STATES = 20_000
+MAX_CELLS = 1 << 21  # states x vocabulary ids: two int32 tables of at most 8 MiB each
+MAX_SECONDS = 2.0
+# Moore's refinement is O(states^2) at worst: larger DFAs, or one not done in time, stay as built
+MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 0.25
+BLOCKED = np.int32(2**31 - 1)  # `need` of a move that is not allowed
+
+
+@dataclass(frozen=True, eq=False)
+class CharDFA:
+    """A compiled pattern over one vocabulary. State 0 is the start."""
+
+    pattern: str
+    trans: np.ndarray  # int32 [S, V]: next state; -1 = not allowed (the EOS column: always -1)
+    accept: np.ndarray  # bool [S]
+    dist: np.ndarray  # int32 [S]: fewest characters from the state to acceptance
+    need: np.ndarray  # int32 [S, V]: 1 + dist after the move; BLOCKED = not allowed
+    terminal: np.ndarray  # bool [S]: accepting with no character to go on with
+    eos_id: int | None
+    compile_ms: float
+
+    @property
+    def states(self) -> int:
+        return len(self.accept)
+
+    @property
+    def shortest(self) -> int:
+        """The length of the shortest match."""
+        return int(self.dist[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.trans, self.accept, self.dist, self.need, self.terminal))
+
+
+def choices_pattern(choices) -> str:
+    """A list of texts as one pattern: each escaped, alternated."""
+    return "(?:" + "|".join(re.escape(c) for c in choices) + ")"
+
+
+def compile_dfa(pattern: str, chars, eos_id: int | None = None) -> CharDFA:
+    """The automaton of `pattern` over the characters `chars` (id order; eos_id: the id after
+    them, or None). ConfigError for a bad, unsupported, too large or unspellable pattern."""
+    t0 = time.perf_counter()
+    deadline = t0 + MAX_SECONDS
+    tree = parse(pattern)
+    chars = list(chars)
+    size = _size(tree, pattern)
+    if size == 0:
+        refuse(pattern, "matches only the empty string: nothing to generate")
+    classes, labels, (missing, empty) = _classes(tree, chars, pattern, deadline)
+    nfa = _NFA(labels)
+    start, final = nfa.fragment(tree)
+    nfa.final, nfa.pattern, nfa.deadline = final, pattern, deadline
+    table, accept = _subsets(nfa, start, final, classes.max() + 1, pattern, len(chars), deadline)
+    table, accept, dist = _trim(table, accept, pattern, missing, empty)
+    if missing:
+        refuse(pattern, f"needs {_name(missing)}, which the vocabulary lacks")
+    if len(accept) <= MINIMISE_MAX_STATES:
+        table, accept, dist = _minimise(table, accept, dist, time.perf_counter() + MINIMISE_SECONDS)
+    return _expand(pattern, table, accept, dist, classes, eos_id, t0)
+
+
+def _name(chars) -> str:
+    return ", ".join(f"{c!r} (U+{ord(c):04X})" for c in sorted(set(chars))[:8]) + \
+        (" ..." if len(set(chars)) > 8 else "")
+
+
+def _size(node, pattern) -> int:
+    """Character positions once repeats are unrolled (refused past MAX_POSITIONS)."""
+    kind = node[0]
+    if kind in ("lit", "set"):
+        return 1
+    if kind == "empty":
+        return 0
+    if kind in ("cat", "alt"):
+        n = sum(_size(c, pattern) for c in node[1])
+    else:
+        _, sub, lo, hi = node
+        n = _size(sub, pattern) * (hi if hi is not None else max(lo, 1) + (lo > 0))
+    if n > MAX_POSITIONS:
+        refuse(pattern, f"unrolls to more than {MAX_POSITIONS:,} character positions (large "
+               "repeat counts); use a smaller bound")
+    return n
+
+
+def _leaves(node, out: dict) -> dict:
+    if node[0] in ("lit", "set"):
+        out[node] = None
+    elif node[0] in ("cat", "alt"):
+        for c in node[1]:
+            _leaves(c, out)
+    elif node[0] == "rep":
+        _leaves(node[1], out)
+    return out
+
+
+def _classes(tree, chars, pattern, deadline):
+    """Each vocabulary character's class (characters no leaf tells apart share one), each
+    leaf's set of classes as an int bitmask, and the literal characters the vocabulary lacks."""
+    index = {c: i for i, c in enumerate(chars)}
+    leaves = list(_leaves(tree, {}))
+    masks = np.zeros((len(leaves), len(chars)), bool)
+    missing, empty = [], []
+    for j, leaf in enumerate(leaves):
+        if time.perf_counter() > deadline:
+            refuse(pattern, f"took more than {MAX_SECONDS:g} s to compile")
+        if leaf[0] == "lit":
+            if leaf[1] in index:
+                masks[j, index[leaf[1]]] = True
+            else:
+                missing.append(leaf[1])
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rx = re.compile(leaf[1])
+            masks[j] = [rx.fullmatch(c) is not None for c in chars]
+            if not masks[j].any():
+                empty.append(leaf[1])
+    cols, classes = np.unique(masks.T, axis=0, return_inverse=True)
+    classes = classes.reshape(-1).astype(np.int32)
+    labels = {}
+    for j, leaf in enumerate(leaves):
+        labels[leaf] = sum(1 << int(k) for k in np.flatnonzero(cols[:, j]))
+    return classes, labels, (missing, empty)
+
+
+class _NFA:
+    """Thompson's construction: epsilon edges, and at most one labelled edge per state."""
+
+    def __init__(self, labels: dict):
+        self.labels = labels
+        self.eps: list[list[int]] = []
+        self.lab: list[int] = []  # bitmask of classes (0: no labelled edge)
+        self.nxt: list[int] = []
+        self.final = -1
+        self.pattern, self.deadline = "", float("inf")
+
+    def new(self) -> int:
+        self.eps.append([])
+        self.lab.append(0)
+        self.nxt.append(-1)
+        return len(self.eps) - 1
+
+    def fragment(self, node) -> tuple[int, int]:
+        kind = node[0]
+        if kind in ("lit", "set"):
+            s, e = self.new(), self.new()
+            self.lab[s], self.nxt[s] = self.labels[node], e
+            return s, e
+        if kind == "empty":
+            s = self.new()
+            return s, s
+        if kind == "cat":
+            parts = [self.fragment(c) for c in node[1]]
+            for (_, a), (b, _) in zip(parts, parts[1:]):
+                self.eps[a].append(b)
+            return parts[0][0], parts[-1][1]
+        if kind == "alt":
+            s, e = self.new(), self.new()
+            for a, b in (self.fragment(c) for c in node[1]):
+                self.eps[s].append(a)
+                self.eps[b].append(e)
+            return s, e
+        _, sub, lo, hi = node
+        s = cur = self.new()
+        for _ in range(lo):
+            a, b = self.fragment(sub)
+            self.eps[cur].append(a)
+            cur = b
+        if hi is None:
+            loop = self.new()
+            self.eps[cur].append(loop)
+            a, b = self.fragment(sub)
+            self.eps[loop].append(a)
+            self.eps[b].append(loop)
+            return s, loop
+        e = self.new()
+        self.eps[cur].append(e)
+        for _ in range(hi - lo):
+            a, b = self.fragment(sub)
+            self.eps[cur].append(a)
+            self.eps[b].append(e)
+            cur = b
+        return s, e
+
+    def closures(self) -> list[int]:
+        """Per state, the labelled (and final) states its epsilon edges reach, as a bitmask:
+        Tarjan's strongly connected components (emitted callees first), then one OR per edge."""
+        n, eps = len(self.eps), self.eps
+        index, low, comp = [-1] * n, [0] * n, [-1] * n
+        stack, on, out, counter = [], [False] * n, [0] * n, 0
+        for root in range(n):
+            if index[root] >= 0:
+                continue
+            work = [(root, 0)]
+            while work:
+                v, i = work.pop()
+                if i == 0:
+                    index[v] = low[v] = counter
+                    counter += 1
+                    stack.append(v)
+                    on[v] = True
+                    if counter & 4095 == 0 and time.perf_counter() > self.deadline:
+                        refuse(self.pattern, f"took more than {MAX_SECONDS:g} s to compile")
+                if i < len(eps[v]):
+                    work.append((v, i + 1))
+                    w = eps[v][i]
+                    if index[w] < 0:
+                        work.append((w, 0))
+                    elif on[w]:
+                        low[v] = min(low[v], index[w])
+                    continue
+                for w in eps[v]:  # children done: fold their low links
+                    if comp[w] < 0 and on[w]:
+                        low[v] = min(low[v], low[w])
+                if low[v] == index[v]:
+                    members = []
+                    while True:
+                        w = stack.pop()
+                        on[w] = False
+                        comp[w] = v
+                        members.append(w)
+                        if w == v:
+                            break
+                    m = 0
+                    for w in members:
+                        if self.lab[w] or w == self.final:
+                            m |= 1 << w
+                    for w in members:
+                        for x in eps[w]:
+                            if comp[x] != v:
+                                m |= out[x]
+                    for w in members:
+                        out[w] = m
+        return out
+
+
+def _bits(m: int):
+    while m:
+        low = m & -m
+        yield low.bit_length() - 1
+        m ^= low
+
+
+def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, deadline):
+    """The subset construction over the K character classes: (table int32 [S, K], accept)."""
+    clos = nfa.closures()
+    cls_of = {}  # labelled state -> its classes
+    first = clos[start]
+    ids, order, rows = {first: 0}, [first], []
+    cap = min(MAX_STATES, MAX_CELLS // max(V, 1))
+    for D in order:  # grows while it is walked
+        if time.perf_counter() > deadline:
+            refuse(pattern, f"took more than {MAX_SECONDS:g} s to compile")
+        targets: dict = {}
+        for p in _bits(D):
+            lab = nfa.lab[p]
+            if not lab:
+                continue
+            ks = cls_of.get(p)
+            if ks is None:
+                ks = cls_of[p] = list(_bits(lab))
+            c = clos[nfa.nxt[p]]
+            for k in ks:
+                targets[k] = targets.get(k, 0) | c
+        row = [-1] * K
+        for k, T in targets.items():
+            j = ids.get(T)
+            if j is None:
+                if len(order) >= cap:
+                    refuse(pattern, f"needs more than {cap:,} automaton states over this "
+                           f"vocabulary of {V} characters; simplify it")
+                j = ids[T] = len(order)
+                order.append(T)
+            row[k] = j
+        rows.append(row)
+    accept = np.array([bool(D >> final & 1) for D in order])
+    return np.array(rows, np.int32).reshape(len(order), K), accept
+
+
+def _trim(table, accept, pattern, missing, empty):
+    """Keeps the states from which acceptance is reachable; dist = fewest steps to it."""
+    S = len(accept)
+    src, k = np.nonzero(table >= 0)
+    dst = table[src, k]
+    rev = [[] for _ in range(S)]
+    for a, b in set(zip(src.tolist(), dst.tolist())):
+        rev[b].append(a)
+    dist = np.full(S, -1, np.int64)
+    todo = deque(np.flatnonzero(accept).tolist())
+    dist[list(todo)] = 0
+    while todo:
+        b = todo.popleft()
+        for a in rev[b]:
+            if dist[a] < 0:
+                dist[a] = dist[b] + 1
+                todo.append(a)
+    if dist[0] < 0:
+        why = f"needs {_name(missing)}, which the vocabulary lacks" if missing else \
+            f"no vocabulary character matches {', '.join(empty[:4])}" if empty else \
+            "no vocabulary character matches where it must"
+        refuse(pattern, f"accepts nothing this vocabulary can spell: {why}")
+    keep = np.flatnonzero(dist >= 0)
+    new = np.full(S + 1, -1, np.int32)  # new[-1] (index S) maps -1 to -1
+    new[keep] = np.arange(len(keep), dtype=np.int32)
+    table = new[table[keep]]
+    return table, accept[keep], dist[keep].astype(np.int32)
+
+
+def _minimise(table, accept, dist, deadline):
+    """Moore's partition refinement (equivalent states have equal accept and dist); the input
+    as it is if that takes past `deadline`."""
+    _, block = np.unique(np.stack([accept, dist], 1), axis=0, return_inverse=True)
+    block = block.reshape(-1)
+    n = block.max() + 1
+    while True:
+        nxt = np.where(table >= 0, np.append(block, -1)[table], -1)
+        _, new = np.unique(np.column_stack([block, nxt]), axis=0, return_inverse=True)
+        new = new.reshape(-1)
+        if new.max() + 1 == n:
+            break
+        if time.perf_counter() > deadline:
+            return table, accept, dist
+        block, n = new, new.max() + 1
+    # renumber so that the start's block is 0, then one representative row per block
+    order = np.full(n, -1, np.int64)
+    seen = []
+    for s in range(len(block)):
+        if order[block[s]] < 0:
+            order[block[s]] = len(seen)
+            seen.append(s)
+    rep = np.asarray(seen)
+    t = table[rep]
+    t = np.where(t >= 0, order[block][np.maximum(t, 0)], -1).astype(np.int32)
+    return t, accept[rep], dist[rep]
+
+
+def _expand(pattern, table, accept, dist, classes, eos_id, t0) -> CharDFA:
+    """The class-level table as one int32 row per state over the vocabulary's ids."""
+    trans = table[:, classes]
+    if eos_id is not None:
+        trans = np.concatenate([trans, np.full((len(trans), 1), -1, np.int32)], axis=1)
+    need = np.where(trans >= 0, dist[np.maximum(trans, 0)] + 1, BLOCKED).astype(np.int32)
+    if eos_id is not None:
+        need[:, eos_id] = np.where(accept, 1, BLOCKED)
+    terminal = accept & (trans < 0).all(axis=1)
+    ms = (time.perf_counter() - t0) * 1e3
+    return CharDFA(pattern, np.ascontiguousarray(trans), accept, dist, need, terminal, eos_id, ms)
+
+
+class DFACache:
+    """Compiled DFAs per (pattern, vocabulary), least recently used first out, bounded in bytes.
+    Thread-safe: a server parses requests on one thread and samples on another."""
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, pattern: str, chars, eos_id) -> CharDFA:
+        key = (pattern, tuple(chars), eos_id)
+        with self._lock:
+            dfa = self._items.get(key)
+            if dfa is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return dfa
+        dfa = compile_dfa(pattern, chars, eos_id)  # outside the lock: may take a while
+        with self._lock:
+            self.misses += 1
+            if key not in self._items:
+                self._items[key] = dfa
+                self._bytes += dfa.nbytes
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        return dfa
+
+
+CACHE = DFACache()
+
+
+def dfa_for(pattern: str, vocab) -> CharDFA:
+    """The (cached) automaton of `pattern` over a Vocabulary."""
+    if not isinstance(pattern, str):
+        raise ConfigError(f"regex {pattern!r}: must be a string")
+    return CACHE.get(pattern, vocab.chars, vocab.eos_id)
