@@ -28,6 +28,11 @@ primes (its client went away) leaves the primer at the next pass.
 Rows and seeds. Choice p*n + j of a request is row (seed, j) of prompt p, exactly the row
 `charwright generate PROMPT_p --num-samples n --seed S` samples as sample j (batch.py).
 
+Prompt cache (prefix_cache.py, prompt_cache_bytes > 0, `serve --prompt-cache-mb`): the state
+after each primed prompt and every 256 ids along it is kept (LRU, bounded in bytes), and a
+prompt that shares a prefix with an earlier one primes only the rest; on only for a
+batch-invariant file, where a cached state is bit for bit the one priming afresh gives.
+
 Queue (admission.py). At most max_batch rows run. A request that does not fit waits; if
 max_queue requests wait already, submit raises QueueFull at once (HTTP 429): the queue is
 bounded, never a backlog. A request whose prompts hold more than max_prompt_chars characters is
