@@ -74,7 +74,8 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
             if not np.isfinite(cand[c]):  # sorted: only masked candidates follow
                 break
             b, t = divmod(int(c), V)
-            if t == eos or (dfa is not None and dfa.terminal[dfa.trans[states[b], t]]):
+            if t == eos or (dfa is not None and  # a match that cannot go on (in the budget)
+                            dfa.min_need[dfa.trans[states[b], t]] > max_chars - step - 1):
                 finished.append((np.append(seqs[b], t), float(cand[c])))
                 continue
             keep_beam.append(b)
@@ -92,7 +93,8 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
         if step + 1 < max_chars:
             logits, state = backend.step(np.asarray(keep_tok, np.int32), np.take(state, idx, 0))
     results = [(s, lp, True) for s, lp in finished]
-    results += [(seqs[i], float(scores[i]), False) for i in range(len(seqs))]
+    live = range(len(seqs)) if dfa is None else np.flatnonzero(dfa.accept[states])
+    results += [(seqs[i], float(scores[i]), False) for i in live]  # with a regex: matches only
     beams = [Beam(vocab.decode(s), tuple(int(x) for x in s), lp, norm(lp, len(s)), fin)
              for s, lp, fin in results]
     beams.sort(key=lambda b: -b.score)

@@ -117,14 +117,22 @@ class TextStream:
         return ch
 
     def _follow(self, t: int, ch: str) -> str:
-        """The automaton takes character t; a complete match that cannot go on ends the row with
-        "stop" (also when the length limit came at the same character)."""
+        """The automaton takes character t. A complete match that cannot go on ends the row
+        with "stop" (also when the length limit came at the same character); a match that
+        could go on, but not within the characters left, ends it with "length"."""
         dfa, s = self.dfa, self.dfa_state
         s = self.dfa_state = int(dfa.trans[s, t]) if s >= 0 else -1
-        if s >= 0 and dfa.terminal[s] and self.finish_reason in (None, "length"):
-            if self.finish_reason is None and self.matcher is not None:
-                ch += self.matcher.flush()
-            self.finish_reason = "stop"
+        if s < 0 or self.finish_reason not in (None, "length"):
+            return ch
+        if dfa.terminal[s]:
+            reason = "stop"
+        elif self.finish_reason is None and dfa.min_need[s] > self.max_chars - len(self.tokens):
+            reason = "length"
+        else:
+            return ch
+        if self.finish_reason is None and self.matcher is not None:
+            ch += self.matcher.flush()
+        self.finish_reason = reason
         return ch
 
     def text(self) -> str:

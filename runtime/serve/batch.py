@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from charwright.runtime.generate.generator import Generator
 from charwright.runtime.generate.text_stream import TextStream
-from charwright.runtime.sampling.config import Sampler
+from charwright.runtime.sampling.config import make_sampler
 from charwright.runtime.serve.metrics import (
     BATCH_SIZE_BUCKETS,
     STEP_SECONDS_BUCKETS,
@@ -61,12 +61,15 @@ class Batch:
         key = replace(cfg, seed=None)
         sampler = self._samplers.get(key)
         if sampler is None or sampler.rows == 0:  # one that left the batch is not reused
-            sampler = self._samplers[key] = Sampler(cfg, self.model.vocab.size)
+            sampler = self._samplers[key] = make_sampler(cfg, self.model.vocab)
         prompts = [r.ids[c // r.n] for c in range(r.rows)]
         row_ids = [c % r.n for c in range(r.rows)]
-        r.keys = self.gen.add(prompts, sampler, cfg.seed, row_ids, primed=r.primed)
+        r.keys = self.gen.add(prompts, sampler, cfg.seed, row_ids, primed=r.primed,
+                              max_chars=r.max_chars)
         r.primed = None
-        r.streams = [TextStream(self.model.vocab, r.max_chars, r.stop) for _ in range(r.rows)]
+        dfa = getattr(sampler, "constraint", None)  # guided_regex / guided_choice
+        r.streams = [TextStream(self.model.vocab, r.max_chars, r.stop, dfa)
+                     for _ in range(r.rows)]
         r.started = time.monotonic()
         for c, k in enumerate(r.keys):
             self._row[k] = (r, c, r.streams[c])

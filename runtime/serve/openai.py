@@ -10,6 +10,10 @@ answers, and how a /v1/completions body is read.
     a stream that is cut (shutdown, timeout) ends with an `error` frame; `data: [DONE]` is last.
   - a request body is validated as `charwright generate` validates its options: unknown fields,
     OpenAI fields charwright cannot honour (unless sent as "off"), and bad values are 400.
+  - constrained text: vLLM's extension fields `guided_regex` (a pattern the generated text
+    matches in full) and `guided_choice` (a list of texts, one of which is generated); a bad or
+    unspellable pattern is 400. `response_format` has no regex type in OpenAI's API or vLLM's
+    (json_object, json_schema only), so it stays an unknown field.
 
 Plain data and bytes: no web framework here (relay.py and app.py wrap these in responses)."""
 
@@ -36,8 +40,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "
 UNSUPPORTED = {"best_of": 1, "echo": False, "logprobs": None, "suffix": None,
                "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": None}
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
+GUIDED_FIELDS = ("guided_regex", "guided_choice")  # vLLM's names (extra_body in the client)
 KNOWN = {"model", "prompt", "max_tokens", "stop", "seed", "n", "stream", "stream_options",
-         "user", *SAMPLING_FIELDS, *UNSUPPORTED}
+         "user", *SAMPLING_FIELDS, *GUIDED_FIELDS, *UNSUPPORTED}
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}  # TextStream's reason -> OpenAI's
 
 
@@ -134,6 +139,8 @@ def parse_completion(body: dict, served, max_batch: int,
     if "user" in body and not isinstance(body["user"], (str, type(None))):
         raise HTTPError(400, "user must be a string")
     sampling = _sampling(body, served.sampling_defaults)
+    if sampling.pattern is not None:
+        _check_guided(sampling, served.model.vocab, max_chars)
     rows = len(prompts) * n
     if rows > max_batch:
         raise HTTPError(400, f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this server "
@@ -212,9 +219,32 @@ def _sampling(body: dict, defaults: dict) -> SamplingConfig:
     values.update({k: body[k] for k in SAMPLING_FIELDS if body.get(k) is not None})
     if body.get("seed") is not None:
         values["seed"] = body["seed"]
+    regex, choices = body.get("guided_regex"), body.get("guided_choice")
+    if regex is not None and not isinstance(regex, str):
+        raise HTTPError(400, "guided_regex must be a string (a regular expression)")
+    if choices is not None and (not isinstance(choices, list) or not choices
+                                or not all(isinstance(c, str) for c in choices)):
+        raise HTTPError(400, "guided_choice must be a non-empty list of strings")
+    if regex is not None and choices is not None:
+        raise HTTPError(400, "give guided_regex or guided_choice, not both")
+    values["regex"], values["choices"] = regex, choices
     if values.get("top_p") == 1:  # OpenAI clients send 1 for "off"; the CLI drops it too
         values["top_p"] = None
     try:
         return SamplingConfig(**values)
     except (ConfigError, ValueError) as e:
         raise HTTPError(400, str(e)) from None
+
+
+def _check_guided(sampling: SamplingConfig, vocab, max_chars: int) -> None:
+    """Compiles the pattern over the served vocabulary now (cached per pattern and vocabulary,
+    bounded: sampling/constrain.CACHE), so that a bad one is a 400, not a failed request."""
+    from charwright.runtime.sampling.constrain import dfa_for
+
+    try:
+        dfa = dfa_for(sampling.pattern, vocab)
+    except ConfigError as e:
+        raise HTTPError(400, str(e)) from None
+    if dfa.shortest > max_chars:
+        raise HTTPError(400, f"the pattern's shortest match is {dfa.shortest} characters, more "
+                        f"than max_tokens {max_chars}")

@@ -45,6 +45,7 @@ class CharDFA:
     dist: np.ndarray  # int32 [S]: fewest characters from the state to acceptance
     need: np.ndarray  # int32 [S, V]: 1 + dist after the move; BLOCKED = not allowed
     terminal: np.ndarray  # bool [S]: accepting with no character to go on with
+    min_need: np.ndarray  # int32 [S]: need[s].min(); a row with fewer ids left must end here
     eos_id: int | None
     compile_ms: float
 
@@ -375,7 +376,8 @@ def _expand(pattern, table, accept, dist, classes, eos_id, t0) -> CharDFA:
         need[:, eos_id] = np.where(accept, 1, BLOCKED)
     terminal = accept & (trans < 0).all(axis=1)
     ms = (time.perf_counter() - t0) * 1e3
-    return CharDFA(pattern, np.ascontiguousarray(trans), accept, dist, need, terminal, eos_id, ms)
+    return CharDFA(pattern, np.ascontiguousarray(trans), accept, dist, need, terminal,
+                   need.min(axis=1), eos_id, ms)
 
 
 class DFACache:
