@@ -18,7 +18,7 @@
 // others' steps. Work runs on the calling thread in slices of about 10 ms, between which the
 // event loop runs (a page stays responsive; a Worker is not needed for small models).
 
-const ABI = 1;
+const ABI = 2;
 const FORMAT = 'charwright-web';
 const SEED_MAX = (1n << 63n) - 1n;
 const MAX_JSON_BYTES = 1 << 20;
@@ -320,8 +320,7 @@ class Model {
   #index = new Map();
   #eosId;
   #defaults;
-  #regions;
-  #freeRegions;
+  #features;
   #meta;
 
   constructor(instance, meta) {
@@ -356,8 +355,7 @@ class Model {
       this.#index.set(ch, i);
     }
     this.#chars = Object.freeze(chars);
-    this.#regions = this.#readRegions(0);
-    this.#freeRegions = this.#readRegions(1);
+    this.#features = typeof x.cw_web_features === 'function' ? x.cw_web_features() : 0;
     this.#meta = Object.freeze({ name: meta.name, precision: meta.precision, sha256: sha });
   }
 
@@ -365,7 +363,8 @@ class Model {
 
   #utf8(ptr, n) { return new TextDecoder().decode(this.#bytes(ptr, n)); }
 
-  #readRegions(which) {
+  // What a generation (which 0) or a free sampler (1) keeps in the module: [ptr, bytes] pairs.
+  #regions(which) {
     const p = this.#x.cw_web_regions(which);
     const v = new Int32Array(this.#x.memory.buffer, p, 1 + 2 * 8);
     const out = [];
@@ -444,7 +443,7 @@ class Model {
     }
     cfg.greedy = o.greedy === true || cfg.temperature === 0;
     const unsupported = [['minP', 0], ['typicalP', 1], ['repetitionPenalty', 1]]
-      .filter(([k, neutral]) => cfg[k] !== null && cfg[k] !== neutral && !this.#x.cw_web_sampler_init2);
+      .filter(([k, neutral]) => cfg[k] !== null && cfg[k] !== neutral && !(this.#features & 1));
     if (unsupported.length) {
       throw new RangeError(`${where}: ${unsupported.map(([k]) => k).join(', ')}: this charwright.wasm's ` +
         'sampler has temperature, topK and topP only');
@@ -453,12 +452,17 @@ class Model {
     return cfg;
   }
 
-  #init(which, cfg, row) {
+  // Sampler `which` (0: generation, 1: free) for cfg and row; its repetition window starts as
+  // the last ids of `history`.
+  #init(which, cfg, row, history) {
     const x = this.#x;
     const V = which === 0 ? this.#chars.length : x.cw_web_max_v();
     const topK = cfg.topK === null ? 0 : Math.min(cfg.topK, V);
-    const rc = x.cw_web_sampler_init(which, cfg.temperature, topK, cfg.topP ?? 1, cfg.greedy ? 1 : 0,
-      cfg.seed, row);
+    const window = cfg.repetitionWindow ?? 64;
+    const n = Math.min(history.length, window, x.cw_web_max_window());
+    new Int32Array(x.memory.buffer, x.cw_web_ids(), n).set(history.slice(history.length - n));
+    const rc = x.cw_web_sampler_init(which, cfg.temperature, topK, cfg.topP ?? 1, cfg.minP ?? 0,
+      cfg.typicalP ?? 1, cfg.repetitionPenalty ?? 1, window, cfg.greedy ? 1 : 0, cfg.seed, row, n);
     if (rc !== 0) throw new RangeError(`sampler settings refused by charwright.wasm (status ${rc})`);
   }
 
@@ -466,14 +470,15 @@ class Model {
     if (rc !== 0) throw new CharwrightError(`charwright.wasm: ${what} failed (status ${rc})`);
   }
 
-  // Moves `session`'s state into the module's memory, saving the one there.
-  #switchTo(session, regions = this.#regions, owner = '#active') {
-    const cur = owner === '#active' ? this.#active : this.#freeOwner;
+  // Moves `session`'s state into the module's memory (sampler 0: a generation's, 1: a free
+  // sampler's), saving the one there.
+  #switchTo(session, which = 0) {
+    const cur = which === 0 ? this.#active : this.#freeOwner;
     if (cur === session) return;
     const mem = new Uint8Array(this.#x.memory.buffer);
-    if (cur && !cur.done) cur.saved = regions.map(([p, n]) => mem.slice(p, p + n));
-    if (session.saved) regions.forEach(([p], i) => mem.set(session.saved[i], p));
-    if (owner === '#active') this.#active = session;
+    if (cur && !cur.done) cur.saved = this.#regions(which).map(([p, n]) => [p, mem.slice(p, p + n)]);
+    if (session.saved) for (const [p, data] of session.saved) mem.set(data, p);
+    if (which === 0) this.#active = session;
     else this.#freeOwner = session;
   }
 
@@ -521,7 +526,7 @@ class Model {
       }
       this.#switchTo(session);
       this.#check(x.cw_web_reset(), 'reset');
-      this.#init(0, cfg, 0n);
+      this.#init(0, cfg, 0n, ids);
       let t0 = now();
       for (let i = 0; i < ids.length; i++) {
         if ((i & 63) === 63 && now() - t0 > SLICE_MS) {
@@ -571,6 +576,11 @@ class Model {
     }
     const row = o.row === undefined ? 0n : parseSeed(o.row, `${where}: row`);
     const x = this.#x;
+    if (o.history !== undefined && !Array.isArray(o.history)) {
+      throw new TypeError(`${where}: history must be an array of ids, got ${show(o.history)}`);
+    }
+    const history = o.history === undefined ? [] : Array.from(o.history);
+    for (const id of history) integer(where, 'history id', id, 0, x.cw_web_max_v() - 1);
     const session = { saved: null, done: false };
     let started = false;
     return {
@@ -581,9 +591,9 @@ class Model {
         }
         const n = logits.length;
         if (n < 1 || n > x.cw_web_max_v()) throw new RangeError(`pick: 1..${x.cw_web_max_v()} logits, got ${n}`);
-        this.#switchTo(session, this.#freeRegions, 'free');
+        this.#switchTo(session, 1);
         if (!started) {
-          this.#init(1, cfg, row);
+          this.#init(1, cfg, row, history);
           started = true;
         }
         new Float32Array(x.memory.buffer, x.cw_web_input(), n).set(logits);
