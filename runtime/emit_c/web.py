@@ -160,11 +160,7 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: emit-web writes {' or '.join(PRECISIONS)}")
     out = Path(out_dir)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        if not force:
-            raise ConfigError(f"{out} exists and is not a directory (--force replaces it)")
-    elif out.exists() and any(out.iterdir()) and not force:
-        raise ConfigError(f"{out} is not empty (--force replaces it)")
+    _check_target(out, force)
     cc, sysroot = toolchain()
     bundle = load_bundle(bundle_dir, verify=False)
     meta = {"format": "charwright-web", "version": 1, "name": bundle.root.resolve().name,
@@ -179,19 +175,51 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
         shutil.copyfile(C_DIR / "wasm_api.c", c_dir / "wasm_api.c")
         wasm = Path(tmp) / "charwright.wasm"
         build_wasm(c_dir, wasm, cc, sysroot)
-        with atomic_dir(out, replace=force) as d:
-            shutil.copyfile(wasm, d / "charwright.wasm")
-            (d / "test").mkdir()
-            for name in JS_FILES:
-                shutil.copyfile(JS_DIR / name, d / name)
-            _json(d / "model.json", meta)
-            _json(d / "golden.json", make_golden())
-            _json(d / "package.json", _package(meta))
-            if expected is not None:
-                _json(d / "test" / "expected.json", expected)
-            files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
-            size = (d / "charwright.wasm").stat().st_size
+        _check_target(out, force)  # again: the build took a while
+        try:
+            with atomic_dir(out, replace=out.exists()) as d:
+                shutil.copyfile(wasm, d / "charwright.wasm")
+                (d / "test").mkdir()
+                for name in JS_FILES:
+                    shutil.copyfile(JS_DIR / name, d / name)
+                _json(d / "model.json", meta)
+                _json(d / "golden.json", make_golden())
+                _json(d / "package.json", _package(meta))
+                if expected is not None:
+                    _json(d / "test" / "expected.json", expected)
+                files = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+                size = (d / "charwright.wasm").stat().st_size
+        except FileExistsError:
+            raise ConfigError(f"{out} appeared while emit-web was writing it (another run?); "
+                              "nothing was written") from None
     return {"files": files, "wasm_bytes": size, "quantization_error": res["quantization_error"]}
+
+
+def _is_web_dir(d: Path) -> bool:
+    """Whether d holds what emit-web writes (its model.json says so)."""
+    try:
+        meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == "charwright-web"
+
+
+def _check_target(out: Path, force: bool) -> None:
+    """DIR must be new or empty; --force replaces a directory emit-web wrote before, never
+    anything else (a mistyped -o must not delete a folder of other files)."""
+    if out.is_symlink():
+        raise ConfigError(f"{out} is a symbolic link: give the directory itself")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    if any(out.iterdir()):
+        if not force:
+            raise ConfigError(f"{out} is not empty (--force replaces a directory emit-web "
+                              "wrote)")
+        if not _is_web_dir(out):
+            raise ConfigError(f"{out} is not empty and not a directory emit-web wrote (no "
+                              "charwright-web model.json): not replacing it, even with --force")
 
 
 def _package(meta: dict) -> dict:

@@ -112,19 +112,24 @@ test('maxChars bounds the characters; 0 gives none', async () => {
 });
 
 test('stop strings: the text before the first one, never the stop; held back while it may begin', async () => {
-  const full = await text('', { greedy: true, maxChars: 120 });
+  let o;
+  let full = '';
+  for (let seed = 0; seed < 200 && [...full].length < 20; seed++) { // (a line-mode model may end early)
+    o = { seed: String(seed), maxChars: 120 };
+    full = await text('', o);
+  }
   const chars = [...full];
   assert.ok(chars.length >= 20, full);
   const stop = chars.slice(10, 12).join('');
   const first = full.indexOf(stop);
-  const it = m.generate('', { greedy: true, maxChars: 120, stop: ['\u2603never', stop] });
+  const it = m.generate('', { ...o, stop: ['\u2603never', stop] });
   const pieces = [];
   for await (const p of it) pieces.push(p);
   assert.equal(pieces.join(''), full.slice(0, first));
   assert.equal(it.finishReason, 'stop');
   assert.ok(pieces.every((p) => p.length > 0));
   // a stop that never completes: all the text comes out, the held-back part at the end
-  assert.equal(await text('', { greedy: true, maxChars: 120, stop: chars[119] + '\u2603' }), full);
+  assert.equal(await text('', { ...o, stop: chars[chars.length - 1] + '\u2603' }), full);
 });
 
 test('interleaved generations keep their own state', async () => {
@@ -169,3 +174,32 @@ test('load: bad arguments and damaged directories', async () => {
     await rm(tmp, { recursive: true, force: true });
   }
 });
+
+test('prompts encode as SAMPLING.md section 4 says', () => {
+  const eos = m.vocab.indexOf(null);
+  const id = (c) => m.vocab.indexOf(c);
+  const some = m.vocab.filter((c) => c !== null && c !== '\n').slice(0, 2);
+  if (eos >= 0) { // line mode: EOS first, each '\n' as EOS
+    assert.deepEqual(m.encode(''), [eos]);
+    assert.deepEqual(m.encode(`${some[0]}\n${some[1]}`), [eos, id(some[0]), eos, id(some[1])]);
+  } else {
+    if (m.vocab.includes('\n')) assert.deepEqual(m.encode(''), [id('\n')]);
+    assert.deepEqual(m.encode(some.join('')), some.map(id));
+  }
+  assert.deepEqual(m.encode(`\u2603${some[0]}`, 'skip'), m.encode(some[0]));
+  const rep = m.vocab.includes(' ') ? ' ' : m.vocab[0];
+  assert.deepEqual(m.encode(`\u2603${some[0]}`, 'replace'), m.encode(rep + some[0]));
+});
+
+test('line mode: a row ends at the end-of-sequence id with finishReason eos',
+  { skip: m.vocab.includes(null) ? false : 'not a line-mode model' }, async () => {
+    let ended = 0;
+    for (let seed = 0; seed < 20; seed++) {
+      const it = m.generate('', { seed: String(seed), maxChars: 200 });
+      let t = '';
+      for await (const p of it) t += p;
+      if (it.finishReason === 'eos') ended++;
+      assert.ok(!t.includes('\n') && [...t].length <= 200);
+    }
+    assert.ok(ended > 0);
+  });

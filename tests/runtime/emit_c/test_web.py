@@ -171,18 +171,31 @@ def test_refuses_a_non_empty_directory_and_writes_nothing_on_failure(bundle, web
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
-    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(busy)])
-    assert r.exit_code == 1 and "not empty (--force replaces it)" in r.output
-    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
-    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    for force in ([], ["--force"]):  # --force replaces only what emit-web wrote
+        r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(busy), *force])
+        assert r.exit_code == 1 and "is not empty" in r.output
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+        assert [p.name for p in busy.iterdir()] == ["keep.txt"]
     f = tmp_path / "a-file"
     f.write_text("x")
-    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(f)])
-    assert r.exit_code == 1 and "is not a directory" in r.output and f.read_text() == "x"
-    # --force replaces the directory as a whole
-    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(busy), "--force"])
+    link = tmp_path / "link"
+    link.symlink_to(web, target_is_directory=True)
+    for target, text in ((f, "is not a directory"), (link, "is a symbolic link")):
+        r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(target), "--force"])
+        assert r.exit_code == 1 and text in r.output, r.output
+    assert f.read_text() == "x" and link.resolve() == web.resolve()
+    # an empty directory is filled; --force then replaces that directory as a whole
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh)])
+    assert r.exit_code == 0 and (fresh / "charwright.wasm").is_file(), r.output
+    (fresh / "stray.txt").write_text("old")
+    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh)])
+    assert r.exit_code == 1 and "--force" in r.output
+    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh), "--force"])
     assert r.exit_code == 0, r.output
-    assert not (busy / "keep.txt").exists() and (busy / "charwright.wasm").is_file()
+    assert not (fresh / "stray.txt").exists() and (fresh / "charwright.wasm").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     # no toolchain, no output: one line naming what to install
     for env, text in ((("CHARWRIGHT_WASM_CC", str(tmp_path / "no-clang")), "cannot run"),
                       (("WASI_SYSROOT", str(tmp_path)), "needs wasi-libc")):
@@ -208,6 +221,53 @@ def test_a_hostile_bundle_name_stays_data(tmp_path, web):
         "charwright-evil-img-src-x-onerror-alert-1")
     assert "innerHTML" not in (d / "demo.js").read_text()
     assert not (d / "test" / "expected.json").exists()
+
+
+def _line_mode_bundle(d: Path) -> Path:
+    """A hand-made line-mode bundle (vocab.eos: its last id ends a line), like make_bundle's."""
+    import numpy as np
+
+    from bundle_factory import weights, write_manifest
+    from charwright.runtime.backends.numpy import NumpyStep
+    from charwright.runtime.verify.score import greedy_rollout, teacher_forced
+
+    d.mkdir(parents=True)
+    chars = sorted(" abcdefgh.")
+    arch = {"cell": "lstm", "layers": 2, "units": 8, "vocab_size": len(chars) + 1,
+            "embedding_dim": 4}
+    w = weights(arch, seed=3)
+    w["dense.bias"][-1] -= 1.5  # lines of some length
+    np.savez(d / "weights.npz", **w)
+    step = NumpyStep(w, arch)
+    ids = np.random.default_rng(4).integers(0, len(chars) + 1, 40).astype(np.int32)
+    np.savez(d / "probe.npz", tokens=ids, logits=teacher_forced(step, ids), prompt=ids[:5],
+             greedy=greedy_rollout(step, ids[:5], 10), device=np.array("test"))
+    layout = [{"name": f"layer{i}.{p}", "layer": i, "part": p, "offset": 0, "size": 8}
+              for i in range(2) for p in ("h", "c")]
+    write_manifest(d, {
+        "format": "charwright-bundle", "format_version": "1.0",
+        "vocab": {"format": "charwright-vocab", "version": 1, "chars": chars, "eos": True},
+        "architecture": arch, "state": {"size": 32, "layout": layout},
+        "files": [{"path": "weights.npz", "format": "npz", "precision": "float32",
+                   "inputs": {"token": "token", "state": "state"},
+                   "outputs": {"logits": "logits", "new_state": "new_state"}}],
+        "probe": {"path": "probe.npz", "tokens": 40}})
+    return d
+
+
+def test_line_mode_lstm_two_layers(tmp_path, web):
+    """A line-mode 2-layer LSTM: npm test (its lines end at the end-of-sequence id) and the
+    texts of numpy and the host C build."""
+    from charwright.runtime.emit_c.web import emit_web
+
+    b = _line_mode_bundle(tmp_path / "lines")
+    d = tmp_path / "pkg"
+    emit_web(b, d, "float32")
+    out = _npm_test(d)
+    assert "line mode: a row ends" in out and "# SKIP not a line-mode" not in out
+    cases = _cases(d)
+    assert any(len(c["text"]) < N for c in cases)  # some end at EOS
+    assert _c_texts(b, "float32", cases, tmp_path) == [c["text"] for c in cases]
 
 
 def test_chromium_same_text_and_demo_page_screenshot(web, tmp_path):
