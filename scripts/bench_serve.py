@@ -1,15 +1,19 @@
 """Benchmark `charwright serve` on loopback against offline generate_batch, in the same run.
 
-    python scripts/bench_serve.py                          1, 8, 32, 64, 128 clients x 500 chars
+    python scripts/bench_serve.py                          1, 8, 64, 128 clients x 500 chars
     python scripts/bench_serve.py --clients 1 8 --soak 300 + a 5-minute resident-memory run
+    python scripts/bench_serve.py --stream-interval 0.005  the server's frame interval (seconds)
 
 For each level C: C concurrent streaming clients each ask 500 characters of the demo model;
 aggregate characters/s, p50/p99 time to first character and gap between characters (a frame of
 k characters counts one gap and k-1 zero gaps), the gap between frames (what a reader waits between
 two updates) and characters per frame, beside in-process Model.generate_batch at batch C (same
 prompt, sampling and file). The clients are raw asyncio sockets parsing chunked SSE by hand, in
-this one process: with httpx they cost as much CPU as the server on the same cores. Then a flood at 4x --max-queue (every answer must be 200 or
-429, none may time out) and, with --soak S, S seconds of 64 clients with the server's VmRSS
+this one process: with httpx they cost as much CPU as the server on the same cores. The CPU
+time each side used during a level (this process's, the server process's from /proc) is shown
+apart, as a share of one core over the level's wall time: the load generator runs on the same
+cores as the server, and what it takes the server cannot have. Then a flood at 4x --max-queue
+(every answer must be 200 or 429, none may time out) and, with --soak S, S seconds of 64 clients with the server's VmRSS
 sampled every 5 s. The server is a real `charwright serve` process on 127.0.0.1, port 0.
 Everything is bounded: each level has a deadline, the flood and the soak too.
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cli"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 from _bench_common import header, table  # noqa: E402
 from serve_util import ServerProcess  # noqa: E402
 
@@ -141,12 +145,27 @@ async def _client(url, chars, seed, out):
         transport.close()
 
 
-async def level(url, clients, chars, deadline_s):
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (0 where there is no /proc)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def level(url, clients, chars, deadline_s, server_pid=None):
     out: list = []
+    c0, s0 = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(_client(url, chars, i, out)
                                             for i in range(clients))), deadline_s)
     wall = time.perf_counter() - t0
+    client_cpu = (time.process_time() - c0) / wall
+    server_cpu = (cpu_seconds(server_pid) - s0) / wall if server_pid else float("nan")
     ok = [o for o in out if o[0] == "ok"]
     firsts = np.array([o[1] for o in ok if o[1] is not None])
     gaps = np.concatenate([np.asarray(o[2]) for o in ok]) if ok else np.zeros(1)
@@ -157,7 +176,7 @@ async def level(url, clients, chars, deadline_s):
     return {"chars_s": total / wall, "ttfc": np.percentile(firsts, [50, 99]),
             "gap": np.percentile(gaps, [50, 99]), "frame_gap": np.percentile(fgaps, [50, 99]),
             "chars_per_frame": total / max(frames, 1), "failed": len(out) - len(ok),
-            "wall": wall}
+            "wall": wall, "client_cpu": client_cpu, "server_cpu": server_cpu}
 
 
 async def flood(url, count, deadline_s):
@@ -209,22 +228,26 @@ async def soak(server, seconds, clients, chars):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64, 128])
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 128])
     ap.add_argument("--chars", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-queue", type=int, default=32)
     ap.add_argument("--deadline", type=float, default=120, help="seconds per level at most")
     ap.add_argument("--soak", type=float, default=0, help="seconds of the RSS run (0: none)")
+    ap.add_argument("--stream-interval", type=float, default=None,
+                    help="the server's --stream-interval (default: the server's default)")
     a = ap.parse_args()
 
     big = max(a.clients)
+    extra = [] if a.stream_interval is None else ["--stream-interval", str(a.stream_interval)]
     server = ServerProcess("--max-batch", str(max(big, 64)), "--max-queue", str(a.max_queue),
-                           "--threads", str(a.threads), "--shutdown-timeout", "2").start()
+                           "--threads", str(a.threads), "--shutdown-timeout", "2",
+                           *extra).start()
     rows, notes = [], []
     try:
         for c in a.clients:
             asyncio.run(level(server.url, min(c, 4), 20, a.deadline))  # warm-up
-            r = asyncio.run(level(server.url, c, a.chars, a.deadline))
+            r = asyncio.run(level(server.url, c, a.chars, a.deadline, server.proc.pid))
             off_cs, step_s = offline(c, a.chars, a.threads)
             rows.append([c, f"{r['chars_s']:,.0f}", f"{off_cs:,.0f}",
                          f"{r['chars_s'] / off_cs:.0%}",
@@ -233,7 +256,8 @@ def main() -> None:
                          f"{r['frame_gap'][0] * 1e3:.2f} / {r['frame_gap'][1] * 1e3:.2f}",
                          f"{r['chars_per_frame']:.1f}",
                          f"{step_s * 1e3:.2f}", f"{r['gap'][1] / step_s:.1f}x",
-                         f"{r['frame_gap'][1] / step_s:.1f}x", r["failed"]])
+                         f"{r['frame_gap'][1] / step_s:.1f}x",
+                         f"{r['client_cpu']:.0%} / {r['server_cpu']:.0%}", r["failed"]])
         flood_n = 4 * (max(big, 64) + a.max_queue)  # 4x what can run or wait
         statuses = asyncio.run(flood(server.url, flood_n, a.deadline))
         counts = {s: statuses.count(s) for s in set(statuses)}
@@ -252,11 +276,13 @@ def main() -> None:
                          f"client transport errors: {len(errors)} {sorted(set(errors))}")
     finally:
         code = server.stop()
+    interval = "server default" if a.stream_interval is None else f"{a.stream_interval:g} s"
     print(header("charwright serve vs offline generate_batch (demo, onnx int8-dynamic, "
-                 f"{a.chars} chars per client)", a.threads))
+                 f"{a.chars} chars per client, --stream-interval {interval})", a.threads))
     print(table(["clients", "serve chars/s", "offline chars/s", "ratio",
                  "TTFC p50/p99 ms", "gap p50/p99 ms", "frame gap p50/p99 ms", "chars/frame",
-                 "offline step ms", "p99 gap / step", "p99 frame gap / step", "failed"], rows))
+                 "offline step ms", "p99 gap / step", "p99 frame gap / step",
+                 "CPU load generator / server (share of one core)", "failed"], rows))
     print()
     for n in notes:
         print(n)

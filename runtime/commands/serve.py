@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_INTERVAL
 
 
 @click.command("serve")
@@ -27,6 +28,12 @@ from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
               show_default=True,
               help="Prompt characters one request may bring (its prompts together); more gets "
               "400. A prompt primes a slice per step, beside the running streams.")
+@click.option("--stream-interval", type=click.FloatRange(0, MAX_STREAM_INTERVAL),
+              default=DEFAULT_STREAM_INTERVAL, show_default=True,
+              callback=lambda ctx, p, v: _finite(p, v),
+              help="Seconds between two SSE frames of one stream, at least: its characters "
+              "meanwhile go out in one frame (the first and last at once). 0: a frame whenever "
+              "the stream has text and the server gets to it.")
 @click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
               show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
               help="Memory for the states of primed prompts, kept at every 256 characters "
@@ -40,7 +47,8 @@ from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGTERM, seconds running requests get to finish before they are cut.")
 def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue,
-          max_prompt_chars, prompt_cache_mb, api_key, request_timeout, shutdown_timeout):
+          max_prompt_chars, stream_interval, prompt_cache_mb, api_key, request_timeout,
+          shutdown_timeout):
     """Serve bundles over HTTP: OpenAI-compatible /v1/completions (SSE streaming), /v1/models,
     /health (503 while loading or draining) and Prometheus /metrics.
 
@@ -64,7 +72,7 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
                       threads=threads, max_batch=max_batch, max_queue=max_queue,
                       api_key=api_key, request_timeout=request_timeout,
                       shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars,
-                      prompt_cache_mb=prompt_cache_mb)
+                      stream_interval=stream_interval, prompt_cache_mb=prompt_cache_mb)
     try:
         model_names(cfg.bundles)
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error
@@ -72,6 +80,13 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
     for b in cfg.bundles:  # a missing or damaged bundle fails here, before the port is bound
         load_bundle(b, verify=False)
     return run_server(cfg, host, port)
+
+
+def _finite(param, value):
+    """FloatRange lets 'nan' through (no comparison with it is true): refused like a bad range."""
+    if value != value:
+        raise click.BadParameter(f"{value} is not a number of seconds", param=param)
+    return value
 
 
 def _megabytes(param, value):

@@ -3,10 +3,18 @@ ASGI app) or the whole completion once every choice has finished; and error_resp
 way an error is answered.
 
 The engine calls `notify(requests)` once per step; app.py turns that into one wake-up of the
-event loop, which sets each request's _Signal, and the writer sends everything the request made
-since its last frame in one SSE frame. An event loop that lags behind the scheduler (64 frames
-cost more than a step) thus sends several characters per frame, never a backlog of frames; a
-slow reader gets bigger frames too. A client that goes away (ASGI http.disconnect, or a failed
+event loop, which calls each request's waker: everything the request made since its last frame
+goes out in one SSE frame. While the stream's writer coroutine is parked (waiting for text) and
+the connection is uvicorn's httptools one with chunked encoding, the waker writes that frame
+straight to the socket's transport (`_write_now`: no coroutine wake-up, no ASGI send, a few
+microseconds per frame); otherwise (the first and last frames, a slow reader whose writes are
+paused, another HTTP implementation) it wakes the writer coroutine, which sends through ASGI.
+Either way an event loop that lags behind the scheduler sends several characters per frame,
+never a backlog of frames; a slow reader gets bigger frames too. With a frame interval
+(`--stream-interval` S > 0) a stream gets at most one frame per S seconds (the first one at
+once; a finishing one at most S late): its text piles up meanwhile and goes out in one frame,
+and the scheduler skips the stream's wake-ups until then (app._notifier), so each frame carries
+about S x the stream's characters per second. A client that goes away (ASGI http.disconnect, or a failed
 write) cancels its request: its rows leave the batch before the next step, its prompts leave the
 primer if they were priming. Needs the [serve] extra."""
 
@@ -42,8 +50,14 @@ class CompletionRelay:
         self.state, self.served, self.req = state, served, req
         self.include_usage = include_usage
         self.stream = stream
-        self.event = _Signal(asyncio.get_running_loop())
-        req.waker = self.event.set  # called on the event loop (see app._notifier)
+        self.loop = asyncio.get_running_loop()
+        self.event = _Signal(self.loop)
+        self.interval = float(getattr(state.cfg, "stream_interval", 0.0) or 0.0)
+        self._cycle = None  # uvicorn's response cycle while frames may be written directly
+        self._parked = False  # the writer coroutine waits for text (a direct write is safe)
+        self._timer = None  # the pending flush of text held back by the frame interval
+        req.hold_until = 0.0  # no frame before this time.monotonic() (read by app._notifier)
+        req.waker = self._wake  # called on the event loop (see app._notifier)
         self.id = openai.completion_id()
         self.created = int(time.time())
         self.status = 200
@@ -72,7 +86,9 @@ class CompletionRelay:
             # the body frames go to the server's own send (see server.RawSend): Starlette's
             # wrappers only note that the response started, which the start above did through
             # them
-            writer = asyncio.ensure_future(self._write(scope.get(RAW_SEND, send)))
+            raw = scope.get(RAW_SEND, send)
+            self._cycle = _direct_cycle(raw)
+            writer = asyncio.ensure_future(self._write(raw))
             gone = asyncio.ensure_future(disconnected(receive))
             done, _ = await asyncio.wait({writer, gone}, return_when=asyncio.FIRST_COMPLETED)
             if writer not in done:
@@ -84,6 +100,10 @@ class CompletionRelay:
                 self.served.engine.cancel(self.req)
                 self.status = 499
         finally:
+            self._cycle = None  # no direct write after the response ended
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self.state.open_responses -= 1
             self.served.count(self.status)
 
@@ -98,7 +118,11 @@ class CompletionRelay:
             if outcome is not None:
                 break
             if not event.flag:
-                await event.future()
+                self._parked = True
+                try:
+                    await event.future()
+                finally:
+                    self._parked = False
         tail = b""
         if outcome == "ok":
             if self.include_usage:
@@ -108,6 +132,44 @@ class CompletionRelay:
             tail += sse(openai.error_body(self.status, message))
         tail += sse("[DONE]")
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _wake(self) -> None:
+        """The request has new text or ended (on the event loop): a direct frame, or the writer
+        coroutine wakes."""
+        if not self._write_now():
+            self.event.set()
+
+    def _write_now(self) -> bool:
+        """Writes the new text as one chunked SSE frame straight to the transport; True when
+        done (or held back by the frame interval, a flush armed), False when the writer
+        coroutine must run: it is not parked, the request ended, the reader is slow (uvicorn
+        paused writing), or the connection is not a chunked httptools one."""
+        c, req = self._cycle, self.req
+        if (c is None or not self._parked or req.outcome is not None or c.flow.write_paused
+                or c.disconnected or c.response_complete or c.transport.is_closing()):
+            return False
+        if not req.events:
+            return True
+        now = time.monotonic()
+        if now < req.hold_until:
+            self._arm(req.hold_until - now)
+            return True
+        body = self._frame()
+        c.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        if self.interval:
+            req.hold_until = now + self.interval
+            self._arm(self.interval)
+        return True
+
+    def _arm(self, delay: float) -> None:
+        """Flushes the text held back by the frame interval `delay` seconds from now."""
+        if self._timer is None:
+            self._timer = self.loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        if self.req.events or self.req.outcome is not None:
+            self._wake()
 
     def _frame(self) -> bytes:
         """Every event since the last frame, one choice entry per choice that has new text."""
@@ -178,6 +240,21 @@ class _Signal:
     async def wait(self) -> None:
         if not self.flag:
             await self.future()
+
+
+def _direct_cycle(send):
+    """uvicorn's httptools RequestResponseCycle behind `send`, if the response started with
+    chunked encoding (then a frame is b"%x\r\n" % len + frame + b"\r\n" on its transport, as
+    its send writes it); None for anything else (h11, HTTP/1.0, another server)."""
+    cycle = getattr(send, "__self__", None)
+    if not type(cycle).__module__.endswith("httptools_impl") or not all(
+            hasattr(cycle, a) for a in ("transport", "flow", "disconnected", "response_complete",
+                                        "response_started", "chunked_encoding")):
+        return None
+    if cycle.chunked_encoding is not True or not cycle.response_started \
+            or not hasattr(cycle.flow, "write_paused"):
+        return None
+    return cycle
 
 
 async def disconnected(receive) -> None:

@@ -13,6 +13,9 @@ from charwright.runtime.errors import BackendUnavailable, ConfigError
 from charwright.runtime.sampling.config import bundle_defaults
 
 DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
+DEFAULT_STREAM_INTERVAL = 0.005  # --stream-interval: at most 200 frames/s per stream (a frame
+#   per character costs the event loop a socket write each; 0: a frame whenever there is text)
+MAX_STREAM_INTERVAL = 10.0
 
 
 def missing_extra(e: ImportError) -> BackendUnavailable:
@@ -34,6 +37,7 @@ class ServeConfig:
     shutdown_timeout: float = 30.0
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     prompt_cache_mb: float = 64.0  # --prompt-cache-mb: states of primed prompts (0: none)
+    stream_interval: float = DEFAULT_STREAM_INTERVAL  # seconds between a stream's frames, at least
 
 
 def model_names(bundles) -> list[str]:
