@@ -193,3 +193,30 @@ def test_a_real_server_gives_the_same_text_and_counts_hits_and_stays_bounded(bun
         assert t2 - t1 < t1 - t0
     finally:
         assert off.stop() == 0 and on.stop() == 0
+
+
+def test_every_batch_invariant_file_of_an_exported_bundle_gives_the_same_text(tiny_bundle):
+    from charwright.runtime.bundle.reader import load_bundle
+
+    backend_of = {"npz": "numpy", "onnx": "onnx", "tflite": "litert"}
+    cfg = SamplingConfig(seed=8, temperature=0.8)
+    text = ("the cat sat on the mat. " * 60)[:1200]
+    prompts = [[text], [text], [text[:600]], [text + "the "], [text[:300], text[:900]]]
+    checked = []
+    for entry in load_bundle(tiny_bundle).files:
+        if not entry.batch_invariant:
+            continue
+        if entry.format == "tflite":
+            pytest.importorskip("ai_edge_litert")
+        m = load(tiny_bundle, backend=backend_of[entry.format], precision=entry.precision)
+        cold = Engine(m, max_batch=8).start()
+        warm = Engine(m, max_batch=8, prompt_cache_bytes=1 << 20).start()
+        try:
+            assert warm.prompt_cache is not None
+            assert _texts(warm, prompts, cfg, n=2) == _texts(cold, prompts, cfg, n=2), entry.key
+            assert warm.prompt_cache_hits == 5 and warm.prompt_cache_misses == 1
+        finally:
+            cold.close()
+            warm.close()
+        checked.append(entry.key)
+    assert "onnx:int8-dynamic" in checked, checked  # the export measures it invariant
