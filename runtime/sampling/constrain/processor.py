@@ -56,6 +56,12 @@ class RegexMask(LogitsProcessor):
         return z
 
     def accept(self, ids) -> None:
+        if len(ids) == 1:  # one row: scalar updates
+            nxt = self.dfa.trans[self.state[0], ids[0]]
+            if nxt >= 0:
+                self.state[0] = nxt
+            self.left[0] -= 1
+            return
         nxt = self.dfa.trans[self.state, ids]
         self.state = np.where(nxt >= 0, nxt, self.state)  # the end-of-sequence id: the row ends
         self.left -= 1
