@@ -78,6 +78,13 @@ CW_EXPORT(cw_web_vocab_len) int cw_web_vocab_len(int i) {
     return i >= 0 && i < CW_VOCAB ? (int)cw_vocab_len[i] : 0;
 }
 
+/* The matrix-vector kernels' name (kernels.h: "WASM SIMD128", or "scalar" built with
+ * -DCW_SCALAR / without -msimd128), NUL-terminated. */
+#ifndef CW_KERNEL_NAME
+#define CW_KERNEL_NAME "scalar"
+#endif
+CW_EXPORT(cw_web_kernel) const char *cw_web_kernel(void) { return CW_KERNEL_NAME; }
+
 /* The manifest.json sha256 of the bundle the module was built from (64 hex digits). */
 CW_EXPORT(cw_web_bundle_sha256) const char *cw_web_bundle_sha256(void) { return CW_BUNDLE_SHA256; }
 

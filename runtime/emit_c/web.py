@@ -57,9 +57,11 @@ def toolchain() -> tuple[str, str]:
                       f" not found; {INSTALL_HINT})")
 
 
-def build_wasm(c_dir: Path, out: Path, cc: str, sysroot: str) -> None:
-    """Compiles c_dir/wasm_api.c (which includes runtime.c and model.h) into `out`."""
-    cmd = [cc, "--target=wasm32-wasi", f"--sysroot={sysroot}", *CFLAGS, "-o", str(out),
+def build_wasm(c_dir: Path, out: Path, cc: str, sysroot: str, simd: bool = True) -> None:
+    """Compiles c_dir/wasm_api.c (which includes runtime.c and model.h) into `out`; without
+    simd, for engines without WebAssembly SIMD128 (the portable scalar kernels)."""
+    flags = list(CFLAGS) if simd else [f for f in CFLAGS if f != "-msimd128"] + ["-DCW_SCALAR"]
+    cmd = [cc, "--target=wasm32-wasi", f"--sysroot={sysroot}", *flags, "-o", str(out),
            "wasm_api.c", "-lm"]
     try:
         r = subprocess.run(cmd, cwd=c_dir, capture_output=True, text=True,
@@ -149,9 +151,11 @@ def expected_texts(bundle_dir, n: int = EXPECTED_CHARS, settings=None) -> dict:
 
 
 def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = False,
-             expected_chars: int = EXPECTED_CHARS) -> dict:
-    """Writes the web package for `bundle_dir` into `out_dir` (which must not exist or be empty,
-    unless force). Returns {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
+             expected_chars: int = EXPECTED_CHARS, simd: bool = True) -> dict:
+    """Writes the web package for `bundle_dir` into `out_dir` (which must not exist or be empty;
+    with force, it may be a directory emit-web wrote, which is replaced). simd: WebAssembly
+    SIMD128 kernels (every current browser and Node 16.4+), else the scalar ones. Returns
+    {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
     from charwright.runtime.bundle.reader import load_bundle
     from charwright.runtime.emit_c.project import emit
     from charwright.runtime.files.atomic import atomic_dir
@@ -174,7 +178,7 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
         res = emit(bundle_dir, c_dir, precision)  # every check of emit-c; model.h
         shutil.copyfile(C_DIR / "wasm_api.c", c_dir / "wasm_api.c")
         wasm = Path(tmp) / "charwright.wasm"
-        build_wasm(c_dir, wasm, cc, sysroot)
+        build_wasm(c_dir, wasm, cc, sysroot, simd)
         _check_target(out, force)  # again: the build took a while
         try:
             with atomic_dir(out, replace=out.exists()) as d:

@@ -58,7 +58,14 @@ export interface Sampler {
 }
 
 export interface Model {
-  readonly info: { readonly name: string; readonly precision: 'float32' | 'int8'; readonly sha256: string };
+  readonly info: {
+    readonly name: string;
+    readonly precision: 'float32' | 'int8';
+    /** sha256 of the bundle's manifest.json */
+    readonly sha256: string;
+    /** the build's matrix-vector kernels: 'WASM SIMD128' or 'scalar' */
+    readonly kernel: string;
+  };
   /** Id -> character; null at the end-of-sequence id of a line-mode model. */
   readonly vocab: readonly (string | null)[];
   /** The bundle's sampling defaults. */

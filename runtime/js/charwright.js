@@ -356,7 +356,13 @@ class Model {
     }
     this.#chars = Object.freeze(chars);
     this.#features = typeof x.cw_web_features === 'function' ? x.cw_web_features() : 0;
-    this.#meta = Object.freeze({ name: meta.name, precision: meta.precision, sha256: sha });
+    let kernel = 'scalar';
+    if (typeof x.cw_web_kernel === 'function') {
+      const p = x.cw_web_kernel();
+      const b = new Uint8Array(x.memory.buffer, p, 64);
+      kernel = new TextDecoder().decode(b.subarray(0, Math.max(0, b.indexOf(0))));
+    }
+    this.#meta = Object.freeze({ name: meta.name, precision: meta.precision, sha256: sha, kernel });
   }
 
   #bytes(ptr, n) { return new Uint8Array(this.#x.memory.buffer, ptr, n); }
@@ -380,7 +386,8 @@ class Model {
     return BigInt.asUintN(64, this.#x.cw_web_rng_u64(s, r, BigInt(integer('rng', 'k', k, 0, 2 ** 32))));
   }
 
-  /** The bundle's name, precision and manifest sha256. */
+  /** The bundle's name, precision and manifest sha256, and the build's matrix-vector kernels
+   * ('WASM SIMD128' or 'scalar'). */
   get info() { return this.#meta; }
 
   /** Id -> character; null at the end-of-sequence id (line-mode models). */

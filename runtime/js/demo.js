@@ -40,8 +40,8 @@ function options() {
 
 async function use(m) {
   model = m;
-  const { name, precision } = m.info;
-  $('model-info').textContent = `${name} · ${precision} · ${m.vocab.length} characters`;
+  const { name, precision, kernel } = m.info;
+  $('model-info').textContent = `${name} · ${precision} · ${m.vocab.length} characters · ${kernel}`;
   for (const k of NUMBERS) $(k).placeholder = m.defaults[k] === undefined ? '' : String(m.defaults[k]);
   if ($('prompt').value === '') {
     const p = 'ROMEO:';

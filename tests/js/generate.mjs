@@ -1,6 +1,6 @@
 // node tests/js/generate.mjs DIR CASES.json [--bench N]: the texts charwright.js makes in Node
 // for CASES.json's {"cases": [{"prompt", "options"}]} (seeds as strings), as one JSON object
-// {"texts": [...]}; with --bench N also microseconds per character of generate() over N
+// {"texts": [...], "kernel": ...}; with --bench N also microseconds per character of generate() over N
 // characters (best of 3), greedy and top-p 0.9.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -10,7 +10,7 @@ const [dir, casesPath, flag, n] = process.argv.slice(2);
 const { load } = await import(pathToFileURL(resolve(dir, 'charwright.js')).href);
 const m = await load(dir);
 const { cases } = JSON.parse(await readFile(casesPath, 'utf8'));
-const out = { texts: [] };
+const out = { texts: [], kernel: m.info.kernel };
 for (const c of cases) {
   let t = '';
   for await (const piece of m.generate(c.prompt, c.options)) t += piece;

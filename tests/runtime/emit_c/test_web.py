@@ -47,13 +47,15 @@ def _cases(web: Path) -> list[dict]:
     return json.loads((web / "test" / "expected.json").read_text())["cases"]
 
 
-def _node_texts(web: Path, cases, tmp: Path) -> list[str]:
+def _node_texts(web: Path, cases, tmp: Path, kernel="WASM SIMD128") -> list[str]:
     spec = tmp / "cases.json"
     spec.write_text(json.dumps({"cases": cases}))
     r = subprocess.run(["node", str(JS / "generate.mjs"), str(web), str(spec)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["texts"]
+    out = json.loads(r.stdout)
+    assert out["kernel"] == kernel
+    return out["texts"]
 
 
 def _c_texts(bundle: Path, precision: str, cases, tmp: Path) -> list[str]:
@@ -157,8 +159,12 @@ def test_int8_wasm_equals_the_host_c_int8_build(bundle, web, tmp_path):
     assert json.loads((d / "model.json").read_text())["precision"] == "int8"
     _npm_test(d)
     cases = _cases(web)
-    got = _node_texts(d, cases, tmp_path)
-    assert got == _c_texts(bundle, "int8", cases, tmp_path)
+    want = _c_texts(bundle, "int8", cases, tmp_path)
+    assert _node_texts(d, cases, tmp_path) == want
+    # the scalar kernels (emit-web --no-simd) write the same text
+    d = tmp_path / "int8-scalar"
+    emit_web(bundle, d, "int8", simd=False)
+    assert _node_texts(d, cases, tmp_path, kernel="scalar") == want
 
 
 def test_refuses_a_non_empty_directory_and_writes_nothing_on_failure(bundle, web, tmp_path,
