@@ -4,7 +4,8 @@ For each model size (the TF tutorial's GRU 1024 / embedding 256 / 65 symbols, bu
 train + export pipeline from a few steps of training, and the demo model) and each file:
   - bare step: the backend's step call alone, batch 1 (median, p90 over repeats);
   - whole loop per character, sampling included, for greedy, temperature, top-k, top-p, min-p;
-  - loop cost = whole loop - bare step (the sampling loop's own cost);
+  - loop cost = whole loop - bare step (the sampling loop's own cost), and loop / bare step for
+    every sampler (issue 21's target: at most 1.25x);
   - batched throughput at batch 1, 8, 32, 64 (chars/s over all rows), and for float32 the share
     of one core's matmul peak (measured in the same run with a 1024^3 float32 GEMM).
 Baselines in the same run: the tutorial recipe (re-running the Keras model over a 100-character
@@ -12,6 +13,11 @@ prefix for each character) and the tutorial's tf.function one-step model (OneSte
 
     python scripts/bench_generate.py                  # tutorial size + demo, ~5 minutes
     python scripts/bench_generate.py --sizes demo --chars 500
+    python scripts/bench_generate.py --files all      # every file of each bundle
+
+--files picks the files timed (default: LiteRT int8 and int8-dynamic, and the ONNX file that
+`charwright generate --backend onnx` loads): FORMAT (the file charwright picks for it) or
+FORMAT:PRECISION, comma-separated; one a bundle lacks is left out with a note.
 """
 
 from __future__ import annotations
@@ -64,6 +70,23 @@ def built_bundle(work: Path, size: str) -> Path:
                       sample_chars=0), force=run.exists())
     export(run, bundle, force=True, allow_mismatch=True)
     return bundle
+
+
+def pick_files(b, spec: str) -> tuple[list, list]:
+    """(entries to time, notes on those the bundle lacks) for --files."""
+    if spec == "all":
+        return list(b.files), []
+    out, notes = [], []
+    for item in spec.split(","):
+        fmt, _, precision = item.strip().partition(":")
+        try:
+            e = b.find(fmt, precision or None)
+        except Exception as ex:  # noqa: BLE001 - a file this bundle has not: noted, not fatal
+            notes.append(f"{item}: not in this bundle ({str(ex).splitlines()[0]})")
+            continue
+        if all(e.path != o.path for o in out):
+            out.append(e)
+    return out, notes
 
 
 def bench_file(bundle: Path, entry, chars: int, repeats: int, batches) -> dict:
@@ -234,6 +257,8 @@ def main():
     ap.add_argument("--chars", type=int, default=400, help="characters per timed run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", default="1,8,32,64")
+    ap.add_argument("--files", default="tflite:int8,tflite:int8-dynamic,onnx",
+                    help="files to time: 'all', or FORMAT[:PRECISION],... (see above)")
     ap.add_argument("--threads", type=int, default=1, help="only 1 is supported")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -272,7 +297,8 @@ def main():
         # per character: recurrent matmuls, input matmuls of layers > 0 (layer 0's is a
         # gather from the folded table), and the dense layer
         flops = 2 * G * H * H * (2 * L - 1) + 2 * H * V
-        res = [bench_file(bundle, e, a.chars, a.repeats, batches) for e in b.files]
+        entries, missing = pick_files(b, a.files)
+        res = [bench_file(bundle, e, a.chars, a.repeats, batches) for e in entries]
         base = None if a.no_baselines or size != "tutorial" else tutorial_baselines(bundle, 200)
         results["sizes"][size] = {"files": res, "baselines": base, "architecture": arch}
         title = (f"### {size}: {arch['cell'].upper()} {arch['units']}, embedding "
@@ -292,6 +318,16 @@ def main():
             rows.append([r["file"], f"{bare:.1f} / {r['bare'][1]:.1f}"] + cells)
         print(table(["file", "bare step µs (median / p90)"] + [f"{k} µs/char (minus bare)"
                                                              for k in SAMPLERS], rows))
+        print()
+        for note in missing:
+            print(f"- {note}")
+        print("\nWhole loop / bare step (medians; target ≤ 1.25x):\n")
+        rows = []
+        for r in res:
+            ratios = [r["loop"][k][0] / r["bare"][0] for k in SAMPLERS]
+            rows.append([r["file"], f"{r['bare'][0]:.1f}"] + [f"{x:.2f}x" for x in ratios]
+                        + [f"{max(ratios):.2f}x", "yes" if max(ratios) <= 1.25 else "no"])
+        print(table(["file", "bare step µs"] + list(SAMPLERS) + ["worst", "all ≤ 1.25x"], rows))
         print()
         rows = []
         for r in res:
