@@ -8,6 +8,7 @@ fork, save and load.
     b = s.generate(100)                    same config; a + b == model.generate("ROMEO:", 200, cfg)
     s.restore(snap); s.generate(100) == b
     kids = s.fork(4)                       4 sessions, rows 0..3 of the same seed
+    complete_together(kids, 100)           their rows advanced in one batch (Completions)
     s.save("romeo.npz"); Session.load("romeo.npz", model)
 
 What a session holds between calls: the recurrent state after every id fed so far (the prompt,
@@ -337,6 +338,12 @@ class Session:
         """An iterator of text pieces (TextStream's); the session advances as they are taken,
         and a stream closed early leaves the session after the last id it generated. Bad input
         raises here, before anything is generated."""
+        cfg, stream = self._prepare(max_chars, sampling, stop)
+        self._last = stream
+        return self._run(stream, cfg) if max_chars else iter(())
+
+    def _prepare(self, max_chars, sampling, stop) -> tuple[SamplingConfig, TextStream]:
+        """Checks the arguments, then makes the session ready to sample with the config."""
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
             raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
         cfg = self._config(sampling)
@@ -348,8 +355,16 @@ class Session:
         if not _same_chain(self.sampling, cfg):
             self.extra = {}
         self.sampling = cfg
-        self._last = stream
-        return self._run(stream, cfg) if max_chars else iter(())
+        return cfg, stream
+
+    def _finish(self, sampler, row: int, tokens: list, last, state) -> None:
+        """After its last id: the sampler's row state and the state with that id fed."""
+        rs = sampler.row_state(row)
+        self.coins = rs.get("coins", self.coins)
+        self.extra = {k: v for k, v in rs.items() if k not in _ROW_KEYS}
+        # the last id is fed now: the state holds every id, the logits are the next's
+        logits, state = self.model.backend.step(np.asarray(last, np.int32).copy(), state)
+        self._advance(np.asarray(tokens), logits[0], state[0])
 
     def _run(self, stream: TextStream, cfg: SamplingConfig):
         backend = self.model.backend
@@ -366,12 +381,7 @@ class Session:
                     yield piece
         finally:
             if stream.tokens:
-                rs = sampler.row_state(0)
-                self.coins = rs.get("coins", self.coins)
-                self.extra = {k: v for k, v in rs.items() if k not in _ROW_KEYS}
-                # the last id is fed now: the state holds every id, the logits are the next's
-                logits, state = backend.step(gen.tokens[:1].copy(), gen.state[:1])
-                self._advance(np.asarray(stream.tokens), logits[0], state[0])
+                self._finish(sampler, 0, stream.tokens, gen.tokens[:1], gen.state[:1])
 
     def complete(self, max_chars: int = 200, sampling=None, stop=()):
         """The next max_chars characters as a model.Completion (text, finish_reason, tokens)."""
@@ -436,3 +446,51 @@ class Session:
         s = cls(model)
         s.restore(Snapshot.load(path, model))
         return s
+
+
+def complete_together(sessions: list, max_chars: int = 200, sampling=None,
+                      stop=()) -> list:
+    """The next max_chars characters of each session, its rows advanced together in one batch
+    (one Completion per session, in order): forks of one session give the rows
+    Model.complete gives for its prompt, each session then goes on from its own text. Every
+    session must be of the same Model; a session's seed is the config's, else its own. On an
+    exception the sessions that had not finished are left as they were."""
+    from charwright.runtime.model import Completion
+
+    sessions = list(sessions)
+    if not sessions:
+        return []
+    model = sessions[0].model
+    if any(s.model is not model for s in sessions) or len({id(s) for s in sessions}) < len(
+            sessions):
+        raise ConfigError("complete_together takes distinct sessions of one Model")
+    cfgs = [s._config(sampling) for s in sessions]
+    if any(not _same_chain(cfgs[0], c) for c in cfgs):
+        raise ConfigError("these sessions sample with different settings: pass one config")
+    prepared = [s._prepare(max_chars, c, stop) for s, c in zip(sessions, cfgs)]
+    if not max_chars:
+        return [Completion("", "length", ())] * len(sessions)
+    sampler = Sampler(prepared[0][0], model.vocab.size)
+    gen = Generator(model.backend)
+    owner = {}
+    for i, (s, (cfg, _)) in enumerate(zip(sessions, prepared)):
+        (key,) = gen.add([s.history], sampler, cfg.seed, [s.row],
+                         primed=(s.logits[None].copy(), s.state[None].copy()))
+        owner[key] = i
+        sampler.set_row_state(i, {"coins": s.coins, **s.extra})
+    streams = [p[1] for p in prepared]
+    while gen.keys:
+        keys, ids = gen.step()
+        done = []
+        for j, (k, t) in enumerate(zip(keys, ids.tolist())):
+            st = streams[owner[k]]
+            st.push(t)
+            if st.finish_reason is not None:
+                done.append((j, k))
+        for j, k in done:
+            i = owner[k]
+            sessions[i]._finish(sampler, j, streams[i].tokens, gen.tokens[j:j + 1],
+                                gen.state[j:j + 1])
+        if done:
+            gen.remove([k for _, k in done])
+    return [Completion(st.text(), st.finish_reason, tuple(st.tokens)) for st in streams]

@@ -10,6 +10,7 @@ import pytest
 from bundle_factory import edit, make_bundle
 from charwright.runtime import BundleError, ConfigError, SamplingConfig, Session, Snapshot, load
 from charwright.runtime.bundle.reader import load_bundle
+from charwright.runtime.generate.session import complete_together
 
 BACKEND_OF = {"npz": "numpy", "onnx": "onnx", "tflite": "litert"}
 CFGS = [SamplingConfig(seed=11, temperature=0.9, repetition_penalty=1.7, repetition_window=8,
@@ -109,6 +110,30 @@ def test_fork_rows_are_the_rows_of_a_seeded_batch(hand_bundle):
     assert s.position == 3  # the parent did not move
     with pytest.raises(ConfigError):
         s.fork(0)
+
+
+def test_forks_advanced_together_are_the_rows_of_model_complete(hand_bundle):
+    m = load(hand_bundle, backend="numpy")
+    cfg = SamplingConfig(seed=12, repetition_penalty=1.4)
+    ref = m.complete(["bad"] * 4, 90, cfg)
+    s = m.session()
+    s.feed("bad")
+    kids = s.fork(4)
+    first = complete_together(kids, 50, cfg)
+    rest = complete_together(kids, 40)  # the sessions' own config and seed
+    for r, a, b in zip(ref, first, rest):
+        assert a.text + b.text == r.text and b.finish_reason == "length"
+    # rows that finish early (a stop string) leave; the others go on
+    done = complete_together(s.fork(3), 60, cfg, stop=["a"])
+    for i, c in enumerate(done):
+        assert c == m.complete(["bad"], 60, cfg, stop=["a"], row_ids=[i])[0]
+    with pytest.raises(ConfigError):
+        complete_together([kids[0], kids[0]], 5)
+    other = m.session()
+    other.generate(3, SamplingConfig(seed=1, top_k=2))
+    with pytest.raises(ConfigError, match="different settings"):
+        complete_together([kids[0], other], 5)
+    assert complete_together([], 5) == []
 
 
 def test_a_new_seed_starts_its_stream_and_none_keeps_the_sessions(hand_bundle):
