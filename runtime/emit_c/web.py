@@ -85,7 +85,6 @@ def _package_name(bundle_name: str) -> str:
 
 def _defaults(bundle) -> dict:
     """The bundle's sampling_defaults (checked by sampling.bundle_defaults), in JS's names."""
-    from charwright.runtime.emit_c.model_header import sampling_defaults  # noqa: F401 (checks)
     from charwright.runtime.sampling.config import bundle_defaults
 
     d = bundle_defaults(bundle.manifest, bundle.where)

@@ -42,6 +42,8 @@ export class CharwrightError extends Error {
 const IN_NODE = typeof process === 'object' && process !== null && !!process.versions?.node &&
   typeof window === 'undefined';
 const now = () => globalThis.performance.now();
+// Node 18 has Web Crypto only as node:crypto's webcrypto (global from Node 19)
+const webcrypto = globalThis.crypto ?? (IN_NODE ? (await import('node:crypto')).webcrypto : undefined);
 
 // A macrotask (not a microtask): lets a page repaint and other work run between slices.
 const macrotask = typeof setImmediate === 'function'
@@ -200,7 +202,7 @@ export function parseSeed(v, where = 'seed') {
 
 function randomSeed() {
   const u = new BigUint64Array(1);
-  globalThis.crypto.getRandomValues(u);
+  webcrypto.getRandomValues(u);
   return u[0] & SEED_MAX;
 }
 
@@ -328,7 +330,8 @@ class Model {
     this.#x = x;
     const need = ['memory', 'cw_web_abi', 'cw_web_vocab_size', 'cw_web_eos_id', 'cw_web_vocab_ptr',
       'cw_web_vocab_len', 'cw_web_regions', 'cw_web_reset', 'cw_web_step', 'cw_web_sampler_init',
-      'cw_web_sample', 'cw_web_input', 'cw_web_pick', 'cw_web_max_v', 'cw_web_bundle_sha256'];
+      'cw_web_sample', 'cw_web_input', 'cw_web_pick', 'cw_web_max_v', 'cw_web_bundle_sha256',
+      'cw_web_ids', 'cw_web_max_window', 'cw_web_rng_u64'];
     const missing = need.filter((n) => !(n in x));
     if (missing.length) throw new CharwrightError(`charwright.wasm lacks ${missing.join(', ')}: not a charwright-web module`);
     if (typeof x._initialize === 'function') x._initialize();
@@ -414,7 +417,7 @@ class Model {
         if (unknown === 'error') {
           if (!bad.has(ch)) bad.set(ch, pos);
         } else if (unknown === 'replace') {
-          if (replacement === null) replacement = this.#index.get(' ') ?? (this.#chars[0] === null ? 1 : 0);
+          if (replacement === null) replacement = this.#index.get(' ') ?? 0; // else chars[0]
           id = replacement;
         }
       }

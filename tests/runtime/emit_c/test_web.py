@@ -116,11 +116,11 @@ def test_package_json_wasm_imports_nothing_and_npm_test_passes(web):
     pkg = json.loads((web / "package.json").read_text())
     assert "charwright" in pkg["name"] and pkg["type"] == "module"
     assert pkg["scripts"]["test"].startswith("node --test")
-    r = subprocess.run(["node", "--input-type=module", "-e",
-                        "import {readFileSync} from 'node:fs';"
-                        "const m = new WebAssembly.Module(readFileSync(process.argv[1]));"
-                        "console.log(JSON.stringify(WebAssembly.Module.imports(m)))",
-                        str(web / "charwright.wasm")], capture_output=True, text=True, timeout=60)
+    js = ("import {readFileSync} from 'node:fs';"
+          "const m = new WebAssembly.Module(readFileSync(process.argv[1]));"
+          "console.log(JSON.stringify(WebAssembly.Module.imports(m)))")
+    r = subprocess.run(["node", "--input-type=module", "-e", js, str(web / "charwright.wasm")],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout + r.stderr
     out = _npm_test(web)
     assert "ok 1 - golden rng streams" in out
@@ -130,10 +130,9 @@ def test_package_json_wasm_imports_nothing_and_npm_test_passes(web):
 def test_five_settings_equal_numpy_and_host_c(web, bundle, tmp_path):
     """expected.json holds the numpy backend's texts (written by emit-web); the wasm in Node and
     the host C build make the same 5 x 300 characters."""
+    from charwright.runtime.emit_c.web import full_chain
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig
-
-    from charwright.runtime.emit_c.web import full_chain
 
     cases = _cases(web)
     assert len(cases) == (7 if full_chain() else 5)
