@@ -352,6 +352,19 @@ CW_SFN int cw_argmax(const float *z, int n) {
     return best;
 }
 
+/* the largest value (-inf when none: NaN is never larger), with 8 independent maxima: the
+ * same value as one running maximum, without its chain of dependent compares */
+CW_SFN float cw_max(const float *z, int n) {
+    float a[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY};
+    int i, k;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) a[k] = z[i + k] > a[k] ? z[i + k] : a[k];
+    for (; i < n; i++) a[0] = z[i] > a[0] ? z[i] : a[0];
+    for (k = 1; k < 8; k++) a[0] = a[k] > a[0] ? a[k] : a[0];
+    return a[0];
+}
+
 /* the scratch's arrays, carved from CW_SCRATCH_BYTES(V) bytes */
 typedef struct {
     double *x, *y;        /* typical: log-probabilities, probabilities / distances */
@@ -404,7 +417,7 @@ CW_SFN void cw_swapf(float *a, int i, int j) {
 /* descending heapsort of a [n] (the selection's fallback, and long runs of one weight) */
 CW_SFN void cw_heapsort_desc(float *a, int n) {
     int i, end, root, child;
-    for (i = n / 2 - 1; i >= -1 + 0 && n > 1; i--) { /* a min-heap: the smallest goes last */
+    for (i = n / 2 - 1; i >= 0; i--) { /* a min-heap: the smallest goes last */
         for (root = i; (child = 2 * root + 1) < n; root = child) {
             if (child + 1 < n && a[child + 1] < a[child]) child++;
             if (!(a[child] < a[root])) break;
@@ -464,101 +477,129 @@ CW_SFN float cw_select_desc(float *a, int n, int k) {
     return a[k];
 }
 
-/* 4. top-k: every z below the k-th largest becomes -inf (ties with it stay) */
+/* 4. top-k: every z below the k-th largest becomes -inf (ties with it stay). k <= 256: a
+ * min-heap of the k largest values (one compare for most z); else a quickselect on a copy. */
 CW_SFN void cw_top_k(int k, float *z, int V, float *a) {
     float kth;
-    int i;
+    int i, root, child;
     if (k <= 0 || k >= V) return;
-    memcpy(a, z, (size_t)V * sizeof *z);
-    kth = cw_select_desc(a, V, k - 1);
+    if (k <= 256) {
+        memcpy(a, z, (size_t)k * sizeof *z);
+        for (i = k / 2 - 1; i >= 0; i--)
+            for (root = i; (child = 2 * root + 1) < k; root = child) {
+                if (child + 1 < k && a[child + 1] < a[child]) child++;
+                if (!(a[child] < a[root])) break;
+                cw_swapf(a, root, child);
+            }
+        for (i = k; i < V; i++) {
+            if (!(z[i] > a[0])) continue; /* also NaN */
+            a[0] = z[i];
+            for (root = 0; (child = 2 * root + 1) < k; root = child) {
+                if (child + 1 < k && a[child + 1] < a[child]) child++;
+                if (!(a[child] < a[root])) break;
+                cw_swapf(a, root, child);
+            }
+        }
+        kth = a[0];
+    } else {
+        memcpy(a, z, (size_t)V * sizeof *z);
+        kth = cw_select_desc(a, V, k - 1);
+    }
     for (i = 0; i < V; i++)
         if (z[i] < kth) z[i] = -INFINITY;
 }
 
-/* (q, value) pairs of n sorted by q ascending, stably: insertion for a few, else an LSD radix
- * sort on q's 17 bits (9 + 8). q/a hold the result; t/a2 are the other buffers. */
-CW_SFN void cw_sort_by_q(uint32_t *q, float *a, uint32_t *t, float *a2, int n) {
+/* q [n] sorted ascending: insertion for a few, else an LSD radix sort on 18 bits (9 + 9:
+ * weight indices below 131072 and the no-weight mark 131072) from the digit counts lo and hi
+ * (512 each, made by the caller); t [n] is the other buffer */
+CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *lo, uint32_t *hi) {
     int i, j;
+    uint32_t sum, c;
     if (n <= 48) {
         for (i = 1; i < n; i++) {
-            uint32_t kq = q[i];
-            float v = a[i];
-            for (j = i; j > 0 && q[j - 1] > kq; j--) {
-                q[j] = q[j - 1];
-                a[j] = a[j - 1];
-            }
-            q[j] = kq;
-            a[j] = v;
+            uint32_t v = q[i];
+            for (j = i; j > 0 && q[j - 1] > v; j--) q[j] = q[j - 1];
+            q[j] = v;
         }
         return;
     }
-    {
-        uint32_t lo[512], hi[256], sum, c;
-        memset(lo, 0, sizeof lo);
-        memset(hi, 0, sizeof hi);
-        for (i = 0; i < n; i++) {
-            lo[q[i] & 511u]++;
-            hi[q[i] >> 9]++;
-        }
-        for (sum = 0, i = 0; i < 512; i++) c = lo[i], lo[i] = sum, sum += c;
-        for (sum = 0, i = 0; i < 256; i++) c = hi[i], hi[i] = sum, sum += c;
-        for (i = 0; i < n; i++) {
-            uint32_t at = lo[q[i] & 511u]++;
-            t[at] = q[i];
-            a2[at] = a[i];
-        }
-        for (i = 0; i < n; i++) {
-            uint32_t at = hi[t[i] >> 9]++;
-            q[at] = t[i];
-            a[at] = a2[i];
-        }
-    }
+    for (sum = 0, i = 0; i < 512; i++) c = lo[i], lo[i] = sum, sum += c;
+    for (sum = 0, i = 0; i < 512; i++) c = hi[i], hi[i] = sum, sum += c;
+    for (i = 0; i < n; i++) t[lo[q[i] & 511u]++] = q[i];
+    for (i = 0; i < n; i++) q[hi[t[i] >> 9]++] = t[i];
 }
 
-/* 5. top-p: as a full descending sort would do it (SAMPLING.md step 5). The ids of non-zero
- * weight, sorted by their weight index q (ascending q = descending value), give the same
- * running sums, hence the same cut j*; the threshold s_j* is then the right one among the
- * values of j*'s weight index, found by sorting those alone. */
-CW_SFN void cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
-    float m = -INFINITY, cum = 0.0f, target, thr;
-    int i, n = 0, j, lo, hi;
-    for (i = 0; i < V; i++)
-        if (z[i] > m) m = z[i];
+/* The weight index q of z in a row whose largest logit is m, and whether it has a weight:
+ * d = (m - z) * 4096; weight 0 unless d < 131072 (also for NaN, inf); q = (int) d. */
+#define CW_Q(m, z, q, ok)                                                                    \
+    do {                                                                                     \
+        float d_ = ((m) - (z)) * 4096.0f;                                                    \
+        (ok) = d_ < 131072.0f;                                                               \
+        (q) = (uint32_t)(int32_t)((ok) ? d_ : 0.0f);                                         \
+    } while (0)
+#define CW_WQ(q) (cw_exp_hi[(q) >> 8] * cw_exp_lo[(q) & 255u])
+
+/* 5. top-p: as a full descending sort would do it (SAMPLING.md step 5). The weight indices q
+ * sorted ascending (ascending q = descending value; ids without a weight last) give the
+ * running sums of the sorted values, hence the cut j* and its index qj: ids of a larger q go,
+ * of a smaller q stay; of q = qj, the values from j*'s rank among them (largest first) up stay.
+ * Returns the ids kept with a weight, their q in s->q and ids in s->t in id order (what the
+ * categorical draw needs when nothing follows), or -1 when there is no weight at all. */
+CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
+    float m = cw_max(z, V), cum = 0.0f, target, thr = 0.0f;
+    int i, n = 0, j, lo, g, ok, multi;
+    uint32_t q, qj, hist_lo[512], hist_hi[512];
+    memset(hist_lo, 0, sizeof hist_lo);
+    memset(hist_hi, 0, sizeof hist_hi);
     for (i = 0; i < V; i++) {
-        float d = (m - z[i]) * 4096.0f;
-        if (d < 131072.0f) {
-            s->q[n] = (uint32_t)(long)d;
-            s->a[n++] = z[i];
-        }
+        CW_Q(m, z[i], q, ok);
+        q = ok ? q : 131072u;
+        s->q[i] = q;
+        hist_lo[q & 511u]++;
+        hist_hi[q >> 9]++;
+        n += ok;
     }
     if (n == 0) { /* no weight: numpy's cut is the first sorted value, the maximum */
-        thr = m;
-    } else {
-        cw_sort_by_q(s->q, s->a, s->t, s->a2, n);
-        for (j = 0; j < n; j++) {
-            cum = cum + cw_exp_hi[s->q[j] >> 8] * cw_exp_lo[s->q[j] & 255u];
-            s->b[j] = cum;
-        }
-        target = target_p * cum;
-        for (j = 0; j < n - 1 && !(s->b[j] >= target); j++) {}
-        for (lo = j; lo > 0 && s->q[lo - 1] == s->q[j]; lo--) {}
-        for (hi = j + 1; hi < n && s->q[hi] == s->q[j]; hi++) {}
-        if (hi - lo > 1) {
-            if (hi - lo <= 32) cw_insertion_desc(s->a + lo, hi - lo);
-            else cw_heapsort_desc(s->a + lo, hi - lo);
-        }
-        thr = s->a[j];
+        for (i = 0; i < V; i++)
+            if (z[i] < m) z[i] = -INFINITY;
+        return -1;
     }
-    for (i = 0; i < V; i++)
-        if (z[i] < thr) z[i] = -INFINITY;
+    cw_sort_q(s->q, s->t, V, hist_lo, hist_hi);
+    for (j = 0; j < n; j++) {
+        cum = cum + CW_WQ(s->q[j]);
+        s->b[j] = cum;
+    }
+    target = target_p * cum;
+    for (j = 0; j < n - 1 && !(s->b[j] >= target); j++) {}
+    qj = s->q[j];
+    multi = (j > 0 && s->q[j - 1] == qj) || (j + 1 < n && s->q[j + 1] == qj);
+    if (multi) { /* the values of index qj, then the (j - lo)-th largest of them */
+        for (lo = j; lo > 0 && s->q[lo - 1] == qj; lo--) {}
+        for (g = 0, i = 0; i < V; i++) {
+            CW_Q(m, z[i], q, ok);
+            if (ok && q == qj) s->a[g++] = z[i];
+        }
+        if (g <= 32) cw_insertion_desc(s->a, g);
+        else cw_heapsort_desc(s->a, g);
+        thr = s->a[j - lo];
+    }
+    for (n = 0, i = 0; i < V; i++) {
+        int keep;
+        CW_Q(m, z[i], q, ok);
+        /* no weight: below the cut unless NaN (numpy's z < thr is false for NaN) */
+        keep = ok ? q < qj || (q == qj && (!multi || z[i] >= thr)) : z[i] != z[i];
+        if (!keep) z[i] = -INFINITY;
+        s->q[n] = q;
+        s->t[n] = (uint32_t)i;
+        n += keep && ok;
+    }
+    return n;
 }
 
 /* 6. min-p: every z below max + float32(log p) becomes -inf */
 CW_SFN void cw_min_p(float log_p, float *z, int V) {
-    float m = -INFINITY, thr;
+    float m = cw_max(z, V), thr;
     int i;
-    for (i = 0; i < V; i++)
-        if (z[i] > m) m = z[i];
     thr = m + log_p;
     for (i = 0; i < V; i++)
         if (z[i] < thr) z[i] = -INFINITY;
@@ -666,7 +707,7 @@ CW_SFN void cw_typical(double target, float *z, int V, cw_scratch *s) {
 CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
                          const unsigned char *allowed, void *scratch, int *out) {
     cw_scratch s;
-    int i, id;
+    int i, j, id, n = -1; /* n: the ids with a weight, listed in s.q / s.t (-1: not yet) */
     float m, t, cum;
     if (!c || !r || !z || !out || V < 1 || !scratch) return CW_SAMPLER_EPARAM;
     s = cw_scratch_of(scratch, V);
@@ -681,25 +722,34 @@ CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
     if (c->temperature_on)
         for (i = 0; i < V; i++) z[i] = z[i] * c->inv_t;
     if (c->top_k) cw_top_k(c->top_k, z, V, s.a);
-    if (c->top_p_target > 0.0f) cw_top_p(c->top_p_target, z, V, &s);
+    if (c->top_p_target > 0.0f) n = cw_top_p(c->top_p_target, z, V, &s);
     if (c->min_p_on) cw_min_p(c->log_min_p, z, V);
     if (c->typical_on) cw_typical(c->typical_target, z, V, &s);
-    /* 8. categorical: one coin; the first i whose running sum exceeds u * total */
+    /* 8. categorical: one coin; the first i whose running sum exceeds u * total. The sums
+     * run over the ids with a weight only, in id order (a zero adds nothing: the same sums),
+     * so after a filter the chain is as long as the ids it kept; top-p leaves them listed. */
     t = cw_coin(r);
-    m = -INFINITY;
-    for (i = 0; i < V; i++)
-        if (z[i] > m) m = z[i];
+    if (n < 0 || c->min_p_on || c->typical_on) {
+        int ok;
+        uint32_t q;
+        m = cw_max(z, V);
+        for (n = 0, i = 0; i < V; i++) {
+            CW_Q(m, z[i], q, ok);
+            s.q[n] = q;
+            s.t[n] = (uint32_t)i;
+            n += ok;
+        }
+    }
     cum = 0.0f;
-    for (i = 0; i < V; i++) s.b[i] = cum = cum + cw_weight(m, z[i]);
+    for (j = 0; j < n; j++) s.b[j] = cum = cum + CW_WQ(s.q[j]);
     t = t * cum;
-    for (i = 0; i < V; i++)
-        if (s.b[i] > t) {
-            id = i;
+    for (j = 0; j < n; j++)
+        if (s.b[j] > t) {
+            id = (int)s.t[j];
             goto done;
         }
-    for (id = V - 1; id >= 0; id--) /* rounding fallback, as run.c keeps one */
-        if (cw_weight(m, z[id]) > 0.0f) goto done;
-    id = cw_argmax(z, V);
+    /* rounding fallback, as run.c keeps one: the last id with a weight, else the argmax */
+    id = n > 0 ? (int)s.t[n - 1] : cw_argmax(z, V);
 done:
     cw_row_accept(c, r, id);
     *out = id;

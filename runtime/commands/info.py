@@ -61,6 +61,9 @@ def _render_model(b) -> None:
     click.echo(f"state       float32 [batch, {b.state_size}]: "
                + ", ".join(f"{s['name']}[{s['size']}]" for s in m["state"]["layout"]))
     click.echo(f"vocabulary  {json.dumps(chars, ensure_ascii=False)}")
+    from charwright.runtime.sampling.compiled import core_in_use
+
+    click.echo(f"sampler     {core_in_use()}")
     if t:
         click.echo(f"training    {t.get('epochs')} epochs, {t.get('optimizer_steps')} steps, "
                    f"val {_fmt(t.get('best_val_bpc'), '.4f')} bits/char, on {t.get('device')}")

@@ -1,0 +1,161 @@
+"""The compiled sampling core: runtime/c/sampler.h (the C runtime's sampler, one source) as the
+CPython extension `_speedups`, behind Sampler's interface, and the one factory that picks it.
+
+    s = make_sampler(cfg, vocab_size)    CompiledSampler when the extension is importable, the
+                                         config is one it covers and CHARWRIGHT_PURE_PYTHON is
+                                         not 1; else the numpy Sampler (the reference)
+    core_in_use()                        one line for `charwright info`
+
+Both give the same ids for the same logits, settings, seeds and rows (runtime/c/SAMPLING.md;
+tests/runtime/sampling/test_speedups.py replays every golden vector and 10,000 seeded draws per
+setting through both). typical-p computes with the C library's exp and log where numpy uses its
+own: the two agree except at exact near-ties (SAMPLING.md step 7).
+
+The extension is batched: one call samples every row of a step, with each row's state (its coin
+stream's key and count, its repetition window) in C buffers; rows join and leave as with the
+numpy Sampler (join, take), and row_state / set_row_state give and take the same dict.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+
+import numpy as np
+
+from charwright.runtime.errors import ConfigError
+from charwright.runtime.sampling.config import SEED_MAX, WINDOW_MAX, Sampler, SamplingConfig
+
+try:  # built at pip install when a C compiler was there (setup.py); optional
+    from charwright.runtime.sampling import _speedups
+except ImportError:  # pragma: no cover - depends on the install
+    _speedups = None
+
+PURE_ENV = "CHARWRIGHT_PURE_PYTHON"
+# the SamplingConfig fields the C sampler implements; any other field (a regex constraint, ...)
+# away from its default sends the config to the numpy path
+COVERED = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
+                     "repetition_window", "greedy", "seed"})
+
+
+def _pure_forced() -> bool:
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
+
+
+def covers(cfg: SamplingConfig) -> bool:
+    """True when every setting of cfg is one the C sampler implements."""
+    return all(f.name in COVERED or getattr(cfg, f.name) == f.default for f in fields(cfg))
+
+
+def available() -> bool:
+    """The extension is importable and CHARWRIGHT_PURE_PYTHON does not turn it off."""
+    return _speedups is not None and not _pure_forced()
+
+
+def make_sampler(cfg: SamplingConfig, vocab_size: int):
+    """The sampler for cfg over vocab_size ids: compiled when available() and covers(cfg),
+    else the numpy Sampler. Both have join, take, __call__ / sample, row_state, set_row_state."""
+    if available() and covers(cfg):
+        return CompiledSampler(cfg, vocab_size)
+    return Sampler(cfg, vocab_size)
+
+
+def core_in_use() -> str:
+    """One line: which sampling core make_sampler gives."""
+    if _speedups is None:
+        return "numpy (the compiled core is not built: no C compiler at install)"
+    if _pure_forced():
+        return f"numpy ({PURE_ENV}=1; the compiled core is built)"
+    return "compiled C (runtime/c/sampler.h via charwright.runtime.sampling._speedups)"
+
+
+def _int(x) -> bool:
+    import numbers
+
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+class CompiledSampler:
+    """Sampler's interface over the C core. z float32 [rows, vocab] is changed in place, as
+    the numpy chain changes it (other dtypes or layouts are converted first).
+
+        ids = sampler(z)      int64 [rows]
+    """
+
+    def __init__(self, cfg: SamplingConfig, vocab_size: int):
+        if _speedups is None:
+            raise ConfigError("the compiled sampling core is not built")
+        self.config = cfg
+        self.vocab_size = int(vocab_size)
+        self.rows = 0
+        self._greedy = cfg.is_greedy
+        self._penalty = cfg.repetition_penalty != 1.0
+        self._window = int(cfg.repetition_window)
+        self._core = _speedups.Core(
+            0.0 if cfg.is_greedy else float(cfg.temperature), int(cfg.top_k or 0),
+            1.0 if cfg.top_p is None else float(cfg.top_p), float(cfg.min_p or 0.0),
+            1.0 if cfg.typical_p is None else float(cfg.typical_p),
+            float(cfg.repetition_penalty), self._window, int(cfg.is_greedy), self.vocab_size)
+        self.sample = self.__call__
+
+    def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
+        """Rows join at the end: prompts, one int array per row; row i draws from the stream
+        of (seed, row_ids[i]). max_chars: Sampler.join's (only a regex uses it: never here)."""
+        W = self._window
+        tails = [np.ascontiguousarray(np.asarray(p).reshape(-1)[-W:], np.int32) for p in prompts]
+        n = len(tails)
+        self._core.join(tails, np.full(n, int(seed), np.uint64),
+                        np.asarray([int(r) for r in row_ids], np.uint64).reshape(n))
+        self.rows = self._core.rows
+
+    def take(self, keep) -> None:
+        self._core.take(np.ascontiguousarray(keep, np.int64).reshape(-1))
+        self.rows = self._core.rows
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        out = np.empty(len(z), np.int64)
+        try:
+            self._core.sample(z, out)
+        except (TypeError, BufferError, ValueError):
+            if not isinstance(z, np.ndarray) or z.ndim != 2:
+                raise
+            zc = np.ascontiguousarray(z, np.float32)  # another dtype or layout: a copy
+            self._core.sample(zc, out)
+            if z.flags.writeable:
+                z[...] = zc
+        return out
+
+    def row_state(self, i: int) -> dict:
+        """Row i's state: Sampler.row_state's dict (seed, row, coins unless greedy, window when
+        the penalty is on)."""
+        if not _int(i) or not 0 <= i < self.rows:
+            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
+        seed, row, coins, window = self._core.row_state(int(i))
+        d = {"seed": int(seed), "row": int(row)}
+        if not self._greedy:
+            d["coins"] = int(coins)
+        if self._penalty:
+            d["window"] = list(window)
+        return d
+
+    def set_row_state(self, i: int, d: dict) -> None:
+        """Row i (joined already) takes the state d (row_state's keys; an absent key leaves
+        what join gave). ConfigError for a malformed value, before any change."""
+        if not _int(i) or not 0 <= i < self.rows:
+            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
+        if not isinstance(d, dict):
+            raise ConfigError("a row state must be a dict")
+        for k in ("seed", "row", "coins", "dfa"):
+            if k in d and (not _int(d[k]) or not 0 <= d[k] <= SEED_MAX):
+                raise ConfigError(f"row state {k} {d[k]!r}: must be an integer in 0..2**63-1")
+        window = None
+        if "window" in d:
+            w = d["window"]
+            if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) > WINDOW_MAX
+                    or not all(_int(x) and 0 <= x < self.vocab_size for x in w)):
+                raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
+                                  f"0..{self.vocab_size - 1}")
+            window = np.ascontiguousarray(np.asarray(w, np.int64).reshape(-1), np.int32)
+        seed, row, coins, _ = self._core.row_state(int(i))
+        self._core.set_row_state(int(i), int(d.get("seed", seed)), int(d.get("row", row)),
+                                 int(d["coins"]) if "coins" in d else -1, window)

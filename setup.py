@@ -1,0 +1,35 @@
+"""The one optional compiled part of charwright: the sampler's CPython extension.
+
+Everything else about the package is in pyproject.toml. charwright.runtime.sampling._speedups is
+built from runtime/sampling/_speedups.c, which includes runtime/c/sampler.h, the same C source
+the emitted C runtime compiles (one source, no copy). The extension is optional, the way
+markupsafe's _speedups and PyYAML's libyaml binding are: when there is no C compiler, or the
+build fails, pip prints a warning and installs the pure path (numpy), which gives the same ids.
+CHARWRIGHT_NO_EXTENSIONS=1 skips the build; at run time CHARWRIGHT_PURE_PYTHON=1 uses numpy
+even when the extension is there; `charwright info` says which sampler core is in use.
+"""
+
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """-ffp-contract=off for gcc and clang: no fused multiply-add, so every float32 operation
+    rounds as runtime/c/SAMPLING.md says (MSVC does not contract unless asked); a compile
+    failure is a warning (Extension(optional=True))."""
+
+    def build_extensions(self):
+        if self.compiler.compiler_type != "msvc":
+            for ext in self.extensions:
+                ext.extra_compile_args = ["-std=c99", "-ffp-contract=off", "-O2"]
+        super().build_extensions()
+
+
+SPEEDUPS = Extension("charwright.runtime.sampling._speedups",
+                     sources=["runtime/sampling/_speedups.c"], depends=["runtime/c/sampler.h"],
+                     optional=True)
+
+setup(ext_modules=[] if os.environ.get("CHARWRIGHT_NO_EXTENSIONS") == "1" else [SPEEDUPS],
+      cmdclass={"build_ext": OptionalBuildExt})
