@@ -19,6 +19,7 @@ from charwright.runtime.quiet import quiet_stderr
 from charwright.runtime.backends.base import StepBackend
 
 SIGNATURE = "serving_default"
+_INT32, _FLOAT32 = np.dtype(np.int32), np.dtype(np.float32)
 
 
 class LiteRTStep(StepBackend):
@@ -42,6 +43,7 @@ class LiteRTStep(StepBackend):
         self._i_token, self._i_state = sig["inputs"][names[0]], sig["inputs"][names[1]]
         self._o_logits, self._o_state = sig["outputs"][names[2]], sig["outputs"][names[3]]
         self._batch = None
+        self._views = None  # numpy views of token, state, logits, new_state (see step)
         self._raw_ok = all(callable(getattr(getattr(self.it, "_interpreter", None), f, None))
                            for f in ("SetTensor", "Invoke", "GetTensor"))  # else the public API
         self._check_widths()
@@ -77,25 +79,40 @@ class LiteRTStep(StepBackend):
         self.check_shapes(width(outs, self._o_state), None)
 
     def _resize(self, batch: int) -> None:
+        self._views = None  # LiteRT refuses to resize while numpy views into its arena live
         self.it.resize_tensor_input(self._i_token, [batch], strict=False)
         self.it.resize_tensor_input(self._i_state, [batch, self.state_size], strict=False)
         self.it.allocate_tensors()
         self._batch = batch
+        if self._raw_ok:  # the arena stays put until the next resize: views stay valid
+            t = self.it.tensor
+            self._views = (t(self._i_token)(), t(self._i_state)(), t(self._o_logits)(),
+                           t(self._o_state)())
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
         if tokens.shape[0] != self._batch:
             self._resize(tokens.shape[0])
-        if not self._raw_ok:
+        v = self._views
+        if v is None:
             it = self.it
             it.set_tensor(self._i_token, tokens)
             it.set_tensor(self._i_state, state)
             it.invoke()
             return it.get_tensor(self._o_logits), it.get_tensor(self._o_state)
-        # the wrapped interpreter's own calls: the same copies in and out, without the
-        # Python wrapper's per-call frames and its check for numpy views into the arena
-        # (this backend never hands out one: get_tensor copies). Never kept on self: LiteRT's
-        # check counts the references to _interpreter, and resize_tensor_input runs it
+        # numpy views into the interpreter's input and output tensors, and its own Invoke: the
+        # same copies in and out as set_tensor / get_tensor (the caller owns what it gets),
+        # without their per-call frames, nor the wrapper's check that no view into the arena
+        # lives (these views are ours, dropped before any resize). Inputs of another shape or
+        # dtype go through SetTensor, which refuses them as before (a view would cast or
+        # broadcast them)
         raw = self.it._interpreter
+        tok_in, state_in, logits, new_state = v
+        if (tokens.dtype is _INT32 and state.dtype is _FLOAT32 and tokens.shape == tok_in.shape
+                and state.shape == state_in.shape):
+            tok_in[...] = tokens
+            state_in[...] = state
+            raw.Invoke()
+            return logits.copy(), new_state.copy()
         raw.SetTensor(self._i_token, tokens)
         raw.SetTensor(self._i_state, state)
         raw.Invoke()

@@ -110,16 +110,48 @@ def test_onnx_threads_sharing_one_session_each_get_their_own_binding():
     assert not any(t.is_alive() for t in threads)
 
 
-@pytest.mark.litert
-def test_litert_raw_calls_equal_the_public_api():
-    fast, plain = _backend("tflite"), _backend("tflite")
-    assert fast._raw_ok
+def _plain_litert():
+    plain = _backend("tflite")
     plain._raw_ok = False
+    plain._resize(1)  # drops the views: set_tensor / invoke / get_tensor only
+    assert plain._views is None
+    return plain
+
+
+@pytest.mark.litert
+def test_litert_views_and_raw_invoke_equal_the_public_api():
+    fast, plain = _backend("tflite"), _plain_litert()
+    assert fast._raw_ok and fast._views is not None
     for i, n in enumerate([1, 4, 4, 2, 1]):  # resizes between steps still work
         tokens, state = _inputs(fast, n, i)
-        got, want = fast.step(tokens, state), plain.step(tokens, state)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
-        held = got[0].copy()
+        for _ in range(3):  # the state fed back, as the generator does
+            got, want = fast.step(tokens, state), plain.step(tokens, state)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+            state = got[1]
+        held = (got[0].copy(), got[1].copy())
         fast.step(*_inputs(fast, n, i + 50))
-        np.testing.assert_array_equal(got[0], held)  # a copy, not a view into the arena
+        np.testing.assert_array_equal(got[0], held[0])  # copies, not views into the arena
+        np.testing.assert_array_equal(got[1], held[1])
+        got[1][...] = 7  # and writing into them leaves the next step alone
+        tokens, state = _inputs(fast, n, i + 60)
+        np.testing.assert_array_equal(fast.step(tokens, state)[0], plain.step(tokens, state)[0])
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("bad", ["int64 tokens", "float64 state", "state rows"])
+def test_litert_odd_inputs_are_refused_as_before_not_cast_or_broadcast(bad):
+    fast, plain = _backend("tflite"), _plain_litert()
+    tokens, state = _inputs(fast, 3, 0)
+    fast.step(tokens, state)
+    plain.step(tokens, state)
+    if bad == "int64 tokens":
+        tokens = tokens.astype(np.int64)
+    elif bad == "float64 state":
+        state = state.astype(np.float64)
+    else:
+        state = state[:1].copy()
+    with pytest.raises(Exception) as want:
+        plain.step(tokens, state)
+    with pytest.raises(type(want.value)):
+        fast.step(tokens, state)
