@@ -62,12 +62,22 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
     int n4 = CW_PAD4(n), Hp = CW_PAD16(H), k, b;
     size_t block = (size_t)16 * (size_t)n4, gap = (size_t)(Hp / 16) * block;
     int32_t acc[4 * 16];
+    if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_I8
-    if (nb == 16 && j0 % 16 == 0) {
         cw_block_i8(acc, w + (size_t)(j0 / 16) * block, gap, G, q, n4);
-    } else
+#else
+        for (k = 0; k < G; k++) { /* rows side by side: a compiler vectorises this as it is */
+            const signed char *p = w + (size_t)(j0 / 16) * block + (size_t)k * gap;
+            int32_t *a = acc + 16 * k;
+            int i, r;
+            for (r = 0; r < 16; r++) a[r] = 0;
+            for (i = 0; i < n4; i += 4, p += 64)
+                for (r = 0; r < 16; r++)
+                    a[r] += (int32_t)p[4 * r] * q[i] + (int32_t)p[4 * r + 1] * q[i + 1] +
+                            (int32_t)p[4 * r + 2] * q[i + 2] + (int32_t)p[4 * r + 3] * q[i + 3];
+        }
 #endif
-    {
+    } else {
         for (b = 0; b < nb; b++) {
             int r = j0 + b;
             const signed char *p = w + (size_t)(r / 16) * block + (size_t)(r % 16) * 4u;
@@ -104,12 +114,20 @@ static void cw_rows_f32(float *out, int stride, const float *w, const float *x, 
     int Hp = CW_PAD16(H), k, b, i;
     size_t block = (size_t)16 * (size_t)n, gap = (size_t)(Hp / 16) * block;
     float acc[4 * 16];
+    if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_F32
-    if (nb == 16 && j0 % 16 == 0) {
         cw_block_f32(acc, w + (size_t)(j0 / 16) * block, gap, G, x, n);
-    } else
+#else
+        for (k = 0; k < G; k++) { /* rows side by side, each in input order: vectorises */
+            const float *p = w + (size_t)(j0 / 16) * block + (size_t)k * gap;
+            float *a = acc + 16 * k;
+            int r;
+            for (r = 0; r < 16; r++) a[r] = 0.0f;
+            for (i = 0; i < n; i++, p += 16)
+                for (r = 0; r < 16; r++) a[r] += p[r] * x[i];
+        }
 #endif
-    {
+    } else {
         for (b = 0; b < nb; b++) {
             int r = j0 + b;
             const float *p = w + (size_t)(r / 16) * block + (size_t)(r % 16);

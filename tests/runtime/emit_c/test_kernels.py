@@ -1,0 +1,117 @@
+"""runtime/c/kernels.h: the portable scalar kernels and every SIMD kernel give the same logits,
+bit for bit, and the same text for three settings — x86 (-march=native: AVX-512 VNNI here;
+AVX2; AVX-512BW without VNNI), Cortex-M4 with its DSP kernel against the M4 scalar build under
+qemu-system-arm, and WASM SIMD128 against WASM scalar in Node. The tiny models have units that
+are not a multiple of 16 (a partial block beside whole ones), a second layer (an input
+projection) and a vocabulary of 11 (a partial dense block). No TensorFlow needed."""
+
+import platform
+
+import numpy as np
+import pytest
+
+from bundle_factory import make_bundle
+from kernel_builds import logits_hash, make, need, project, texts
+
+X86 = platform.machine() in ("x86_64", "AMD64")
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+FLAGS = _cpu_flags()
+
+
+@pytest.fixture(scope="module", params=[("gru", 40, 2, "int8"), ("lstm", 24, 1, "float32")],
+                ids=["gru2-int8", "lstm1-float32"])
+def proj(request, tmp_path_factory):
+    cell, units, layers, precision = request.param
+    root = tmp_path_factory.mktemp(f"kernels-{cell}-{precision}")
+    bundle = make_bundle(root / "bundle", cell=cell, units=units, layers=layers, seed=units)
+    return project(bundle, root / "c", precision)
+
+
+def test_pack_rows_is_the_layout_kernels_h_reads():
+    """model_header.pack_rows: each gate padded to 16 rows, blocks of 16 rows side by side;
+    int8 in groups of 4 inputs (inputs padded to 4), float32 one input at a time."""
+    from charwright.runtime.emit_c.model_header import pack_rows
+
+    G, H, n = 3, 20, 6
+    w = np.arange(G * H * n, dtype=np.int64).reshape(G * H, n) % 251 - 125
+    q = pack_rows(w.astype(np.int8), G)
+    Hp, n4 = 32, 8
+    assert q.size == G * Hp * n4
+    for k, j, i in [(0, 0, 0), (1, 5, 3), (2, 19, 5), (2, 17, 1)]:
+        r = k * Hp + j
+        assert q[(r // 16) * 16 * n4 + (i // 4) * 64 + (r % 16) * 4 + i % 4] == w[k * H + j, i]
+    assert q.reshape(G, Hp // 16, n4 // 4, 16, 4)[:, 1, :, 4:].max() == 0  # padding rows
+    assert q.reshape(G, Hp // 16, n4 // 4, 16, 4)[:, :, 1, :, 2:].max() == 0  # padding inputs
+    f = pack_rows(w.astype(np.float32), G)
+    assert f.size == G * Hp * n
+    for k, j, i in [(0, 0, 0), (1, 5, 3), (2, 19, 5)]:
+        r = k * Hp + j
+        assert f[(r // 16) * 16 * n + i * 16 + r % 16] == w[k * H + j, i]
+
+
+def test_x86_kernels_equal_the_scalar_reference(proj):
+    if not X86:
+        pytest.skip("x86-64 only")
+    need("cc")
+    builds = ["kp-scalar", "kp-native"]
+    if "avx2" in FLAGS:
+        builds.append("kp-avx2")
+    if {"avx512f", "avx512bw"} <= FLAGS:
+        builds.append("kp-avx512bw")
+    make(proj, "cw_generate", "cw_generate-scalar", *builds,
+         *(["gen-avx2"] if "avx2" in FLAGS else []))
+    hashes = {b: logits_hash(proj, b) for b in builds}
+    assert hashes["kp-scalar"][0] == "scalar"
+    if "avx512_vnni" in FLAGS:
+        assert hashes["kp-native"][0] == "x86 AVX-512 VNNI"  # the kernel under test is used
+    if "kp-avx2" in hashes:
+        assert hashes["kp-avx2"][0] == "x86 AVX2"
+    assert len({h for _, h in hashes.values()}) == 1, hashes
+    ref = texts(proj, "cw_generate-scalar")
+    assert all(t.startswith(s) for t, s in zip(ref, (b"abc", b"ha", b"bad")))
+    assert len(set(ref)) == 3  # the settings differ, so the comparison means something
+    for b in ["cw_generate"] + (["gen-avx2"] if "avx2" in FLAGS else []):
+        assert texts(proj, b) == ref, b
+
+
+def test_cortex_m4_dsp_kernel_equals_the_scalar_builds(proj):
+    """The M4 image with SMLAD (kernels_dsp.h) against the M4 scalar image under qemu, and both
+    against the host's text."""
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    make(proj, "cw_generate-scalar", "cw_generate-m4.elf", "gen-m4-scalar.elf", "kp-m4.elf",
+         "kp-m4-scalar.elf", "kp-scalar")
+    dsp, scalar = logits_hash(proj, "kp-m4.elf"), logits_hash(proj, "kp-m4-scalar.elf")
+    if "int8" in proj.parent.name:
+        assert dsp[0] == "Cortex-M DSP (SMLAD)"
+    assert scalar[0] == "scalar"
+    assert dsp[1] == scalar[1] == logits_hash(proj, "kp-scalar")[1]
+    ref = texts(proj, "cw_generate-scalar")
+    assert texts(proj, "cw_generate-m4.elf") == ref
+    assert texts(proj, "gen-m4-scalar.elf") == ref
+
+
+def test_wasm_simd128_kernel_equals_the_scalar_builds(proj):
+    """kernels_wasm.h (helper builds of emit-web use it) against WASM without SIMD and the host,
+    run as WASI programs in Node."""
+    need("clang", "node", "wasm-ld")
+    from pathlib import Path
+
+    if not Path("/usr/lib/wasm32-wasi/libc.a").is_file():
+        need("wasi-libc (/usr/lib/wasm32-wasi/libc.a)")
+    make(proj, "kp.wasm", "kp-scalar.wasm", "gen.wasm", "kp-scalar", "cw_generate-scalar")
+    simd, scalar = logits_hash(proj, "kp.wasm"), logits_hash(proj, "kp-scalar.wasm")
+    assert simd[0] == "WASM SIMD128" and scalar[0] == "scalar"
+    assert simd[1] == scalar[1] == logits_hash(proj, "kp-scalar")[1]
+    assert texts(proj, "gen.wasm") == texts(proj, "cw_generate-scalar")
