@@ -77,25 +77,6 @@ def pack_rows(w: np.ndarray, groups: int) -> np.ndarray:
     return blocks.transpose(0, 2, 1).ravel()
 
 
-def pack_rows(w: np.ndarray, groups: int) -> np.ndarray:
-    """W [groups * H, n] in runtime/c/kernels.h's packed order, flat: each group (gate) padded
-    with zero rows to a multiple of 16, then blocks of 16 rows with the rows side by side —
-    float32 [block][input][row]; int8 (inputs padded with zero columns to a multiple of 4)
-    [block][input // 4][row][input % 4]."""
-    rows, n = w.shape
-    H = rows // groups
-    Hp = -(-H // 16) * 16
-    g = np.zeros((groups, Hp, n), w.dtype)
-    g[:, :H] = w.reshape(groups, H, n)
-    blocks = g.reshape(groups * Hp // 16, 16, n)
-    if w.dtype == np.int8:
-        n4 = -(-n // 4) * 4
-        b4 = np.zeros((blocks.shape[0], 16, n4), np.int8)
-        b4[:, :, :n] = blocks
-        return b4.reshape(-1, 16, n4 // 4, 4).transpose(0, 2, 1, 3).ravel()
-    return blocks.transpose(0, 2, 1).ravel()
-
-
 def sampling_defaults(bundle) -> dict:
     """The bundle's sampling_defaults for the C main: checked exactly as `generate` checks them
     (sampling.bundle_defaults), then limited to what C implements."""
@@ -141,7 +122,6 @@ def _sizes(h: Header, bundle, precision: str, stack) -> None:
     h.define("CW_BUNDLE_SHA256", lit_string(sha))  # sha256 of the bundle's manifest.json
     h.define("CW_PRECISION", lit_string(precision))
     h.define("CW_INT8", lit_int(int(precision == "int8"), 0, 1))
-    h.define("CW_LAYOUT", lit_int(2, 2, 2))  # matrices packed in blocks of 16 rows (pack_rows)
     h.define("CW_LAYOUT", lit_int(2, 2, 2))  # matrices packed in blocks of 16 rows (pack_rows)
     h.define("CW_WEIGHT", C("signed char") if precision == "int8" else C("float"))
     h.define("CW_VOCAB", lit_size(bundle.vocab_size))
