@@ -5,7 +5,8 @@ differ although its inputs are identical.
     python scripts/cross_runtime/explain.py [BUNDLE] [--steps 300] [--chars 300]
 
 ONNX files: onnxruntime against onnxruntime-web (Node, WASM), per step and per op (every
-intermediate tensor made a graph output), then the same for the prototype of
+intermediate tensor made a graph output), and per step against onnx's reference evaluator
+(numpy, what a port that follows the graph op by op computes), then the same for the prototype of
 exact_activations.py (Tanh and Sigmoid as an interpolated table of IEEE-exact ops), with its
 parity against the probe and the five settings' text (as scripts/cross_runtime.py prints it).
 TFLite files that TFLite Micro runs: LiteRT as charwright runs it (XNNPACK delegate), LiteRT's
@@ -122,8 +123,31 @@ def onnx_rows(bundle, entry, tokens, modules, tmp: Path, label: str) -> list:
     finally:
         web.close()
     ops = ops_that_differ(bundle.read(entry), tokens, bundle.state_size, modules, tmp)
+    ref = reference_evaluator(bundle.read(entry))
+    vs_ref = per_step(lambda t, s: nat.step(np.array([t], np.int32), s), ref, tokens,
+                      bundle.state_size)[0] if ref else "onnx not installed"
     p = compare(nat, bundle.probe(), entry.path)
-    return [label, *steps, ops, f"{p.top1:.2%}, {p.bpc_rel:+.2%}"]
+    return [label, *steps, ops, vs_ref, f"{p.top1:.2%}, {p.bpc_rel:+.2%}"]
+
+
+def reference_evaluator(data: bytes):
+    """onnx's own evaluator (numpy, op by op as the standard writes them) as a step function,
+    or None without the onnx package. Its DequantizeLinear starts at opset 19, which reads
+    int8 as 17 does."""
+    try:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+    except ImportError:
+        return None
+    m = onnx.load_from_string(data)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, 19)
+    ev = ReferenceEvaluator(m)
+
+    def step(t, st):
+        return ev.run(["logits", "new_state"], {"token": np.array([t], np.int32), "state": st})
+    return step
 
 
 def with_rewritten(bundle, entry, tmp: Path):
@@ -158,6 +182,7 @@ def onnx_section(bundle, tokens, settings, chars, modules) -> list[str]:
                 web = X.web_runtime(b, e, settings, chars, modules)
                 texts.append([label, X.compare(web, nat)])
     return [X.table(["file", *STEP_HEAD, "ops whose bits differ with identical inputs",
+                     "steps that differ on onnx.reference (numpy)",
                      "probe: top-1, bits/char vs reference"],
                     rows), "",
             f"Text on onnxruntime-web against native onnxruntime, {len(settings)} settings x "

@@ -102,3 +102,41 @@ def test_first_divergence(cross):
     assert cross.first_divergence("ab", "abc") == 2
     assert cross.compare(["abc", "xyz"], ["abc", "xyy"]) == "1/2 same: same, @2"
     assert cross.compare("node not installed", ["a"]) == "not run: node not installed"
+
+
+@pytest.mark.tf
+def test_exact_activations_make_the_integer_onnx_file_the_same_bits_everywhere(cross, tiny_bundle,
+                                                                               tmp_path):
+    """The finding of scripts/cross_runtime/explain.py: in the integer ONNX file only Tanh and
+    Sigmoid give other bits on onnxruntime-web than native (and on onnx's numpy reference
+    evaluator); with them as an interpolated table of IEEE-exact ops (the prototype
+    exact_activations.py) every step is bit-identical on all three."""
+    import numpy as np
+
+    sys.path.insert(0, str(MODULES))
+    import explain
+
+    b = load_bundle(tiny_bundle)
+    e = next(e for e in b.files if e.format == "onnx" and e.precision.startswith("int8"))
+    tokens = b.probe()["tokens"][:30].astype(np.int32)
+    b2, e2 = explain.with_rewritten(b, e, tmp_path)
+    from charwright.runtime.backends import open_backend
+
+    for bundle, entry, exact in ((b, e, False), (b2, e2, True)):
+        nat = open_backend(bundle, entry)
+        web = cross.NodeStep(bundle, entry, MODULES)
+        try:
+            def native(t, s):
+                return nat.step(np.array([t], np.int32), s)
+
+            def on_web(t, s):
+                return web.step(np.array([t], np.int32), s)
+            vs_web = explain.per_step(native, on_web, tokens, b.state_size)[0]
+        finally:
+            web.close()
+        vs_ref = explain.per_step(native, explain.reference_evaluator(bundle.read(entry)),
+                                  tokens, b.state_size)[0]
+        if exact:
+            assert vs_web == vs_ref == f"0/{len(tokens)}"
+        else:
+            assert vs_ref != f"0/{len(tokens)}"  # numpy's tanh is not MLAS's
