@@ -15,12 +15,14 @@ What a session holds between calls: the recurrent state after every id fed so fa
 fed text and generated ids, the last one included), the logits for the next id, the last
 WINDOW_MAX ids (the repetition penalty's window comes from them, as it comes from a prompt),
 the position (ids fed), the row's coin stream (seed, row id, coins drawn) and the rest of its
-sampler state (row_state's "dfa": kept while the next generate uses the same config and nothing
-was fed in between). Continuing is exact: generate(a) then generate(b) gives the text one
-generate(a + b) gives, on every backend, because every step is the step the uninterrupted run
-takes (batch 1) and the sampler takes its coins and window where they were (Sampler.row_state).
-Not exact across a stop string that spans two calls: each call has its own stop matcher. A
-session's text after "eos" goes on from the end-of-sequence id (a new line, in line mode).
+sampler's row state after the last call (row_state's "dfa", for the record). Continuing is
+exact: generate(a) then generate(b) gives the text one generate(a + b) gives, on every backend,
+because every step is the step the uninterrupted run takes (batch 1) and the sampler takes its
+coins and window where they were (Sampler.row_state). Not across a stop string that spans two
+calls (each call has its own stop matcher), nor under a regex: each call's text is one whole
+match of its own (the automaton starts afresh, with that call's max_chars as its length
+budget). A session's text after "eos" goes on from the end-of-sequence id (a new line, in line
+mode).
 
 Seeds. generate(sampling) takes the config's seed; None keeps the session's (or draws one the
 first time). A seed other than the session's starts that seed's stream at coin 0.
@@ -61,8 +63,8 @@ from charwright.runtime.files.safefile import read_bytes
 from charwright.runtime.generate.batch import encode_prompt
 from charwright.runtime.generate.generator import Generator
 from charwright.runtime.generate.text_stream import TextStream
-from charwright.runtime.sampling.config import (SEED_MAX, WINDOW_MAX, Sampler, SamplingConfig,
-                                                resolve_seed)
+from charwright.runtime.sampling.config import (SEED_MAX, WINDOW_MAX, SamplingConfig,
+                                                make_sampler, resolve_seed)
 
 FORMAT = "charwright-snapshot"
 VERSION = 1
@@ -338,41 +340,47 @@ class Session:
         """An iterator of text pieces (TextStream's); the session advances as they are taken,
         and a stream closed early leaves the session after the last id it generated. Bad input
         raises here, before anything is generated."""
-        cfg, stream = self._prepare(max_chars, sampling, stop)
+        cfg, stream, sampler = self._prepare(max_chars, sampling, stop)
         self._last = stream
-        return self._run(stream, cfg) if max_chars else iter(())
+        if not max_chars:
+            return iter(())
+        gen = Generator(self.model.backend)
+        gen.add([self.history], sampler, cfg.seed, [self.row],
+                primed=(self.logits[None].copy(), self.state[None].copy()), max_chars=max_chars)
+        sampler.set_row_state(0, {"coins": self.coins})
+        return self._run(stream, gen, sampler)
 
-    def _prepare(self, max_chars, sampling, stop) -> tuple[SamplingConfig, TextStream]:
-        """Checks the arguments, then makes the session ready to sample with the config."""
+    def _prepare(self, max_chars, sampling, stop, sampler=None):
+        """Checks the arguments (a regex compiles here), then makes the session ready to sample
+        with the config: (config, TextStream, sampler)."""
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
             raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
         cfg = self._config(sampling)
-        stream = TextStream(self.model.vocab, max(max_chars, 1), stop)
+        vocab = self.model.vocab
+        if sampler is None:
+            sampler = make_sampler(cfg, vocab)
+        dfa = getattr(sampler, "constraint", None)
+        if dfa is not None and dfa.shortest > max_chars:
+            raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
+                              f"characters, more than max_chars {max_chars}")
+        stream = TextStream(vocab, max(max_chars, 1), stop, dfa)
         if self.position == 0:
             self.feed("")
         if cfg.seed != self.seed:
             self.seed, self.coins = cfg.seed, 0
-        if not _same_chain(self.sampling, cfg):
-            self.extra = {}
         self.sampling = cfg
-        return cfg, stream
+        return cfg, stream, sampler
 
     def _finish(self, sampler, row: int, tokens: list, last, state) -> None:
         """After its last id: the sampler's row state and the state with that id fed."""
         rs = sampler.row_state(row)
-        self.coins = rs.get("coins", self.coins)
-        self.extra = {k: v for k, v in rs.items() if k not in _ROW_KEYS}
+        self.coins = int(rs.get("coins", self.coins))
+        self.extra = {k: int(v) for k, v in rs.items() if k not in _ROW_KEYS}
         # the last id is fed now: the state holds every id, the logits are the next's
         logits, state = self.model.backend.step(np.asarray(last, np.int32).copy(), state)
         self._advance(np.asarray(tokens), logits[0], state[0])
 
-    def _run(self, stream: TextStream, cfg: SamplingConfig):
-        backend = self.model.backend
-        sampler = Sampler(cfg, self.model.vocab.size)
-        gen = Generator(backend)
-        gen.add([self.history], sampler, cfg.seed, [self.row],
-                primed=(self.logits[None].copy(), self.state[None].copy()))
-        sampler.set_row_state(0, {"coins": self.coins, **self.extra})
+    def _run(self, stream: TextStream, gen: Generator, sampler):
         try:
             while stream.finish_reason is None:
                 _, ids = gen.step()
@@ -467,17 +475,18 @@ def complete_together(sessions: list, max_chars: int = 200, sampling=None,
     cfgs = [s._config(sampling) for s in sessions]
     if any(not _same_chain(cfgs[0], c) for c in cfgs):
         raise ConfigError("these sessions sample with different settings: pass one config")
-    prepared = [s._prepare(max_chars, c, stop) for s, c in zip(sessions, cfgs)]
+    sampler = make_sampler(cfgs[0], model.vocab)
+    prepared = [s._prepare(max_chars, c, stop, sampler) for s, c in zip(sessions, cfgs)]
     if not max_chars:
         return [Completion("", "length", ())] * len(sessions)
-    sampler = Sampler(prepared[0][0], model.vocab.size)
     gen = Generator(model.backend)
     owner = {}
-    for i, (s, (cfg, _)) in enumerate(zip(sessions, prepared)):
+    for i, (s, (cfg, _, _)) in enumerate(zip(sessions, prepared)):
         (key,) = gen.add([s.history], sampler, cfg.seed, [s.row],
-                         primed=(s.logits[None].copy(), s.state[None].copy()))
+                         primed=(s.logits[None].copy(), s.state[None].copy()),
+                         max_chars=max_chars)
         owner[key] = i
-        sampler.set_row_state(i, {"coins": s.coins, **s.extra})
+        sampler.set_row_state(i, {"coins": s.coins})
     streams = [p[1] for p in prepared]
     while gen.keys:
         keys, ids = gen.step()

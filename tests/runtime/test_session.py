@@ -136,6 +136,31 @@ def test_forks_advanced_together_are_the_rows_of_model_complete(hand_bundle):
     assert complete_together([], 5) == []
 
 
+def test_under_a_regex_each_call_is_one_whole_match_and_the_config_is_saved(hand_bundle,
+                                                                           tmp_path):
+    import re
+
+    m = load(hand_bundle, backend="numpy")
+    s = m.session()
+    s.feed("ab")
+    cfg = SamplingConfig(seed=3, regex="[a-h]{2,4}\\.")
+    first = s.complete(8, cfg)
+    second = s.complete(8)  # the session's config: a new match
+    for c in (first, second):
+        assert re.fullmatch("[a-h]{2,4}\\.", c.text) and c.finish_reason == "stop", c
+    assert first.text == m.complete(["ab"], 8, cfg)[0].text
+    s.save(tmp_path / "r.npz")
+    t = Session.load(tmp_path / "r.npz", m)
+    assert t.sampling == cfg and "dfa" in t.extra
+    assert t.generate(8) == s.generate(8)
+    choose = SamplingConfig(seed=1, choices=("bad", "cafe"))
+    s.generate(4, choose)
+    s.save(tmp_path / "c.npz")
+    assert Session.load(tmp_path / "c.npz", m).sampling == choose
+    with pytest.raises(ConfigError, match="shortest match"):
+        s.generate(3, SamplingConfig(regex="abcd"))
+
+
 def test_a_new_seed_starts_its_stream_and_none_keeps_the_sessions(hand_bundle):
     m = load(hand_bundle, backend="numpy")
     s = m.session(seed=8)
