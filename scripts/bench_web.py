@@ -92,6 +92,21 @@ def chromium_us(d: Path, work: Path, n: int) -> dict | None:
     return out["bench"]
 
 
+def measure(bundle: Path, precision: str = "float32", n: int = 2000,
+            work: Path | None = None) -> dict:
+    """One bundle at one precision: {"host_c" | "node" | "chromium": {sampler: µs/char},
+    "wasm_bytes": n, "wasm_gz": n} ("chromium" None without Chromium / playwright-core). For
+    other scripts (bench_c.py's table of targets) as well as main()."""
+    work = work or REPO / ".bench" / "web"
+    work.mkdir(parents=True, exist_ok=True)
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(bundle).resolve().name)
+    d = web_dir(work, Path(bundle), precision, tag)
+    wasm = d / "charwright.wasm"
+    return {"host_c": host_c(work, Path(bundle), precision, tag, n),
+            "node": node_us(d, work, n), "chromium": chromium_us(d, work, n),
+            "wasm_bytes": wasm.stat().st_size, "wasm_gz": gz(wasm)}
+
+
 def gz(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), 9))
 
@@ -139,18 +154,15 @@ def main(argv=None) -> int:
     precisions = args.precision or ["float32", "int8"]
     rows = []
     for b in bundles:
-        tag = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(b).resolve().name)
         for p in precisions:
-            d = web_dir(work, Path(b), p, tag)
-            c = host_c(work, Path(b), p, tag, n)
-            nd = node_us(d, work, n)
-            ch = chromium_us(d, work, n)
-            wasm = d / "charwright.wasm"
+            r = measure(Path(b), p, n, work)
+            c, nd, ch = r["host_c"], r["node"], r["chromium"]
             for s in SAMPLERS:
                 cr = f"{ch[s]:.1f}" if ch else "-"
                 ratio = f"{ch[s] / c[s]:.2f}x" if ch else "-"
-                rows.append([tag, p, s, f"{c[s]:.1f}", f"{nd[s]:.1f}", f"{nd[s] / c[s]:.2f}x", cr,
-                             ratio, f"{wasm.stat().st_size:,} ({gz(wasm):,} gz)"])
+                rows.append([Path(b).resolve().name, p, s, f"{c[s]:.1f}", f"{nd[s]:.1f}",
+                             f"{nd[s] / c[s]:.2f}x", cr, ratio,
+                             f"{r['wasm_bytes']:,} ({r['wasm_gz']:,} gz)"])
     sz = sizes(work)
     print(header("charwright.wasm (emit-web) in Node and Chromium vs the host C build", 1))
     print(versions() + f"; {n} characters per run, an empty prompt\n")

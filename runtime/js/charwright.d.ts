@@ -43,7 +43,8 @@ export interface SamplerOptions extends SamplingOptions {
   history?: number[];
 }
 
-/** The pieces of text after the prompt, as they are made. */
+/** The pieces of text after the prompt, as they are made (the first character alone, then the
+ * characters made within about 1 ms as one piece). */
 export interface Generation extends AsyncGenerator<string, void, undefined> {
   /** The seed used (the one given, or the random one drawn). */
   readonly seed: bigint;

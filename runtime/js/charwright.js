@@ -14,9 +14,11 @@
 // bundle rejects load() with a CharwrightError.
 //
 // One module instance serves any number of generations, also interleaved: each one's state
-// (recurrent state, logits, sampler settings and coins) is saved and restored around the
-// others' steps. Work runs on the calling thread in slices of about 10 ms, between which the
-// event loop runs (a page stays responsive; a Worker is not needed for small models).
+// (recurrent state, logits, sampler settings, coins and repetition window) is saved and
+// restored around the others' steps. Work runs on the calling thread in slices of about 10 ms,
+// between which the event loop runs (a page stays responsive; a Worker is not needed for small
+// models). A piece is the text made within about 1 ms (the first character alone): one await
+// per character would cost more than a small model's step.
 
 const ABI = 2;
 const FORMAT = 'charwright-web';
@@ -24,7 +26,8 @@ const SEED_MAX = (1n << 63n) - 1n;
 const MAX_JSON_BYTES = 1 << 20;
 const MAX_STOPS = 256;
 const MAX_STOP_CHARS = 10000;
-const SLICE_MS = 10;
+const SLICE_MS = 10; // work between two turns of the event loop
+const PIECE_MS = 1; // characters made within this long leave as one piece (the first at once)
 const UNKNOWN = ['error', 'skip', 'replace'];
 const KNOBS = ['temperature', 'topK', 'topP', 'minP', 'typicalP', 'repetitionPenalty',
   'repetitionWindow'];
@@ -546,16 +549,25 @@ class Model {
         }
         this.#check(x.cw_web_step(ids[i]), 'step');
       }
+      let out = '';
+      let tYield = -Infinity; // the first character goes out at once
       for (;;) {
         this.#switchTo(session);
         const id = x.cw_web_sample();
         if (id < 0) this.#check(-id, 'sample');
-        const piece = stream.push(id);
-        if (!stream.finishReason) this.#check(x.cw_web_step(id), 'step');
+        out += stream.push(id);
+        const done = stream.finishReason !== null;
+        if (!done) this.#check(x.cw_web_step(id), 'step');
         else info.finishReason = stream.finishReason;
-        if (piece) yield piece;
-        if (stream.finishReason) return;
-        if (now() - t0 > SLICE_MS) {
+        const t = now();
+        if (out && (done || t - tYield >= PIECE_MS)) {
+          const piece = out;
+          out = '';
+          yield piece;
+          tYield = now();
+        }
+        if (done) return;
+        if (t - t0 > SLICE_MS) {
           await macrotask();
           t0 = now();
         }
