@@ -162,7 +162,7 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: emit-web writes {' or '.join(PRECISIONS)}")
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))  # "-o ." is a directory with a name and a parent
     _check_target(out, force)
     cc, sysroot = toolchain()
     bundle = load_bundle(bundle_dir, verify=False)
