@@ -178,7 +178,7 @@ def _read(path: Path, limit: int) -> tuple[Npz, dict]:
     return npz, meta
 
 
-PEEK_LIMIT = 256 << 20  # a snapshot file read before its model is known (file_of)
+PEEK_LIMIT = 64 << 20  # a snapshot file read before its model is known (file_of)
 
 
 def file_of(path) -> tuple[str, str]:

@@ -110,6 +110,7 @@ class Engine:
     prompt_cache_misses = _figure("_cache_figures", "misses", "Prompts primed from the start.")
     prompt_cache_evictions = _figure("_cache_figures", "evictions", "Cache entries evicted.")
     prompt_cache_bytes = _figure("_cache_figures", "bytes", "Bytes the prompt cache holds.")
+    prompt_cache_max_bytes = _figure("_cache_figures", "max_bytes", "Its bound (0: off).")
     prompt_cache_ids_reused = _figure("_cache_figures", "ids_reused",
                                       "Prompt ids not primed thanks to the cache.")
 
@@ -300,7 +301,7 @@ class Engine:
 
 
 class _NoCache:
-    hits = misses = evictions = bytes = ids_reused = 0
+    hits = misses = evictions = bytes = ids_reused = max_bytes = 0
 
 
 _NO_CACHE = _NoCache()

@@ -43,6 +43,9 @@ FAMILIES = (
      "prompt_cache_evictions"),
     ("gauge", "charwright_prompt_cache_bytes", "Bytes the prompt cache holds.",
      "prompt_cache_bytes"),
+    ("gauge", "charwright_prompt_cache_max_bytes",
+     "The prompt cache's bound (0: off, by --prompt-cache-mb 0 or a file that is not "
+     "batch-invariant).", "prompt_cache_max_bytes"),
     ("counter", "charwright_prompt_chars_reused",
      "Prompt characters (ids) not primed because a cached state held them.",
      "prompt_cache_ids_reused"),

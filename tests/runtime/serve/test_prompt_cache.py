@@ -178,6 +178,8 @@ def test_a_real_server_gives_the_same_text_and_counts_hits_and_stays_bounded(bun
         assert on.metric("charwright_prompt_chars_reused_total", AUTH) == (
             len(TEXT) + 768 + len(TEXT) + 3)
         assert off.metric("charwright_prompt_cache_hits_total", AUTH) == 0
+        assert off.metric("charwright_prompt_cache_max_bytes", AUTH) == 0
+        assert on.metric("charwright_prompt_cache_max_bytes", AUTH) == int(0.05 * 2**20)
         # a flood of distinct prompts: the cache stays within its bytes and evicts
         for i in range(40):
             _complete(on, f"{i:b}".replace("0", "a").replace("1", "b") + TEXT[:600], seed=i)
