@@ -6,7 +6,8 @@ runtime that can run it, the same seeded settings, the text compared character b
 BUNDLE defaults to the demo bundle (`charwright export` writes every format into a bundle of
 your own). Rows, per file of the bundle:
 
-    .onnx      onnxruntime (Python; the file's native runtime), onnxruntime-web (Node, WASM)
+    .onnx      onnxruntime (Python; the file's native runtime), onnxruntime-web (Node, WASM),
+               onnx.reference (onnx's own evaluator in numpy: a port that follows the graph)
     .tflite    LiteRT (Python; native), TFLite Micro (the tflite-micro pip package)
     weights.npz  numpy (native), the C runtime (`charwright emit-c`, float32 and int8, `make`,
                cw_generate with its own sampler)
@@ -14,7 +15,7 @@ your own). Rows, per file of the bundle:
 Each row's text is compared with the same file on its native runtime and with numpy float32:
 "same", or "@N": the first N generated characters agree and character N differs. Every Python
 row generates through charwright's own loop (`charwright generate`'s text for that file);
-TFLite Micro and onnxruntime-web compute the steps only, charwright's sampler picks each id in
+TFLite Micro, onnxruntime-web and onnx.reference compute the steps only, charwright's sampler picks each id in
 lock-step (for onnxruntime-web a Node process answers each step's logits and state as raw
 float32 over a pipe: scripts/cross_runtime/ort_web_step.cjs), so their text depends only on
 the runtime's numbers. The C runtime samples itself (its sampler follows runtime/c/SAMPLING.md).
@@ -50,8 +51,8 @@ from charwright.runtime.sampling.config import SamplingConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "cross_runtime"
 NATIVE = {"onnx": "onnxruntime", "tflite": "LiteRT", "npz": "numpy"}
-RUNTIMES = ("onnxruntime", "onnxruntime-web", "LiteRT", "TFLite Micro", "numpy", "C float32",
-            "C int8")
+RUNTIMES = ("onnxruntime", "onnxruntime-web", "onnx.reference", "LiteRT", "TFLite Micro", "numpy",
+            "C float32", "C int8")
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,41 @@ def web_runtime(bundle, entry, settings, n, modules=None):
         step.close()
 
 
+class ReferenceStep(StepBackend):
+    """onnx's reference evaluator (numpy, each op as the ONNX standard writes it): what a port
+    that follows the file op by op computes. Its DequantizeLinear starts at opset 19, which
+    reads int8 as opset 17 does."""
+
+    name = "onnx.reference"
+
+    def __init__(self, bundle, entry):
+        super().__init__(bundle.state_size, bundle.vocab_size, entry.precision,
+                         str(bundle.path(entry)))
+        try:
+            import onnx
+            from onnx.reference import ReferenceEvaluator
+        except ImportError:
+            raise NotRun("the onnx package is not installed") from None
+        m = onnx.load_from_string(bundle.read(entry))
+        for o in m.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = max(o.version, 19)
+        self.ev = ReferenceEvaluator(m)
+        self.io = [entry.inputs.get("token", "token"), entry.inputs.get("state", "state"),
+                   entry.outputs.get("logits", "logits"),
+                   entry.outputs.get("new_state", "new_state")]
+
+    def step(self, tokens, state):
+        logits, new = self.ev.run(self.io[2:], {self.io[0]: np.asarray(tokens, np.int32),
+                                                self.io[1]: np.asarray(state, np.float32)})
+        return np.asarray(logits, np.float32), np.asarray(new, np.float32)
+
+
+def reference_runtime(bundle, entry, settings, n):
+    step = ReferenceStep(bundle, entry)
+    return [generate_on(step, bundle.vocab, s, n) for s in settings]
+
+
 def c_args(setting: Setting, vocab_size: int, n: int, prompt: str) -> list[str]:
     s = SamplingConfig(**setting.sampling)
     if s.is_greedy:
@@ -223,9 +259,11 @@ def c_runtime(bundle, entry, settings, n, precision="float32"):
 
 RUNNERS = {"onnxruntime": python_runtime, "LiteRT": python_runtime, "numpy": python_runtime,
            "TFLite Micro": micro_runtime, "onnxruntime-web": web_runtime,
+           "onnx.reference": reference_runtime,
            "C float32": c_runtime,
            "C int8": lambda b, e, s, n: c_runtime(b, e, s, n, precision="int8")}
-BY_FORMAT = {"onnx": ("onnxruntime", "onnxruntime-web"), "tflite": ("LiteRT", "TFLite Micro"),
+BY_FORMAT = {"onnx": ("onnxruntime", "onnxruntime-web", "onnx.reference"),
+             "tflite": ("LiteRT", "TFLite Micro"),
              "npz": ("numpy", "C float32", "C int8")}
 
 
@@ -319,7 +357,8 @@ def main(argv=None) -> int:
     print(table(["file", "precision", "runtime", "vs the file's native runtime",
                  "vs numpy float32"], report(rows)))
     print("\n\"same\": identical text; \"@N\": the first N generated characters agree. Python "
-          "rows run charwright's own loop; TFLite Micro and onnxruntime-web compute the steps "
+          "rows run charwright's own loop; TFLite Micro, onnxruntime-web and onnx.reference "
+          "compute the steps "
           "(onnxruntime-web in Node over a pipe) and charwright's sampler picks every id, so "
           "their text depends only on the runtime's logits; the C rows sample in C.")
     return 0
