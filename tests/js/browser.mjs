@@ -81,6 +81,11 @@ try {
   out.status = await page.textContent('#status');
   out.error = await page.textContent('#error');
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  // "other model": the same files picked from disk (load(File[]))
+  await page.setInputFiles('#files', [join(root, 'charwright.wasm'), join(root, 'model.json')]);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 60000 });
+  out.filesInfo = await page.textContent('#model-info');
+  out.filesError = await page.textContent('#error');
   if (benchN > 0) {
     out.bench = await page.evaluate(async (n) => {
       const { load } = await import('./charwright.js');

@@ -290,6 +290,9 @@ def test_chromium_same_text_and_demo_page_screenshot(web, tmp_path):
     assert out["texts"] == [c["text"] for c in cases]
     assert out["uiPrompt"] == cases[2]["prompt"] and out["uiText"] == cases[2]["text"]
     assert out["error"] == "" and out["errors"] == [] and "finish: length" in out["status"]
+    name = json.loads((web / "model.json").read_text())["name"]
+    assert out["filesInfo"].startswith(f"{name} · float32 · ") and out["filesError"] == ""
+    assert out["filesInfo"].endswith("WASM SIMD128")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     try:
