@@ -2,22 +2,25 @@
 other rows of its batch (DESIGN.md section 3: a seed fixes the text, alone or in any batch).
 
 onnxruntime's quantize_dynamic quantizes each MatMul's activation with DynamicQuantizeLinear,
-which takes ONE scale and zero point for the whole [batch, K] tensor: a row's int8 values, so
-its logits, move with its neighbours (issue 20: up to 0.023 on the demo). per_row() rewrites
-every such node into a quantization of each row on its own:
+which takes ONE scale and zero point for the whole [batch, K] tensor: a row's uint8 values, so
+its logits, move with its neighbours (issue 20: up to 0.045 on the demo's logits). per_row()
+rewrites every such node into a quantization of each row on its own:
 
-    m     = ReduceMax(Abs(x), axis 1)                  float32 [batch, 1]
+    m     = ReduceMax(Abs(x), axis 1)                  float32 [batch]
     scale = Max(m / 127, FLT_MIN)                      (an all-zero row, the initial state: q = 0)
-    q     = Cast(Clip(Round(x / scale), -127, 127) + 128, uint8)     symmetric, zero point 128
+    q     = QuantizeLinear(x, scale, 128, axis 0)      uint8: round-half-even(x / scale) + 128
 
-and hands MatMulInteger the constant zero point 128 (onnxruntime's CPU MatMulInteger takes only
-a scalar a_zero_point, and its uint8 x int8 kernels are the fast ones: int8 x int8 measured 25x
-slower at GRU 1024). The rest of quantize_dynamic's graph stays: int8 weights with their
-per-tensor scale, Cast(int32 -> float32) * (scale_row * scale_w), so weights, sizes and op
-order are those of the per-tensor file. Every op after the rewrite is elementwise or reduces
-within one row, and the integer product is exact, so the result of a row is a function of that
-row alone: bit for bit the same in any batch (measured: tests/runtime/test_batch_invariance.py,
-scripts/batch_invariance.py).
+symmetric, so that the zero point is the constant 128 (onnxruntime's CPU MatMulInteger takes
+only a scalar a_zero_point: a per-row one is refused; and its uint8 x int8 kernels are the fast
+ones: int8 x int8 measured 25x slower at GRU 1024). |x / scale| <= 127, so q is in 1..255. The
+rest of quantize_dynamic's graph stays: the same int8 weights with their per-tensor scale, and
+y = (float(int32 product) * scale_w) * scale_row (_scale_last: why the row's scale comes last).
+Every op is elementwise or reduces within one row and the integer product is exact, so a row's
+result is a function of that row alone: the same bit for bit in any batch (measured at export,
+export/invariance.py; tests/runtime/test_batch_invariance.py; scripts/batch_invariance.py).
+One caveat, the CPU's: on x86 without AVX-512 VNNI / AVX-VNNI, onnxruntime's uint8 x int8
+kernel adds pairs of products in int16 with saturation (as for the per-tensor file); that is
+still per row, but the product is then not exact.
 """
 
 from __future__ import annotations
@@ -36,16 +39,16 @@ def per_row(model: bytes) -> bytes:
     per-row quantization above. Raises ExportError if a quantized activation is used other than
     by MatMulInteger (A and its zero point) and a scale product."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     m = onnx.load_from_string(model)
     g = m.graph
-    dql = [n for n in g.node if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")]
+    dql = [n for n in g.node
+           if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")]
     if not dql:
         return model
     consts = {"rows.levels": np.float32(LEVELS), "rows.tiny": np.float32(TINY),
-              "rows.qmin": np.float32(-LEVELS), "rows.qmax": np.float32(LEVELS),
-              "rows.shift": np.float32(ZERO_POINT), "rows.zero_point": np.uint8(ZERO_POINT)}
+              "rows.zero_point": np.uint8(ZERO_POINT), "rows.axis1": np.array([1], np.int64)}
     have = {i.name for i in g.initializer}
     g.initializer.extend(numpy_helper.from_array(np.array(v), k) for k, v in consts.items()
                          if k not in have)
@@ -63,14 +66,14 @@ def per_row(model: bytes) -> bytes:
         p = f"{y}.rows"
         new_nodes += [
             helper.make_node("Abs", [x], [f"{p}.abs"]),
-            helper.make_node("ReduceMax", [f"{p}.abs"], [f"{p}.max"], axes=[-1], keepdims=1),
+            helper.make_node("ReduceMax", [f"{p}.abs"], [f"{p}.max"], axes=[1], keepdims=0),
             helper.make_node("Div", [f"{p}.max", "rows.levels"], [f"{p}.scale0"]),
-            helper.make_node("Max", [f"{p}.scale0", "rows.tiny"], [scale]),
-            helper.make_node("Div", [x, scale], [f"{p}.div"]),
-            helper.make_node("Round", [f"{p}.div"], [f"{p}.round"]),
-            helper.make_node("Clip", [f"{p}.round", "rows.qmin", "rows.qmax"], [f"{p}.clip"]),
-            helper.make_node("Add", [f"{p}.clip", "rows.shift"], [f"{p}.shifted"]),
-            helper.make_node("Cast", [f"{p}.shifted"], [y], to=TensorProto.UINT8),
+            helper.make_node("Max", [f"{p}.scale0", "rows.tiny"], [f"{p}.scale"]),
+            helper.make_node("Shape", [f"{p}.scale"], [f"{p}.shape"]),
+            helper.make_node("ConstantOfShape", [f"{p}.shape"], [f"{p}.zp"],
+                             value=numpy_helper.from_array(np.array([ZERO_POINT], np.uint8))),
+            helper.make_node("QuantizeLinear", [x, f"{p}.scale", f"{p}.zp"], [y], axis=0),
+            helper.make_node("Unsqueeze", [f"{p}.scale", "rows.axis1"], [scale]),
         ]
         for node, i in consumers.get(zp, ()):
             node.input[i] = "rows.zero_point"
@@ -98,10 +101,11 @@ def _check_uses(consumers: dict, y: str, scale: str, zp: str) -> None:
 def _scale_last(nodes: list, scales: set) -> list:
     """quantize_dynamic scales a product as y = float(int) * (scale_a * scale_w); this applies
     the row's scale last, y = (float(int) * scale_w) * scale_row. Why: onnxruntime fuses
-    MatMulInteger -> Cast -> Mul(scale_a * scale_w) into MatMulIntegerToFloat, whose a_scale
-    must be one number; with a [batch, 1] scale its result was wrong (max |d logit| 0.49 vs
-    0.15 unfused, demo, onnxruntime 1.32). With the row's scale outside the pattern the fused
-    kernel sees the weight's scalar scale only."""
+    MatMulInteger -> Cast -> Mul(scale_a * scale_w) into MatMulIntegerToFloat, whose a_scale is
+    per tensor or per column of A, never per row: with a [batch, 1] scale its result was wrong
+    (max |d logit| 0.49 vs 0.15 unfused, demo, onnxruntime 1.32). With the row's scale in a Mul
+    of its own the pattern does not match and the product runs unfused (the cost of per-row
+    files: scripts/bench_onnx_int8.py)."""
     from onnx import helper
 
     products = {}  # scale_a * scale_w output -> (row scale, weight scale)
