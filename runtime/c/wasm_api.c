@@ -32,6 +32,8 @@
 
 #ifdef CW_SAMPLER_H /* runtime.c includes sampler.h: every processor */
 #define CW_WEB_FEATURES 1
+/* the scratch serves both samplers: the model's vocabulary and the free sampler's logits */
+#define CW_WEB_SCRATCH_V (CW_VOCAB > CW_WEB_MAX_V ? CW_VOCAB : CW_WEB_MAX_V)
 #define CW_WEB_WINDOW CW_WINDOW_MAX
 typedef struct {
     cw_sampling cfg; /* settings, as the chain uses them */
@@ -51,7 +53,7 @@ static struct {
 #ifdef CW_SAMPLER_H
     cw_web_sampler s[2];
     float z[CW_VOCAB]; /* the generation's logits, changed in place by a pick */
-    double scratch[(CW_SCRATCH_BYTES(CW_WEB_MAX_V) + 7) / 8];
+    double scratch[(CW_SCRATCH_BYTES(CW_WEB_SCRATCH_V) + 7) / 8];
 #else
     cw_sampler s[2];
 #endif
