@@ -14,6 +14,7 @@ prefix for each character) and the tutorial's tf.function one-step model (OneSte
     python scripts/bench_generate.py                  # tutorial size + demo, ~5 minutes
     python scripts/bench_generate.py --sizes demo --chars 500
     python scripts/bench_generate.py --files all      # every file of each bundle
+    python scripts/bench_generate.py --onnx-int8      # ONNX int8 per tensor vs per row (issue 20)
 
 --files picks the files timed (default: LiteRT int8 and int8-dynamic, and the ONNX file that
 `charwright generate --backend onnx` loads): FORMAT (the file charwright picks for it) or
@@ -262,8 +263,16 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="only 1 is supported")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--onnx-int8", action="store_true",
+                    help="only ONNX int8 per tensor vs per row (scripts/bench_onnx_int8.py) at "
+                         "--sizes (default here: demo,tutorial)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
+    if a.onnx_int8:  # issue 20: parity, bytes, µs/step and batch invariance of the int8 file
+        from bench_onnx_int8 import run
+
+        sizes = a.sizes if a.sizes != ap.get_default("sizes") else "demo,tutorial"
+        return run(sizes, a.work, a.chars, a.repeats)
     batches = [int(x) for x in a.batches.split(",")]
     if "tutorial" in a.sizes:  # TensorFlow's threads must be set before it first runs
         import tensorflow as tf
