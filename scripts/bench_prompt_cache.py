@@ -95,7 +95,7 @@ def rss_mib(pid: int) -> float:
 
 def server(args, cache_mb: float) -> ServerProcess:
     cli = ["--backend", args.backend, "--prompt-cache-mb", str(cache_mb),
-           "--max-prompt-chars", str(max(args.lengths) + EXTRA + 10)]
+           "--max-prompt-chars", str(max(*args.lengths, args.flood_chars) + EXTRA + 10)]
     if args.bundle:
         cli = ["-b", args.bundle] + cli
     if args.precision:
