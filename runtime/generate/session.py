@@ -70,7 +70,6 @@ FORMAT = "charwright-snapshot"
 VERSION = 1
 MAX_HISTORY = WINDOW_MAX
 MAX_META_CHARS = 1 << 16
-FEED_CHUNK = 4096  # ids sliced at once while feeding
 _ROW_KEYS = ("seed", "row", "coins", "window")  # row_state keys the session keeps itself
 
 
@@ -313,10 +312,9 @@ class Session:
             raise ConfigError(f"ids outside the vocabulary 0..{self.model.vocab.size - 1}")
         ids = ids.astype(np.int32)
         step = self.model.backend.step
-        state = self.state[None].copy()
-        for a in range(0, len(ids), FEED_CHUNK):
-            for t in ids[a:a + FEED_CHUNK]:
-                logits, state = step(np.array([t], np.int32), state)
+        state = self.state[None].copy()  # the session changes only once every id is fed
+        for t in ids[:, None]:
+            logits, state = step(t, state)
         self._advance(ids, logits[0], state[0])
         self.extra = {}  # fed text is not the constrained text the sampler state followed
 
