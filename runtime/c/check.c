@@ -1,9 +1,13 @@
 /* make check: replays the bundle's probe through the C step and the sampling golden vectors
- * through the C sampler. Prints max |delta logit|, top-1 agreement, bits/char and the golden
- * vectors' verdicts; exits 1 outside the tolerance of this build's precision. */
+ * (every case: the C sampler has every setting) through the C sampler. Prints max |delta
+ * logit|, top-1 agreement, bits/char and the golden vectors' verdicts; exits 1 outside the
+ * tolerance of this build's precision. */
 #include <math.h>
 #include "check_data.h"
 #define CW_SAMPLER_MAX (CW_VOCAB > CW_GOLDEN_MAX_V ? CW_VOCAB : CW_GOLDEN_MAX_V)
+#ifndef CW_MAX_WINDOW
+#define CW_MAX_WINDOW CW_GOLDEN_MAX_WINDOW /* the longest window a case uses */
+#endif
 #define CW_NO_MAIN
 #include "runtime.c"
 #include <stdio.h>
@@ -57,8 +61,11 @@ static int cw_check(void) {
 #endif
     for (c = 0; c < CW_GOLDEN_N; c++) {
         const cw_golden *g = &cw_golden_cases[c];
-        int ok = cw_sampler_init(&s, g->temperature, g->top_k, g->top_p, g->greedy, g->seed,
-                                 g->row) == CW_OK;
+        int ok = cw_sampler_setup(&s, g->temperature, g->top_k, g->top_p, g->min_p,
+                                  g->typical_p, g->repetition_penalty, g->repetition_window,
+                                  g->greedy, g->seed, g->row) == CW_OK &&
+                 cw_sampler_prime(&s, g->history, g->n_history) == CW_OK;
+        if (!ok) printf("golden %s: the C sampler refuses its settings\n", g->name);
         for (i = 0; ok && i < g->steps; i++) {
             int id = -1;
             ok = cw_sample(&s, g->logits, g->vocab, &id) == CW_OK && id == g->expected[i];

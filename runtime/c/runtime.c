@@ -66,20 +66,32 @@ typedef struct {
 #endif
 } cw_ctx;
 
+#include "sampler.h" /* the sampler: one source with the CPython extension and WASM */
 #ifndef CW_SAMPLER_MAX
 #define CW_SAMPLER_MAX CW_VOCAB /* the most logits cw_sample takes */
 #endif
+#ifndef CW_DEFAULT_MIN_P /* a model.h without them: neutral */
+#define CW_DEFAULT_MIN_P 0.0
+#define CW_DEFAULT_TYPICAL_P 1.0
+#define CW_DEFAULT_REPETITION_PENALTY 1.0
+#define CW_DEFAULT_REPETITION_WINDOW 64u
+#endif
+#ifndef CW_MAX_WINDOW /* the longest repetition window cw_sampler_setup takes */
+#ifdef CW_SEMIHOST
+#define CW_MAX_WINDOW (CW_DEFAULT_REPETITION_WINDOW > 64 ? CW_DEFAULT_REPETITION_WINDOW : 64)
+#else
+#define CW_MAX_WINDOW CW_WINDOW_MAX
+#endif
+#endif
 
+/* One row's sampler (sampler.h's configuration + row state + buffers, no heap). Settings and
+ * coins first, then the window, then the scratch (rewritten by every cw_sample). */
 typedef struct {
-    int greedy;           /* 1: argmax, no coin */
-    float inv_t;          /* float32(1 / temperature) */
-    int top_k;            /* 0: off */
-    float top_p_target;   /* float32(p * (1 - 2**-16)); 0: off */
-    uint64_t key;         /* splitmix64 key of (seed, row) */
-    uint64_t drawn;       /* coins drawn so far */
+    cw_sampling cfg;      /* the settings as the chain uses them */
+    cw_row row;           /* key, coins drawn, the window's place in `window` */
+    int32_t window[CW_MAX_WINDOW]; /* the repetition penalty's ring */
     float z[CW_SAMPLER_MAX]; /* scratch: the logits being processed */
-    float s[CW_SAMPLER_MAX]; /* scratch: sorted copy (top-k, top-p) */
-    float c[CW_SAMPLER_MAX]; /* scratch: running sums */
+    double scratch[(CW_SCRATCH_BYTES(CW_SAMPLER_MAX) + 7) / 8];
 } cw_sampler;
 
 /* ---- math ------------------------------------------------------------------------------- */
@@ -250,115 +262,55 @@ int cw_step(cw_ctx *ctx, int token) {
     return CW_OK;
 }
 
-/* ---- sampler (SAMPLING.md) ---------------------------------------------------------------- */
+/* ---- sampler (sampler.h; SAMPLING.md) ---------------------------------------------------- */
 
-static const uint64_t CW_GOLDEN = 0x9E3779B97F4A7C15u;
-
-static uint64_t cw_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* The row's next coin in [0, 1): splitmix64 from its key, top 24 bits. */
-static float cw_coin(cw_sampler *s) {
-    uint64_t x;
-    s->drawn += 1u;
-    x = cw_mix64(s->key + s->drawn * CW_GOLDEN);
-    return (float)(uint32_t)(x >> 40) * (1.0f / 16777216.0f);
-}
-
-/* exp(z - m) by table, to 1.2e-4 relative; 0 below m - 32 (and for -inf, NaN). */
-static float cw_weight(float m, float z) {
-    float d = (m - z) * 4096.0f;
-    long q;
-    if (!(d < 131072.0f)) return 0.0f;
-    q = (long)d;
-    return CW_EXP_HI[q >> 8] * CW_EXP_LO[q & 255];
-}
-
-/* temperature 0 (or greedy != 0): argmax; else 1e-4..1000. top_k 0: off. top_p 1: off. */
-int cw_sampler_init(cw_sampler *s, double temperature, int top_k, double top_p, int greedy,
-                    uint64_t seed, uint64_t row) {
-    if (!s) return CW_EPARAM;
-    if (!(temperature == 0.0 || (temperature >= 1e-4 && temperature <= 1000.0))) return CW_EPARAM;
-    if (top_k < 0 || !(top_p > 0.0 && top_p <= 1.0) || seed > 0x7FFFFFFFFFFFFFFFu)
+/* Every setting (SAMPLING.md section 3; the ranges of SamplingConfig, CW_EPARAM outside them):
+ * temperature 0 (or greedy != 0): argmax; else 1e-4..1000. top_k 0: off. top_p 1, min_p 0,
+ * typical_p 1, repetition_penalty 1: off. repetition_window 1..CW_MAX_WINDOW. The window
+ * starts empty (cw_sampler_prime fills it from a prompt; cw_generate does). */
+int cw_sampler_setup(cw_sampler *s, double temperature, int top_k, double top_p, double min_p,
+                     double typical_p, double repetition_penalty, int repetition_window,
+                     int greedy, uint64_t seed, uint64_t row) {
+    if (!s || repetition_window < 1 || (unsigned long)repetition_window > CW_MAX_WINDOW)
         return CW_EPARAM;
     memset(s, 0, sizeof *s);
-    s->greedy = greedy || temperature == 0.0;
-    s->inv_t = s->greedy ? 1.0f : (float)(1.0 / temperature);
-    s->top_k = top_k;
-    s->top_p_target = top_p < 1.0 ? (float)(top_p * (1.0 - 1.0 / 65536.0)) : 0.0f;
-    s->key = cw_mix64(cw_mix64(seed + CW_GOLDEN) ^ row);
+    if (cw_sampling_init(&s->cfg, temperature, top_k, top_p, min_p, typical_p,
+                         repetition_penalty, repetition_window, greedy) != CW_SAMPLER_OK ||
+        cw_row_init(&s->row, &s->cfg, seed, row, s->window, NULL, 0) != CW_SAMPLER_OK)
+        return CW_EPARAM;
     return CW_OK;
 }
 
-static int cw_argmax(const float *z, int n) {
-    int i, best = 0;
-    for (i = 1; i < n; i++)
-        if (z[i] > z[best]) best = i;
-    return best;
+/* temperature, top-k, top-p only (the rest neutral): cw_sampler_setup's first settings */
+int cw_sampler_init(cw_sampler *s, double temperature, int top_k, double top_p, int greedy,
+                    uint64_t seed, uint64_t row) {
+    return cw_sampler_setup(s, temperature, top_k, top_p, 0.0, 1.0, 1.0, 64, greedy, seed, row);
 }
 
-static void cw_sort_desc(float *a, int n) { /* insertion sort: V is small */
-    int i, j;
-    for (i = 1; i < n; i++) {
-        float v = a[i];
-        for (j = i; j > 0 && a[j - 1] < v; j--) a[j] = a[j - 1];
-        a[j] = v;
-    }
+/* The repetition window becomes the last ids of ids [n] (a row's prompt: SAMPLING.md 4). */
+int cw_sampler_prime(cw_sampler *s, const int *ids, int n) {
+    int k;
+    if (!s || n < 0 || (n && !ids)) return CW_EPARAM;
+    s->row.window = s->cfg.penalty_on ? s->window : NULL; /* the struct may have been copied */
+    s->row.count = s->row.head = 0;
+    for (k = n > s->cfg.window ? n - s->cfg.window : 0; k < n; k++)
+        cw_row_accept(&s->cfg, &s->row, ids[k]);
+    return CW_OK;
 }
 
-/* One id from logits [V] (not changed; V <= CW_SAMPLER_MAX):
- * temperature -> top-k -> top-p -> categorical, as SAMPLING.md says. */
-int cw_sample(cw_sampler *s, const float *logits, int V, int *out) {
-    float *z, m, t;
-    int i;
+/* One id from logits [V] (not changed; V <= CW_SAMPLER_MAX), as SAMPLING.md says; allowed
+ * [V] (0: the id may not be picked) or NULL. The pick joins the window. */
+int cw_sample_masked(cw_sampler *s, const float *logits, int V, const unsigned char *allowed,
+                     int *out) {
     if (!s || !logits || !out || V < 1 || V > CW_SAMPLER_MAX) return CW_EPARAM;
-    z = s->z;
-    if (s->greedy) {
-        *out = cw_argmax(logits, V);
-        return CW_OK;
-    }
-    for (i = 0; i < V; i++) z[i] = logits[i] * s->inv_t;
-    if (s->top_k > 0 && s->top_k < V) {
-        float kth;
-        memcpy(s->s, z, (size_t)V * sizeof *z);
-        cw_sort_desc(s->s, V);
-        kth = s->s[s->top_k - 1];
-        for (i = 0; i < V; i++)
-            if (z[i] < kth) z[i] = -INFINITY;
-    }
-    if (s->top_p_target > 0.0f) {
-        float cum = 0.0f, target;
-        int j;
-        memcpy(s->s, z, (size_t)V * sizeof *z);
-        cw_sort_desc(s->s, V);
-        for (j = 0; j < V; j++) s->c[j] = cum = cum + cw_weight(s->s[0], s->s[j]);
-        target = s->top_p_target * cum;
-        for (j = 0; j < V - 1 && !(s->c[j] >= target); j++) {}
-        for (i = 0; i < V; i++)
-            if (z[i] < s->s[j]) z[i] = -INFINITY;
-    }
-    t = cw_coin(s); /* one coin, drawn before the walk */
-    m = z[cw_argmax(z, V)];
-    {
-        float cum = 0.0f;
-        for (i = 0; i < V; i++) s->c[i] = cum = cum + cw_weight(m, z[i]);
-        t = t * cum;
-        for (i = 0; i < V; i++)
-            if (s->c[i] > t) {
-                *out = i;
-                return CW_OK;
-            }
-        for (i = V - 1; i >= 0; i--) /* rounding fallback, as run.c keeps one */
-            if (cw_weight(m, z[i]) > 0.0f) {
-                *out = i;
-                return CW_OK;
-            }
-        *out = cw_argmax(z, V);
-    }
-    return CW_OK;
+    memcpy(s->z, logits, (size_t)V * sizeof *logits);
+    s->row.window = s->cfg.penalty_on ? s->window : NULL; /* the struct may have been copied */
+    return cw_sample_row(&s->cfg, &s->row, s->z, V, allowed, s->scratch, out) == CW_SAMPLER_OK
+               ? CW_OK : CW_EPARAM;
+}
+
+int cw_sample(cw_sampler *s, const float *logits, int V, int *out) {
+    return cw_sample_masked(s, logits, V, NULL, out);
 }
 
 /* ---- UTF-8 in and out --------------------------------------------------------------------- */
@@ -437,6 +389,7 @@ int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_ch
     if (!ctx || !s || !ids || n_ids < 1 || n_chars < 0 || !emit) return CW_EPARAM;
     if (n_chars == 0) return CW_OK;
     cw_reset(ctx);
+    if ((rc = cw_sampler_prime(s, ids, n_ids)) != CW_OK) return rc;
     for (k = 0; k < n_ids; k++)
         if ((rc = cw_step(ctx, ids[k])) != CW_OK) return rc;
     for (i = 0; i < n_chars; i++) {
@@ -502,7 +455,8 @@ static int cw_parse_decimal(const char *a, double *out) {
 #endif
 
 /* ---- main: cw_generate [--greedy] [-n N] [--seed S] [--temperature T] [--top-k K]
- *            [--top-p P] PROMPT... -------------------------------------------------------- */
+ *            [--top-p P] [--min-p P] [--typical-p P] [--repetition-penalty R]
+ *            [--repetition-window W] PROMPT... ---------------------------------------------- */
 #ifndef CW_NO_MAIN
 #ifdef CW_SEMIHOST
 /* Cortex-M4 (make cortex-m4, -DCW_SEMIHOST): text leaves through m4_start.c's semihosting
@@ -703,7 +657,10 @@ int main(int argc, char **argv) {
     static char prompt[CW_MAX_PROMPT];
     static int ids[CW_MAX_PROMPT + 1];
     double temperature = CW_DEFAULT_TEMPERATURE, top_p = CW_DEFAULT_TOP_P, v;
+    double min_p = CW_DEFAULT_MIN_P, typical_p = CW_DEFAULT_TYPICAL_P;
+    double penalty = CW_DEFAULT_REPETITION_PENALTY;
     uint64_t seed = 0, u, n_chars = 300, top_k = CW_DEFAULT_TOP_K;
+    uint64_t window = CW_DEFAULT_REPETITION_WINDOW;
     int greedy = 0, have_seed = 0, a, n_ids = 0, rc, bench = 0;
     size_t used = 0;
     long bad = 0;
@@ -716,9 +673,13 @@ int main(int argc, char **argv) {
         if (cw_is(o, "--bench")) { bench = 1; continue; }
 #endif
         if (!cw_is(o, "-n") && !cw_is(o, "--max-chars") && !cw_is(o, "--seed") &&
-            !cw_is(o, "--temperature") && !cw_is(o, "--top-k") && !cw_is(o, "--top-p"))
+            !cw_is(o, "--temperature") && !cw_is(o, "--top-k") && !cw_is(o, "--top-p") &&
+            !cw_is(o, "--min-p") && !cw_is(o, "--typical-p") &&
+            !cw_is(o, "--repetition-penalty") && !cw_is(o, "--repetition-window"))
             return cw_fail("unknown option (usage: cw_generate [--greedy] [-n N] [--seed S] "
-                           "[--temperature T] [--top-k K] [--top-p P] PROMPT...)", o);
+                           "[--temperature T] [--top-k K] [--top-p P] [--min-p P] "
+                           "[--typical-p P] [--repetition-penalty R] [--repetition-window W] "
+                           "PROMPT...)", o);
         if (a + 1 >= argc) return cw_fail("option needs a value", o);
         if (cw_is(o, "-n") || cw_is(o, "--max-chars")) {
             if (!cw_parse_u64(argv[++a], 0x7FFFFFFFu, &n_chars))
@@ -739,6 +700,22 @@ int main(int argc, char **argv) {
             if (!cw_parse_double(argv[++a], &v) || !(v > 0.0 && v <= 1.0))
                 return cw_fail("--top-p must be in (0, 1]", argv[a]);
             top_p = v;
+        } else if (cw_is(o, "--min-p")) {
+            if (!cw_parse_double(argv[++a], &v) || !(v >= 0.0 && v < 1.0))
+                return cw_fail("--min-p must be in [0, 1)", argv[a]);
+            min_p = v;
+        } else if (cw_is(o, "--typical-p")) {
+            if (!cw_parse_double(argv[++a], &v) || !(v > 0.0 && v <= 1.0))
+                return cw_fail("--typical-p must be in (0, 1]", argv[a]);
+            typical_p = v;
+        } else if (cw_is(o, "--repetition-penalty")) {
+            if (!cw_parse_double(argv[++a], &v) || !(v >= 0.01 && v <= 100.0))
+                return cw_fail("--repetition-penalty must be in 0.01..100 (1 = off)", argv[a]);
+            penalty = v;
+        } else if (cw_is(o, "--repetition-window")) {
+            if (!cw_parse_u64(argv[++a], CW_MAX_WINDOW, &window) || window < 1)
+                return cw_fail("--repetition-window must be an integer in 1..CW_MAX_WINDOW of "
+                               "this build", argv[a]);
         } else {
             return cw_fail("unknown option (see the usage in runtime.c)", o);
         }
@@ -752,8 +729,9 @@ int main(int argc, char **argv) {
     }
     prompt[used] = '\0';
     if (!have_seed) seed = CW_CLOCK_SEED() & 0x7FFFFFFFFFFFFFFFu;
-    if (cw_sampler_init(&sampler, temperature, (int)(top_k < CW_VOCAB ? top_k : CW_VOCAB),
-                        top_p, greedy, seed, 0) != CW_OK)
+    if (cw_sampler_setup(&sampler, temperature, (int)(top_k < CW_VOCAB ? top_k : CW_VOCAB),
+                         top_p, min_p, typical_p, penalty, (int)window, greedy, seed,
+                         0) != CW_OK)
         return cw_fail("bad sampling parameters", NULL);
     rc = cw_encode(prompt, ids, CW_MAX_PROMPT + 1, &n_ids, &bad);
     if (rc == CW_EUNKNOWN) {

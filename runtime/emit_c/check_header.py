@@ -1,7 +1,7 @@
 """check_data.h: what `make check` replays in C, written only through emit_c.literals.
 
     the probe        its first MAX_PROBE tokens and reference logits, the precision's tolerances
-    golden vectors   the sampling cases C can replay (temperature, top-k, top-p, greedy): from the
+    golden vectors   every sampling case (the C sampler has every setting: sampler.h): from the
                      bundle's golden.json when its manifest names one, else this runtime's own;
                      every field of every case checked by type and range first
 """
@@ -23,10 +23,13 @@ from charwright.runtime.sampling.golden import MAX_GOLDEN_STEPS
 MAX_PROBE = 2000  # probe tokens replayed by check (the first ones)
 MAX_GOLDEN_V = 1 << 16  # logits per golden case (make_golden writes at most 65)
 MAX_GOLDEN_NAME = 200  # characters of a golden case's name
+MAX_GOLDEN_HISTORY = 65_536  # ids of a golden case's history (its window holds at most 65,536)
 _HEX32 = re.compile(r"[0-9a-f]{8}")
 _GOLDEN_STRUCT = ("typedef struct { const char *name; int vocab; const float *logits; "
-                  "double temperature; int top_k; double top_p; int greedy; "
-                  "unsigned long long seed, row; long steps; const int *expected; } cw_golden;")
+                  "double temperature; int top_k; double top_p; double min_p; double typical_p; "
+                  "double repetition_penalty; int repetition_window; int greedy; "
+                  "unsigned long long seed, row; long steps; const int *expected; "
+                  "int n_history; const int *history; } cw_golden;")
 
 
 def check_header(bundle, precision: str) -> str:
@@ -49,20 +52,27 @@ def check_header(bundle, precision: str) -> str:
     rows = [_golden_row(h, i, c) for i, c in enumerate(cases)]
     h.define("CW_GOLDEN_N", lit_int(len(rows), 1, INT32_MAX))
     h.define("CW_GOLDEN_MAX_V", lit_int(max(len(c["logits"]) for c in cases), 1, MAX_GOLDEN_V))
+    h.define("CW_GOLDEN_MAX_WINDOW", lit_int(max(c["repetition_window"] for c in cases), 1,
+                                             MAX_GOLDEN_HISTORY))
     h.table("static const cw_golden cw_golden_cases[CW_GOLDEN_N]", join(rows, ",\n    "))
     return h.text()
 
 
 def _golden_row(h: Header, i: int, c: dict) -> C:
     """Case i's logits and expected ids as arrays; returns its row of cw_golden_cases."""
-    z, ids = ident(f"CW_G{i}_Z"), ident(f"CW_G{i}_IDS")
+    z, ids, hist = ident(f"CW_G{i}_Z"), ident(f"CW_G{i}_IDS"), ident(f"CW_G{i}_HIST")
     h.array("float", z, floats(c["logits"]), len(c["logits"]))
     h.array("int", ids, ints(np.asarray(c["expected"], np.int64)), len(c["expected"]))
+    h.array("int", hist, ints(np.asarray(c["history"], np.int64)), len(c["history"]))
     return struct([lit_string(c["name"]), lit_int(len(c["logits"]), 1, MAX_GOLDEN_V), z,
                    lit_double(c["temperature"]), lit_int(c["top_k"], 0, MAX_GOLDEN_V),
-                   lit_double(c["top_p"]), lit_int(c["greedy"], 0, 1),
+                   lit_double(c["top_p"]), lit_double(c["min_p"]), lit_double(c["typical_p"]),
+                   lit_double(c["repetition_penalty"]),
+                   lit_int(c["repetition_window"], 1, MAX_GOLDEN_HISTORY),
+                   lit_int(c["greedy"], 0, 1),
                    lit_int(c["seed"], 0, INT63_MAX, "u"), lit_int(c["row"], 0, INT63_MAX, "u"),
-                   lit_int(c["steps"], 1, MAX_GOLDEN_STEPS), ids])
+                   lit_int(c["steps"], 1, MAX_GOLDEN_STEPS), ids,
+                   lit_int(len(c["history"]), 1, MAX_GOLDEN_HISTORY), hist])
 
 
 class _Bad:
@@ -77,9 +87,10 @@ class _Bad:
 
 
 def golden_cases(bundle) -> list[dict]:
-    """The golden cases C replays (those that use only temperature, top-k, top-p, greedy), each
-    checked by type and range: {name, logits float32 [V], temperature, top_k, top_p, greedy,
-    seed, row, steps, expected}. From the bundle's golden.json when its manifest names one (the
+    """The golden cases C replays (every case whose settings are SamplingConfig's), each
+    checked by type and range: {name, logits float32 [V], temperature, top_k, top_p, min_p,
+    typical_p, repetition_penalty, repetition_window, greedy, seed, row, steps, expected,
+    history (an empty one as [0])}. From the bundle's golden.json when its manifest names one (the
     manifest's sha256 and size checked), else from this runtime's make_golden().
 
     Raises BundleError naming golden.json and the field for anything else."""
@@ -98,14 +109,14 @@ def golden_cases(bundle) -> list[dict]:
         bad("cases", "must be a list", cases)
     out = [case for i, c in enumerate(cases) if (case := _case(c, f"cases[{i}]", bad))]
     if not out:
-        raise BundleError(f"{where}: no case uses only temperature, top-k and top-p: nothing "
-                          "for the C runtime's make check to replay")
+        raise BundleError(f"{where}: no case: nothing for the C runtime's make check to "
+                          "replay")
     return out
 
 
 def _case(c, at: str, bad: _Bad) -> dict | None:
-    """One case, checked field by field; None for a case C cannot replay (min-p, typical,
-    repetition penalty: the C runtime has none)."""
+    """One case, checked field by field; None for a case whose settings C does not know (a
+    golden.json of a later charwright)."""
     if not isinstance(c, dict):
         bad(at, "must be an object", c)
     s = c.get("sampling")
@@ -131,14 +142,24 @@ def _case(c, at: str, bad: _Bad) -> dict | None:
             or not all(type(x) is int and 0 <= x < len(logits) for x in expected)):
         bad(f"{at}.expected", f"must be a list of {c['steps']} ids (steps) in "
             f"0..{len(logits) - 1}", expected)
+    history = c.get("history", [])
+    if (not isinstance(history, list) or len(history) > MAX_GOLDEN_HISTORY
+            or not all(type(x) is int and 0 <= x < len(logits) for x in history)):
+        bad(f"{at}.history", f"must be a list of at most {MAX_GOLDEN_HISTORY} ids in "
+            f"0..{len(logits) - 1}", history)
     _check_sampling(s, c["seed"], at, bad)
     z = np.array([int(x, 16) for x in logits], np.uint32).view(np.float32)
+    num = lambda k, neutral: neutral if s.get(k) is None else float(s[k])  # noqa: E731
     return {"name": name, "logits": z,
             "temperature": 1.0 if s.get("temperature") is None else float(s["temperature"]),
             "top_k": min(s.get("top_k") or 0, len(logits)),
             "top_p": 1.0 if s.get("top_p") is None else float(s["top_p"]),
+            "min_p": num("min_p", 0.0), "typical_p": num("typical_p", 1.0),
+            "repetition_penalty": num("repetition_penalty", 1.0),
+            "repetition_window": 64 if s.get("repetition_window") is None
+            else int(s["repetition_window"]),
             "greedy": int(s.get("greedy") is True), "seed": c["seed"], "row": c["row"],
-            "steps": c["steps"], "expected": expected}
+            "steps": c["steps"], "expected": expected, "history": history or [0]}
 
 
 def _check_sampling(s: dict, seed: int, at: str, bad: _Bad) -> None:

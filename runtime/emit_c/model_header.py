@@ -2,9 +2,8 @@
 
     sizes            CW_VOCAB, CW_LAYERS, CW_STATE, the widest gates and inputs, the bundle's
                      name and the sha256 of its manifest.json
-    sampling         the bundle's sampling defaults (C implements temperature, top-k, top-p)
+    sampling         the bundle's sampling defaults (C implements every setting: sampler.h)
     vocabulary       each entry's UTF-8 and byte length (an entry may be U+0000: C prints by length)
-    exp tables       the sampler's, from runtime/c/SAMPLING.md
     layers           layer 0's folded input table, each layer's matrices and biases, the dense
                      layer; float32, or int8 with one float32 scale per output row
                      (scale = max|row| / 127, an all-zero row gets scale 0); the matrices packed
@@ -26,10 +25,10 @@ from charwright.runtime.emit_c.literals import (INT32_MAX, C, Header, floats, id
 from charwright.runtime.errors import ConfigError
 
 CELL_IDS = {"gru": "CW_GRU", "lstm": "CW_LSTM", "rnn": "CW_RNN"}
-C_KNOBS = ("greedy", "temperature", "top_k", "top_p")  # the sampling settings C implements
+# the sampling settings C implements (runtime/c/sampler.h): all of SamplingConfig's
+C_KNOBS = ("greedy", "temperature", "top_k", "top_p", "min_p", "typical_p",
+           "repetition_penalty", "repetition_window")
 DEFAULT_TEMPERATURE = 0.8  # charwright generate's default
-# a setting C does not implement is fine at its neutral value
-_NEUTRAL = {"min_p": (None, 0), "typical_p": (None, 1), "repetition_penalty": (None, 1)}
 
 
 def check_supported(stack: list[dict]) -> None:
@@ -83,18 +82,15 @@ def sampling_defaults(bundle) -> dict:
     from charwright.runtime.sampling.config import bundle_defaults
 
     d = bundle_defaults(bundle.manifest, bundle.where)
-    # the window only matters with a penalty
-    penalty_off = d.get("repetition_penalty") in (None, 1)
-    extra = {k for k, v in d.items() if k not in C_KNOBS
-             and not (v in _NEUTRAL.get(k, ()) or (k == "repetition_window" and penalty_off))}
-    if extra:
-        raise ConfigError(f"the bundle's sampling_defaults use {', '.join(sorted(extra))}, which "
-                          "the C runtime does not implement (it has temperature, top-k, top-p)")
     t = d.get("temperature", DEFAULT_TEMPERATURE)
     # top-k at or above the vocabulary keeps every id, as in Python: C holds it as an int
     top_k = min(d.get("top_k") or 0, bundle.vocab_size)
     top_p = 1.0 if d.get("top_p") is None else d["top_p"]
-    return {"temperature": float(t), "top_k": top_k, "top_p": float(top_p)}
+    return {"temperature": float(t), "top_k": top_k, "top_p": float(top_p),
+            "min_p": float(d.get("min_p") or 0.0),
+            "typical_p": 1.0 if d.get("typical_p") is None else float(d["typical_p"]),
+            "repetition_penalty": float(d.get("repetition_penalty", 1.0)),
+            "repetition_window": int(d.get("repetition_window", 64))}
 
 
 def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
@@ -109,7 +105,6 @@ def model_header(bundle, precision: str, stack, w) -> tuple[str, dict]:
     _sizes(h, bundle, precision, stack)
     _sampling_defaults(h, sampling_defaults(bundle))
     _vocabulary(h, bundle.vocab)
-    _exp_tables(h)
     _layers(h, stack, w, int8, errors)
     h.fixed("#endif")
     return h.text(), errors
@@ -139,15 +134,10 @@ def _sampling_defaults(h: Header, d: dict) -> None:
     h.define("CW_DEFAULT_TEMPERATURE", lit_double(d["temperature"]))
     h.define("CW_DEFAULT_TOP_K", lit_int(d["top_k"], 0, INT32_MAX, "u"))
     h.define("CW_DEFAULT_TOP_P", lit_double(d["top_p"]))
-
-
-def _exp_tables(h: Header) -> None:
-    """The sampler's exp tables (runtime/c/SAMPLING.md): copied, never computed, by every port."""
-    from charwright.runtime.sampling.rng import exp_tables
-
-    hi, lo = exp_tables()
-    h.array("float", "CW_EXP_HI", floats(hi), len(hi))
-    h.array("float", "CW_EXP_LO", floats(lo), len(lo))
+    h.define("CW_DEFAULT_MIN_P", lit_double(d["min_p"]))
+    h.define("CW_DEFAULT_TYPICAL_P", lit_double(d["typical_p"]))
+    h.define("CW_DEFAULT_REPETITION_PENALTY", lit_double(d["repetition_penalty"]))
+    h.define("CW_DEFAULT_REPETITION_WINDOW", lit_int(d["repetition_window"], 1, 65536, "u"))
 
 
 def _vocabulary(h: Header, vocab) -> None:

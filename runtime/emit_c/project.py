@@ -1,6 +1,7 @@
 """`charwright emit-c`'s library half: a dependency-free C99 project from a bundle (no TensorFlow).
 
     DIR/runtime.c     the hand-written step + sampler + generate loop + main (runtime/c/, verbatim)
+    DIR/sampler.h     the sampler (runtime/c/, verbatim; the CPython extension compiles it too)
     DIR/check.c       make check: the probe and the sampling golden vectors, replayed in C
     DIR/model.h       generated (model_header.py): sizes, static const weights (float32, or int8 +
                       one float32 scale per output row), vocabulary as UTF-8 with each entry's byte
@@ -29,7 +30,7 @@ from charwright.runtime.emit_c.model_header import check_supported, model_header
 from charwright.runtime.errors import BundleError, ConfigError
 
 C_DIR = Path(__file__).resolve().parent.parent / "c"
-COPIED = ("runtime.c", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md",
+COPIED = ("runtime.c", "sampler.h", "check.c", "Makefile", "m4.ld", "m4_start.c", "SAMPLING.md",
           "kernels.h", "kernels_x86.h", "kernels_neon.h", "kernels_dsp.h", "kernels_wasm.h")
 PRECISIONS = ("float32", "int8")
 
