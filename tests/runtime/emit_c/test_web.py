@@ -149,6 +149,32 @@ def test_five_settings_equal_numpy_and_host_c(web, bundle, tmp_path):
     assert _c_texts(bundle, "float32", cases, tmp_path) == want
 
 
+def test_stop_strings_and_finish_as_python(web, bundle, tmp_path):
+    """Random stop strings (pieces of the unstopped text, overlapping ones, strangers) on 40
+    seeds: charwright.js emits what Python's TextStream emits."""
+    import random
+
+    from charwright.runtime.model import load
+    from charwright.runtime.sampling.config import SamplingConfig
+
+    model = load(bundle, backend="numpy")
+    prompt, rnd, cases, want = _cases(web)[0]["prompt"], random.Random(5), [], []
+    for seed in range(40):
+        cfg = SamplingConfig(temperature=1.0, seed=seed)
+        full = model.generate(prompt, 80, cfg)
+        i = rnd.randrange(len(full) - 3)
+        stops = [full[i + 1:i + 3], full[i:i + 3]] if seed % 3 == 0 else []  # same end: longest
+        for _ in range(rnd.randint(1, 4)):
+            i, n = rnd.randrange(len(full)), rnd.randint(1, 5)
+            stops.append(full[i:i + n] if rnd.random() < 0.7 else full[i:i + n] + "\u2603")
+        want.append(model.generate(prompt, 80, cfg, stop=stops))
+        cases.append({"prompt": prompt, "options": {"seed": str(seed), "temperature": 1.0,
+                                                     "maxChars": 80, "stop": stops}})
+    assert any(w != model.generate(prompt, 80, SamplingConfig(temperature=1.0, seed=s))
+               for s, w in enumerate(want))  # some stops did stop
+    assert _node_texts(web, cases, tmp_path) == want
+
+
 def test_int8_wasm_equals_the_host_c_int8_build(bundle, web, tmp_path):
     from charwright.runtime.emit_c.web import emit_web
 
