@@ -15,7 +15,6 @@ import hmac
 import json
 import threading
 from contextlib import asynccontextmanager
-from time import monotonic
 
 from charwright.runtime.errors import CharwrightError, ConfigError, VocabularyError
 from charwright.runtime.serve import metrics
@@ -277,11 +276,9 @@ def _notifier(loop):
             r.waker()
 
     def notify(requests):  # scheduler thread
-        # a stream within its frame interval is not woken: its writer armed a flush for then
-        # (relay.CompletionRelay._write_now); one that ended always is
-        now = monotonic()
-        requests = [r for r in requests
-                    if r.outcome is not None or getattr(r, "hold_until", 0.0) <= now]
+        # a stream held by the frame interval is not woken: the frame clock writes its next
+        # frame (relay.FrameClock); one that ended always is
+        requests = [r for r in requests if not getattr(r, "held", False) or r.outcome is not None]
         if not requests:
             return
         with lock:

@@ -11,10 +11,13 @@ microseconds per frame); otherwise (the first and last frames, a slow reader who
 paused, another HTTP implementation) it wakes the writer coroutine, which sends through ASGI.
 Either way an event loop that lags behind the scheduler sends several characters per frame,
 never a backlog of frames; a slow reader gets bigger frames too. With a frame interval
-(`--stream-interval` S > 0) a stream gets at most one frame per S seconds (the first one at
-once; a finishing one at most S late): its text piles up meanwhile and goes out in one frame,
-and the scheduler skips the stream's wake-ups until then (app._notifier), so each frame carries
-about S x the stream's characters per second. A client that goes away (ASGI http.disconnect, or a failed
+(`--stream-interval` S > 0) a stream that was just sent a frame is `held`: the scheduler skips
+its wake-ups (app._notifier) and its text piles up until the next tick of the one FrameClock
+that all streams share, which every S seconds writes each held stream's text as one frame. A
+stream's first frame goes out at once, and so does its end (the scheduler always wakes a
+request that ended); a held stream that had nothing new at a tick is let go, so its next text
+goes out at once too. Each frame thus carries about S x the stream's characters per second,
+and the event loop wakes once per S for all streams rather than once per step. A client that goes away (ASGI http.disconnect, or a failed
 write) cancels its request: its rows leave the batch before the next step, its prompts leave the
 primer if they were priming. Needs the [serve] extra."""
 
@@ -52,11 +55,10 @@ class CompletionRelay:
         self.stream = stream
         self.loop = asyncio.get_running_loop()
         self.event = _Signal(self.loop)
-        self.interval = float(getattr(state.cfg, "stream_interval", 0.0) or 0.0)
+        self.clock = FrameClock.of(state, self.loop)  # None: no frame interval
         self._cycle = None  # uvicorn's response cycle while frames may be written directly
         self._parked = False  # the writer coroutine waits for text (a direct write is safe)
-        self._timer = None  # the pending flush of text held back by the frame interval
-        req.hold_until = 0.0  # no frame before this time.monotonic() (read by app._notifier)
+        req.held = False  # True: the clock writes its next frame (read by app._notifier)
         req.waker = self._wake  # called on the event loop (see app._notifier)
         self.id = openai.completion_id()
         self.created = int(time.time())
@@ -101,9 +103,8 @@ class CompletionRelay:
                 self.status = 499
         finally:
             self._cycle = None  # no direct write after the response ended
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self.clock is not None:
+                self.clock.drop(self)
             self.state.open_responses -= 1
             self.served.count(self.status)
 
@@ -141,34 +142,28 @@ class CompletionRelay:
 
     def _write_now(self) -> bool:
         """Writes the new text as one chunked SSE frame straight to the transport; True when
-        done (or held back by the frame interval, a flush armed), False when the writer
+        done (or held for the clock's next tick), False when the writer
         coroutine must run: it is not parked, the request ended, the reader is slow (uvicorn
         paused writing), or the connection is not a chunked httptools one."""
         c, req = self._cycle, self.req
         if (c is None or not self._parked or req.outcome is not None or c.flow.write_paused
                 or c.disconnected or c.response_complete or c.transport.is_closing()):
             return False
-        if not req.events:
-            return True
-        now = time.monotonic()
-        if now < req.hold_until:
-            self._arm(req.hold_until - now)
+        if req.held or not req.events:
             return True
         body = self._frame()
         c.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
-        if self.interval:
-            req.hold_until = now + self.interval
-            self._arm(self.interval)
+        if self.clock is not None:
+            req.held = True
+            self.clock.hold(self)
         return True
 
-    def _arm(self, delay: float) -> None:
-        """Flushes the text held back by the frame interval `delay` seconds from now."""
-        if self._timer is None:
-            self._timer = self.loop.call_later(delay, self._flush)
-
-    def _flush(self) -> None:
-        self._timer = None
-        if self.req.events or self.req.outcome is not None:
+    def tick(self) -> None:
+        """The clock's tick: the text held since the last frame goes out (or the writer
+        coroutine runs); a stream with nothing new is let go (its next text goes at once)."""
+        req = self.req
+        req.held = False
+        if req.events or req.outcome is not None:
             self._wake()
 
     def _frame(self) -> bytes:
@@ -212,6 +207,44 @@ class CompletionRelay:
         choices = [openai.choice(c, s.text(), s.finish_reason)
                    for c, s in enumerate(req.streams)]
         return JSONResponse({**self._chunk(choices), "usage": self.usage()})
+
+
+class FrameClock:
+    """The frame interval's one timer for every held stream of a server: each tick writes one
+    frame per held stream (CompletionRelay.tick), on the event loop; it runs only while some
+    stream is held."""
+
+    def __init__(self, loop, interval: float):
+        self.loop, self.interval = loop, interval
+        self.held: dict = {}  # relays held since the last tick (a dict: insertion order)
+        self.timer = None
+
+    @classmethod
+    def of(cls, state, loop):
+        """The server's clock (made at first use), or None when the interval is 0."""
+        interval = float(getattr(state.cfg, "stream_interval", 0.0) or 0.0)
+        if interval <= 0:
+            return None
+        clock = getattr(state, "frame_clock", None)
+        if clock is None or clock.loop is not loop:
+            clock = state.frame_clock = cls(loop, interval)
+        return clock
+
+    def hold(self, relay) -> None:
+        self.held[relay] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.interval, self._tick)
+
+    def drop(self, relay) -> None:
+        self.held.pop(relay, None)
+
+    def _tick(self) -> None:
+        self.timer = None
+        relays, self.held = self.held, {}
+        for r in relays:
+            r.tick()  # a relay that writes a frame is held again, for the next tick
+        if self.held and self.timer is None:
+            self.timer = self.loop.call_later(self.interval, self._tick)
 
 
 class _Signal:

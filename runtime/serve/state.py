@@ -80,6 +80,7 @@ class State:
         self.open_responses = 0
         self.server = None  # the uvicorn.Server, to ask it to exit
         self.loop = None
+        self.frame_clock = None  # relay.FrameClock: the --stream-interval ticks, made at first use
         self.rejected_unrouted: dict[str, int] = {}  # requests that named no served model
 
     def count_unrouted(self, status: int) -> None:
