@@ -14,7 +14,8 @@ your own). Rows, per file of the bundle:
 
 Each row's text is compared with the same file on its native runtime and with numpy float32:
 "same", or "@N": the first N generated characters agree and character N differs. Every Python
-row generates through charwright's own loop (`charwright generate`'s text for that file);
+row generates through charwright's own loop (the text `charwright generate` prints for that file
+with each option given: a bundle's sampling_defaults do not apply here);
 TFLite Micro, onnxruntime-web and onnx.reference compute the steps only, charwright's sampler picks each id in
 lock-step (for onnxruntime-web a Node process answers each step's logits and state as raw
 float32 over a pipe: scripts/cross_runtime/ort_web_step.cjs), so their text depends only on
@@ -114,8 +115,10 @@ def micro_runtime(bundle, entry, settings, n):
     if runtime_version() is None:
         raise NotRun("tflite-micro not installed")
     micro = entry.extra.get("micro") or {}
+    if not micro:
+        raise NotRun("not probed at export (export without the [micro] extra)")
     if not micro.get("runs"):
-        why = (micro.get("reason") or "not probed").split("tensors: ")[-1]
+        why = (micro.get("reason") or "no reason recorded").split("tensors: ")[-1]
         raise NotRun("does not run (" + why.split(" was not true")[0].split(". Node")[0][-90:]
                      + ")")
     try:
