@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -119,8 +120,9 @@ def micro_runtime(bundle, entry, settings, n):
         raise NotRun("not probed at export (export without the [micro] extra)")
     if not micro.get("runs"):
         why = (micro.get("reason") or "no reason recorded").split("tensors: ")[-1]
-        raise NotRun("does not run (" + why.split(" was not true")[0].split(". Node")[0][-90:]
-                     + ")")
+        op = re.search(r"Node (\w+)", why)
+        detail = re.sub(r"^\S+\.cc:\d+ ", "", why).split(". Node")[0].split(" was not true")[0]
+        raise NotRun(f"does not run ({op.group(1) + ': ' if op else ''}{detail[:70]})")
     try:
         step = MicroStep(bundle.read(entry), bundle.state_size, bundle.vocab_size,
                          entry.precision, micro["arena_bytes"], str(bundle.path(entry)))
