@@ -5,7 +5,9 @@ a row is generated alone (Model.generate), then inside batches of 1, 2, 8 and 64
 position in the middle, beside rows with other prompts; it keeps its seed's row id (0), so its
 text must be the same. Each cell says "same" or the index of the first character that differs.
 The "invariant" column is what the manifest records (files[].batch_invariant, measured by the
-export on logits: export/invariance.py; "-" where an older manifest says nothing).
+export on logits: export/invariance.py; "-" where an older manifest says nothing); "logits here"
+is that measurement again on this machine (bit-identical, or the largest difference and the
+first batch size where a row's logits or state moved).
 
     .venv/bin/python scripts/batch_invariance.py                  # the demo bundle, 300 chars
     .venv/bin/python scripts/batch_invariance.py BUNDLE_DIR --chars 100
@@ -23,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import header, table  # noqa: E402
 
+from charwright.export.invariance import measure  # noqa: E402
 from charwright.runtime.backends import spec_for_format  # noqa: E402
 from charwright.runtime.bundle.reader import load_bundle  # noqa: E402
 from charwright.runtime.errors import BackendUnavailable  # noqa: E402
@@ -88,12 +91,14 @@ def main() -> int:
             continue
         mark = "-" if "batch_invariant" not in _raw_keys(bundle, entry) else (
             "yes" if entry.batch_invariant else "no")
+        inv = measure(model.backend)
+        here = "identical" if inv.invariant else f"Δ {inv.max_abs:.2g} (batch {inv.batch})"
         for name, kw in SETTINGS.items():
             rng = np.random.default_rng(0)
             cells = row_matrix(model, prompt, args.chars, SamplingConfig(**kw), rng)
-            rows.append([entry.path, mark, name,
+            rows.append([entry.path, mark, here, name,
                          *("same" if c is None else f"char {c}" for c in cells)])
-    print(table(["file", "invariant (manifest)", "setting", *(f"batch {b}" for b in BATCHES)],
+    print(table(["file", "invariant (manifest)", "logits here", "setting", *(f"batch {b}" for b in BATCHES)],
                 rows))
     if skipped:
         print("\nnot run (runtime not installed): " + ", ".join(skipped))
