@@ -51,6 +51,20 @@
 #ifndef CW_KERNEL_NAME
 #define CW_KERNEL_NAME "scalar"
 #endif
+#ifndef CW_QBUF
+#define CW_QBUF(n) CW_PAD4(n) /* bytes of a quantized vector of n (a target may spread it) */
+#endif
+#ifndef CW_UNITS_BLOCK
+#define CW_UNITS_BLOCK 16 /* units whose gates are on the stack at once: one packed block */
+#endif
+#if CW_UNITS_BLOCK < 1 || CW_UNITS_BLOCK > 16
+#error "CW_UNITS_BLOCK is 1..16 (a packed block is 16 rows)"
+#endif
+/* whole 16-row blocks at once: with CW_UNITS_BLOCK 16 (a target that spreads q reads it only
+ * through its own unit kernel) */
+#if CW_UNITS_BLOCK == 16 && !defined(CW_Q_SPREAD)
+#define CW_BLOCKS 1
+#endif
 
 #if CW_INT8
 /* int8 rows r = k Hp + j0 + b (k < G, b < nb) of a packed W with n inputs, times q (n4 int8,
@@ -61,7 +75,8 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
                        const float *bias) {
     int n4 = CW_PAD4(n), Hp = CW_PAD16(H), k, b;
     size_t block = (size_t)16 * (size_t)n4, gap = (size_t)(Hp / 16) * block;
-    int32_t acc[4 * 16];
+    int32_t acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */
+#ifdef CW_BLOCKS
     if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_I8
         cw_block_i8(acc, w + (size_t)(j0 / 16) * block, gap, G, q, n4);
@@ -77,14 +92,16 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
                             (int32_t)p[4 * r + 2] * q[i + 2] + (int32_t)p[4 * r + 3] * q[i + 3];
         }
 #endif
-    } else {
+    } else
+#endif
+    {
         for (b = 0; b < nb; b++) {
             int r = j0 + b;
             const signed char *p = w + (size_t)(r / 16) * block + (size_t)(r % 16) * 4u;
 #ifdef CW_HAVE_UNIT_I8
             int32_t a[4];
             cw_unit_i8(a, p, gap, G, q, n4);
-            for (k = 0; k < G; k++) acc[k * 16 + b] = a[k];
+            for (k = 0; k < G; k++) acc[k * CW_UNITS_BLOCK + b] = a[k];
 #else
             for (k = 0; k < G; k++, p += gap) {
                 int32_t a = 0;
@@ -94,7 +111,7 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
                     a += (int32_t)c[0] * q[i] + (int32_t)c[1] * q[i + 1] +
                          (int32_t)c[2] * q[i + 2] + (int32_t)c[3] * q[i + 3];
                 }
-                acc[k * 16 + b] = a;
+                acc[k * CW_UNITS_BLOCK + b] = a;
             }
 #endif
         }
@@ -102,7 +119,8 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
     for (k = 0; k < G; k++)
         for (b = 0; b < nb; b++) {
             int r = k * H + j0 + b;
-            out[k * stride + b] = (float)acc[k * 16 + b] * (sw[r] * sx) + (bias ? bias[r] : 0.0f);
+            out[k * stride + b] =
+                (float)acc[k * CW_UNITS_BLOCK + b] * (sw[r] * sx) + (bias ? bias[r] : 0.0f);
         }
 }
 
@@ -113,7 +131,8 @@ static void cw_rows_f32(float *out, int stride, const float *w, const float *x, 
                         int H, int n, int G, const float *bias) {
     int Hp = CW_PAD16(H), k, b, i;
     size_t block = (size_t)16 * (size_t)n, gap = (size_t)(Hp / 16) * block;
-    float acc[4 * 16];
+    float acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */
+#ifdef CW_BLOCKS
     if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_F32
         cw_block_f32(acc, w + (size_t)(j0 / 16) * block, gap, G, x, n);
@@ -127,7 +146,9 @@ static void cw_rows_f32(float *out, int stride, const float *w, const float *x, 
                 for (r = 0; r < 16; r++) a[r] += p[r] * x[i];
         }
 #endif
-    } else {
+    } else
+#endif
+    {
         for (b = 0; b < nb; b++) {
             int r = j0 + b;
             const float *p = w + (size_t)(r / 16) * block + (size_t)(r % 16);
@@ -146,15 +167,15 @@ static void cw_rows_f32(float *out, int stride, const float *w, const float *x, 
                     if (G == 4) a3 += p3[o] * x[i];
                 }
                 acc[b] = a0;
-                acc[16 + b] = a1;
-                acc[32 + b] = a2;
-                acc[48 + b] = a3;
+                acc[CW_UNITS_BLOCK + b] = a1;
+                acc[2 * CW_UNITS_BLOCK + b] = a2;
+                acc[3 * CW_UNITS_BLOCK + b] = a3;
             }
         }
     }
     for (k = 0; k < G; k++)
         for (b = 0; b < nb; b++)
-            out[k * stride + b] = acc[k * 16 + b] + (bias ? bias[k * H + j0 + b] : 0.0f);
+            out[k * stride + b] = acc[k * CW_UNITS_BLOCK + b] + (bias ? bias[k * H + j0 + b] : 0.0f);
 }
 #endif
 #endif

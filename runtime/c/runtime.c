@@ -28,10 +28,6 @@ enum { CW_GRU = 0, CW_LSTM = 1, CW_RNN = 2 };
 #error "model.h is from an older charwright emit-c: re-run emit-c (weights are packed now)"
 #endif
 #include "kernels.h" /* the matrix-vector kernels: scalar reference + one per target */
-#if !defined(CW_LAYOUT) || CW_LAYOUT != 2
-#error "model.h is from an older charwright emit-c: re-run emit-c (weights are packed now)"
-#endif
-#include "kernels.h" /* the matrix-vector kernels: scalar reference + one per target */
 #ifndef CW_MAX_LAYER_IN
 #define CW_MAX_LAYER_IN CW_MAX_IN /* a model.h from before it carried this */
 #endif
@@ -59,8 +55,8 @@ typedef struct {
     float logits[CW_VOCAB];  /* after cw_step */
 #if CW_INT8
     /* a layer's input (layers after the first) as int8, zero to a multiple of 4 (kernels.h) */
-    signed char q_in[CW_PAD4(CW_MAX_LAYER_IN)];
-    signed char q_h[CW_PAD4(CW_MAX_IN)]; /* its old h as int8; then the last h, for the dense */
+    signed char q_in[CW_QBUF(CW_MAX_LAYER_IN)];
+    signed char q_h[CW_QBUF(CW_MAX_IN)]; /* its old h as int8; then the last h, for the dense */
 #else
     float h_new[CW_MAX_IN];  /* the layer's new h, until its rows are done */
 #endif
@@ -122,7 +118,8 @@ static float cw_sigmoid(float x) { return 0.5f + 0.5f * cw_tanh(0.5f * x); } /* 
 
 #if CW_INT8
 /* q = round(x / sx), sx = max|x| / 127; returns sx (0 for an all-zero vector: q = 0). q has
- * CW_PAD4(n) entries: the tail is zero (the packed weights' zero columns meet it). */
+ * CW_QBUF(n) bytes: CW_PAD4(n) int8, the tail zero (the packed weights' zero columns meet it),
+ * spread into int16 pairs where the target's kernel reads them so (kernels_dsp.h). */
 static float cw_quantize(const float *x, int n, signed char *q) {
     float amax = 0.0f, inv;
     int i;
@@ -131,12 +128,15 @@ static float cw_quantize(const float *x, int n, signed char *q) {
         float a = fabsf(x[i]);
         if (a > amax) amax = a;
     }
-    if (amax == 0.0f) {
-        for (i = 0; i < n; i++) q[i] = 0;
+    if (amax == 0.0f) { /* q = 0 (spread or not) */
+        for (i = 0; i < CW_QBUF(n); i++) q[i] = 0;
         return 0.0f;
     }
     inv = 127.0f / amax;
     for (i = 0; i < n; i++) q[i] = (signed char)lrintf(x[i] * inv);
+#ifdef CW_Q_SPREAD
+    cw_spread_q(q, CW_PAD4(n)); /* as this target's kernel reads it (kernels.h) */
+#endif
     return amax / 127.0f;
 }
 
@@ -158,13 +158,6 @@ int cw_reset(cw_ctx *ctx) {
     memset(ctx->state, 0, sizeof ctx->state);
     return CW_OK;
 }
-
-#ifndef CW_UNITS_BLOCK
-#define CW_UNITS_BLOCK 16 /* units whose gates are on the stack at once: one packed block */
-#endif
-#if CW_UNITS_BLOCK < 1 || CW_UNITS_BLOCK > 16
-#error "CW_UNITS_BLOCK is 1..16 (a packed block is 16 rows)"
-#endif
 
 /* The G gates of units j0 .. j0 + nb - 1 into gx [k * CW_UNITS_BLOCK + b] (input projection)
  * and gr (recurrent projection), rows k H + j. Layer 0's input projection is CW_TABLE0's row
@@ -254,8 +247,8 @@ int cw_step(cw_ctx *ctx, int token) {
 #if CW_INT8
     sh = cw_quantize(input, CW_LAST_UNITS, ctx->q_h);
 #endif
-    for (j0 = 0; j0 < CW_VOCAB; j0 += 16) { /* the dense layer: one packed block at a time */
-        nb = CW_VOCAB - j0 < 16 ? CW_VOCAB - j0 : 16;
+    for (j0 = 0; j0 < CW_VOCAB; j0 += CW_UNITS_BLOCK) { /* the dense layer */
+        nb = CW_VOCAB - j0 < CW_UNITS_BLOCK ? CW_VOCAB - j0 : CW_UNITS_BLOCK;
         CW_ROWS(&ctx->logits[j0], CW_DENSE_W, CW_DENSE_SCALE, qh, sh, input, j0, nb, CW_VOCAB,
                 CW_LAST_UNITS, 1, CW_DENSE_B);
     }
