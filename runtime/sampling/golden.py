@@ -121,6 +121,10 @@ def _branch_cases(l8: np.ndarray, wide: np.ndarray) -> list:
         ("top-k-ties-kth", _f32(2.0, 1.0, 2.0, 0.5, 2.0, 1.0), dict(top_k=4), 17, 0, []),
         ("min-p-boundary", edge, dict(min_p=0.25), 18, 0, []),
         ("typical-near-tie", near, dict(typical_p=0.3), 19, 0, []),
+        # every logit -inf (a mask that allows nothing): no weight is positive, so the selector
+        # falls back to the first largest z, id 0 (SAMPLING.md step 8), and no step fails
+        ("all-masked", np.full(5, -np.inf, np.float32), dict(temperature=0.7, top_p=0.9), 21, 0,
+         []),
         ("chain-all", wide, dict(temperature=0.9, top_k=50, top_p=0.95, min_p=0.02,
                                  typical_p=0.95, repetition_penalty=1.2, repetition_window=16),
          20, 5, [3, 17, 17, 40, 64, 0, 9]),
@@ -133,7 +137,8 @@ def run_case(logits: np.ndarray, sampling: dict, seed: int, row: int, history, s
     s = Sampler(cfg, len(logits))
     s.join([np.asarray(history or [0], np.int32)], seed, [row])
     z = np.asarray(logits, np.float32)[None]
-    return [int(s(z.copy())[0]) for _ in range(steps)]
+    with np.errstate(invalid="ignore"):  # -inf - -inf in a row with no finite logit
+        return [int(s(z.copy())[0]) for _ in range(steps)]
 
 
 def make_golden() -> dict:

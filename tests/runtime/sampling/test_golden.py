@@ -20,7 +20,7 @@ def test_make_golden_is_reproduced_and_stable():
             "repetition-penalty", "typical-0.8", "chain", "top-p-0.8-10000",
             "repetition-penalty-positive", "greedy-penalty-inverse", "greedy-penalty-window",
             "repetition-once-per-id", "temperature-product-tie", "top-k-ties-kth",
-            "min-p-boundary", "typical-near-tie", "chain-all"} <= names
+            "min-p-boundary", "typical-near-tie", "all-masked", "chain-all"} <= names
 
 
 def test_the_large_vocabulary_case_draws_the_last_id_of_the_nucleus():

@@ -47,8 +47,8 @@ def _moved_last(name):
     """build_processors with the processor `name` moved to the end of the chain."""
     build = config.build_processors
 
-    def patched(cfg, vocab_size):
-        procs = build(cfg, vocab_size)
+    def patched(*args, **kwargs):
+        procs = build(*args, **kwargs)
         return [p for p in procs if p.name != name] + [p for p in procs if p.name == name]
     return patched
 
