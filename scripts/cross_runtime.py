@@ -64,15 +64,16 @@ class Setting:
     sampling: dict
 
 
-# five settings the C runtime has too (temperature, top-k, top-p, greedy); a prompt keeps only
-# the characters the model's vocabulary holds
+# five settings (the bit-exact steps of runtime/c/SAMPLING.md; typical-p, which is not, is left
+# out); a prompt keeps only the characters the model's vocabulary holds
 SETTINGS = (
     Setting("T 1, seed 1", "ROMEO:", dict(seed=1)),
     Setting("T 0.8, top-p 0.9, seed 7", "JULIET:", dict(temperature=0.8, top_p=0.9, seed=7)),
-    Setting("T 0.9, top-k 40, seed 42", "KING", dict(temperature=0.9, top_k=40, seed=42)),
+    Setting("T 0.9, top-k 40, repetition 1.3, seed 42", "KING",
+            dict(temperature=0.9, top_k=40, repetition_penalty=1.3, seed=42)),
     Setting("greedy", "The ", dict(greedy=True)),
-    Setting("T 1.2, top-k 20, top-p 0.95, seed 2**63-1", "First Citizen:",
-            dict(temperature=1.2, top_k=20, top_p=0.95, seed=2**63 - 1)),
+    Setting("T 1.2, top-k 20, top-p 0.95, min-p 0.05, seed 2**63-1", "First Citizen:",
+            dict(temperature=1.2, top_k=20, top_p=0.95, min_p=0.05, seed=2**63 - 1)),
 )
 
 
@@ -229,11 +230,14 @@ def reference_runtime(bundle, entry, settings, n):
 
 def c_args(setting: Setting, vocab_size: int, n: int, prompt: str) -> list[str]:
     s = SamplingConfig(**setting.sampling)
+    args = ["--repetition-penalty", repr(s.repetition_penalty),
+            "--repetition-window", str(s.repetition_window)]
     if s.is_greedy:
-        args = ["--greedy"]
-    else:
-        args = ["--seed", str(s.seed), "--temperature", repr(s.temperature),
-                "--top-k", str(s.top_k or vocab_size), "--top-p", repr(s.top_p or 1.0)]
+        args += ["--greedy"]
+    else:  # every option given: model.h's defaults are the bundle's sampling_defaults
+        args += ["--seed", str(s.seed), "--temperature", repr(s.temperature),
+                 "--top-k", str(s.top_k or vocab_size), "--top-p", repr(s.top_p or 1.0),
+                 "--min-p", repr(s.min_p or 0.0), "--typical-p", repr(s.typical_p or 1.0)]
     return args + ["-n", str(n), "--", prompt]
 
 
