@@ -1,5 +1,5 @@
 /* charwright's WebAssembly entry points: runtime.c (step, vocabulary) and sampler.h (the whole
- * sampling chain) behind a few exported functions, for charwright.js (runtime/js/). Built by
+ * sampling chain, which runtime.c includes) behind a few exported functions, for charwright.js (runtime/js/). Built by
  * `charwright emit-web` with
  *
  *   clang --target=wasm32-wasi --sysroot=/usr -O3 -msimd128 -std=c99 -ffp-contract=off
@@ -17,9 +17,6 @@
  * recurrent state, the logits, the sampler's settings, coin count and repetition window; the
  * scratch is rewritten by every pick and is not part of them. A status is CW_OK (0) or a CW_E*
  * code of runtime.c; a pick returns an id >= 0 or -(code).
- *
- * A runtime.c from before sampler.h (its own temperature / top-k / top-p sampler) still builds:
- * cw_web_features() then says 0 and the other settings are refused.
  */
 #define CW_NO_MAIN
 #ifndef CW_WEB_MAX_V
@@ -30,33 +27,23 @@
 #define CW_WEB_ABI 2 /* charwright.js refuses a module of another ABI */
 #define CW_EXPORT(name) __attribute__((export_name(#name)))
 
-#ifdef CW_SAMPLER_H /* runtime.c includes sampler.h: every processor */
-#define CW_WEB_FEATURES 1
+#define CW_WEB_FEATURES 1 /* bit 0: min-p, typical-p, repetition penalty (charwright.js asks) */
 /* the scratch serves both samplers: the model's vocabulary and the free sampler's logits */
 #define CW_WEB_SCRATCH_V (CW_VOCAB > CW_WEB_MAX_V ? CW_VOCAB : CW_WEB_MAX_V)
 #define CW_WEB_WINDOW CW_WINDOW_MAX
+
+/* sampler.h's parts for one sampler: runtime.c's cw_sampler would carry a scratch per sampler */
 typedef struct {
     cw_sampling cfg; /* settings, as the chain uses them */
     cw_row row;      /* coin stream; its window points into win */
     int32_t win[CW_WEB_WINDOW];
 } cw_web_sampler;
-#else
-#define CW_WEB_FEATURES 0
-#define CW_WEB_WINDOW 1
-#ifndef CW_SAMPLER_MAX
-#define CW_SAMPLER_MAX CW_WEB_MAX_V
-#endif
-#endif
 
 static struct {
     cw_ctx ctx;
-#ifdef CW_SAMPLER_H
     cw_web_sampler s[2];
     float z[CW_VOCAB]; /* the generation's logits, changed in place by a pick */
     double scratch[(CW_SCRATCH_BYTES(CW_WEB_SCRATCH_V) + 7) / 8];
-#else
-    cw_sampler s[2];
-#endif
     float in[CW_WEB_MAX_V];     /* the free sampler's logits */
     int32_t ids[CW_WEB_WINDOW]; /* a repetition window's first ids, from JavaScript */
     int regions[9];
@@ -102,13 +89,9 @@ CW_EXPORT(cw_web_regions) const int *cw_web_regions(int which) {
         r[2 + 2 * n++] = (int)sizeof cw_web.ctx.logits;
     }
     r[1 + 2 * n] = (int)(size_t)&cw_web.s[k];
-#ifdef CW_SAMPLER_H
     r[2 + 2 * n++] = (int)offsetof(cw_web_sampler, win);
     r[1 + 2 * n] = (int)(size_t)cw_web.s[k].win;
     r[2 + 2 * n++] = cw_web.s[k].cfg.penalty_on ? cw_web.s[k].cfg.window * 4 : 0;
-#else
-    r[2 + 2 * n++] = (int)offsetof(cw_sampler, z); /* settings + coins, not the scratch */
-#endif
     r[0] = n;
     return r;
 }
@@ -131,27 +114,19 @@ CW_EXPORT(cw_web_sampler_init)
 int cw_web_sampler_init(int which, double temperature, int top_k, double top_p, double min_p,
                         double typical_p, double repetition_penalty, int window, int greedy,
                         uint64_t seed, uint64_t row, int n_ids) {
+    cw_web_sampler *s;
+    int i;
     if ((which != 0 && which != 1) || n_ids < 0 || n_ids > CW_WEB_WINDOW) return CW_EPARAM;
-#ifdef CW_SAMPLER_H
-    {
-        cw_web_sampler *s = &cw_web.s[which];
-        int i;
-        for (i = 0; i < n_ids; i++)
-            if (cw_web.ids[i] < 0) return CW_EPARAM;
-        if (cw_sampling_init(&s->cfg, temperature, top_k, top_p, min_p, typical_p,
-                             repetition_penalty, window, greedy) != CW_SAMPLER_OK ||
-            cw_row_init(&s->row, &s->cfg, seed, row, s->win, cw_web.ids, n_ids) != CW_SAMPLER_OK)
-            return CW_EPARAM;
-        return CW_OK;
-    }
-#else
-    if (min_p != 0.0 || typical_p != 1.0 || repetition_penalty != 1.0 || window < 1)
+    for (i = 0; i < n_ids; i++)
+        if (cw_web.ids[i] < 0) return CW_EPARAM;
+    s = &cw_web.s[which];
+    if (cw_sampling_init(&s->cfg, temperature, top_k, top_p, min_p, typical_p,
+                         repetition_penalty, window, greedy) != CW_SAMPLER_OK ||
+        cw_row_init(&s->row, &s->cfg, seed, row, s->win, cw_web.ids, n_ids) != CW_SAMPLER_OK)
         return CW_EPARAM;
-    return cw_sampler_init(&cw_web.s[which], temperature, top_k, top_p, greedy, seed, row);
-#endif
+    return CW_OK;
 }
 
-#ifdef CW_SAMPLER_H
 static int cw_web_scratch_v; /* the V the scratch was last carved for */
 
 static int cw_web_pick_from(int which, float *z, int n) {
@@ -167,17 +142,11 @@ static int cw_web_pick_from(int which, float *z, int n) {
         return -CW_EPARAM;
     return id;
 }
-#endif
 
 /* The generation's next id from the model's logits (which stay as they are), or -(status). */
 CW_EXPORT(cw_web_sample) int cw_web_sample(void) {
-#ifdef CW_SAMPLER_H
     memcpy(cw_web.z, cw_web.ctx.logits, sizeof cw_web.z);
     return cw_web_pick_from(0, cw_web.z, CW_VOCAB);
-#else
-    int id = 0, rc = cw_sample(&cw_web.s[0], cw_web.ctx.logits, CW_VOCAB, &id);
-    return rc == CW_OK ? id : -rc;
-#endif
 }
 
 /* The free sampler's next id from the n logits at cw_web_input() (changed by the pick), or
@@ -185,19 +154,11 @@ CW_EXPORT(cw_web_sample) int cw_web_sample(void) {
 CW_EXPORT(cw_web_input) float *cw_web_input(void) { return cw_web.in; }
 CW_EXPORT(cw_web_pick) int cw_web_pick(int n) {
     if (n < 1 || n > CW_WEB_MAX_V) return -CW_EPARAM;
-#ifdef CW_SAMPLER_H
     return cw_web_pick_from(1, cw_web.in, n);
-#else
-    {
-        int id = 0, rc = cw_sample(&cw_web.s[1], cw_web.in, n, &id);
-        return rc == CW_OK ? id : -rc;
-    }
-#endif
 }
 
 /* The k-th raw draw (k = 0, 1, ...) of the stream of (seed, row): SAMPLING.md section 1, for a
  * port's test against golden.json's rng streams. */
 CW_EXPORT(cw_web_rng_u64) uint64_t cw_web_rng_u64(uint64_t seed, uint64_t row, uint64_t k) {
-    uint64_t key = cw_mix64(cw_mix64(seed + CW_GOLDEN) ^ row);
-    return cw_mix64(key + (k + 1u) * CW_GOLDEN);
+    return cw_mix64(cw_row_key(seed, row) + (k + 1u) * CW_GOLDEN);
 }

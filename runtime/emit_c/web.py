@@ -116,26 +116,18 @@ SETTINGS = (  # the texts npm test compares (JS option names); seeds as strings
     {"seed": "7", "temperature": 0.7, "topP": 0.5},
     {"seed": "42", "temperature": 1.0, "topK": 3},
 )
-FULL_SETTINGS = (  # with sampler.h's whole chain (min-p, typical-p, the repetition penalty)
+MORE_SETTINGS = (  # the rest of the chain: the repetition penalty, min-p, typical-p
     {"seed": "11", "temperature": 0.9, "repetitionPenalty": 1.3, "repetitionWindow": 16,
      "minP": 0.05},
     {"seed": "12", "temperature": 1.1, "topK": 8, "typicalP": 0.9, "repetitionPenalty": 0.8},
 )
 
 
-def full_chain() -> bool:
-    """Whether the C runtime samples with sampler.h (every processor) or its older sampler
-    (temperature, top-k, top-p): charwright.wasm refuses the other settings then."""
-    return '#include "sampler.h"' in (C_DIR / "runtime.c").read_text(encoding="utf-8")
-
-
-def expected_texts(bundle_dir, n: int = EXPECTED_CHARS, settings=None) -> dict:
+def expected_texts(bundle_dir, n: int = EXPECTED_CHARS,
+                   settings=SETTINGS + MORE_SETTINGS) -> dict:
     """The numpy backend's text for each setting (what the float32 wasm must write)."""
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig
-
-    if settings is None:
-        settings = SETTINGS + (FULL_SETTINGS if full_chain() else ())
 
     model = load(bundle_dir, backend="numpy")
     prompt = _prompt(model.vocab)

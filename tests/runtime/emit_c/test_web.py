@@ -127,15 +127,14 @@ def test_package_json_wasm_imports_nothing_and_npm_test_passes(web):
     assert "texts equal charwright generate --backend numpy" in out
 
 
-def test_five_settings_equal_numpy_and_host_c(web, bundle, tmp_path):
+def test_seven_settings_equal_numpy_and_host_c(web, bundle, tmp_path):
     """expected.json holds the numpy backend's texts (written by emit-web); the wasm in Node and
-    the host C build make the same 5 x 300 characters."""
-    from charwright.runtime.emit_c.web import full_chain
+    the host C build make the same 7 x 300 characters."""
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig
 
     cases = _cases(web)
-    assert len(cases) == (7 if full_chain() else 5)
+    assert len(cases) == 7  # 5 of temperature, top-k and top-p; 2 with the rest of the chain
     assert all(c["options"]["maxChars"] == N for c in cases)
     assert len({c["text"] for c in cases}) == len(cases)  # the settings write different text
     # expected.json really is numpy's: recompute one sampled case here
