@@ -1,10 +1,12 @@
 /* charwright's WebAssembly entry points: runtime.c (step, vocabulary) and sampler.h (the whole
- * sampling chain, which runtime.c includes) behind a few exported functions, for charwright.js (runtime/js/). Built by
- * `charwright emit-web` with
+ * sampling chain, which runtime.c includes) behind a few exported functions, for charwright.js
+ * (runtime/js/). Built by `charwright emit-web` (runtime/emit_c/web.py: CFLAGS, FEATURES) with
  *
- *   clang --target=wasm32-wasi --sysroot=/usr -O3 -msimd128 -std=c99 -ffp-contract=off
- *         -mexec-model=reactor -Wl,--strip-all -o charwright.wasm wasm_api.c -lm
+ *   clang --target=wasm32-wasi --sysroot=/usr -O3 -std=c99 -ffp-contract=off -msimd128
+ *         -mbulk-memory -mnontrapping-fptoint -msign-ext -mexec-model=reactor -Wl,--strip-all
+ *         -o charwright.wasm wasm_api.c -lm
  *
+ * (--no-simd: none of the -m features, -DCW_SCALAR: plain MVP WebAssembly, the same text)
  * beside the model.h and sampler.h of `charwright emit-c` (the same C as every other build: its
  * text equals the host build's, and for float32 Python's numpy backend's). wasi-libc gives libm
  * and the string functions only: nothing here reads a file, a clock or the environment, so the
