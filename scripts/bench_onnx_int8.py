@@ -103,7 +103,9 @@ def run(sizes: str = "demo,tutorial", work: Path = REPO / ".bench", chars: int =
     print(header("ONNX int8: activations per tensor (before) vs per row (after)", 1))
     print(f"parity: the bundle's probe replayed (teacher-forced) against its reference logits; "
           f"µs/step: median / p90 of {repeats} runs of {chars} steps at batch 1, and the median "
-          f"per step (whole batch) at batch 64; batch-invariant: export/invariance.py\n",
+          f"per step (whole batch) at batch 64; batch-invariant: export/invariance.py; bytes: "
+          f"the graph alone (a bundle's file adds ~1.5 KB of metadata; the bundle's float32 "
+          f"file, metadata included, at sizes other than demo)\n",
           flush=True)
     rows = []
     for size in sizes.split(","):
