@@ -12,7 +12,9 @@ prompt, sampling and file). The clients are raw asyncio sockets parsing chunked 
 this one process: with httpx they cost as much CPU as the server on the same cores. The CPU
 time each side used during a level (this process's, the server process's from /proc) is shown
 apart, as a share of one core over the level's wall time: the load generator runs on the same
-cores as the server, and what it takes the server cannot have. Then a flood at 4x --max-queue
+cores as the server, and what it takes the server cannot have. Each level repeats its round of
+clients for --min-seconds (default 2), and the server's CPU time per character is set beside
+offline's: a ratio that other load on the machine disturbs less than the wall-clock one. Then a flood at 4x --max-queue
 (every answer must be 200 or 429, none may time out) and, with --soak S, S seconds of 64 clients with the server's VmRSS
 sampled every 5 s. The server is a real `charwright serve` process on 127.0.0.1, port 0.
 Everything is bounded: each level has a deadline, the flood and the soak too.
@@ -38,19 +40,21 @@ PROMPT = "ROMEO:"
 SAMPLING = {"temperature": 0.8}
 
 
-def offline(batch: int, chars: int, threads: int) -> tuple[float, float]:
-    """(chars/s, seconds per step) of Model.generate_batch at this batch (warm, best of 2)."""
+def offline(batch: int, chars: int, threads: int) -> tuple[float, float, float]:
+    """(chars/s, seconds per step, CPU seconds per char) of Model.generate_batch at this batch
+    (warm, best of 2)."""
     from charwright.runtime import SamplingConfig, load
 
     m = load(threads=threads)
     cfg = SamplingConfig(**SAMPLING, seed=1)
     m.generate_batch([PROMPT] * batch, 20, cfg)  # warm-up
-    best = float("inf")
+    best = cpu = float("inf")
     for _ in range(2):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         m.generate_batch([PROMPT] * batch, chars, cfg)
         best = min(best, time.perf_counter() - t0)
-    return batch * chars / best, best / chars
+        cpu = min(cpu, time.process_time() - c0)
+    return batch * chars / best, best / chars, cpu / (batch * chars)
 
 
 class _Stream(asyncio.Protocol):
@@ -157,15 +161,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def level(url, clients, chars, deadline_s, server_pid=None):
+async def level(url, clients, chars, deadline_s, server_pid=None, min_seconds=0.0):
+    """One level: rounds of `clients` concurrent streams (each a fresh connection and request),
+    one round after another until min_seconds have passed (CPU time from /proc counts in 10 ms
+    ticks: a level must last long enough for its CPU figures to mean something)."""
     out: list = []
     c0, s0 = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(_client(url, chars, i, out)
-                                            for i in range(clients))), deadline_s)
+    end = t0 + deadline_s
+    for _ in range(1000):
+        await asyncio.wait_for(asyncio.gather(*(_client(url, chars, i, out)
+                                                for i in range(clients))),
+                               max(end - time.perf_counter(), 0.01))
+        if time.perf_counter() - t0 >= min_seconds:
+            break
     wall = time.perf_counter() - t0
     client_cpu = (time.process_time() - c0) / wall
-    server_cpu = (cpu_seconds(server_pid) - s0) / wall if server_pid else float("nan")
+    server_cpu_s = cpu_seconds(server_pid) - s0 if server_pid else float("nan")
+    server_cpu = server_cpu_s / wall
     ok = [o for o in out if o[0] == "ok"]
     firsts = np.array([o[1] for o in ok if o[1] is not None])
     gaps = np.concatenate([np.asarray(o[2]) for o in ok]) if ok else np.zeros(1)
@@ -176,7 +189,8 @@ async def level(url, clients, chars, deadline_s, server_pid=None):
     return {"chars_s": total / wall, "ttfc": np.percentile(firsts, [50, 99]),
             "gap": np.percentile(gaps, [50, 99]), "frame_gap": np.percentile(fgaps, [50, 99]),
             "chars_per_frame": total / max(frames, 1), "failed": len(out) - len(ok),
-            "wall": wall, "client_cpu": client_cpu, "server_cpu": server_cpu}
+            "wall": wall, "client_cpu": client_cpu, "server_cpu": server_cpu,
+            "server_cpu_per_char": server_cpu_s / max(total, 1)}
 
 
 async def flood(url, count, deadline_s):
@@ -234,6 +248,8 @@ def main() -> None:
     ap.add_argument("--max-queue", type=int, default=32)
     ap.add_argument("--deadline", type=float, default=120, help="seconds per level at most")
     ap.add_argument("--soak", type=float, default=0, help="seconds of the RSS run (0: none)")
+    ap.add_argument("--min-seconds", type=float, default=2.0,
+                    help="each level repeats its round of clients for this long at least")
     ap.add_argument("--stream-interval", type=float, default=None,
                     help="the server's --stream-interval (default: the server's default)")
     a = ap.parse_args()
@@ -247,8 +263,9 @@ def main() -> None:
     try:
         for c in a.clients:
             asyncio.run(level(server.url, min(c, 4), 20, a.deadline))  # warm-up
-            r = asyncio.run(level(server.url, c, a.chars, a.deadline, server.proc.pid))
-            off_cs, step_s = offline(c, a.chars, a.threads)
+            r = asyncio.run(level(server.url, c, a.chars, a.deadline, server.proc.pid,
+                                  a.min_seconds))
+            off_cs, step_s, off_cpu = offline(c, a.chars, a.threads)
             rows.append([c, f"{r['chars_s']:,.0f}", f"{off_cs:,.0f}",
                          f"{r['chars_s'] / off_cs:.0%}",
                          f"{r['ttfc'][0] * 1e3:.1f} / {r['ttfc'][1] * 1e3:.1f}",
@@ -257,7 +274,9 @@ def main() -> None:
                          f"{r['chars_per_frame']:.1f}",
                          f"{step_s * 1e3:.2f}", f"{r['gap'][1] / step_s:.1f}x",
                          f"{r['frame_gap'][1] / step_s:.1f}x",
-                         f"{r['client_cpu']:.0%} / {r['server_cpu']:.0%}", r["failed"]])
+                         f"{r['client_cpu']:.0%} / {r['server_cpu']:.0%}",
+                         f"{r['server_cpu_per_char'] * 1e6:.1f} / {off_cpu * 1e6:.1f} "
+                         f"({off_cpu / r['server_cpu_per_char']:.0%})", r["failed"]])
         flood_n = 4 * (max(big, 64) + a.max_queue)  # 4x what can run or wait
         statuses = asyncio.run(flood(server.url, flood_n, a.deadline))
         counts = {s: statuses.count(s) for s in set(statuses)}
@@ -282,8 +301,13 @@ def main() -> None:
     print(table(["clients", "serve chars/s", "offline chars/s", "ratio",
                  "TTFC p50/p99 ms", "gap p50/p99 ms", "frame gap p50/p99 ms", "chars/frame",
                  "offline step ms", "p99 gap / step", "p99 frame gap / step",
-                 "CPU load generator / server (share of one core)", "failed"], rows))
+                 "CPU load generator / server (share of one core)",
+                 "CPU µs/char serve / offline (ratio)", "failed"], rows))
     print()
+    print("\nCPU µs/char: the server process's CPU time (all its threads, /proc) per character "
+          "served, beside offline generate_batch's (this process) at the same batch; their "
+          "ratio is the server's efficiency, which other load on the machine disturbs less "
+          "than the wall-clock ratio.\n")
     for n in notes:
         print(n)
     print(f"Server exit status after SIGTERM: {code}")
