@@ -19,6 +19,9 @@ and cached in .bench/ (tutorial_bundle and gru256_bundle are bench_generate.py's
     python scripts/bench_c.py                          # everything, ~5-8 minutes on 1 core
     python scripts/bench_c.py --host-sizes gru256 --no-m4 --repeats 3
     python scripts/bench_c.py --no-host --m4-models gru128
+    python scripts/bench_c.py --only-targets            # one table: x86 scalar / SIMD, AArch64
+                                                        # (qemu), Cortex-M4 (DSP, scalar), WASM
+    python scripts/bench_c.py --quick                   # that table for a hand-made GRU 128
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -84,14 +88,35 @@ def c_project(work: Path, name: str, precision: str, targets) -> Path:
     bundle = built_bundle(work, name)
     stamp = d / "bundle.sha"
     sha = (bundle / "manifest.json").read_bytes()
-    src = [REPO / "runtime" / "c" / f for f in ("runtime.c", "m4_start.c", "Makefile")]
+    from charwright.runtime.emit_c.project import COPIED
+
+    src = [REPO / "runtime" / "c" / f for f in COPIED]
     if not (stamp.is_file() and stamp.read_bytes() == sha and all(
             (d / f.name).read_bytes() == f.read_bytes() for f in src)):
         emit(bundle, d, precision)
         stamp.write_bytes(sha)
-    subprocess.run(["make", "-s", "-C", str(d), *targets], check=True, capture_output=True,
-                   timeout=600)
+    (d / "bench.mk").write_text(BENCH_MK)
+    r = subprocess.run(["make", "-s", "-C", str(d), "-f", "Makefile", "-f", "bench.mk", *targets],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        raise RuntimeError(f"make {' '.join(targets)} in {d}: {(r.stderr or r.stdout)[-2000:]}")
     return d
+
+
+# builds of the table of targets beside the project Makefile's own (its flags, its variables)
+BENCH_MK = """
+cw_bench-aarch64-scalar: runtime.c model.h $(KERNELS)
+	$(AARCH64_CC) $(CW_FLAGS) $(CFLAGS) $(AARCH64_ARCH) -DCW_SCALAR -static -DCW_BENCH -o $@ runtime.c -lm
+cw_bench-m4-scalar.elf: runtime.c model.h m4_bench_start.o m4.ld $(KERNELS)
+	$(ARM_CC) $(ARM_FLAGS) $(CW_FLAGS) -DCW_SCALAR -DCW_BENCH -DCW_BENCH_M4 -o $@ runtime.c \
+	    m4_bench_start.o $(ARM_LDFLAGS) -lm
+obj-native.o: runtime.c model.h $(KERNELS)
+	$(CC) $(CW_FLAGS) $(CFLAGS) $(CW_ARCH) -c -o $@ runtime.c
+obj-scalar.o: runtime.c model.h $(KERNELS)
+	$(CC) $(CW_FLAGS) $(CFLAGS) -DCW_SCALAR -c -o $@ runtime.c
+obj-aarch64.o: runtime.c model.h $(KERNELS)
+	$(AARCH64_CC) $(CW_FLAGS) $(CFLAGS) $(AARCH64_ARCH) -c -o $@ runtime.c
+"""
 
 
 def parse_bench(out: str) -> dict:
@@ -312,6 +337,132 @@ def m4_tables(res: dict) -> str:
     return "\n".join(out)
 
 
+# ---- one table of targets (issue 22 item 4) --------------------------------------------------
+
+def obj_sizes(obj: Path, prefix: str = "") -> dict:
+    """text + data, bss and the weights' bytes of one object file (binutils of the target)."""
+    line = subprocess.run([prefix + "size", str(obj)], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[1].split()
+    nm = subprocess.run([prefix + "nm", "-S", "--size-sort", str(obj)], capture_output=True,
+                        text=True, check=True).stdout
+    weights = sum(int(p[1], 16) for p in (ln.split() for ln in nm.splitlines())
+                  if len(p) == 4 and WEIGHT_RE.match(p[3]))
+    text, data, bss = (int(x) for x in line[:3])
+    return {"code": text + data - weights, "bss": bss, "weights": weights}
+
+
+def quick_bundle(work: Path) -> Path:
+    """A hand-made GRU 128 bundle (random weights, 11 symbols, no training): --quick."""
+    sys.path.insert(0, str(REPO / "tests" / "support"))
+    from bundle_factory import make_bundle
+
+    b = work / "quick_bundle"
+    if not (b / "manifest.json").is_file():
+        make_bundle(b, cell="gru", units=128, tokens=20)
+    return b
+
+
+def host_bench(cmd: list, n: int) -> dict:
+    """µs per character (bare step, top-p loop) of one cw_bench build, and the wall time."""
+    out = {}
+    t0 = time.perf_counter()
+    for s in ("greedy", "top-p 0.9"):
+        r = subprocess.run([*cmd, "--bench", "-n", str(n), "--seed", "1", *SAMPLERS[s], PROMPT],
+                           capture_output=True, text=True, check=True, timeout=900)
+        b = parse_bench(r.stdout)
+        k = 1e6 / b["tps"]
+        out["step"] = b["step"] * k
+        out[s] = b["loop"] * k
+    out["wall"] = time.perf_counter() - t0
+    return out
+
+
+def targets(work: Path, name: str, precision: str, n: int, m4_chars: int, web: bool) -> list:
+    """Rows of the table of targets for one model and precision."""
+    global built_bundle, PROMPT
+    real, prompt = built_bundle, PROMPT
+    if name == "quick":  # its 11 symbols have no 'ROMEO:'
+        bundle = quick_bundle(work)
+        built_bundle, PROMPT = (lambda w, nm: bundle), "bad cab"  # noqa: E731
+    elif name == "demo":  # the shipped demo bundle itself (weights.npz; no training)
+        from charwright.runtime.model import DEMO_BUNDLE
+
+        built_bundle = lambda w, nm: Path(DEMO_BUNDLE)  # noqa: E731
+    try:
+        d = c_project(work, name, precision, ["cw_bench", "cw_bench-scalar", "obj-native.o",
+                                              "obj-scalar.o"])
+        bundle = built_bundle(work, name)
+        rows = []
+        for build, obj, label in (("cw_bench-scalar", "obj-scalar.o", "x86-64 scalar"),
+                                  ("cw_bench", "obj-native.o", "x86-64 SIMD (-march=native)")):
+            r = host_bench([str(d / build)], n)
+            s = obj_sizes(d / obj)
+            rows.append([label, f"{r['step']:.2f} / {r['top-p 0.9']:.2f} µs", "-",
+                         f"{s['code']:,}", f"{s['bss']:,} (bss)"])
+        if shutil.which("qemu-aarch64-static") and shutil.which("aarch64-linux-gnu-gcc"):
+            c_project(work, name, precision, ["cw_bench-aarch64", "cw_bench-aarch64-scalar",
+                                              "obj-aarch64.o"])
+            qn = max(20, n // 10)
+            sc = host_bench(["qemu-aarch64-static", str(d / "cw_bench-aarch64-scalar")], qn)
+            si = host_bench(["qemu-aarch64-static", str(d / "cw_bench-aarch64")], qn)
+            s = obj_sizes(d / "obj-aarch64.o", "aarch64-linux-gnu-")
+            rows.append(["AArch64 NEON+dotprod (qemu-user)", "-",
+                         f"{si['step'] / sc['step']:.2f}x of the AArch64 scalar build's step "
+                         "under qemu (emulated: a ratio, not a speed)",
+                         f"{s['code']:,}", f"{s['bss']:,} (bss)"])
+        else:
+            rows.append(["AArch64 (qemu-user)", "-", "not installed", "-", "-"])
+        if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
+            c_project(work, name, precision, ["cortex-m4", "cw_bench-m4-scalar.elf"])
+            m = m4_model(work, name, precision, m4_chars, False)  # the DSP image, its runs
+            sc = {sm: qemu_bench(d / "cw_bench-m4-scalar.elf", sm, m4_chars) for sm in SAMPLERS}
+            for label, runs in (("Cortex-M4 scalar", sc), ("Cortex-M4 DSP (SMLAD)", m["runs"])):
+                instr = (f"{runs['greedy']['step'] * INSTR_PER_TICK:,.0f} / "
+                         f"{runs['top-p 0.9']['loop'] * INSTR_PER_TICK:,.0f} instructions")
+                if runs is sc:
+                    rows.append([label, "-", instr, "-", "-"])
+                    continue
+                sz = m["size"]
+                code = sz["text"] + sz["data"] - m["weights"]
+                ram, budget = sz["bss"] + m["stack"], m["state_logits"] + 4096
+                rows.append([label, "-", instr,
+                             f"{code:,} (≤ 16,384 {'✓' if code <= 16384 else '✗'})",
+                             f"{sz['bss']:,} + {m['stack']:,} stack = {ram:,} (≤ {budget:,} "
+                             f"{'✓' if ram <= budget else '✗'})"])
+        else:
+            rows.append(["Cortex-M4 (qemu-system-arm)", "-", "not installed", "-", "-"])
+        if web and (REPO / "scripts" / "bench_web.py").is_file():
+            rows += web_rows(work, bundle, precision, n, obj_sizes(d / "obj-scalar.o"))
+        return [[f"{name} {precision}"] + r for r in rows]
+    finally:
+        built_bundle, PROMPT = real, prompt
+
+
+def web_rows(work: Path, bundle: Path, precision: str, n: int, host: dict) -> list:
+    """WASM in Node and Chromium: scripts/bench_web.py's measure (helper of emit-web)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench_web
+
+        r = bench_web.measure(bundle, precision, min(n, 2000), work / "web")
+    except (SystemExit, Exception) as e:  # noqa: BLE001 (a missing toolchain: say so, go on)
+        return [["WASM SIMD128", "-", f"not measured: {str(e).splitlines()[0][:120]}", "-",
+                 "-"]]
+    code = f"{r['wasm_bytes'] - host['weights']:,} (wasm, weights out)"
+    rows = [["WASM SIMD128 in Node", f"- / {r['node']['top-p 0.9']:.2f} µs", "-", code, "-"]]
+    ch = r.get("chromium")
+    rows.append(["WASM SIMD128 in Chromium",
+                 f"- / {ch['top-p 0.9']:.2f} µs" if ch else "-",
+                 "-" if ch else "Chromium / playwright-core not installed", code, "-"])
+    return rows
+
+
+def targets_table(rows: list) -> str:
+    return table(["model", "target", "µs per character: bare step / top-p loop",
+                  "instructions per character (Cortex-M4: step / top-p loop) or relative",
+                  "code beyond the weights (bytes)", "RAM (bytes)"], rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=REPO / ".bench")
@@ -326,8 +477,37 @@ def main():
     ap.add_argument("--m4-chars", type=int, default=20, help="characters per qemu run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--only-targets", action="store_true",
+                    help="only the table of targets (x86 scalar / SIMD, AArch64, Cortex-M4, WASM)")
+    ap.add_argument("--target-models", default="gru256,demo,tutorial",
+                    help="models of the table of targets (demo: the shipped demo bundle; quick: "
+                         "a hand-made GRU 128)")
+    ap.add_argument("--no-web", action="store_true", help="no WASM rows (scripts/bench_web.py)")
+    ap.add_argument("--quick", action="store_true",
+                    help="the table of targets only, on a hand-made GRU 128 (no training), "
+                         "few characters: proves the script works")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
+    if a.quick:
+        a.only_targets, a.target_models = True, "quick"
+    if a.only_targets:
+        print(header("The emitted C runtime on every target, per character", 1), flush=True)
+        n = a.chars or (300 if a.quick else 2000)
+        rows = []
+        for name in a.target_models.split(","):
+            for prec in ("int8", "float32"):
+                rows += targets(a.work, name, prec, n, 5 if a.quick else a.m4_chars,
+                                not a.no_web)
+        print(f"One thread; host: cw_bench --bench, {n} characters; Cortex-M4: qemu-system-arm "
+              "-icount shift=0, instructions = SysTick ticks x 40 (exact); AArch64: "
+              "qemu-aarch64-static (a ratio only). Code beyond the weights: runtime.c's object "
+              "(host, AArch64), the linked image (Cortex-M4), charwright.wasm less the weights. "
+              "Every build's text is the same (tests/runtime/emit_c/test_kernels.py, "
+              "test_aarch64.py).\n")
+        print(targets_table(rows), flush=True)
+        if a.json:
+            a.json.write_text(json.dumps(rows, indent=2))
+        return
     print(header("The emitted C runtime (charwright emit-c), per character", 1), flush=True)
     print(f"C: {subprocess.run(['cc', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}, "
           "-O3 -ffp-contract=off; "
