@@ -383,11 +383,11 @@ def targets(work: Path, name: str, precision: str, n: int, m4_chars: int, web: b
     real, prompt = built_bundle, PROMPT
     if name == "quick":  # its 11 symbols have no 'ROMEO:'
         bundle = quick_bundle(work)
-        built_bundle, PROMPT = (lambda w, nm: bundle), "bad cab"  # noqa: E731
+        built_bundle, PROMPT = (lambda w, nm: bundle), "bad cab"
     elif name == "demo":  # the shipped demo bundle itself (weights.npz; no training)
         from charwright.runtime.model import DEMO_BUNDLE
 
-        built_bundle = lambda w, nm: Path(DEMO_BUNDLE)  # noqa: E731
+        built_bundle = lambda w, nm: Path(DEMO_BUNDLE)
     try:
         d = c_project(work, name, precision, ["cw_bench", "cw_bench-scalar", "obj-native.o",
                                               "obj-scalar.o"])
@@ -407,8 +407,8 @@ def targets(work: Path, name: str, precision: str, n: int, m4_chars: int, web: b
             si = host_bench(["qemu-aarch64-static", str(d / "cw_bench-aarch64")], qn)
             s = obj_sizes(d / "obj-aarch64.o", "aarch64-linux-gnu-")
             rows.append(["AArch64 NEON+dotprod (qemu-user)", "-",
-                         f"{si['step'] / sc['step']:.2f}x of the AArch64 scalar build's step "
-                         "under qemu (emulated: a ratio, not a speed)",
+                         (f"{si['step'] / sc['step']:.2f}x of the AArch64 scalar build's step "
+                          "under qemu (emulated: a ratio, not a speed)"),
                          f"{s['code']:,}", f"{s['bss']:,} (bss)"])
         else:
             rows.append(["AArch64 (qemu-user)", "-", "not installed", "-", "-"])
@@ -427,8 +427,8 @@ def targets(work: Path, name: str, precision: str, n: int, m4_chars: int, web: b
                 ram, budget = sz["bss"] + m["stack"], m["state_logits"] + 4096
                 rows.append([label, "-", instr,
                              f"{code:,} (≤ 16,384 {'✓' if code <= 16384 else '✗'})",
-                             f"{sz['bss']:,} + {m['stack']:,} stack = {ram:,} (≤ {budget:,} "
-                             f"{'✓' if ram <= budget else '✗'})"])
+                             (f"{sz['bss']:,} + {m['stack']:,} stack = {ram:,} (≤ {budget:,} "
+                              f"{'✓' if ram <= budget else '✗'})")])
         else:
             rows.append(["Cortex-M4 (qemu-system-arm)", "-", "not installed", "-", "-"])
         if web and (REPO / "scripts" / "bench_web.py").is_file():
