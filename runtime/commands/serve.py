@@ -36,8 +36,9 @@ from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_I
               "the stream has text and the server gets to it.")
 @click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
               show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
-              help="Memory for the states of primed prompts, kept at every 256 characters "
-              "along them (least recently used dropped first): a request that shares a prefix "
+              help="Memory per model for the states of primed prompts, kept at every 256 "
+              "characters along them (least recently used dropped first): a request that shares "
+              "a prefix "
               "with an earlier one primes only the rest. 0: off. Only for batch-invariant "
               "files (`charwright info` says which).")
 @click.option("--api-key", envvar="CHARWRIGHT_API_KEY", show_envvar=True,
