@@ -174,6 +174,35 @@ def test_stop_strings_and_finish_as_python(web, bundle, tmp_path):
     assert _node_texts(web, cases, tmp_path) == want
 
 
+def test_bundle_sampling_defaults_apply_as_in_charwright_generate(bundle, web, tmp_path):
+    """Options not given take the bundle's sampling_defaults, as `charwright generate` does:
+    the same text from `generate --backend numpy --seed S -n N` and from {seed, maxChars}."""
+    from click.testing import CliRunner
+
+    from bundle_factory import edit
+    from charwright.runtime.cli import cli
+    from charwright.runtime.emit_c.web import emit_web
+
+    b = tmp_path / "defaults"
+    shutil.copytree(bundle, b)
+    edit(b, lambda m: m.update(sampling_defaults={
+        "temperature": 0.7, "top_k": 5, "top_p": 0.95, "min_p": 0.02,
+        "repetition_penalty": 1.2, "repetition_window": 8}))
+    d = tmp_path / "pkg"
+    emit_web(b, d, "float32", expected_chars=0)
+    meta = json.loads((d / "model.json").read_text())
+    assert meta["defaults"] == {"temperature": 0.7, "topK": 5, "topP": 0.95, "minP": 0.02,
+                                "repetitionPenalty": 1.2, "repetitionWindow": 8}
+    prompt, cases, want = ".ab", [], []
+    for seed in (3, 4):
+        r = CliRunner().invoke(cli, ["generate", prompt, "-b", str(b), "--backend", "numpy",
+                                     "--seed", str(seed), "-n", str(N)])
+        assert r.exit_code == 0, r.output
+        want.append(r.output[len(prompt):-1])
+        cases.append({"prompt": prompt, "options": {"seed": str(seed), "maxChars": N}})
+    assert _node_texts(d, cases, tmp_path) == want
+
+
 def test_int8_wasm_equals_the_host_c_int8_build(bundle, web, tmp_path):
     from charwright.runtime.emit_c.web import emit_web
 
