@@ -23,7 +23,7 @@ class OptionalBuildExt(build_ext):
     def build_extensions(self):
         if self.compiler.compiler_type != "msvc":
             for ext in self.extensions:
-                ext.extra_compile_args = ["-std=c99", "-ffp-contract=off", "-O2"]
+                ext.extra_compile_args = ["-std=c99", "-ffp-contract=off", "-O3"]
         super().build_extensions()
 
 

@@ -344,13 +344,6 @@ CW_SFN float cw_weight(float m, float z) {
     return cw_exp_hi[q >> 8] * cw_exp_lo[q & 255];
 }
 
-/* the first index of the largest value (0 when none is larger than z[0], as numpy's argmax) */
-CW_SFN int cw_argmax(const float *z, int n) {
-    int i, best = 0;
-    for (i = 1; i < n; i++)
-        if (z[i] > z[best]) best = i;
-    return best;
-}
 
 /* the largest value (-inf when none: NaN is never larger), with 8 independent maxima: the
  * same value as one running maximum, without its chain of dependent compares */
@@ -363,6 +356,16 @@ CW_SFN float cw_max(const float *z, int n) {
     for (; i < n; i++) a[0] = z[i] > a[0] ? z[i] : a[0];
     for (k = 1; k < 8; k++) a[0] = a[k] > a[0] ? a[k] : a[0];
     return a[0];
+}
+
+/* the first index of the largest value (0 when there is none: all NaN), as numpy's argmax:
+ * the maximum first (cw_max), then the first id equal to it */
+CW_SFN int cw_argmax(const float *z, int n) {
+    float m = cw_max(z, n);
+    int i;
+    for (i = 0; i < n; i++)
+        if (z[i] == m) return i;
+    return 0;
 }
 
 /* the scratch's arrays, carved from CW_SCRATCH_BYTES(V) bytes */

@@ -3,7 +3,8 @@ CPython extension `_speedups`, behind Sampler's interface, and the one factory t
 
     s = make_sampler(cfg, vocab_size)    CompiledSampler when the extension is importable, the
                                          config is one it covers and CHARWRIGHT_PURE_PYTHON is
-                                         not 1; else the numpy Sampler (the reference)
+                                         not 1; else the numpy Sampler (the reference); greedy
+                                         without a penalty is numpy's argmax (as fast)
     core_in_use()                        one line for `charwright info`
 
 Both give the same ids for the same logits, settings, seeds and rows (runtime/c/SAMPLING.md;
@@ -55,7 +56,8 @@ def available() -> bool:
 def make_sampler(cfg: SamplingConfig, vocab_size: int):
     """The sampler for cfg over vocab_size ids: compiled when available() and covers(cfg),
     else the numpy Sampler. Both have join, take, __call__ / sample, row_state, set_row_state."""
-    if available() and covers(cfg):
+    plain_argmax = cfg.is_greedy and cfg.repetition_penalty == 1.0  # numpy's argmax is as fast
+    if available() and covers(cfg) and not plain_argmax:
         return CompiledSampler(cfg, vocab_size)
     return Sampler(cfg, vocab_size)
 
