@@ -48,9 +48,11 @@ BUILD_TIMEOUT_S = 1800
 
 def toolchain() -> tuple[str, str]:
     """(clang, sysroot) for wasm32, or a ConfigError saying what to install."""
-    cc = os.environ.get("CHARWRIGHT_WASM_CC") or shutil.which("clang")
+    name = os.environ.get("CHARWRIGHT_WASM_CC") or "clang"
+    cc = shutil.which(name)
     if not cc:
-        raise ConfigError(f"emit-web needs clang with wasm32 support ({INSTALL_HINT})")
+        raise ConfigError(f"emit-web needs clang with wasm32 support ({name!r} not found; "
+                          f"{INSTALL_HINT})")
     roots = [os.environ["WASI_SYSROOT"]] if os.environ.get("WASI_SYSROOT") else [
         "/usr", "/opt/wasi-sdk/share/wasi-sysroot", "/usr/share/wasi-sysroot"]
     for root in roots:

@@ -256,7 +256,7 @@ def test_refuses_a_non_empty_directory_and_writes_nothing_on_failure(bundle, web
     assert not (fresh / "stray.txt").exists() and (fresh / "charwright.wasm").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     # no toolchain, no output: one line naming what to install
-    for env, text in ((("CHARWRIGHT_WASM_CC", str(tmp_path / "no-clang")), "cannot run"),
+    for env, text in ((("CHARWRIGHT_WASM_CC", str(tmp_path / "no-clang")), "needs clang"),
                       (("WASI_SYSROOT", str(tmp_path)), "needs wasi-libc")):
         monkeypatch.setenv(*env)
         out = tmp_path / f"new-{env[0]}"
