@@ -15,9 +15,9 @@ your own). Rows, per file of the bundle:
 Each row's text is compared with the same file on its native runtime and with numpy float32:
 "same", or "@N": the first N generated characters agree and character N differs. Every Python
 row generates through charwright's own loop (the text `charwright generate` prints for that file
-with each option given: a bundle's sampling_defaults do not apply here);
-TFLite Micro, onnxruntime-web and onnx.reference compute the steps only, charwright's sampler picks each id in
-lock-step (for onnxruntime-web a Node process answers each step's logits and state as raw
+with each option given: a bundle's sampling_defaults do not apply here). TFLite Micro,
+onnxruntime-web and onnx.reference compute the steps only and charwright's sampler picks each id
+in lock-step (for onnxruntime-web a Node process answers each step's logits and state as raw
 float32 over a pipe: scripts/cross_runtime/ort_web_step.cjs), so their text depends only on
 the runtime's numbers. The C runtime samples itself (its sampler follows runtime/c/SAMPLING.md).
 
