@@ -244,7 +244,7 @@ def _single_rounding(acc: int, q: int, shift: int) -> int:
 
 
 def fc_rounding(it, op, tget) -> collections.Counter:
-    """Each output of one FULLY_CONNECTED whose two roundings differ: which one each runtime took."""
+    """Each output of one FULLY_CONNECTED whose two roundings differ: which each runtime took."""
     td = {d["index"]: d["quantization_parameters"] for d in it.get_tensor_details()}
     xi, wi, bi = op["inputs"][:3]
     oi = op["outputs"][0]
