@@ -74,13 +74,14 @@ def _render_files(b) -> None:
     m = b.manifest
     parity = {p.get("file"): p for p in m.get("parity") or () if isinstance(p, dict)}
     click.echo("files")
-    for f in b.files:
+    for f, raw in zip(b.files, m["files"]):
         p = parity.get(f.path)
         verdict = "" if p is None else (
             f"  top-1 {_fmt(p.get('top1'), '.2%', '-')}, bits/char "
             f"{_fmt(p.get('bpc'), '.4f', '-')}, {p.get('verdict', '?')}")
         click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}"
-                   + ("; batch-invariant" if f.batch_invariant else "; not batch-invariant"))
+                   + ("; batch-invariant" if f.batch_invariant else "; not batch-invariant"
+                      if "batch_invariant" in raw else "; batch invariance not recorded"))
     left_out = m.get("left_out") or []
     if left_out:
         click.echo("left out (outside their parity tolerance at export)")

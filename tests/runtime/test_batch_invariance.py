@@ -127,3 +127,20 @@ def test_batch_invariant_must_be_a_json_boolean(tmp_path, bad):
     with pytest.raises(BundleError, match=r"files\[0\]\.batch_invariant"):
         load_bundle(d)
 
+
+
+@pytest.mark.parametrize("value, shown", [(True, "; batch-invariant"),
+                                          (False, "; not batch-invariant"),
+                                          (None, "; batch invariance not recorded")])
+def test_info_shows_what_the_manifest_records(tmp_path, value, shown):
+    from click.testing import CliRunner
+
+    from charwright.runtime.cli import cli
+
+    d = make_bundle(tmp_path / "b")
+    if value is not None:
+        edit(d, lambda m: m["files"][0].update(batch_invariant=value))
+    r = CliRunner().invoke(cli, ["info", str(d)])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.strip().startswith("weights.npz"))
+    assert line.endswith(shown)
