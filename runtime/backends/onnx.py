@@ -2,10 +2,12 @@
 
 Per-call cost is what generation and scoring pay: session.run() converts the feed dict, checks
 its inputs and allocates both outputs on every call (about 4 us of the demo model's 28 us step,
-measured on an Intel Xeon with onnxruntime 1.32). step() therefore runs through an IOBinding
-over preallocated buffers, one per thread and batch size (the tokens and state are copied in,
-the logits and new state copied out: the caller owns what it gets, as with run()); inputs of
-another shape or dtype take session.run(), so its errors stay what they were. replay() runs the
+measured on an Intel Xeon with onnxruntime 1.32). step() therefore runs batches of up to
+BIND_MAX_BATCH rows through an IOBinding over preallocated buffers, one per thread and batch
+size (the tokens and state are copied in, the logits and new state copied out: the caller owns
+what it gets, as with run()); larger batches, where the call's overhead is lost in the step and
+run() was measured ~5% faster (batch 32-128, demo model), and inputs of another shape or dtype
+take session.run(), so its errors stay what they were. replay() runs the
 teacher-forced loop through two IOBindings over preallocated OrtValues (state ping-pongs between
 two buffers); see README "Benchmarks".
 """
@@ -22,6 +24,7 @@ from charwright.runtime.backends.base import StepBackend
 
 TOKEN, STATE, LOGITS, NEW_STATE = "token", "state", "logits", "new_state"
 _INT32, _FLOAT32 = np.dtype(np.int32), np.dtype(np.float32)  # what the bound buffers hold
+BIND_MAX_BATCH = 16  # batch 1: 28 -> 25 us; 8: -2 us; 16: even; 32 and up: run() is faster
 
 
 class ONNXStep(StepBackend):
@@ -107,10 +110,10 @@ class ONNXStep(StepBackend):
 
     def _bind(self, tokens: np.ndarray, state: np.ndarray):
         """This thread's IOBinding for batch len(tokens), or None (the plain run() path) for
-        inputs that are not int32 [n] and float32 [n, state_size]."""
+        inputs that are not int32 [n] and float32 [n, state_size], or n > BIND_MAX_BATCH."""
         n = tokens.shape[0] if tokens.ndim == 1 else -1
         if tokens.dtype is not _INT32 or state.dtype is not _FLOAT32 \
-                or state.shape != (n, self.state_size) or n < 1:
+                or state.shape != (n, self.state_size) or not 1 <= n <= BIND_MAX_BATCH:
             return None
         io = _Bound(self, n)
         self._local.io = io
