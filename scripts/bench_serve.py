@@ -181,7 +181,8 @@ async def level(url, clients, chars, deadline_s, server_pid=None, min_seconds=0.
     server_cpu = server_cpu_s / wall
     ok = [o for o in out if o[0] == "ok"]
     firsts = np.array([o[1] for o in ok if o[1] is not None])
-    gaps = np.concatenate([np.asarray(o[2]) for o in ok]) if ok else np.zeros(1)
+    gaps = np.concatenate([np.asarray(o[2]) for o in ok] + [np.zeros(0)])
+    gaps = gaps if len(gaps) else np.zeros(1)  # one character per stream: no gap
     fgaps = np.concatenate([np.asarray(o[4]) for o in ok] + [np.zeros(0)])
     fgaps = fgaps if len(fgaps) else np.zeros(1)  # every stream came in one frame
     total = sum(o[3] for o in ok)
