@@ -152,6 +152,15 @@ def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
     step, remove = gen.step, gen.remove
     while gen.keys:
         keys, ids = step()
+        if len(keys) == 1:  # one row (stream, generate, a session): no zip, no list of keys
+            k = keys[0]
+            s = streams[k]
+            piece = s.push(ids.item())
+            if piece:
+                yield k, piece
+            if s.finish_reason is not None:
+                remove((k,))
+            continue
         done = None
         for k, t in zip(keys, ids.tolist()):
             s = streams[k]
