@@ -54,7 +54,9 @@ def measure(backend, batches=BATCHES, targets: int = 4, seed: int = 0) -> Invari
     random other rows) on `backend` (a StepBackend); see the module docstring."""
     rng = np.random.default_rng(seed)
     tokens, states = sample_rows(backend, targets, rng)
-    alone = [backend.step(tokens[i:i + 1], states[i:i + 1].copy()) for i in range(targets)]
+    alone = [tuple(np.array(a, copy=True) for a in backend.step(tokens[i:i + 1],
+                                                               states[i:i + 1].copy()))
+             for i in range(targets)]  # copies: a backend may hand out views it reuses
     worst, first = 0.0, None
     for b in batches:
         if b < 1:
