@@ -232,7 +232,8 @@ def _multiplier(real: float) -> tuple[int, int]:
 
 def _double_rounding(acc: int, q: int, shift: int) -> int:
     x = acc * (1 << max(shift, 0)) * q  # SaturatingRoundingDoublingHighMul (no saturation here)
-    x = int(math.trunc((x + ((1 << 30) if x >= 0 else 1 - (1 << 30))) / (1 << 31)))
+    n = x + ((1 << 30) if x >= 0 else 1 - (1 << 30))
+    x = n >> 31 if n >= 0 else -((-n) >> 31)  # integer division truncating toward zero
     e = max(-shift, 0)  # RoundingDivideByPOT
     mask = (1 << e) - 1
     return (x >> e) + ((x & mask) > (mask >> 1) + (x < 0))
