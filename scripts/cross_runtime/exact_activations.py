@@ -36,16 +36,8 @@ def _nearest_table(op: str) -> np.ndarray:
     return (np.tanh(x) if op == "Tanh" else 1 / (1 + np.exp(-x))).astype(np.float32)
 
 
-def rewrite(data: bytes, mode: str = "interpolate") -> bytes:
-    """mode "interpolate": 10 ops per activation, 64 points per unit, tables 24 KB in all;
-    "nearest": 5 ops (Mul, Add, Clip, Cast, Gather: Cast truncates a value >= 0, so the index
-    is the nearest point), 512 points per unit, within 2**-10 of tanh and 2**-12 of sigmoid,
-    tables 80 KB."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    m = onnx.load_from_string(data)
-    g = m.graph
+def _constants(g) -> None:
+    from onnx import numpy_helper
 
     def const(name, value):
         g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
@@ -65,23 +57,24 @@ def rewrite(data: bytes, mode: str = "interpolate") -> bytes:
     const("xa_scale", np.float32(STEPS_PER_UNIT))
     const("xn_scale", np.float32(NEAREST_STEPS))
     const("xn_zero", np.float32(0))
-    nodes = []
-    for k, n in enumerate(g.node):
-        if n.op_type not in RANGE:
-            nodes.append(n)
-            continue
-        x, y, p, c = n.input[0], n.output[0], f"xa{k}_", f"xa_{n.op_type}_"
-        if mode == "nearest":
-            c = f"xn_{n.op_type}_"
-            nodes += [
-                helper.make_node("Mul", [x, "xn_scale"], [p + "m"]),  # exact
-                helper.make_node("Add", [p + "m", c + "off"], [p + "u"]),
-                helper.make_node("Clip", [p + "u", "xn_zero", c + "hi"], [p + "c"]),
-                helper.make_node("Cast", [p + "c"], [p + "i"], to=TensorProto.INT64),
-                helper.make_node("Gather", [c + "t", p + "i"], [y])]
-            continue
-        nodes += [
-            helper.make_node("Clip", [x, c + "lo", c + "hi"], [p + "c"]),
+
+
+def _nearest(op: str, x: str, y: str, p: str) -> list:
+    from onnx import TensorProto, helper
+
+    c = f"xn_{op}_"
+    return [helper.make_node("Mul", [x, "xn_scale"], [p + "m"]),  # exact
+            helper.make_node("Add", [p + "m", c + "off"], [p + "u"]),
+            helper.make_node("Clip", [p + "u", "xn_zero", c + "hi"], [p + "c"]),
+            helper.make_node("Cast", [p + "c"], [p + "i"], to=TensorProto.INT64),
+            helper.make_node("Gather", [c + "t", p + "i"], [y])]
+
+
+def _interpolated(op: str, x: str, y: str, p: str) -> list:
+    from onnx import TensorProto, helper
+
+    c = f"xa_{op}_"
+    return [helper.make_node("Clip", [x, c + "lo", c + "hi"], [p + "c"]),
             helper.make_node("Mul", [p + "c", "xa_scale"], [p + "m"]),  # exact
             helper.make_node("Add", [p + "m", c + "off"], [p + "u"]),  # in [0, 2 r 64]
             helper.make_node("Floor", [p + "u"], [p + "f"]),
@@ -92,6 +85,23 @@ def rewrite(data: bytes, mode: str = "interpolate") -> bytes:
             helper.make_node("Gather", [c + "d", p + "ii"], [p + "d"]),
             helper.make_node("Mul", [p + "d", p + "frac"], [p + "dm"]),
             helper.make_node("Add", [p + "t0", p + "dm"], [y])]
+
+
+def rewrite(data: bytes, mode: str = "interpolate") -> bytes:
+    """mode "interpolate": 10 ops per activation, 64 points per unit, tables 24 KB in all;
+    "nearest": 5 ops (Mul, Add, Clip, Cast, Gather: Cast truncates a value >= 0, so the index
+    is the nearest point), 512 points per unit, within 2**-10 of tanh and 2**-12 of sigmoid,
+    tables 80 KB."""
+    import onnx
+
+    m = onnx.load_from_string(data)
+    g = m.graph
+    _constants(g)
+    build = _nearest if mode == "nearest" else _interpolated
+    nodes = []
+    for k, n in enumerate(g.node):
+        nodes += build(n.op_type, n.input[0], n.output[0], f"xa{k}_") if n.op_type in RANGE \
+            else [n]
     used = {i for nd in nodes for i in nd.input}
     keep = [t for t in g.initializer if t.name in used or not t.name.startswith(("xa_", "xn_"))]
     del g.initializer[:]
