@@ -113,9 +113,12 @@ class CompletionRelay:
         while True:
             event.flag = False
             outcome = req.outcome
-            if req.events:
+            if req.events and (not req.held or outcome is not None):
                 await send({"type": "http.response.body", "body": self._frame(),
                             "more_body": True})
+                if self.clock is not None and req.outcome is None:  # the interval holds here
+                    req.held = True  # too (a slow reader; a server without direct writes)
+                    self.clock.hold(self)
             if outcome is not None:
                 break
             if not event.flag:

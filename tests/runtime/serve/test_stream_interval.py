@@ -124,16 +124,19 @@ def test_many_concurrent_streams_each_get_their_own_text_in_order(slow_frames):
         assert len(want[0]) == body["max_tokens"]
 
 
-def test_a_reader_that_stalls_still_gets_every_character(every_frame):
+@pytest.mark.parametrize("which", ["every_frame", "slow_frames"])
+def test_a_reader_that_stalls_still_gets_every_character(which, request):
     """A reader that stops reading makes uvicorn pause writing: frames then go through the
-    writer coroutine, which waits for the socket; once the reader reads on, nothing is missing."""
+    writer coroutine, which waits for the socket (and, with an interval, for the clock's ticks);
+    once the reader reads on, nothing is missing."""
+    server = request.getfixturevalue(which)
     body = {"prompt": PROMPT, "max_tokens": 25_000, "n": 4, "seed": 9, "temperature": 1.0,
             "stream": True}  # ~5 MB of frames: more than loopback's buffers hold (checked)
     raw = json.dumps(body).encode()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
     sock.settimeout(60)
-    sock.connect(("127.0.0.1", every_frame.port))
+    sock.connect(("127.0.0.1", server.port))
     try:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
                      b"application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
@@ -158,7 +161,7 @@ def test_a_reader_that_stalls_still_gets_every_character(every_frame):
         parts.append(body_bytes[eol + 2:eol + 2 + size])
         pos = eol + 2 + size + 2
     events = sse_events(b"".join(parts).decode().split("\n"))
-    assert texts_of(events) == whole(every_frame, {**body, "stream": False})
+    assert texts_of(events) == whole(server, {**body, "stream": False})
 
 
 @pytest.mark.parametrize("option, value, why", [
