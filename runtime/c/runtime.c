@@ -62,6 +62,14 @@ typedef struct {
 #endif
 } cw_ctx;
 
+#if defined(CW_SEMIHOST) && !defined(CW_NO_MAIN) && !defined(CW_SAMPLER_DOUBLE)
+/* Cortex-M4's cw_generate: no float64 exp/log (soft-float: most of the code), so no min-p and
+ * typical-p there (-DCW_SAMPLER_DOUBLE puts them back); make check's build has them */
+#define CW_SAMPLER_NO_DOUBLE
+#endif
+#if defined(CW_SEMIHOST) && !defined(CW_SAMPLER_SMALL_STACK)
+#define CW_SAMPLER_SMALL_STACK /* Cortex-M4: no 4 KB of digit counts on the stack */
+#endif
 #include "sampler.h" /* the sampler: one source with the CPython extension and WASM */
 #ifndef CW_SAMPLER_MAX
 #define CW_SAMPLER_MAX CW_VOCAB /* the most logits cw_sample takes */
@@ -694,10 +702,18 @@ int main(int argc, char **argv) {
                 return cw_fail("--top-p must be in (0, 1]", argv[a]);
             top_p = v;
         } else if (cw_is(o, "--min-p")) {
+#ifdef CW_SAMPLER_NO_DOUBLE
+            return cw_fail("--min-p is not in this build (no float64 log; the host build has "
+                           "it)", NULL);
+#endif
             if (!cw_parse_double(argv[++a], &v) || !(v >= 0.0 && v < 1.0))
                 return cw_fail("--min-p must be in [0, 1)", argv[a]);
             min_p = v;
         } else if (cw_is(o, "--typical-p")) {
+#ifdef CW_SAMPLER_NO_DOUBLE
+            return cw_fail("--typical-p is not in this build (no float64 exp and log; the host "
+                           "build has it)", NULL);
+#endif
             if (!cw_parse_double(argv[++a], &v) || !(v > 0.0 && v <= 1.0))
                 return cw_fail("--typical-p must be in (0, 1]", argv[a]);
             typical_p = v;

@@ -11,7 +11,8 @@
  *   cw_row           one row's state: its coin stream (key, coins drawn) and its repetition
  *                    window (a ring of c.window ids in a buffer the caller owns):
  *                    cw_row_init(&r, &c, seed, row, window_buf, prompt_ids, n_prompt)
- *   scratch          CW_SCRATCH_BYTES(V) bytes, 8-byte aligned, per concurrent caller
+ *   scratch          CW_SCRATCH_BYTES(V) bytes, 8-byte aligned, per concurrent caller (its
+ *                    content does not matter between calls)
  *   cw_sample_row    one pick: cw_sample_row(&c, &r, z, V, allowed, scratch, &id); z [V] is
  *                    changed in place; allowed [V] (1 = may be picked) or NULL (all); the
  *                    pick joins the row's window and a categorical pick uses one coin
@@ -42,12 +43,22 @@
 #ifndef CW_SFN
 #define CW_SFN static inline /* unused ones draw no warning */
 #endif
+#ifndef CW_SFN_OUTLINED /* a helper called from many places: one copy (code size) */
+#if defined(__GNUC__) || defined(__clang__)
+#define CW_SFN_OUTLINED static __attribute__((noinline, unused))
+#else
+#define CW_SFN_OUTLINED static inline
+#endif
+#endif
 
+/* -DCW_SAMPLER_SMALL_STACK: no 4 KB of digit counts on the stack (top-p below 512 ids sorts by
+ * merging instead: slower). -DCW_SAMPLER_NO_DOUBLE: no float64 exp/log (a core without a float64 unit, where they and
+ * the soft-float library are most of the code): min-p and typical-p are refused */
 #define CW_SAMPLER_OK 0     /* = runtime.c's CW_OK */
 #define CW_SAMPLER_EPARAM 1 /* = runtime.c's CW_EPARAM: a setting out of range */
 #define CW_WINDOW_MAX 65536 /* repetition_window 1..65536 (config.WINDOW_MAX) */
 /* the scratch one cw_sample_row needs for V logits (8-byte aligned) */
-#define CW_SCRATCH_BYTES(V) (37u * (size_t)(V) + 64u)
+#define CW_SCRATCH_BYTES(V) (16u * (size_t)(V) + 64u)
 
 /* EXP_HI[h] = float32 nearest exp(-h / 16); EXP_LO[l] = float32 nearest exp(-(l + 0.5) / 4096)
  * (SAMPLING.md section 2; tests/runtime/sampling/test_speedups.py checks them against rng.py) */
@@ -230,6 +241,9 @@ CW_SFN int cw_sampling_init(cw_sampling *c, double temperature, int top_k, doubl
                             double min_p, double typical_p, double repetition_penalty,
                             int repetition_window, int greedy) {
     if (!c) return CW_SAMPLER_EPARAM;
+#ifdef CW_SAMPLER_NO_DOUBLE
+    if (min_p != 0.0 || typical_p != 1.0) return CW_SAMPLER_EPARAM; /* not in this build */
+#endif
     if (!(temperature == 0.0 || (temperature >= 1e-4 && temperature <= 1000.0)) || top_k < 0 ||
         !(top_p > 0.0 && top_p <= 1.0) || !(min_p >= 0.0 && min_p < 1.0) ||
         !(typical_p > 0.0 && typical_p <= 1.0) ||
@@ -244,7 +258,9 @@ CW_SFN int cw_sampling_init(cw_sampling *c, double temperature, int top_k, doubl
         c->top_k = top_k;
         c->top_p_target = top_p < 1.0 ? (float)(top_p * (1.0 - 1.0 / 65536.0)) : 0.0f;
         c->min_p_on = min_p > 0.0;
+#ifndef CW_SAMPLER_NO_DOUBLE
         c->log_min_p = c->min_p_on ? (float)log(min_p) : 0.0f;
+#endif
         c->typical_on = typical_p < 1.0;
         c->typical_target = typical_p * (1.0 - 1e-6);
     }
@@ -368,46 +384,40 @@ CW_SFN int cw_argmax(const float *z, int n) {
     return 0;
 }
 
-/* the scratch's arrays, carved from CW_SCRATCH_BYTES(V) bytes */
+/* the scratch's arrays, carved from CW_SCRATCH_BYTES(V) bytes; each step uses them only while
+ * it runs, so they overlap where no step needs two at once */
 typedef struct {
-    double *x, *y;        /* typical: log-probabilities, probabilities / distances */
-    float *a, *b;         /* top-k: the selection; top-p: values and running sums */
-    uint32_t *q, *t;      /* top-p: weight indices; the radix sort's other buffers */
-    float *a2;            /* top-p: the radix sort's other values */
-    unsigned char *mark;  /* repetition penalty: ids already changed */
+    double *d;            /* typical: the distances |-lp - H| (over a and b) */
+    float *a, *b;         /* top-k, top-p: values; top-p, categorical: running sums */
+    uint32_t *q, *t;      /* top-p: weight indices + the radix sort's other buffer; categorical:
+                           * weight indices and ids; typical: the order + the merge buffer */
+    unsigned char *mark;  /* repetition penalty: ids already changed (over t, cleared first) */
 } cw_scratch;
 
 CW_SFN cw_scratch cw_scratch_of(void *mem, int V) {
     cw_scratch s;
-    unsigned char *p = (unsigned char *)mem;
     size_t n = (size_t)V;
-    s.x = (double *)(void *)p;
-    s.y = s.x + n;
-    s.a = (float *)(void *)(s.y + n);
+    s.d = (double *)mem;
+    s.a = (float *)(void *)s.d;
     s.b = s.a + n;
-    s.a2 = s.b + n;
-    s.q = (uint32_t *)(void *)(s.a2 + n);
+    s.q = (uint32_t *)(void *)(s.b + n);
     s.t = s.q + n;
-    s.mark = (unsigned char *)(void *)(s.t + n);
+    s.mark = (unsigned char *)(void *)s.t;
     return s;
 }
 
-/* 1. repetition penalty: each distinct id of the window once */
+/* 1. repetition penalty: each distinct id of the window once (mark: V bytes of scratch) */
 CW_SFN void cw_penalize(const cw_sampling *c, const cw_row *r, float *z, int V,
                         unsigned char *mark) {
     int32_t i, slot, id;
     if (!r->window) return;
+    memset(mark, 0, (size_t)V);
     for (i = 0; i < r->count; i++) {
         slot = r->head + i;
         id = r->window[slot >= c->window ? slot - c->window : slot];
         if (id < 0 || id >= V || mark[id]) continue;
         mark[id] = 1;
         z[id] = z[id] > 0.0f ? z[id] * c->inv_penalty : z[id] * c->penalty;
-    }
-    for (i = 0; i < r->count; i++) {
-        slot = r->head + i;
-        id = r->window[slot >= c->window ? slot - c->window : slot];
-        if (id >= 0 && id < V) mark[id] = 0;
     }
 }
 
@@ -417,119 +427,74 @@ CW_SFN void cw_swapf(float *a, int i, int j) {
     a[j] = t;
 }
 
-/* descending heapsort of a [n] (the selection's fallback, and long runs of one weight) */
-CW_SFN void cw_heapsort_desc(float *a, int n) {
-    int i, end, root, child;
-    for (i = n / 2 - 1; i >= 0; i--) { /* a min-heap: the smallest goes last */
-        for (root = i; (child = 2 * root + 1) < n; root = child) {
-            if (child + 1 < n && a[child + 1] < a[child]) child++;
-            if (!(a[child] < a[root])) break;
-            cw_swapf(a, root, child);
+/* The k-th largest value of src [n] (1 <= k <= n, duplicates counted: numpy's partition), by a
+ * min-heap of the k largest in heap [k]: one compare for most values, O(n log k) at most */
+CW_SFN float cw_kth_largest(const float *src, int n, int k, float *heap) {
+    int i, root, child;
+    memcpy(heap, src, (size_t)k * sizeof *heap);
+    for (i = k / 2 - 1; i >= 0; i--)
+        for (root = i; (child = 2 * root + 1) < k; root = child) {
+            if (child + 1 < k && heap[child + 1] < heap[child]) child++;
+            if (!(heap[child] < heap[root])) break;
+            cw_swapf(heap, root, child);
+        }
+    for (i = k; i < n; i++) {
+        if (!(src[i] > heap[0])) continue; /* also NaN */
+        heap[0] = src[i];
+        for (root = 0; (child = 2 * root + 1) < k; root = child) {
+            if (child + 1 < k && heap[child + 1] < heap[child]) child++;
+            if (!(heap[child] < heap[root])) break;
+            cw_swapf(heap, root, child);
         }
     }
-    for (end = n - 1; end > 0; end--) {
-        cw_swapf(a, 0, end);
-        for (root = 0; (child = 2 * root + 1) < end; root = child) {
-            if (child + 1 < end && a[child + 1] < a[child]) child++;
-            if (!(a[child] < a[root])) break;
-            cw_swapf(a, root, child);
-        }
-    }
+    return heap[0];
 }
 
-CW_SFN void cw_insertion_desc(float *a, int n) {
-    int i, j;
-    for (i = 1; i < n; i++) {
-        float v = a[i];
-        for (j = i; j > 0 && a[j - 1] < v; j--) a[j] = a[j - 1];
-        a[j] = v;
-    }
-}
-
-/* The value of rank k (0 = the largest, duplicates counted) of a [n], a reordered: as
- * numpy's partition. Quickselect (median of three), heapsort after 2 log2 n rounds. */
-CW_SFN float cw_select_desc(float *a, int n, int k) {
-    int lo = 0, hi = n - 1, budget = 2, m;
-    for (m = n; m > 1; m >>= 1) budget += 2;
-    while (hi - lo > 16) {
-        int i = lo, j = hi, mid = lo + (hi - lo) / 2;
-        float p;
-        if (budget-- == 0) {
-            cw_heapsort_desc(a + lo, hi - lo + 1);
-            return a[k];
-        }
-        /* median of three, as the pivot value */
-        if (a[mid] > a[lo]) cw_swapf(a, mid, lo);
-        if (a[hi] > a[lo]) cw_swapf(a, hi, lo);
-        if (a[hi] > a[mid]) cw_swapf(a, hi, mid);
-        p = a[mid]; /* a[lo] >= p >= a[hi] */
-        while (i <= j) {
-            while (a[i] > p) i++;
-            while (a[j] < p) j--;
-            if (i <= j) {
-                cw_swapf(a, i, j);
-                i++;
-                j--;
-            }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return a[k]; /* j < k < i: equal to the pivot */
-    }
-    cw_insertion_desc(a + lo, hi - lo + 1);
-    return a[k];
-}
-
-/* 4. top-k: every z below the k-th largest becomes -inf (ties with it stay). k <= 256: a
- * min-heap of the k largest values (one compare for most z); else a quickselect on a copy. */
+/* 4. top-k: every z below the k-th largest becomes -inf (ties with it stay) */
 CW_SFN void cw_top_k(int k, float *z, int V, float *a) {
     float kth;
-    int i, root, child;
+    int i;
     if (k <= 0 || k >= V) return;
-    if (k <= 256) {
-        memcpy(a, z, (size_t)k * sizeof *z);
-        for (i = k / 2 - 1; i >= 0; i--)
-            for (root = i; (child = 2 * root + 1) < k; root = child) {
-                if (child + 1 < k && a[child + 1] < a[child]) child++;
-                if (!(a[child] < a[root])) break;
-                cw_swapf(a, root, child);
-            }
-        for (i = k; i < V; i++) {
-            if (!(z[i] > a[0])) continue; /* also NaN */
-            a[0] = z[i];
-            for (root = 0; (child = 2 * root + 1) < k; root = child) {
-                if (child + 1 < k && a[child + 1] < a[child]) child++;
-                if (!(a[child] < a[root])) break;
-                cw_swapf(a, root, child);
-            }
-        }
-        kth = a[0];
-    } else {
-        memcpy(a, z, (size_t)V * sizeof *z);
-        kth = cw_select_desc(a, V, k - 1);
-    }
+    kth = cw_kth_largest(z, V, k, a);
     for (i = 0; i < V; i++)
         if (z[i] < kth) z[i] = -INFINITY;
 }
 
-/* q [n] sorted ascending: insertion for a few, else an LSD radix sort on 18 bits (9 + 9:
- * weight indices below 131072 and the no-weight mark 131072) from the digit counts lo and hi
- * (512 each, made by the caller); t [n] is the other buffer */
-CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *lo, uint32_t *hi) {
+/* q [n] sorted ascending, t [n] the other buffer: insertion for a few; a bottom-up merge sort
+ * without digit counts; with them (hist: lo [512] then hi [512], counted by the caller), an LSD
+ * radix sort on 18 bits (9 + 9: weight indices below 131072 and the no-weight mark 131072) */
+CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) {
     int i, j;
-    uint32_t sum, c;
-    if (n <= 48) {
+    if (n <= 32) {
         for (i = 1; i < n; i++) {
             uint32_t v = q[i];
             for (j = i; j > 0 && q[j - 1] > v; j--) q[j] = q[j - 1];
             q[j] = v;
         }
-        return;
+    } else if (!hist) {
+        int width;
+        uint32_t *src = q, *dst = t, *x;
+        for (width = 1; width < n; width *= 2) {
+            for (i = 0; i < n; i += 2 * width) {
+                int mid = i + width < n ? i + width : n;
+                int end = i + 2 * width < n ? i + 2 * width : n;
+                int p = i, r = mid, o = i;
+                while (p < mid && r < end) dst[o++] = src[r] < src[p] ? src[r++] : src[p++];
+                while (p < mid) dst[o++] = src[p++];
+                while (r < end) dst[o++] = src[r++];
+            }
+            x = src;
+            src = dst;
+            dst = x;
+        }
+        if (src != q) memcpy(q, src, (size_t)n * sizeof *q);
+    } else {
+        uint32_t *lo = hist, *hi = hist + 512, sum, c;
+        for (sum = 0, i = 0; i < 512; i++) c = lo[i], lo[i] = sum, sum += c;
+        for (sum = 0, i = 0; i < 512; i++) c = hi[i], hi[i] = sum, sum += c;
+        for (i = 0; i < n; i++) t[lo[q[i] & 511u]++] = q[i];
+        for (i = 0; i < n; i++) q[hi[t[i] >> 9]++] = t[i];
     }
-    for (sum = 0, i = 0; i < 512; i++) c = lo[i], lo[i] = sum, sum += c;
-    for (sum = 0, i = 0; i < 512; i++) c = hi[i], hi[i] = sum, sum += c;
-    for (i = 0; i < n; i++) t[lo[q[i] & 511u]++] = q[i];
-    for (i = 0; i < n; i++) q[hi[t[i] >> 9]++] = t[i];
 }
 
 /* The weight index q of z in a row whose largest logit is m, and whether it has a weight:
@@ -551,23 +516,35 @@ CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *lo, uint32_t *h
 CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
     float m = cw_max(z, V), cum = 0.0f, target, thr = 0.0f;
     int i, n = 0, j, lo, g, ok, multi;
-    uint32_t q, qj, hist_lo[512], hist_hi[512];
-    memset(hist_lo, 0, sizeof hist_lo);
-    memset(hist_hi, 0, sizeof hist_hi);
-    for (i = 0; i < V; i++) {
-        CW_Q(m, z[i], q, ok);
-        q = ok ? q : 131072u;
-        s->q[i] = q;
-        hist_lo[q & 511u]++;
-        hist_hi[q >> 9]++;
-        n += ok;
+    uint32_t q, qj, *hist = NULL;
+#ifndef CW_SAMPLER_SMALL_STACK
+    uint32_t stack_hist[1024];
+    if (V > 32) hist = stack_hist; /* the radix sort's digit counts: 4 KB of stack */
+#endif
+    if (V >= 512) hist = (uint32_t *)(void *)s->a; /* in a and b (8 V bytes), free until after */
+    if (hist) {
+        memset(hist, 0, 1024 * sizeof *hist);
+        for (i = 0; i < V; i++) {
+            CW_Q(m, z[i], q, ok);
+            q = ok ? q : 131072u;
+            s->q[i] = q;
+            hist[q & 511u]++;
+            hist[512 + (q >> 9)]++;
+            n += ok;
+        }
+    } else {
+        for (i = 0; i < V; i++) {
+            CW_Q(m, z[i], q, ok);
+            s->q[i] = ok ? q : 131072u;
+            n += ok;
+        }
     }
     if (n == 0) { /* no weight: numpy's cut is the first sorted value, the maximum */
         for (i = 0; i < V; i++)
             if (z[i] < m) z[i] = -INFINITY;
         return -1;
     }
-    cw_sort_q(s->q, s->t, V, hist_lo, hist_hi);
+    cw_sort_q(s->q, s->t, V, hist);
     for (j = 0; j < n; j++) {
         cum = cum + CW_WQ(s->q[j]);
         s->b[j] = cum;
@@ -582,9 +559,7 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
             CW_Q(m, z[i], q, ok);
             if (ok && q == qj) s->a[g++] = z[i];
         }
-        if (g <= 32) cw_insertion_desc(s->a, g);
-        else cw_heapsort_desc(s->a, g);
-        thr = s->a[j - lo];
+        thr = cw_kth_largest(s->a, g, j - lo + 1, s->b); /* b: the sums are read already */
     }
     for (n = 0, i = 0; i < V; i++) {
         int keep;
@@ -608,35 +583,44 @@ CW_SFN void cw_min_p(float log_p, float *z, int V) {
         if (z[i] < thr) z[i] = -INFINITY;
 }
 
-/* numpy's pairwise sum of float64 (numpy/_core/src/umath/loops_utils.h: blocks of 128 with
- * eight accumulators, halves at multiples of 8 above that) */
-CW_SFN double cw_pairwise_sum(const double *a, long n) {
+#ifndef CW_SAMPLER_NO_DOUBLE
+/* typical's float64 terms of id i, made where they are used (no array of them):
+ * what 0: exp(x_i), x_i = z_i - max z; 1: p_i lp_i (0 for a non-finite lp_i, and NaN: nansum);
+ * 2: p_i; with lp_i = x_i - lse, p_i = exp(lp_i), as numpy computes them */
+CW_SFN_OUTLINED double cw_typ_term(const float *z, long i, double mx, double lse, int what) {
+    double x = (double)z[i] - mx, lp, p, v;
+    if (what == 0) return exp(x);
+    lp = x - lse;
+    p = exp(lp);
+    if (what == 2) return p;
+    v = p * (isfinite(lp) ? lp : 0.0);
+    return v != v ? 0.0 : v;
+}
+
+/* numpy's pairwise sum of float64 terms (numpy/_core/src/umath/loops_utils.h: blocks of 128
+ * with eight accumulators, halves at multiples of 8 above that), over terms i0..i0+n-1 */
+CW_SFN double cw_pairwise_sum(const float *z, long i0, long n, double mx, double lse,
+                              int what) {
     if (n < 8) {
         double r = -0.0;
         long i;
-        for (i = 0; i < n; i++) r += a[i];
+        for (i = 0; i < n; i++) r += cw_typ_term(z, i0 + i, mx, lse, what);
         return r;
     } else if (n <= 128) {
         double r[8], res;
         long i;
-        for (i = 0; i < 8; i++) r[i] = a[i];
-        for (i = 8; i < n - (n % 8); i += 8) {
-            r[0] += a[i + 0];
-            r[1] += a[i + 1];
-            r[2] += a[i + 2];
-            r[3] += a[i + 3];
-            r[4] += a[i + 4];
-            r[5] += a[i + 5];
-            r[6] += a[i + 6];
-            r[7] += a[i + 7];
-        }
+        int k;
+        for (k = 0; k < 8; k++) r[k] = cw_typ_term(z, i0 + k, mx, lse, what);
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (k = 0; k < 8; k++) r[k] += cw_typ_term(z, i0 + i + k, mx, lse, what);
         res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) res += a[i];
+        for (; i < n; i++) res += cw_typ_term(z, i0 + i, mx, lse, what);
         return res;
     } else {
         long n2 = n / 2;
         n2 -= n2 % 8;
-        return cw_pairwise_sum(a, n2) + cw_pairwise_sum(a + n2, n - n2);
+        return cw_pairwise_sum(z, i0, n2, mx, lse, what) +
+               cw_pairwise_sum(z, i0 + n2, n - n2, mx, lse, what);
     }
 }
 
@@ -647,7 +631,8 @@ CW_SFN void cw_sort_ids(uint32_t *ord, uint32_t *tmp, const double *key, int n) 
     for (i = 0; i < n; i++) ord[i] = (uint32_t)i;
     for (width = 1; width < n; width *= 2) {
         for (i = 0; i < n; i += 2 * width) {
-            int l = i, mid = i + width < n ? i + width : n, r = i + 2 * width < n ? i + 2 * width : n;
+            int l = i, mid = i + width < n ? i + width : n;
+            int r = i + 2 * width < n ? i + 2 * width : n;
             int p = l, q = mid, o = l;
             while (p < mid && q < r) dst[o++] = key[src[q]] < key[src[p]] ? src[q++] : src[p++];
             while (p < mid) dst[o++] = src[p++];
@@ -662,51 +647,33 @@ CW_SFN void cw_sort_ids(uint32_t *ord, uint32_t *tmp, const double *key, int n) 
     if (src != ord) memcpy(ord, src, (size_t)n * sizeof *ord);
 }
 
-/* 7. typical-p (SAMPLING.md step 7), in float64 as processors.Typical does it */
+/* 7. typical-p (SAMPLING.md step 7), in float64 as processors.Typical does it; the terms are
+ * recomputed where used (the same IEEE operations on the same values: the same numbers) */
 CW_SFN void cw_typical(double target, float *z, int V, cw_scratch *s) {
-    double mx = -INFINITY, lse, ent;
-    double *lp = s->x, *p = s->y;
+    double mx = -INFINITY, lse, ent, cum = 0.0;
     int i, j;
     for (i = 0; i < V; i++)
         if ((double)z[i] > mx) mx = (double)z[i];
-    for (i = 0; i < V; i++) {
-        lp[i] = (double)z[i] - mx;
-        p[i] = exp(lp[i]);
-    }
-    lse = log(cw_pairwise_sum(p, V));
-    for (i = 0; i < V; i++) {
-        lp[i] = lp[i] - lse;
-        p[i] = exp(lp[i]);
-    }
-    /* entropy: -nansum(p * where(isfinite(lp), lp, 0)); the products into a2-free buffer:
-     * reuse the distance slots after use */
-    {
-        double *t = (double *)(void *)s->a; /* a, b: 2V floats = V doubles */
-        for (i = 0; i < V; i++) {
-            double v = p[i] * (isfinite(lp[i]) ? lp[i] : 0.0);
-            t[i] = v != v ? 0.0 : v;
-        }
-        ent = -cw_pairwise_sum(t, V);
-        /* distances, in t: |-lp - H| (an -inf lp gives +inf: last) */
-        for (i = 0; i < V; i++) t[i] = fabs(-lp[i] - ent);
-        cw_sort_ids(s->q, s->t, t, V);
-    }
-    {
-        double cum = 0.0;
-        for (j = 0; j < V; j++) {
-            uint32_t id = s->q[j];
-            cum += p[id];
-            if (j > 0 && cum - p[id] >= target) z[id] = -INFINITY;
-        }
+    lse = log(cw_pairwise_sum(z, 0, V, mx, 0.0, 0));
+    ent = -cw_pairwise_sum(z, 0, V, mx, lse, 1);
+    for (i = 0; i < V; i++) /* |-lp - H|: an -inf lp gives +inf, last */
+        s->d[i] = fabs(-(((double)z[i] - mx) - lse) - ent);
+    cw_sort_ids(s->q, s->t, s->d, V);
+    for (j = 0; j < V; j++) {
+        uint32_t id = s->q[j];
+        double p = cw_typ_term(z, (long)id, mx, lse, 2);
+        cum += p;
+        if (j > 0 && cum - p >= target) z[id] = -INFINITY;
     }
 }
+#endif
 
 /* ---- one pick --------------------------------------------------------------------------- */
 
 /* One id from z [V] (changed in place) for row r: the chain, then the pick joins the window.
  * allowed: [V], 0 = the id may not be picked (its logit becomes -inf after the penalty), or
- * NULL. scratch: CW_SCRATCH_BYTES(V) bytes, 8-byte aligned, zeroed once before the first call
- * (the penalty's marks are left zero after each call). */
+ * NULL. scratch: CW_SCRATCH_BYTES(V) bytes, 8-byte aligned (nothing is kept there between
+ * calls). */
 CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
                          const unsigned char *allowed, void *scratch, int *out) {
     cw_scratch s;
@@ -727,7 +694,9 @@ CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
     if (c->top_k) cw_top_k(c->top_k, z, V, s.a);
     if (c->top_p_target > 0.0f) n = cw_top_p(c->top_p_target, z, V, &s);
     if (c->min_p_on) cw_min_p(c->log_min_p, z, V);
+#ifndef CW_SAMPLER_NO_DOUBLE
     if (c->typical_on) cw_typical(c->typical_target, z, V, &s);
+#endif
     /* 8. categorical: one coin; the first i whose running sum exceeds u * total. The sums
      * run over the ids with a weight only, in id order (a zero adds nothing: the same sums),
      * so after a filter the chain is as long as the ids it kept; top-p leaves them listed. */

@@ -144,16 +144,24 @@ def test_cortex_m4_samples_with_every_setting_as_the_host(project, tmp_path):
     r = subprocess.run(["make", "-s", "-C", str(d), "cortex-m4"], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    # m4_start.c passes 15 words at most: the combined run made shorter
-    for args in (RUNS[0][0], ["--seed", "9", "--top-p", "0.9", "--min-p", "0.05",
-                              "--typical-p", "0.95", "--repetition-penalty", "1.2", "-n", "120",
-                              "ab"]):
+    # m4_start.c passes 15 words at most; Cortex-M4's cw_generate has no float64 exp/log, so
+    # no --min-p / --typical-p (its check-m4.elf has them: every golden case below)
+    for args in (RUNS[0][0], ["--seed", "9", "--top-p", "0.9", "--top-k", "7", "--temperature",
+                              "1.2", "--repetition-penalty", "1.2", "-n", "120", "ab"],
+                 ["--greedy", "--repetition-penalty", "3", "--repetition-window", "2", "b"]):
         semi = "enable=on,target=native,arg=cw_generate" + "".join(f",arg={a}" for a in args)
         m4 = subprocess.run(QEMU + ["-semihosting-config", semi, "-kernel",
                                     str(d / "cw_generate-m4.elf")], capture_output=True,
                             timeout=120)
         host = subprocess.run([str(d / "cw_generate"), *args], capture_output=True, timeout=60)
         assert m4.returncode == 0 and m4.stdout == host.stdout and m4.stdout
+    for opt in ("--min-p", "--typical-p"):
+        semi = f"enable=on,target=native,arg=cw_generate,arg={opt},arg=0.5,arg=a"
+        m4 = subprocess.run(QEMU + ["-semihosting-config", semi, "-kernel",
+                                    str(d / "cw_generate-m4.elf")], capture_output=True,
+                            timeout=120)
+        err = m4.stderr.decode()
+        assert m4.returncode == 2 and len(err.splitlines()) == 1 and "not in this build" in err
     chk = subprocess.run(QEMU + ["-semihosting-config", "enable=on,target=native,arg=check",
                                  "-kernel", str(d / "check-m4.elf")], capture_output=True,
                          text=True, timeout=300)
