@@ -17,9 +17,11 @@ that all streams share, which every S seconds writes each held stream's text as 
 stream's first frame goes out at once, and so does its end (the scheduler always wakes a
 request that ended); a held stream that had nothing new at a tick is let go, so its next text
 goes out at once too. Each frame thus carries about S x the stream's characters per second,
-and the event loop wakes once per S for all streams rather than once per step. A client that goes away (ASGI http.disconnect, or a failed
-write) cancels its request: its rows leave the batch before the next step, its prompts leave the
-primer if they were priming. Needs the [serve] extra."""
+and the event loop wakes once per S for all streams rather than once per step.
+
+A client that goes away (ASGI http.disconnect, or a failed write) cancels its request: its rows
+leave the batch before the next step, its prompts leave the primer if they were priming. Needs
+the [serve] extra."""
 
 from __future__ import annotations
 
