@@ -29,9 +29,12 @@
  * sequential sums). typical-p computes in float64 with the C library's exp and log and numpy's
  * pairwise summation; numpy's own exp/log may differ in the last bit, and it orders equal
  * distances in no defined order (here: by id), so it agrees except at exact near-ties.
- * Sorting: top-p sorts only the ids with a non-zero weight, by their weight index q (a stable
- * radix sort: two passes over 17 bits), which gives the running sums of a full descending sort;
- * top-k is a selection (quickselect, heapsort past a depth limit): O(V) on average. */
+ * Sorting: top-p sorts the weight indices q = (int)((max - z) * 4096) (a radix sort, two passes
+ * of 9 bits), which gives the running sums of a full descending sort of the values; the value
+ * at the cut and top-k's k-th largest come from a min-heap of the k largest (one compare for
+ * most values). The categorical sums run over the ids with a weight only (a zero adds nothing).
+ * Measured on a 2-core Xeon (AVX-512) under load: top-p 0.9 0.6-0.7 us at V 65, 22-25 us at
+ * V 5,000 per draw (scripts/bench_sampling.py: through the extension, on a quiet machine). */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
 
@@ -52,8 +55,9 @@
 #endif
 
 /* -DCW_SAMPLER_SMALL_STACK: no 4 KB of digit counts on the stack (top-p below 512 ids sorts by
- * merging instead: slower). -DCW_SAMPLER_NO_DOUBLE: no float64 exp/log (a core without a float64 unit, where they and
- * the soft-float library are most of the code): min-p and typical-p are refused */
+ * merging instead: slower). -DCW_SAMPLER_NO_DOUBLE: no float64 exp/log (a core without a
+ * float64 unit, where they and the soft-float library are most of the code): min-p and
+ * typical-p are refused. */
 #define CW_SAMPLER_OK 0     /* = runtime.c's CW_OK */
 #define CW_SAMPLER_EPARAM 1 /* = runtime.c's CW_EPARAM: a setting out of range */
 #define CW_WINDOW_MAX 65536 /* repetition_window 1..65536 (config.WINDOW_MAX) */
@@ -462,7 +466,7 @@ CW_SFN void cw_top_k(int k, float *z, int V, float *a) {
 
 /* q [n] sorted ascending, t [n] the other buffer: insertion for a few; a bottom-up merge sort
  * without digit counts; with them (hist: lo [512] then hi [512], counted by the caller), an LSD
- * radix sort on 18 bits (9 + 9: weight indices below 131072 and the no-weight mark 131072) */
+ * radix sort on 17 bits (9 + 8) */
 CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) {
     int i, j;
     if (n <= 32) {
@@ -522,20 +526,20 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
     if (V > 32) hist = stack_hist; /* the radix sort's digit counts: 4 KB of stack */
 #endif
     if (V >= 512) hist = (uint32_t *)(void *)s->a; /* in a and b (8 V bytes), free until after */
+    /* the weight indices of the ids with a weight (those without one sort last and add 0) */
     if (hist) {
         memset(hist, 0, 1024 * sizeof *hist);
         for (i = 0; i < V; i++) {
             CW_Q(m, z[i], q, ok);
-            q = ok ? q : 131072u;
-            s->q[i] = q;
-            hist[q & 511u]++;
-            hist[512 + (q >> 9)]++;
+            s->q[n] = q;
+            hist[q & 511u] += (uint32_t)ok;
+            hist[512 + (q >> 9)] += (uint32_t)ok;
             n += ok;
         }
     } else {
         for (i = 0; i < V; i++) {
             CW_Q(m, z[i], q, ok);
-            s->q[i] = ok ? q : 131072u;
+            s->q[n] = q;
             n += ok;
         }
     }
@@ -544,7 +548,7 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
             if (z[i] < m) z[i] = -INFINITY;
         return -1;
     }
-    cw_sort_q(s->q, s->t, V, hist);
+    cw_sort_q(s->q, s->t, n, hist);
     for (j = 0; j < n; j++) {
         cum = cum + CW_WQ(s->q[j]);
         s->b[j] = cum;
