@@ -10,8 +10,9 @@
  *                                        last repetition_window ids are enough); seeds, row_ids:
  *                                        uint64 arrays, one per row; rows join at the end
  *   core.take(keep)                      keep: int64 array of row indices; only they stay
- *   core.sample(z, out)                  z: float32 C-contiguous [rows, V], changed in place;
- *                                        out: int64 [rows] receives the ids
+ *   core.sample(z, out[, allowed])       z: float32 C-contiguous [rows, V], changed in place;
+ *                                        out: int64 [rows] receives the ids; allowed: bool
+ *                                        [rows, V] (False: -inf after the penalty) or None
  *   core.row_state(i)                    (seed, row id, coins drawn, window ids oldest first
  *                                        as a list, or None when the penalty is off)
  *   core.set_row_state(i, seed, row, coins, window)   coins -1: unchanged; window None:
@@ -257,11 +258,12 @@ static int is_format(const Py_buffer *b, char c) {
 }
 
 static PyObject *core_sample(Core *self, PyObject *args) {
-    PyObject *zo, *oo;
-    Py_buffer zb, ob;
+    PyObject *zo, *oo, *ao = Py_None;
+    Py_buffer zb, ob, ab;
     Py_ssize_t r, rows;
     int V = self->V, release;
-    if (!PyArg_ParseTuple(args, "OO", &zo, &oo)) return NULL;
+    const unsigned char *allowed = NULL;
+    if (!PyArg_ParseTuple(args, "OO|O", &zo, &oo, &ao)) return NULL;
     if (core_check_idle(self) < 0) return NULL;
     if (PyObject_GetBuffer(zo, &zb, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
         return NULL;
@@ -284,6 +286,23 @@ static PyObject *core_sample(Core *self, PyObject *args) {
         PyErr_Format(PyExc_TypeError, "out: a C-contiguous int64 array [%zd] expected", rows);
         return NULL;
     }
+    if (ao != Py_None) {
+        if (PyObject_GetBuffer(ao, &ab, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+            PyBuffer_Release(&zb);
+            PyBuffer_Release(&ob);
+            return NULL;
+        }
+        if (ab.ndim != 2 || ab.itemsize != 1 || ab.shape[0] != rows || ab.shape[1] != V ||
+            !(is_format(&ab, '?') || is_format(&ab, 'B'))) {
+            PyBuffer_Release(&zb);
+            PyBuffer_Release(&ob);
+            PyBuffer_Release(&ab);
+            PyErr_Format(PyExc_TypeError,
+                         "allowed: a C-contiguous bool array [%zd, %d] expected", rows, V);
+            return NULL;
+        }
+        allowed = (const unsigned char *)ab.buf;
+    }
     release = (double)rows * (double)V >= 16384.0;
     self->busy = 1;
     {
@@ -292,8 +311,8 @@ static PyObject *core_sample(Core *self, PyObject *args) {
         int64_t *out = (int64_t *)ob.buf;
         for (r = 0; r < rows; r++) {
             int id = 0;
-            cw_sample_row(&self->cfg, &self->row[r], z + (size_t)r * (size_t)V, V, NULL,
-                          self->scratch, &id);
+            cw_sample_row(&self->cfg, &self->row[r], z + (size_t)r * (size_t)V, V,
+                          allowed ? allowed + (size_t)r * (size_t)V : NULL, self->scratch, &id);
             out[r] = id;
         }
         if (release) PyEval_RestoreThread(ts);
@@ -301,6 +320,7 @@ static PyObject *core_sample(Core *self, PyObject *args) {
     self->busy = 0;
     PyBuffer_Release(&zb);
     PyBuffer_Release(&ob);
+    if (allowed) PyBuffer_Release(&ab);
     Py_RETURN_NONE;
 }
 
@@ -380,7 +400,7 @@ static PyObject *core_get_rows(Core *self, void *closure) {
 static PyMethodDef core_methods[] = {
     {"join", (PyCFunction)core_join, METH_VARARGS, "join(prompts, seeds, row_ids)"},
     {"take", (PyCFunction)core_take, METH_O, "take(keep)"},
-    {"sample", (PyCFunction)core_sample, METH_VARARGS, "sample(z, out)"},
+    {"sample", (PyCFunction)core_sample, METH_VARARGS, "sample(z, out[, allowed])"},
     {"row_state", (PyCFunction)core_row_state, METH_O, "row_state(i)"},
     {"set_row_state", (PyCFunction)core_set_row_state, METH_VARARGS,
      "set_row_state(i, seed, row, coins, window)"},

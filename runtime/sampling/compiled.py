@@ -36,7 +36,7 @@ PURE_ENV = "CHARWRIGHT_PURE_PYTHON"
 # the SamplingConfig fields the C sampler implements; any other field (a regex constraint, ...)
 # away from its default sends the config to the numpy path
 COVERED = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
-                     "repetition_window", "greedy", "seed"})
+                     "repetition_window", "greedy", "seed", "regex", "choices"})
 
 
 def _pure_forced() -> bool:
@@ -53,13 +53,15 @@ def available() -> bool:
     return _speedups is not None and not _pure_forced()
 
 
-def make_sampler(cfg: SamplingConfig, vocab_size: int):
-    """The sampler for cfg over vocab_size ids: compiled when available() and covers(cfg),
-    else the numpy Sampler. Both have join, take, __call__ / sample, row_state, set_row_state."""
+def make_sampler(cfg: SamplingConfig, vocab):
+    """The sampler for cfg over vocab (the number of ids, or the Vocabulary: a regex or choices
+    needs it): compiled when available() and covers(cfg), else the numpy Sampler. Both have join,
+    take, __call__ / sample, row_state, set_row_state and constraint."""
     plain_argmax = cfg.is_greedy and cfg.repetition_penalty == 1.0  # numpy's argmax is as fast
-    if available() and covers(cfg) and not plain_argmax:
-        return CompiledSampler(cfg, vocab_size)
-    return Sampler(cfg, vocab_size)
+    needs_vocab = cfg.pattern is not None and not hasattr(vocab, "chars")  # Sampler says so
+    if available() and covers(cfg) and not plain_argmax and not needs_vocab:
+        return CompiledSampler(cfg, vocab)
+    return Sampler(cfg, vocab)
 
 
 def core_in_use() -> str:
@@ -84,10 +86,25 @@ class CompiledSampler:
         ids = sampler(z)      int64 [rows]
     """
 
-    def __init__(self, cfg: SamplingConfig, vocab_size: int):
+    def __init__(self, cfg: SamplingConfig, vocab_size):
+        """vocab_size: the number of ids, or the Vocabulary (needed with a regex or choices:
+        `constraint` is then the pattern's automaton, applied as the allowed-ids mask of the C
+        chain, right after the penalty, where numpy's RegexMask sits)."""
         if _speedups is None:
             raise ConfigError("the compiled sampling core is not built")
         self.config = cfg
+        vocab = vocab_size if hasattr(vocab_size, "chars") else None
+        if vocab is not None:
+            vocab_size = vocab.size
+        self.constraint, self._mask = None, None
+        if cfg.pattern is not None:
+            if vocab is None:
+                raise ConfigError("a regex or choices needs the vocabulary: Sampler(cfg, vocab)")
+            from charwright.runtime.sampling.constrain.compile import dfa_for
+            from charwright.runtime.sampling.constrain.processor import RegexMask
+
+            self.constraint = dfa_for(cfg.pattern, vocab)
+            self._mask = RegexMask(self.constraint)
         self.vocab_size = int(vocab_size)
         self.rows = 0
         self._greedy = cfg.is_greedy
@@ -102,8 +119,11 @@ class CompiledSampler:
 
     def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
         """Rows join at the end: prompts, one int array per row; row i draws from the stream
-        of (seed, row_ids[i]). max_chars: Sampler.join's (only a regex uses it: never here)."""
+        of (seed, row_ids[i]). max_chars: the ids each row may take (Sampler.join's; a regex
+        needs it)."""
         W = self._window
+        if self._mask is not None:  # first: it refuses a limit below the shortest match
+            self._mask.join(prompts, max_chars)
         tails = [np.ascontiguousarray(np.asarray(p).reshape(-1)[-W:], np.int32) for p in prompts]
         n = len(tails)
         self._core.join(tails, np.full(n, int(seed), np.uint64),
@@ -111,20 +131,29 @@ class CompiledSampler:
         self.rows = self._core.rows
 
     def take(self, keep) -> None:
-        self._core.take(np.ascontiguousarray(keep, np.int64).reshape(-1))
+        keep = np.ascontiguousarray(keep, np.int64).reshape(-1)
+        self._core.take(keep)
+        if self._mask is not None:
+            self._mask.take(keep)
         self.rows = self._core.rows
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         out = np.empty(len(z), np.int64)
+        allowed = None
+        if self._mask is not None:  # RegexMask's rule: an id whose need exceeds what is left
+            m = self._mask
+            allowed = m.dfa.need[m.state] <= m.left[:, None]
         try:
-            self._core.sample(z, out)
+            self._core.sample(z, out, allowed)
         except (TypeError, BufferError, ValueError):
             if not isinstance(z, np.ndarray) or z.ndim != 2:
                 raise
             zc = np.ascontiguousarray(z, np.float32)  # another dtype or layout: a copy
-            self._core.sample(zc, out)
+            self._core.sample(zc, out, allowed)
             if z.flags.writeable:
                 z[...] = zc
+        if self._mask is not None:
+            self._mask.accept(out)
         return out
 
     def row_state(self, i: int) -> dict:
@@ -138,6 +167,8 @@ class CompiledSampler:
             d["coins"] = int(coins)
         if self._penalty:
             d["window"] = list(window)
+        if self._mask is not None:
+            d.update(self._mask.row_state(int(i)))
         return d
 
     def set_row_state(self, i: int, d: dict) -> None:
@@ -158,6 +189,8 @@ class CompiledSampler:
                 raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
                                   f"0..{self.vocab_size - 1}")
             window = np.ascontiguousarray(np.asarray(w, np.int64).reshape(-1), np.int32)
+        if self._mask is not None:  # checks "dfa" first: a bad one changes nothing
+            self._mask.set_row_state(int(i), d)
         seed, row, coins, _ = self._core.row_state(int(i))
         self._core.set_row_state(int(i), int(d.get("seed", seed)), int(d.get("row", row)),
                                  int(d["coins"]) if "coins" in d else -1, window)

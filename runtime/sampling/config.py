@@ -278,11 +278,7 @@ def make_sampler(cfg: SamplingConfig, vocab_size):
     """The sampler to generate with: the compiled core (runtime/c/sampler.h, sampling/compiled.py)
     when it is built, covers cfg and CHARWRIGHT_PURE_PYTHON is not 1; else the numpy Sampler
     (the reference). The same ids either way, the same interface."""
-    if hasattr(vocab_size, "chars"):  # the Vocabulary: a regex needs it (the numpy chain)
-        if cfg.pattern is not None:
-            return Sampler(cfg, vocab_size)
-        vocab_size = vocab_size.size
-    from charwright.runtime.sampling.compiled import make_sampler as make
+    from charwright.runtime.sampling.compiled import make_sampler as make  # the vocabulary too
 
     return make(cfg, vocab_size)
 

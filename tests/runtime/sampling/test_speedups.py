@@ -228,3 +228,42 @@ def test_charwright_info_names_the_core():
 
     out = CliRunner().invoke(info, []).output
     assert "sampler     compiled C" in out
+
+
+@pytest.mark.parametrize("setting", [dict(regex=r"(ab|cd)+e?[a-e]{0,3}"),
+                                     dict(choices=["abc", "abd", "ee", "dcba"], top_p=0.9),
+                                     dict(regex=r"[a-c]*d", repetition_penalty=1.5,
+                                          temperature=0.7, top_k=3)],
+                         ids=["regex", "choices-top-p", "regex-chain"])
+def test_a_regex_is_the_c_chain_s_allowed_mask(setting):
+    """A regex or choices: numpy's RegexMask becomes the C chain's allowed-ids mask (right after
+    the penalty, where RegexMask sits): the same ids as numpy, rows with their own length
+    budgets joining and leaving, the row state's "dfa" carried over."""
+    from charwright.runtime.vocab import Vocabulary
+
+    vocab = Vocabulary.from_text("abcdef \n")
+    V = vocab.size
+    cfg = SamplingConfig(seed=3, **setting)
+    s = make_sampler(cfg, vocab)
+    assert isinstance(s, compiled.CompiledSampler) and s.constraint is not None
+    a = Sampler(cfg, vocab)
+    rng = np.random.default_rng(8)
+    rows = 40
+    prompts = [rng.integers(0, V, 4).astype(np.int32) for _ in range(rows)]
+    budget = rng.integers(12, 30, rows)
+    for x in (a, s):
+        x.join(prompts, 3, range(rows), budget)
+    for step in range(10):
+        z = _logits(rng, a.rows, V, int(rng.integers(0, 4)))
+        assert np.array_equal(a(z.copy()), s(z.copy())), step
+        if step == 4:
+            keep = np.arange(0, rows, 2)
+            for x in (a, s):
+                x.take(keep)
+                x.join(prompts[:3], 5, [100, 101, 102], 20)
+    for i in (0, 5, a.rows - 1):
+        assert a.row_state(i) == s.row_state(i) and "dfa" in s.row_state(i)
+    with pytest.raises(ConfigError):
+        s.set_row_state(0, {"dfa": 10**6})
+    with pytest.raises(ConfigError):  # the shortest match does not fit the limit
+        make_sampler(cfg, vocab).join([np.array([0], np.int32)], 1, [0], 0)
