@@ -152,20 +152,33 @@ static void cw_rows_f32(float *out, int stride, const float *w, const float *x, 
         for (b = 0; b < nb; b++) {
             int r = j0 + b;
             const float *p = w + (size_t)(r / 16) * block + (size_t)(r % 16);
-            if (G == 1) {
-                float a0 = 0.0f;
-                for (i = 0; i < n; i++) a0 += p[(size_t)i * 16u] * x[i];
-                acc[b] = a0;
-            } else { /* the G sums side by side: one pass over x */
-                const float *p1 = p + gap, *p2 = p1 + gap, *p3 = G == 4 ? p2 + gap : p2;
-                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-                for (i = 0; i < n; i++) {
-                    size_t o = (size_t)i * 16u;
-                    a0 += p[o] * x[i];
-                    a1 += p1[o] * x[i];
-                    a2 += p2[o] * x[i];
-                    if (G == 4) a3 += p3[o] * x[i];
+            /* a row's next input is 16 floats on: 4 inputs an iteration at fixed offsets, then
+             * one pointer step (an in-order core without scaled float loads, e.g. Cortex-M4,
+             * pays for index arithmetic); each sum still takes its inputs in order */
+            const float *p1 = G > 1 ? p + gap : p, *p2 = G > 1 ? p1 + gap : p;
+            const float *p3 = G == 4 ? p2 + gap : p2;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#define CW_F32_IN(o, xi)                                                                      \
+    do {                                                                                      \
+        a0 += c0[o] * (xi);                                                                   \
+        if (G > 1) {                                                                          \
+            a1 += c1[o] * (xi);                                                               \
+            a2 += c2[o] * (xi);                                                               \
+            if (G == 4) a3 += c3[o] * (xi);                                                   \
+        }                                                                                     \
+    } while (0)
+            {
+                const float *c0 = p, *c1 = p1, *c2 = p2, *c3 = p3; /* never past a block's end */
+                for (i = 0; i + 4 <= n; i += 4, c0 += 64, c1 += 64, c2 += 64, c3 += 64) {
+                    CW_F32_IN(0, x[i]);
+                    CW_F32_IN(16, x[i + 1]);
+                    CW_F32_IN(32, x[i + 2]);
+                    CW_F32_IN(48, x[i + 3]);
                 }
+                for (k = 0; i + k < n; k++) CW_F32_IN(16 * k, x[i + k]);
+            }
+#undef CW_F32_IN
+            {
                 acc[b] = a0;
                 acc[CW_UNITS_BLOCK + b] = a1;
                 acc[2 * CW_UNITS_BLOCK + b] = a2;

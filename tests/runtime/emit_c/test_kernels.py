@@ -2,8 +2,9 @@
 bit for bit, and the same text for three settings — x86 (-march=native: AVX-512 VNNI here;
 AVX2; AVX-512BW without VNNI), Cortex-M4 with its DSP kernel against the M4 scalar build under
 qemu-system-arm, and WASM SIMD128 against WASM scalar in Node. The tiny models have units that
-are not a multiple of 16 (a partial block beside whole ones), a second layer (an input
-projection) and a vocabulary of 11 (a partial dense block). No TensorFlow needed."""
+are not a multiple of 16 (a partial block beside whole ones) nor of 4 (22: int8 input padding,
+the float32 loops' tail), a second layer (an input projection) and a vocabulary of 11 (a
+partial dense block). No TensorFlow needed."""
 
 import platform
 
@@ -30,7 +31,7 @@ def _cpu_flags() -> set:
 FLAGS = _cpu_flags()
 
 
-@pytest.fixture(scope="module", params=[("gru", 40, 2, "int8"), ("lstm", 24, 1, "float32")],
+@pytest.fixture(scope="module", params=[("gru", 40, 2, "int8"), ("lstm", 22, 1, "float32")],
                 ids=["gru2-int8", "lstm1-float32"])
 def proj(request, tmp_path_factory):
     cell, units, layers, precision = request.param
