@@ -129,17 +129,12 @@ int cw_web_sampler_init(int which, double temperature, int top_k, double top_p, 
     return CW_OK;
 }
 
-static int cw_web_scratch_v; /* the V the scratch was last carved for */
-
+/* one pick of sampler `which` from z [n] (changed in place); the scratch's content does not
+ * matter between calls (sampler.h), so both samplers share it */
 static int cw_web_pick_from(int which, float *z, int n) {
     cw_web_sampler *s = &cw_web.s[which];
     int id = 0;
     s->row.window = s->cfg.penalty_on ? s->win : NULL; /* restored bytes: point it home */
-    if (n != cw_web_scratch_v) { /* the penalty's marks must start at zero: another V's arrays
-                                  * overlap where this V keeps them */
-        memset(cw_web.scratch, 0, CW_SCRATCH_BYTES(n));
-        cw_web_scratch_v = n;
-    }
     if (cw_sample_row(&s->cfg, &s->row, z, n, NULL, cw_web.scratch, &id) != CW_SAMPLER_OK)
         return -CW_EPARAM;
     return id;
