@@ -381,12 +381,34 @@ int cw_encode(const char *text, int *ids, int max_ids, int *n_ids, long *bad) {
  * one zero byte). */
 typedef void (*cw_emit_fn)(const char *utf8, int len, void *user);
 
+#ifdef CW_REGEX
+/* emit-c --regex (model.h's cw_dfa_* tables, runtime/emit_c/regex_header.py): which ids the
+ * automaton allows at state st with `left` ids to go (RegexMask in Python): the end-of-sequence
+ * id where st accepts, a character whose next state can still reach acceptance in time. */
+static void cw_dfa_allowed(int st, long left, unsigned char *allowed) {
+    int t;
+    for (t = 0; t < CW_VOCAB; t++) {
+        int nx = cw_dfa_next[st * CW_DFA_CLASSES + cw_dfa_class[t]];
+        allowed[t] = (unsigned char)(t == CW_EOS_ID ? cw_dfa_accept[st]
+                                                    : nx >= 0 && 1L + cw_dfa_dist[nx] <= left);
+    }
+}
+#endif
+
 /* Primes ids [n_ids] from a zero state, then picks up to n_chars ids (stopping at the end-of-
- * sequence id), passing each character's UTF-8 to emit. */
+ * sequence id), passing each character's UTF-8 to emit. With CW_REGEX (emit-c --regex) the
+ * text matches the pattern in full: ids are masked by its automaton, and generation ends where
+ * the match is complete and cannot go on within n_chars (CW_EPARAM if the shortest match is
+ * longer than n_chars). */
 int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_chars,
                 cw_emit_fn emit, void *user) {
     long i;
     int k, id, rc;
+#ifdef CW_REGEX
+    int st = 0;
+    unsigned char allowed[CW_VOCAB];
+    if (n_chars < cw_dfa_dist[0]) return CW_EPARAM;
+#endif
     if (!ctx || !s || !ids || n_ids < 1 || n_chars < 0 || !emit) return CW_EPARAM;
     if (n_chars == 0) return CW_OK;
     cw_reset(ctx);
@@ -394,9 +416,18 @@ int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_ch
     for (k = 0; k < n_ids; k++)
         if ((rc = cw_step(ctx, ids[k])) != CW_OK) return rc;
     for (i = 0; i < n_chars; i++) {
+#ifdef CW_REGEX
+        cw_dfa_allowed(st, n_chars - i, allowed);
+        if ((rc = cw_sample_masked(s, ctx->logits, CW_VOCAB, allowed, &id)) != CW_OK) return rc;
+#else
         if ((rc = cw_sample(s, ctx->logits, CW_VOCAB, &id)) != CW_OK) return rc;
+#endif
         if (id == CW_EOS_ID) break;
         emit(cw_vocab[id], (int)cw_vocab_len[id], user);
+#ifdef CW_REGEX
+        st = cw_dfa_next[st * CW_DFA_CLASSES + cw_dfa_class[id]];
+        if (cw_dfa_min_need[st] > n_chars - i - 1) break; /* complete: no way on in time */
+#endif
         if (i + 1 < n_chars && (rc = cw_step(ctx, id)) != CW_OK) return rc;
     }
     return CW_OK;
@@ -759,6 +790,11 @@ int main(int argc, char **argv) {
         return cw_bench(&ctx, &sampler, &fresh, ids, n_ids, (long)n_chars);
 #endif
     }
+#ifdef CW_REGEX
+    if ((long)n_chars < cw_dfa_dist[0])
+        return cw_fail("-n is shorter than the shortest match of the regex baked into model.h",
+                       NULL);
+#endif
     cw_put(1, prompt);
     rc = cw_generate(&ctx, &sampler, ids, n_ids, (long)n_chars, cw_emit_stdout, NULL);
     cw_put(1, "\n");

@@ -16,7 +16,9 @@ from charwright.runtime.emit_c.project import PRECISIONS, emit
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="float32",
               show_default=True, help="Weights in model.h: float32, or int8 with one scale "
               "per output row.")
-def emit_c(bundle_dir, out_dir, precision):
+@click.option("--regex", help="Bake this pattern's DFA into model.h: cw_generate's text then "
+              "matches it in full (re.fullmatch; the syntax: docs/generating.md).")
+def emit_c(bundle_dir, out_dir, precision, regex):
     """Emit a dependency-free C99 runtime for BUNDLE_DIR into DIR: `make -C DIR` builds
     DIR/cw_generate, `make -C DIR check` replays the probe and the sampling golden vectors,
     `make -C DIR cortex-m4` builds Cortex-M4 ELF files for qemu-system-arm.
@@ -25,7 +27,11 @@ def emit_c(bundle_dir, out_dir, precision):
     charwright emit-c BUNDLE -o DIR [--precision int8]
     make -C DIR && DIR/cw_generate --seed 1 -n 200 ROMEO:
     """
-    res = emit(bundle_dir, out_dir, precision)
+    res = emit(bundle_dir, out_dir, precision, regex=regex)
+    if res["regex"]:
+        r = res["regex"]
+        click.echo(f"regex: {r['states']} DFA states x {r['classes']} character classes, "
+                   f"{r['flash_bytes']:,} bytes of tables", err=True)
     if res["quantization_error"]:
         worst = max(res["quantization_error"].items(), key=lambda kv: kv[1])
         click.echo(f"int8: max |weight error| {worst[1]:.3g} (in {worst[0]})", err=True)

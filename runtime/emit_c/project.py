@@ -46,10 +46,12 @@ def _weights(bundle) -> dict:
     return {name: a.astype(np.float32) for name, a in bundle.weights(entry).items()}
 
 
-def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
+def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None, regex=None) -> dict:
     """Writes the C project for `bundle_dir` into `out_dir` (created; existing files of the
     same names are replaced, each atomically). Returns {"files": [...], "quantization_error":
-    {...}}. Every value is checked before anything is written."""
+    {...}, "regex": None or the DFA's sizes}. Every value is checked before anything is written.
+    regex: a pattern whose DFA model.h carries (emit_c/regex_header.py): cw_generate's text
+    then matches it in full."""
     from charwright.runtime.files.atomic import write_bytes
     from charwright.runtime.bundle.reader import load_bundle
 
@@ -61,6 +63,15 @@ def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
     check_supported(stack)
     w = _weights(bundle)
     model_h, errors = model_header(bundle, precision, stack, w)
+    regex_info = None
+    if regex is not None:
+        from charwright.runtime.emit_c.regex_header import regex_tables
+        from charwright.runtime.sampling.constrain import compile_dfa
+
+        dfa = compile_dfa(regex, bundle.vocab.chars, bundle.vocab.eos_id)
+        tables, regex_info = regex_tables(dfa)
+        end = model_h.rindex("#endif")  # inside the include guard
+        model_h = model_h[:end] + tables + model_h[end:]
     check_h = check_header(bundle, precision)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -70,4 +81,5 @@ def emit(bundle_dir, out_dir, precision: str = "float32", on_note=None) -> dict:
         write_bytes(out / name, (C_DIR / name).read_bytes())
     write_bytes(out / "model.h", model_h.encode("ascii"))
     write_bytes(out / "check_data.h", check_h.encode("ascii"))
-    return {"files": list(COPIED) + ["model.h", "check_data.h"], "quantization_error": errors}
+    return {"files": list(COPIED) + ["model.h", "check_data.h"], "quantization_error": errors,
+            "regex": regex_info}

@@ -29,7 +29,7 @@ from charwright.runtime.sampling.constrain.parse import parse, refuse
 MAX_POSITIONS = 10_000  # characters of the pattern once every repeat is unrolled
 MAX_STATES = 20_000
 MAX_CELLS = 1 << 21  # states x vocabulary ids: two int32 tables of at most 8 MiB each
-MAX_SECONDS = 2.0
+MAX_SECONDS = 1.0
 # Moore's refinement is O(states^2) at worst: larger DFAs, or one not done in time, stay as built
 MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 0.25
 BLOCKED = np.int32(2**31 - 1)  # `need` of a move that is not allowed
