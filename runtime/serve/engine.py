@@ -207,7 +207,7 @@ class Engine:
                 self._run_commands(commands, touched)
                 for r in admit:
                     if r.outcome is None:
-                        self._batch.join(r)
+                        self._join(r, touched)
                 for r in start:
                     if r.outcome is None:
                         self._priming.start(r)
@@ -230,6 +230,10 @@ class Engine:
     def _next_pass(self):
         """Waits for work; returns (commands, requests that join, requests that start priming),
         or None when the engine stops."""
+        if self._batch.rows and not (self._commands or self._queue.waiting or self._stop):
+            # the common pass while rows run: nothing to take, no lock (what another thread
+            # posts meanwhile is taken at the next pass, one step later)
+            return (), (), ()
         with self._cond:
             # every waiting request primes, or can start priming, or waits for rows that a
             # running one will free: nothing to do only when nothing runs, primes or waits
@@ -258,6 +262,19 @@ class Engine:
             if r.deadline is not None and now >= r.deadline:
                 self._end(r, "timeout", touched)
         return now + TIMEOUT_CHECK_SECONDS
+
+    def _join(self, r: Request, touched: list) -> None:
+        """r's rows join the batch. A request that cannot join (its sampler cannot be made,
+        its rows cannot be added) ends alone with outcome "error"; the rows running go on. Only
+        a failure that left some of its rows in the generator ends the pass (_recover)."""
+        rows = self._batch.rows
+        try:
+            self._batch.join(r)
+        except Exception as e:  # noqa: BLE001 - this request fails, not the batch
+            if self._batch.rows != rows:
+                raise
+            self.last_error = e
+            self._end(r, "error", touched)
 
     def _prime(self, touched: list) -> None:
         """Primes for PRIME_SHARE of the mean step (PRIME_IDLE_SECONDS with no row running); a
