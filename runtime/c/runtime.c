@@ -69,6 +69,7 @@ typedef struct {
 #endif
 #if defined(CW_SEMIHOST) && !defined(CW_SAMPLER_SMALL_STACK)
 #define CW_SAMPLER_SMALL_STACK /* Cortex-M4: no 4 KB of digit counts on the stack */
+#define CW_SAMPLER_SMALL_CODE  /* and no radix sort (top-p merges) */
 #endif
 #include "sampler.h" /* the sampler: one source with the CPython extension and WASM */
 #ifndef CW_SAMPLER_MAX

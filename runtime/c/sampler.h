@@ -55,7 +55,7 @@
 #endif
 
 /* -DCW_SAMPLER_SMALL_STACK: no 4 KB of digit counts on the stack (top-p below 512 ids sorts by
- * merging instead: slower). -DCW_SAMPLER_NO_DOUBLE: no float64 exp/log (a core without a
+ * merging instead: slower); with -DCW_SAMPLER_SMALL_CODE too, no radix sort at all. -DCW_SAMPLER_NO_DOUBLE: no float64 exp/log (a core without a
  * float64 unit, where they and the soft-float library are most of the code): min-p and
  * typical-p are refused. */
 #define CW_SAMPLER_OK 0     /* = runtime.c's CW_OK */
@@ -367,7 +367,7 @@ CW_SFN float cw_weight(float m, float z) {
 
 /* the largest value (-inf when none: NaN is never larger), with 8 independent maxima: the
  * same value as one running maximum, without its chain of dependent compares */
-CW_SFN float cw_max(const float *z, int n) {
+CW_SFN_OUTLINED float cw_max(const float *z, int n) {
     float a[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
                   -INFINITY};
     int i, k;
@@ -380,7 +380,7 @@ CW_SFN float cw_max(const float *z, int n) {
 
 /* the first index of the largest value (0 when there is none: all NaN), as numpy's argmax:
  * the maximum first (cw_max), then the first id equal to it */
-CW_SFN int cw_argmax(const float *z, int n) {
+CW_SFN_OUTLINED int cw_argmax(const float *z, int n) {
     float m = cw_max(z, n);
     int i;
     for (i = 0; i < n; i++)
@@ -433,7 +433,7 @@ CW_SFN void cw_swapf(float *a, int i, int j) {
 
 /* The k-th largest value of src [n] (1 <= k <= n, duplicates counted: numpy's partition), by a
  * min-heap of the k largest in heap [k]: one compare for most values, O(n log k) at most */
-CW_SFN float cw_kth_largest(const float *src, int n, int k, float *heap) {
+CW_SFN_OUTLINED float cw_kth_largest(const float *src, int n, int k, float *heap) {
     int i, root, child;
     memcpy(heap, src, (size_t)k * sizeof *heap);
     for (i = k / 2 - 1; i >= 0; i--)
@@ -467,7 +467,7 @@ CW_SFN void cw_top_k(int k, float *z, int V, float *a) {
 /* q [n] sorted ascending, t [n] the other buffer: insertion for a few; a bottom-up merge sort
  * without digit counts; with them (hist: lo [512] then hi [512], counted by the caller), an LSD
  * radix sort on 17 bits (9 + 8) */
-CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) {
+CW_SFN_OUTLINED void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) {
     int i, j;
     if (n <= 32) {
         for (i = 1; i < n; i++) {
@@ -492,13 +492,16 @@ CW_SFN void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) {
             dst = x;
         }
         if (src != q) memcpy(q, src, (size_t)n * sizeof *q);
-    } else {
+    }
+#if !defined(CW_SAMPLER_SMALL_CODE) || !defined(CW_SAMPLER_SMALL_STACK)
+    else {
         uint32_t *lo = hist, *hi = hist + 512, sum, c;
         for (sum = 0, i = 0; i < 512; i++) c = lo[i], lo[i] = sum, sum += c;
         for (sum = 0, i = 0; i < 512; i++) c = hi[i], hi[i] = sum, sum += c;
         for (i = 0; i < n; i++) t[lo[q[i] & 511u]++] = q[i];
         for (i = 0; i < n; i++) q[hi[t[i] >> 9]++] = t[i];
     }
+#endif
 }
 
 /* The weight index q of z in a row whose largest logit is m, and whether it has a weight:
@@ -525,7 +528,9 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
     uint32_t stack_hist[1024];
     if (V > 32) hist = stack_hist; /* the radix sort's digit counts: 4 KB of stack */
 #endif
+#ifndef CW_SAMPLER_SMALL_CODE
     if (V >= 512) hist = (uint32_t *)(void *)s->a; /* in a and b (8 V bytes), free until after */
+#endif
     /* the weight indices of the ids with a weight (those without one sort last and add 0) */
     if (hist) {
         memset(hist, 0, 1024 * sizeof *hist);
