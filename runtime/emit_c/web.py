@@ -76,10 +76,14 @@ def build_wasm(c_dir: Path, out: Path, cc: str, sysroot: str, simd: bool = True)
     except OSError as e:
         raise ConfigError(f"emit-web: cannot run {cc}: {e.strerror} ({INSTALL_HINT})") from None
     if r.returncode != 0:
-        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if "error" in ln] or \
-            (r.stderr or r.stdout).splitlines() or [f"exit status {r.returncode}"]
-        raise ConfigError(f"emit-web: clang could not build charwright.wasm: {lines[0].strip()} "
-                          f"({INSTALL_HINT})")
+        text = r.stderr or r.stdout
+        lines = [ln for ln in text.splitlines() if "error" in ln] or text.splitlines() or [
+            f"exit status {r.returncode}"]
+        # a missing piece of the toolchain (linker, compiler-rt, wasi-libc) says what to install
+        missing = any(w in text for w in ("wasm-ld", "libclang_rt", "No such file", "cannot find",
+                                          "unable to find", "wasm32-wasi", "unknown target"))
+        raise ConfigError(f"emit-web: clang could not build charwright.wasm: {lines[0].strip()}"
+                          + (f" ({INSTALL_HINT})" if missing else ""))
 
 
 def _package_name(bundle_name: str) -> str:
