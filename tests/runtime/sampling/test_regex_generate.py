@@ -132,3 +132,18 @@ def test_vocabulary_errors_are_one_line(model):
         model.generate("a", 5, SamplingConfig(regex="z+"))
     with pytest.raises(ConfigError, match="needs the vocabulary"):
         Sampler(SamplingConfig(regex="a"), model.vocab.size)
+
+
+def test_end_of_sequence_only_where_the_text_is_a_match():
+    """A line-mode model that wants to end after 'c': the end-of-sequence id is masked until the
+    text is a complete match, then taken (finish 'eos')."""
+    from fakes import scripted_model
+
+    m = scripted_model("abc", eos=True, after={"c": 3})  # id 3: the end-of-sequence id
+    assert m.vocab.eos_id == 3
+    done = m.complete([""], 10, SamplingConfig(regex="(abc)+", greedy=True))[0]
+    assert (done.text, done.finish_reason) == ("abc", "eos")
+    done = m.complete([""], 10, SamplingConfig(regex="(abc){2}", greedy=True))[0]
+    assert (done.text, done.finish_reason) == ("abcabc", "stop")  # complete, no way on
+    done = m.complete([""], 5, SamplingConfig(regex="(abc){2}|ab", seed=1))[0]
+    assert (done.text, done.finish_reason) == ("ab", "eos")  # 'c' could not finish in time
