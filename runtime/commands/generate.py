@@ -17,7 +17,7 @@ import click
 from charwright.runtime.commands.escapes import unescape
 from charwright.runtime.commands.options import (backend_option, bundle_option, precision_option,
                                                  threads_option, unknown_option)
-from charwright.runtime.errors import ConfigError
+from charwright.runtime.errors import BundleError, ConfigError
 from charwright.runtime.sampling.config import PENALTY_MAX, PENALTY_MIN, SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
@@ -148,19 +148,31 @@ def _state_model(ctx, from_state, bundle, backend, precision, threads):
 
     if from_state and not _given(ctx, "backend") and not _given(ctx, "precision"):
         fmt, precision = file_of(from_state)
-        backend = spec_for_format(fmt).name
+        try:
+            backend = spec_for_format(fmt).name
+        except ConfigError as e:
+            raise BundleError(f"{from_state}: a snapshot of a {fmt!r} file: {e}") from None
     return load(bundle, backend=backend, precision=precision, threads=threads)
 
 
+_CHAIN_OPTIONS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+
+
 def _state_config(ctx, snap, sampling):
-    """--from-state: the snapshot's sampling configuration, with the options given here."""
+    """--from-state: the snapshot's sampling configuration, with the options given here. Not
+    inherited: --regex and --choice (each call's text is one whole match of its own; give them
+    again to constrain the continuation). A sampling option given without --greedy turns the
+    snapshot's greedy off (--temperature 0 is greedy again)."""
     from dataclasses import replace
 
     from charwright.runtime.sampling.config import SamplingConfig
 
-    base = SamplingConfig(**snap.sampling)
+    base = SamplingConfig(**{**snap.sampling, "regex": None, "choices": None})
+    given = {k: v for k, v in sampling.items() if _given(ctx, k)}
+    if any(k in given for k in _CHAIN_OPTIONS) and "greedy" not in given:
+        given["greedy"] = False
     try:
-        return replace(base, **{k: v for k, v in sampling.items() if _given(ctx, k)})
+        return replace(base, **given)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
 
@@ -243,10 +255,13 @@ def _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape) -> tuple:
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as one JSON object.")
 @click.option("--save-state", type=click.Path(dir_okay=False), help="Save the state after the "
               "run (prompt and text) to this snapshot file, to go on with --from-state. "
-              "Replaces only a snapshot file.")
+              "Replaces only a snapshot file; its directory must exist. After a --stop string "
+              "the state includes that string (fed, not printed); at -n, text a stop string "
+              "held back is printed and a stop string spanning the cut is not detected.")
 @click.option("--from-state", type=click.Path(dir_okay=False), help="Go on from this snapshot "
               "file: PROMPT (may be empty) is appended text; the snapshot's file, seed and "
-              "sampling options are used unless given here.")
+              "sampling options are used unless given here (a sampling option without --greedy "
+              "turns greedy off; --regex and --choice are not inherited).")
 @click.pass_context
 def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_penalty,
              num_samples, stop, no_escape, unknown, threads, verbose, as_json, save_state,

@@ -50,6 +50,7 @@ import io
 import json
 import os
 import stat
+import weakref
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -100,8 +101,8 @@ class Snapshot:
     def save(self, path) -> None:
         """Writes the snapshot to `path` atomically. Refuses (ConfigError) to replace anything
         but a snapshot file: a directory, a link, a device, or another file."""
-        path = Path(path)
         _check_target(path)
+        path = Path(path)
         meta = {"format": FORMAT, "version": VERSION, "manifest_sha256": self.manifest_sha256,
                 "file": self.file, "file_sha256": self.file_sha256, "position": self.position,
                 "seed": self.seed, "row": self.row, "coins": self.coins,
@@ -140,19 +141,52 @@ class Snapshot:
         state = npz.load("state").astype(np.float32)
         logits = npz.load("logits").astype(np.float32) if has_logits else None
         history = npz.load("history")
-        if not np.isfinite(state).all() or (logits is not None and not np.isfinite(logits).all()):
-            raise BundleError(f"{path}: the state or logits hold NaN or infinity")
         if n and (history.min() < 0 or history.max() >= V):
             raise BundleError(f"{path}: the history holds ids outside 0..{V - 1}")
-        return cls(state=state, logits=logits, history=history.astype(np.int32),
+        snap = cls(state=state, logits=logits, history=history.astype(np.int32),
                    **_check_meta(path, meta, n, has_logits))
+        snap.check(model, str(path))
+        return snap
+
+    def check(self, model, where: str = "Session.restore") -> None:
+        """BundleError (one line starting with `where`) unless this snapshot continues `model`:
+        its bundle and file, the state's and logits' shapes, dtypes and finiteness, history ids
+        in the vocabulary, position, seed, row and coins integers that agree with the history
+        and logits, a valid sampling configuration, a sampler state of integers. Snapshot.load
+        and Session.restore both check with it."""
+        _check_origin(where, {"manifest_sha256": self.manifest_sha256, "file": self.file,
+                              "file_sha256": self.file_sha256}, model)
+        S, V = model.bundle.state_size, model.vocab.size
+        bad = f"{where}: a damaged snapshot"
+        state, logits, history = self.state, self.logits, self.history
+        if not (isinstance(state, np.ndarray) and state.shape == (S,) and state.dtype.kind == "f"):
+            raise BundleError(f"{bad} (its state must be a float array of {S} values)")
+        if logits is not None and not (isinstance(logits, np.ndarray) and logits.shape == (V,)
+                                       and logits.dtype.kind == "f"):
+            raise BundleError(f"{bad} (its logits must be a float array of {V} values)")
+        if not np.isfinite(state).all() or (logits is not None and not np.isfinite(logits).all()):
+            raise BundleError(f"{where}: the state or logits hold NaN or infinity")
+        if not (isinstance(history, np.ndarray) and history.ndim == 1
+                and history.dtype.kind in "iu" and len(history) <= MAX_HISTORY):
+            raise BundleError(f"{bad} (its history must be at most {MAX_HISTORY:,} integer ids)")
+        if len(history) and (history.min() < 0 or history.max() >= V):
+            raise BundleError(f"{where}: the history holds ids outside 0..{V - 1}")
+        _check_meta(where, {"manifest_sha256": self.manifest_sha256, "file": self.file,
+                            "file_sha256": self.file_sha256, "position": self.position,
+                            "seed": self.seed, "row": self.row, "coins": self.coins,
+                            "sampling": self.sampling, "extra": self.extra},
+                    len(history), logits is not None)
 
 
 def _read(path: Path, limit: int) -> tuple[Npz, dict]:
     """The checked archive and its meta (format and version checked)."""
     try:
-        if stat.S_ISDIR(os.stat(path).st_mode):
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
             raise BundleError(f"{path}: a directory, not a snapshot file")
+        if not stat.S_ISREG(mode):
+            raise BundleError(f"{path}: not a regular file (a FIFO or a device); a snapshot is "
+                              "a file that --save-state or Session.save wrote")
     except FileNotFoundError:
         raise BundleError(f"{path}: no such snapshot file") from None
     except OSError as e:
@@ -167,12 +201,13 @@ def _read(path: Path, limit: int) -> tuple[Npz, dict]:
     npz.expect("meta", (), "U")
     try:
         meta = json.loads(str(npz.load("meta")))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise BundleError(f"{where} (its meta is not JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(where)
-    if meta.get("version") != VERSION:
-        raise BundleError(f"{path}: snapshot version {meta.get('version')!r}; this charwright "
+    version = meta.get("version")
+    if type(version) is not int or version != VERSION:  # true == 1 in Python: not a version
+        raise BundleError(f"{path}: snapshot version {version!r}; this charwright "
                           f"reads version {VERSION}")
     return npz, meta
 
@@ -195,10 +230,17 @@ def file_of(path) -> tuple[str, str]:
 def check_target(path) -> None:
     """ConfigError unless `path` is absent or a snapshot file that save() may replace (a CLI
     checks before it generates)."""
-    _check_target(Path(path))
+    _check_target(path)
 
 
-def _check_target(path: Path) -> None:
+def _check_target(path) -> None:
+    if not str(path):
+        raise ConfigError("an empty path: name the snapshot file to write")
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: the directory {str(parent)!r} does not exist (it is not "
+                          "created: make it first)")
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -222,7 +264,7 @@ def _check_target(path: Path) -> None:
                           "overwrite it (remove it or choose another name)")
 
 
-def _check_origin(path: Path, meta: dict, model) -> None:
+def _check_origin(path, meta: dict, model) -> None:
     if meta.get("manifest_sha256") != manifest_sha256(model.bundle):
         raise BundleError(f"{path}: a snapshot of another bundle (or of another version of "
                           f"this one); it continues only with the bundle it was made with")
@@ -236,7 +278,7 @@ def _is_int(x, lo=0, hi=SEED_MAX) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
 
 
-def _check_meta(path: Path, meta: dict, n_history: int, has_logits: bool) -> dict:
+def _check_meta(path, meta: dict, n_history: int, has_logits: bool) -> dict:
     bad = f"{path}: a damaged snapshot"
     pos, seed, row, coins = (meta.get(k) for k in ("position", "seed", "row", "coins"))
     if not (_is_int(pos) and _is_int(row) and _is_int(coins) and (seed is None or _is_int(seed))):
@@ -247,7 +289,7 @@ def _check_meta(path: Path, meta: dict, n_history: int, has_logits: bool) -> dic
     if sampling is not None:
         try:
             sampling = asdict(_config_from(sampling))
-        except (ConfigError, TypeError):
+        except (ConfigError, TypeError, RecursionError):
             raise BundleError(f"{bad} (its sampling configuration is not valid)") from None
     extra = meta.get("extra")
     if not isinstance(extra, dict) or not all(isinstance(k, str) and _is_int(v)
@@ -287,6 +329,7 @@ class Session:
         self.history = np.zeros(0, np.int32)
         self.sampling: SamplingConfig | None = None
         self.extra: dict = {}
+        self._open = None  # (weak reference to the stream now open, its token), or None
 
     def __repr__(self):
         return f"<Session of {self.model!r} at {self.position} ids, row {self.row}>"
@@ -296,6 +339,7 @@ class Session:
     def feed(self, text: str, unknown: str = "error", replacement=None) -> None:
         """Runs `text` through the model. The first feed of a session starts as a prompt does
         (a line-mode model's end-of-sequence id first; '' is '\\n' on a plain model)."""
+        self._close_open()
         vocab = self.model.vocab
         if self.position == 0:
             ids = encode_prompt(vocab, text, unknown, replacement)
@@ -305,6 +349,7 @@ class Session:
 
     def feed_ids(self, ids) -> None:
         """Runs ids (ints in the vocabulary) through the model, one step each at batch 1."""
+        self._close_open()
         ids = np.asarray(ids, np.int64).reshape(-1)
         if not len(ids):
             return
@@ -335,9 +380,15 @@ class Session:
         return cfg
 
     def stream(self, max_chars: int = 200, sampling=None, stop=()):
-        """An iterator of text pieces (TextStream's); the session advances as they are taken,
-        and a stream closed early leaves the session after the last id it generated. Bad input
-        raises here, before anything is generated."""
+        """An iterator of text pieces (TextStream's). Bad input raises here, before anything is
+        generated. The session takes the ids of the pieces taken when the stream ends: run to
+        its end, closed (it.close(), or dropped), or closed by the session's next call. One
+        stream per session is open: any other call on the session (feed, feed_ids, stream,
+        generate, complete, snapshot, restore, save, fork) first closes an open stream, so it
+        sees the session after the last id that stream generated, and the closed stream yields
+        nothing more. Until then the session's attributes (position, state, ...) are those from
+        before the stream. An exception inside the stream (KeyboardInterrupt, a backend error)
+        leaves the session as it was before the stream."""
         cfg, stream, sampler = self._prepare(max_chars, sampling, stop)
         self._last = stream
         if not max_chars:
@@ -346,11 +397,24 @@ class Session:
         gen.add([self.history], sampler, cfg.seed, [self.row],
                 primed=(self.logits[None].copy(), self.state[None].copy()), max_chars=max_chars)
         sampler.set_row_state(0, {"coins": self.coins})
-        return self._run(stream, gen, sampler)
+        token = object()
+        it = self._run(stream, gen, sampler, token)
+        self._open = (weakref.ref(it), token)
+        return it
+
+    def _close_open(self) -> None:
+        """Closes the stream still open, if any: the session takes the ids it generated."""
+        it = self._open[0]() if self._open is not None else None
+        try:
+            if it is not None:
+                it.close()  # its finally takes its ids while it is still the open stream
+        finally:
+            self._open = None
 
     def _prepare(self, max_chars, sampling, stop, sampler=None):
         """Checks the arguments (a regex compiles here), then makes the session ready to sample
         with the config: (config, TextStream, sampler)."""
+        self._close_open()
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
             raise ConfigError(f"max_chars {max_chars!r}: must be an integer >= 0")
         cfg = self._config(sampling)
@@ -372,21 +436,31 @@ class Session:
     def _finish(self, sampler, row: int, tokens: list, last, state) -> None:
         """After its last id: the sampler's row state and the state with that id fed."""
         rs = sampler.row_state(row)
-        self.coins = int(rs.get("coins", self.coins))
-        self.extra = {k: int(v) for k, v in rs.items() if k not in _ROW_KEYS}
         # the last id is fed now: the state holds every id, the logits are the next's
         logits, state = self.model.backend.step(np.asarray(last, np.int32).copy(), state)
+        self.coins = int(rs.get("coins", self.coins))
+        self.extra = {k: int(v) for k, v in rs.items() if k not in _ROW_KEYS}
         self._advance(np.asarray(tokens), logits[0], state[0])
 
-    def _run(self, stream: TextStream, gen: Generator, sampler):
+    def _run(self, stream: TextStream, gen: Generator, sampler, token):
+        # The session takes the stream's ids only where they and the generator agree: at a
+        # yield (closed there: GeneratorExit) or at the end. An exception inside gen.step or
+        # push (Ctrl-C after the backend's step, before the id is pushed) leaves it unchanged.
+        consistent = False
         try:
             while stream.finish_reason is None:
                 _, ids = gen.step()
                 piece = stream.push(int(ids[0]))
                 if piece:
+                    consistent = True
                     yield piece
+                    consistent = False
+            consistent = True
         finally:
-            if stream.tokens:
+            mine = self._open is not None and self._open[1] is token  # not a stale stream
+            if mine:
+                self._open = None
+            if mine and consistent and stream.tokens:
                 self._finish(sampler, 0, stream.tokens, gen.tokens[:1], gen.state[:1])
 
     def complete(self, max_chars: int = 200, sampling=None, stop=()):
@@ -405,6 +479,7 @@ class Session:
     # ---- snapshots ----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
+        self._close_open()
         m = self.model
         return Snapshot(
             manifest_sha256=manifest_sha256(m.bundle), file=m.entry.key,
@@ -415,14 +490,13 @@ class Session:
             extra=dict(self.extra))
 
     def restore(self, snap: Snapshot) -> None:
-        """The session goes back to `snap` (a snapshot of this model's bundle and file)."""
-        m = self.model
-        if snap.manifest_sha256 != manifest_sha256(m.bundle):
-            raise BundleError("a snapshot of another bundle; it continues only with the bundle "
-                              "it was made with")
-        if (snap.file, snap.file_sha256) != (m.entry.key, m.entry.sha256):
-            raise BundleError(f"a snapshot of file {snap.file!r}, not of {m.entry.key!r}; load "
-                              "the bundle with that backend and precision")
+        """The session goes back to `snap` (a snapshot of this model's bundle and file).
+        BundleError (Snapshot.check) for a snapshot of another bundle or file, or with bad
+        contents; the session is then unchanged."""
+        self._close_open()
+        if not isinstance(snap, Snapshot):
+            raise ConfigError("restore takes a Snapshot (Session.snapshot, Snapshot.load)")
+        snap.check(self.model)
         self.state = np.array(snap.state, np.float32)
         self.logits = None if snap.logits is None else np.array(snap.logits, np.float32)
         self.history = np.array(snap.history, np.int32)

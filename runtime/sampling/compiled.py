@@ -111,7 +111,8 @@ class CompiledSampler:
         self._penalty = cfg.repetition_penalty != 1.0
         self._window = int(cfg.repetition_window)
         self._core = _speedups.Core(
-            0.0 if cfg.is_greedy else float(cfg.temperature), int(cfg.top_k or 0),
+            0.0 if cfg.is_greedy else float(cfg.temperature),
+            min(int(cfg.top_k or 0), self.vocab_size),  # top_k >= vocab keeps every id (off)
             1.0 if cfg.top_p is None else float(cfg.top_p), float(cfg.min_p or 0.0),
             1.0 if cfg.typical_p is None else float(cfg.typical_p),
             float(cfg.repetition_penalty), self._window, int(cfg.is_greedy), self.vocab_size)
