@@ -388,6 +388,18 @@ CW_SFN_OUTLINED int cw_argmax(const float *z, int n) {
     return 0;
 }
 
+/* In c [n], nondecreasing (running sums of weights >= 0): the first j with c_j >= t (strict 0)
+ * or c_j > t (strict 1), n when there is none; by bisection: the same j as a scan. */
+CW_SFN_OUTLINED int cw_first_reaching(const float *c, int n, float t, int strict) {
+    int lo = 0, hi = n; /* the answer is in lo..hi */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strict ? c[mid] > t : c[mid] >= t) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 /* the scratch's arrays, carved from CW_SCRATCH_BYTES(V) bytes; each step uses them only while
  * it runs, so they overlap where no step needs two at once */
 typedef struct {
@@ -559,7 +571,8 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
         s->b[j] = cum;
     }
     target = target_p * cum;
-    for (j = 0; j < n - 1 && !(s->b[j] >= target); j++) {}
+    j = cw_first_reaching(s->b, n, target, 0); /* the first c_j >= target (one exists) */
+    if (j >= n) j = n - 1;
     qj = s->q[j];
     multi = (j > 0 && s->q[j - 1] == qj) || (j + 1 < n && s->q[j + 1] == qj);
     if (multi) { /* the values of index qj, then the (j - lo)-th largest of them */
@@ -569,6 +582,18 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
             if (ok && q == qj) s->a[g++] = z[i];
         }
         thr = cw_kth_largest(s->a, g, j - lo + 1, s->b); /* b: the sums are read already */
+    }
+    if (!multi) { /* q <= qj is d < qj + 1 (d >= 0); d >= qj + 1 removes (also no weight) */
+        float lim = (float)(qj + 1u);
+        for (n = 0, i = 0; i < V; i++) {
+            float d = (m - z[i]) * 4096.0f;
+            int keep = d < lim;
+            if (d >= lim) z[i] = -INFINITY; /* a NaN d (NaN z) stays, as numpy's z < thr */
+            s->q[n] = (uint32_t)(int32_t)(keep ? d : 0.0f);
+            s->t[n] = (uint32_t)i;
+            n += keep;
+        }
+        return n;
     }
     for (n = 0, i = 0; i < V; i++) {
         int keep;
@@ -724,13 +749,10 @@ CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
     cum = 0.0f;
     for (j = 0; j < n; j++) s.b[j] = cum = cum + CW_WQ(s.q[j]);
     t = t * cum;
-    for (j = 0; j < n; j++)
-        if (s.b[j] > t) {
-            id = (int)s.t[j];
-            goto done;
-        }
-    /* rounding fallback, as run.c keeps one: the last id with a weight, else the argmax */
-    id = n > 0 ? (int)s.t[n - 1] : cw_argmax(z, V);
+    j = cw_first_reaching(s.b, n, t, 1); /* the first c_j > u * total */
+    /* j == n: the rounding fallback, as run.c keeps one: the last id with a weight, else the
+     * argmax */
+    id = j < n ? (int)s.t[j] : n > 0 ? (int)s.t[n - 1] : cw_argmax(z, V);
 done:
     cw_row_accept(c, r, id);
     *out = id;
