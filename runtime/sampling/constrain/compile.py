@@ -26,10 +26,11 @@ import numpy as np
 from charwright.runtime.errors import ConfigError
 from charwright.runtime.sampling.constrain.parse import parse, refuse
 
-MAX_POSITIONS = 10_000  # characters of the pattern once every repeat is unrolled
+MAX_POSITIONS = 5_000  # characters of the pattern once every repeat is unrolled
 MAX_STATES = 20_000
 MAX_CELLS = 1 << 21  # states x vocabulary ids: two int32 tables of at most 8 MiB each
 MAX_SECONDS = 1.0
+MAX_SUBSET_BITS = 1 << 27  # the NFA-state sets the construction holds (16 MiB of bitmasks)
 # Moore's refinement is O(states^2) at worst: larger DFAs, or one not done in time, stay as built
 MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 0.25
 BLOCKED = np.int32(2**31 - 1)  # `need` of a move that is not allowed
@@ -215,9 +216,12 @@ class _NFA:
         return s, e
 
     def closures(self) -> list[int]:
-        """Per state, the labelled (and final) states its epsilon edges reach, as a bitmask:
+        """Per state, the labelled (and final) states its epsilon edges reach, as a bitmask over
+        `self.important` (those states only, so a mask has one bit per pattern position):
         Tarjan's strongly connected components (emitted callees first), then one OR per edge."""
         n, eps = len(self.eps), self.eps
+        self.important = [s for s in range(n) if self.lab[s] or s == self.final]
+        bit = {s: 1 << i for i, s in enumerate(self.important)}
         index, low, comp = [-1] * n, [0] * n, [-1] * n
         stack, on, out, counter = [], [False] * n, [0] * n, 0
         for root in range(n):
@@ -255,8 +259,7 @@ class _NFA:
                             break
                     m = 0
                     for w in members:
-                        if self.lab[w] or w == self.final:
-                            m |= 1 << w
+                        m |= bit.get(w, 0)
                     for w in members:
                         for x in eps[w]:
                             if comp[x] != v:
@@ -280,11 +283,13 @@ def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, deadlin
     first = clos[start]
     ids, order, rows = {first: 0}, [first], []
     cap = min(MAX_STATES, MAX_CELLS // max(V, 1))
+    held = first.bit_length()
+    imp = nfa.important
     for D in order:  # grows while it is walked
         if time.perf_counter() > deadline:
             refuse(pattern, f"took more than {MAX_SECONDS:g} s to compile")
         targets: dict = {}
-        for p in _bits(D):
+        for p in (imp[i] for i in _bits(D)):
             lab = nfa.lab[p]
             if not lab:
                 continue
@@ -301,11 +306,16 @@ def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, deadlin
                 if len(order) >= cap:
                     refuse(pattern, f"needs more than {cap:,} automaton states over this "
                            f"vocabulary of {V} characters; simplify it")
+                held += T.bit_length()
+                if held > MAX_SUBSET_BITS:
+                    refuse(pattern, "needs too large an automaton to build (its states hold "
+                           "too many pattern positions); simplify it")
                 j = ids[T] = len(order)
                 order.append(T)
             row[k] = j
         rows.append(row)
-    accept = np.array([bool(D >> final & 1) for D in order])
+    fbit = imp.index(final)
+    accept = np.array([bool(D >> fbit & 1) for D in order])
     return np.array(rows, np.int32).reshape(len(order), K), accept
 
 
