@@ -202,7 +202,7 @@ def _submit(state: State, served: Served, body: dict) -> CompletionRelay:
     p = parse_completion(body, served, engine.max_batch, cfg.max_prompt_chars)
     try:
         req = engine.prepare(p.prompts, p.n, p.max_chars, p.sampling, p.stop,
-                             cfg.request_timeout or None)
+                             cfg.request_timeout or None, cache_salt=p.cache_salt)
     except VocabularyError as e:
         raise HTTPError(400, f"prompt: {e}") from None
     except ConfigError as e:

@@ -122,8 +122,10 @@ class Engine:
         return not self._queue.running and not self._queue.waiting
 
     def prepare(self, prompts, n: int = 1, max_chars: int = 200, sampling=None, stop=(),
-                timeout: float | None = None) -> Request:
-        """Validates a request (ConfigError naming the bad value) without queueing it."""
+                timeout: float | None = None, cache_salt: str | None = None) -> Request:
+        """Validates a request (ConfigError naming the bad value) without queueing it.
+        cache_salt: its prompts share prompt-cache entries only with requests of the same
+        salt (vLLM's cache_salt), so other clients cannot time a hit on its prompts."""
         _check_int("n", n, 1)
         _check_int("max_chars", max_chars, 1)
         prompts = list(prompts)
@@ -140,13 +142,16 @@ class Engine:
         cfg = resolve_seed(sampling or SamplingConfig())
         ids = [self.model.encode_prompt(p) for p in prompts]
         deadline = None if not timeout else time.monotonic() + timeout
-        return Request(ids, n, max_chars, cfg, tuple(s for s in stop if s), deadline, chars)
+        if cache_salt is not None and (not isinstance(cache_salt, str) or not cache_salt):
+            raise ConfigError("cache_salt must be a non-empty string")
+        return Request(ids, n, max_chars, cfg, tuple(s for s in stop if s), deadline, chars,
+                       cache_salt)
 
     def submit(self, prompts, n: int = 1, max_chars: int = 200, sampling=None, stop=(),
-               timeout: float | None = None, waker=None) -> Request:
+               timeout: float | None = None, waker=None, cache_salt: str | None = None) -> Request:
         """Queues a request and returns it at once. Raises ConfigError (bad values), Draining
         (shutting down) or QueueFull (max_queue requests wait already)."""
-        req = self.prepare(prompts, n, max_chars, sampling, stop, timeout)
+        req = self.prepare(prompts, n, max_chars, sampling, stop, timeout, cache_salt)
         if waker is not None:
             req.waker = waker
         return self.enqueue(req)

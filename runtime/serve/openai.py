@@ -41,8 +41,9 @@ UNSUPPORTED = {"best_of": 1, "echo": False, "logprobs": None, "suffix": None,
                "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": None}
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
 GUIDED_FIELDS = ("guided_regex", "guided_choice")  # vLLM's names (extra_body in the client)
+MAX_CACHE_SALT = 1024  # characters of cache_salt
 KNOWN = {"model", "prompt", "max_tokens", "stop", "seed", "n", "stream", "stream_options",
-         "user", *SAMPLING_FIELDS, *GUIDED_FIELDS, *UNSUPPORTED}
+         "user", "cache_salt", *SAMPLING_FIELDS, *GUIDED_FIELDS, *UNSUPPORTED}
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}  # TextStream's reason -> OpenAI's
 
 
@@ -64,6 +65,7 @@ class CompletionParams(NamedTuple):
     stop: list
     stream: bool
     include_usage: bool
+    cache_salt: str | None = None  # vLLM's: keys the request's prompt-cache entries
 
 
 # ---- what goes out -------------------------------------------------------------------------------
@@ -138,6 +140,9 @@ def parse_completion(body: dict, served, max_batch: int,
     stream, include_usage = _stream(body)
     if "user" in body and not isinstance(body["user"], (str, type(None))):
         raise HTTPError(400, "user must be a string")
+    salt = body.get("cache_salt")
+    if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= MAX_CACHE_SALT):
+        raise HTTPError(400, f"cache_salt must be a string of 1..{MAX_CACHE_SALT} characters")
     sampling = _sampling(body, served.sampling_defaults)
     if sampling.pattern is not None:
         _check_guided(sampling, served.model.vocab, max_chars)
@@ -145,7 +150,7 @@ def parse_completion(body: dict, served, max_batch: int,
     if rows > max_batch:
         raise HTTPError(400, f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this server "
                         f"runs at most {max_batch} per batch (--max-batch)")
-    return CompletionParams(prompts, n, max_chars, sampling, stop, stream, include_usage)
+    return CompletionParams(prompts, n, max_chars, sampling, stop, stream, include_usage, salt)
 
 
 def _check_fields(body: dict) -> None:

@@ -25,6 +25,11 @@ when a row's step does not depend on the other rows of its batch (the file is ba
 files[].batch_invariant in the manifest). The engine turns the cache off for other files (and
 for bundles from before that key): their primed states already differ in the last bits with
 the prompts that prime beside them, and a cached one would be one more such variant.
+Side channel: a hit is faster than priming (a 2,000-character prompt: ~1 ms warm vs ~110 ms
+cold), so a client can tell whether another client sent a prompt with the same prefix (vLLM's
+CVE-2025-46570). A request's optional cache_salt (vLLM's field) keys its digests: requests share
+entries only with requests of the same salt (a tenant, a user). Serve untrusted clients that must
+not learn each other's prompts with a salt per client, or with --prompt-cache-mb 0.
 Only the engine's scheduler thread calls it; the figures are plain numbers, read anywhere.
 """
 
@@ -38,6 +43,9 @@ import numpy as np
 CHECKPOINT_EVERY = 256  # ids between two cached states along a long prompt
 ENTRY_OVERHEAD = 400  # bytes per entry besides its arrays: key, tuple, array headers, LRU node
 TAIL_BYTES = 120  # bytes per listed tail (digest, position, dict slot)
+# bytes per checkpoint that lists tails: its OrderedDict (~400 bytes under tracemalloc with one
+# tail; TAIL_BYTES counts each tail) and its slot in _tails
+TAILS_BASE_BYTES = 400
 MAX_TAILS = 16  # tails listed per checkpoint (the most recent)
 DEFAULT_MB = 64  # --prompt-cache-mb
 _ROOT = b""  # the base of tails shorter than one checkpoint (never an entry's digest)
@@ -60,24 +68,29 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def marks(self, ids: np.ndarray) -> dict[int, bytes]:
+    def marks(self, ids: np.ndarray, salt: str | None = None) -> dict[int, bytes]:
         """{position: digest of ids[:position]} for every multiple of `every` below len(ids)
-        and for len(ids) itself."""
-        return _digests(np.ascontiguousarray(ids, np.int32),
-                        list(range(self.every, len(ids), self.every)) + [len(ids)])
+        and for len(ids) itself. salt (a request's cache_salt): the digests are keyed with it,
+        so only requests with the same salt share entries (and 0 maps to the salt's own root
+        of short tails); None: unsalted."""
+        key = _key(salt)
+        positions = list(range(self.every, len(ids), self.every)) + [len(ids)]
+        if key:
+            positions = [0] + positions
+        return _digests(np.ascontiguousarray(ids, np.int32), positions, key)
 
-    def lookup(self, ids: np.ndarray, marks: dict[int, bytes]):
+    def lookup(self, ids: np.ndarray, marks: dict[int, bytes], salt: str | None = None):
         """(position, logits, state) of the longest cached prefix of ids (arrays are the
         cache's own: do not change them), or None. Counts a hit or a miss; a hit becomes the
-        most recent."""
+        most recent. marks and salt: as marks(ids, salt) made them."""
         best = next((p for p in sorted(marks, reverse=True) if marks[p] in self._entries), 0)
         if best < len(ids):  # an earlier prompt's end beyond the best checkpoint?
-            base = marks[best] if best else _ROOT
+            base = marks[best] if best else marks.get(0, _ROOT)
             tails = self._tails.get(base)
             ends = sorted({p for p in tails.values() if best < p < len(ids)}) if tails else []
             if ends:
                 data = np.ascontiguousarray(ids, np.int32)
-                for p, d in sorted(_digests(data, ends).items(), reverse=True):
+                for p, d in sorted(_digests(data, ends, _key(salt)).items(), reverse=True):
                     if d in tails and d in self._entries:
                         best = p
                         marks = {p: d}
@@ -103,16 +116,19 @@ class PrefixCache:
         logits, state = np.array(logits, np.float32), np.array(state, np.float32)
         size = logits.nbytes + state.nbytes + ENTRY_OVERHEAD
         base = None if pos % self.every == 0 else (
-            marks[pos - pos % self.every] if pos > self.every else _ROOT)
-        if base is not None:
-            size += TAIL_BYTES
-        if size > self.max_bytes:
+            marks[pos - pos % self.every] if pos > self.every else marks.get(0, _ROOT))
+        # room for a new tails dict of the base, whether or not it is new once others left
+        room = size + (TAIL_BYTES + TAILS_BASE_BYTES if base is not None else 0)
+        if room > self.max_bytes:
             return
-        while self.bytes + size > self.max_bytes and self._entries:
+        while self.bytes + room > self.max_bytes and self._entries:
             self._evict()
         self._entries[digest] = (logits, state, base)
         self.bytes += size
         if base is not None:
+            self.bytes += TAIL_BYTES
+            if base not in self._tails:
+                self.bytes += TAILS_BASE_BYTES
             tails = self._tails.setdefault(base, OrderedDict())
             tails[digest] = pos
             if len(tails) > MAX_TAILS:  # the oldest tail is no longer listed (its entry stays)
@@ -129,14 +145,22 @@ class PrefixCache:
                 self.bytes -= TAIL_BYTES
                 if not tails:
                     del self._tails[base]
+                    self.bytes -= TAILS_BASE_BYTES
         gone = self._tails.pop(digest, None)  # it was a checkpoint: its tails are not listed
-        if gone:
-            self.bytes -= TAIL_BYTES * len(gone)
+        if gone is not None:
+            self.bytes -= TAIL_BYTES * len(gone) + TAILS_BASE_BYTES
 
 
-def _digests(data: np.ndarray, positions: list[int]) -> dict[int, bytes]:
-    """{p: blake2b-128 of data[:p]} for ascending positions (one pass over the data)."""
-    h = hashlib.blake2b(digest_size=16)
+def _key(salt: str | None) -> bytes:
+    """The blake2b key of a cache_salt (b"": unsalted)."""
+    if salt is None:
+        return b""
+    return hashlib.blake2b(salt.encode("utf-8", "surrogatepass"), person=b"cw-cache-salt").digest()
+
+
+def _digests(data: np.ndarray, positions: list[int], key: bytes = b"") -> dict[int, bytes]:
+    """{p: blake2b-128 of data[:p], keyed with `key`} for ascending positions (one pass)."""
+    h = hashlib.blake2b(digest_size=16, key=key)
     out, done = {}, 0
     for p in positions:
         h.update(data[done:p].tobytes())

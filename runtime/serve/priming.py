@@ -77,8 +77,8 @@ class Priming:
         whole go to r.prime_out."""
         todo, starts, marks = [], [], {}
         for i, ids in enumerate(r.ids):
-            m = self.cache.marks(ids)
-            hit = self.cache.lookup(ids, m)
+            m = self.cache.marks(ids, r.cache_salt)
+            hit = self.cache.lookup(ids, m, r.cache_salt)
             if hit is not None and hit[0] == len(ids):
                 r.prime_out[i] = (hit[1].copy(), hit[2].copy())
                 continue

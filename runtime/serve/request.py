@@ -32,12 +32,13 @@ class Request:
     "timeout", "shutdown" or "error", set after the last event. waker(): called (through the
     engine's notify) when events or the outcome changed."""
 
-    def __init__(self, ids, n, max_chars, cfg, stop, deadline, prompt_chars=0):
+    def __init__(self, ids, n, max_chars, cfg, stop, deadline, prompt_chars=0, cache_salt=None):
         self.ids = ids  # int32 array per distinct prompt
         self.n = n
         self.rows = len(ids) * n
         self.max_chars, self.cfg, self.stop, self.deadline = max_chars, cfg, stop, deadline
         self.prompt_chars = prompt_chars
+        self.cache_salt = cache_salt  # str or None: keys its prompt cache entries (prefix_cache)
         self.events: deque = deque()
         self.outcome: str | None = None
         self.primed = None  # (logits [rows, V], state [rows, S]) once every prompt is primed
