@@ -179,6 +179,9 @@ def test_the_factory_picks_the_core():
     assert type(make_sampler(SamplingConfig(greedy=True), 65)) is Sampler
     assert isinstance(make_sampler(SamplingConfig(greedy=True, repetition_penalty=1.2), 65),
                       compiled.CompiledSampler)
+    # typical-p over many ids: numpy's SIMD exp is the faster
+    assert isinstance(make_sampler(SamplingConfig(typical_p=0.9), 512), compiled.CompiledSampler)
+    assert type(make_sampler(SamplingConfig(typical_p=0.9), 513)) is Sampler
 
 
 def test_charwright_pure_python_forces_numpy(monkeypatch):
