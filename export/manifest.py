@@ -37,10 +37,16 @@ def facts(vocab_dict: dict, step_info: dict) -> dict:
 
 
 def file_record(path: Path, fmt: str, precision: str, converted: Converted) -> dict:
-    """files[] entry of the written file `path`."""
+    """files[] entry of the written file `path`. `portable`: an ONNX file whose every op every
+    conforming runtime computes bit for bit (export/formats/onnx_exact.PORTABLE_OPS), so that a
+    seed gives the same text on onnxruntime, onnxruntime-web and a port that follows the graph;
+    false for every other file (float sums, Tanh, Sigmoid, TFLite's requantization)."""
+    from charwright.export.formats.onnx_exact import portable
+
     return {"path": path.name, "format": fmt, "precision": precision,
             "sha256": sha256_of(path), "bytes": path.stat().st_size, **NAMES,
-            "ops": converted.ops, **converted.fields}
+            "ops": converted.ops, "portable": fmt == "onnx" and portable(converted.ops),
+            **converted.fields}
 
 
 def probe_record(path: Path, tokens: int, device) -> dict:

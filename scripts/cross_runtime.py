@@ -208,11 +208,7 @@ class ReferenceStep(StepBackend):
             from onnx.reference import ReferenceEvaluator
         except ImportError:
             raise NotRun("the onnx package is not installed") from None
-        m = onnx.load_from_string(bundle.read(entry))
-        for o in m.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                o.version = max(o.version, 19)
-        self.ev = ReferenceEvaluator(m)
+        self.ev = reference_evaluator(onnx, ReferenceEvaluator, bundle.read(entry))
         self.io = [entry.inputs.get("token", "token"), entry.inputs.get("state", "state"),
                    entry.outputs.get("logits", "logits"),
                    entry.outputs.get("new_state", "new_state")]
@@ -221,6 +217,28 @@ class ReferenceStep(StepBackend):
         logits, new = self.ev.run(self.io[2:], {self.io[0]: np.asarray(tokens, np.int32),
                                                 self.io[1]: np.asarray(state, np.float32)})
         return np.asarray(logits, np.float32), np.asarray(new, np.float32)
+
+
+def reference_evaluator(onnx, evaluator, data: bytes):
+    """onnx's ReferenceEvaluator of the file `data` at opset 19 or later (its DequantizeLinear
+    starts there and reads int8 as opset 17 does), with GatherElements as the standard defines
+    it: onnx's own kernel (np.choose) refuses a table of more than 64 entries, which the int8
+    file's exact activations (export/formats/onnx_exact.py) index. Data movement only: no
+    arithmetic is replaced."""
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=None):
+            idx = np.where(indices < 0, indices + data.shape[axis or 0], indices)
+            return (np.take_along_axis(data, idx.astype(np.int64), axis=axis or 0),)
+
+    m = onnx.load_from_string(data)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, 19)
+    return evaluator(m, new_ops=[GatherElements])
 
 
 def reference_runtime(bundle, entry, settings, n):

@@ -2,10 +2,11 @@
 
 How the demo bundle's model.int8-dynamic.onnx was remade when ONNX int8 went per-row (issue 20):
 the float step graph from weights.npz (trainer/step_graph.py, as `charwright train` saves it),
-tf2onnx and quantize_dynamic (export/formats/onnx.py), per-row activations (onnx_rows.py), the
-old file's metadata. The manifest's entry for that file (sha256, bytes, ops, min_runtime), its
+tf2onnx and quantize_dynamic (export/formats/onnx.py), per-row activations (onnx_rows.py), Tanh
+and Sigmoid as exact ops (onnx_exact.py), the old file's metadata. The manifest's entry for that file (sha256, bytes, ops, min_runtime), its
 parity row (the probe replayed) and files[].batch_invariant of every file (measured here,
-export/invariance.py) are updated; every other file is left as it is. Needs the [train] extra.
+export/invariance.py) and files[].portable of every file are updated; every other file is left
+as it is. Needs the [train] extra.
 
     .venv/bin/python scripts/rebuild_demo_onnx.py runtime/demo
     .venv/bin/charwright verify
@@ -43,6 +44,7 @@ def main() -> int:
     ap.add_argument("bundle", type=Path)
     args = ap.parse_args()
     from charwright.export.formats import onnx as ox
+    from charwright.export.formats.onnx_exact import portable
     from charwright.export.invariance import measure_file
     from charwright.runtime.bundle.reader import load_bundle
     from charwright.runtime.files.atomic import write_json
@@ -59,6 +61,8 @@ def main() -> int:
     tmp.replace(root / FILE)
     record.update(sha256=sha256_of(root / FILE), bytes=(root / FILE).stat().st_size,
                   ops=ox.op_names(data), min_runtime=ox.min_runtime(data))
+    for f in manifest["files"]:  # export/manifest.file_record's rule
+        f["portable"] = f["format"] == "onnx" and portable(f["ops"])
     write_json(root / "manifest.json", manifest)
     bundle = load_bundle(root)
     (row,) = check_bundle(bundle, [bundle.find("onnx", "int8-dynamic")])

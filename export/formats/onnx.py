@@ -4,7 +4,8 @@ precision -> how
     float32       tf2onnx from the serving_default signature
     int8-dynamic  onnxruntime quantize_dynamic: int8 weights, activations quantized per call,
                   each batch row on its own (onnx_rows.py: quantize_dynamic's one scale per
-                  tensor made a row's logits depend on its neighbours)
+                  tensor made a row's logits depend on its neighbours); Tanh and Sigmoid as a
+                  table lookup of exact ops (onnx_exact.py: the same bits on every runtime)
 (static QDQ int8 was measured and dropped: see FILES in export/writer.py)
 
 The contract by index (DESIGN.md section 2): input 0 `token` int32 [batch], input 1 `state`
@@ -21,6 +22,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from charwright.export.formats import onnx_exact
 from charwright.runtime.errors import ExportError
 
 OPSET = 17
@@ -108,10 +110,13 @@ def min_runtime(model: bytes) -> dict:
                                if o.domain not in ("", "ai.onnx")})}
 
 
-def quantize(model: bytes, precision: str, rows: bool = True) -> bytes:
+def quantize(model: bytes, precision: str, rows: bool = True,
+             activations: str | None = onnx_exact.DEFAULT) -> bytes:
     """The int8-dynamic file of float32 `model`: activations quantized per batch row
     (onnx_rows.per_row), or per tensor as quantize_dynamic writes it when not `rows` (kept
-    for scripts/bench_onnx_int8.py's before/after)."""
+    for scripts/bench_onnx_int8.py's before/after); Tanh and Sigmoid replaced by exact ops
+    (onnx_exact.exact, `activations` its method; None keeps the runtime's own kernels), so
+    that every runtime computes the same bits."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from charwright.export.formats.onnx_rows import per_row
@@ -127,7 +132,8 @@ def quantize(model: bytes, precision: str, rows: bool = True) -> bytes:
         except Exception as e:
             raise ExportError(f"ONNX {precision} quantization failed: {e}") from None
         data = dst.read_bytes()
-        return apply_contract(per_row(data) if rows else data)
+        data = per_row(data) if rows else data
+        return apply_contract(onnx_exact.exact(data, activations) if activations else data)
 
 
 def op_names(model: bytes) -> list[str]:

@@ -46,6 +46,7 @@ class FileEntry:
     outputs: dict = field(default_factory=dict)
     ops: tuple = ()
     batch_invariant: bool = False  # a row's logits the same bit for bit in any batch (measured)
+    portable: bool = False  # only ops every runtime computes bit for bit (the same text anywhere)
     extra: dict = field(default_factory=dict)
 
     @property

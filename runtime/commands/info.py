@@ -81,7 +81,8 @@ def _render_files(b) -> None:
             f"{_fmt(p.get('bpc'), '.4f', '-')}, {p.get('verdict', '?')}")
         click.echo(f"  {f.path:28s} {f.format:6s} {f.precision:12s} {f.bytes:>12,} bytes{verdict}"
                    + ("; batch-invariant" if f.batch_invariant else "; not batch-invariant"
-                      if "batch_invariant" in raw else "; batch invariance not recorded"))
+                      if "batch_invariant" in raw else "; batch invariance not recorded")
+                   + ("; portable (same bits on every runtime)" if f.portable else ""))
     left_out = m.get("left_out") or []
     if left_out:
         click.echo("left out (outside their parity tolerance at export)")
