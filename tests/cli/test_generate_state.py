@@ -86,3 +86,96 @@ def test_bad_state_files_are_one_line_and_a_non_zero_exit(hand_bundle, tmp_path)
     for extra in (["--beam", 2], ["--num-samples", 2]):
         r = _run("-b", hand_bundle, "--from-state", state, *extra)
         assert r.exit_code == 2 and "continue one text" in r.stderr
+
+
+def _chain(r):
+    return r.stderr.strip().splitlines()[-1]
+
+
+def test_from_state_sampling_options_turn_greedy_off_and_constraints_are_not_inherited(
+        hand_bundle, tmp_path):
+    g = tmp_path / "g.npz"
+    assert _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 5, "--greedy",
+                "--save-state", g).exit_code == 0
+    r = _run("-b", hand_bundle, "--from-state", g, "-n", 5, "-v")
+    assert r.exit_code == 0 and "greedy" in _chain(r)  # nothing given: the snapshot's
+    r = _run("-b", hand_bundle, "--from-state", g, "-n", 5, "-v", "--temperature", 1.5,
+             "--seed", 4)
+    assert r.exit_code == 0, r.output
+    assert "temperature(1.5)" in _chain(r) and "categorical" in _chain(r)
+    r = _run("-b", hand_bundle, "--from-state", g, "-n", 5, "-v", "--top-k", 2, "--greedy")
+    assert r.exit_code == 0 and "greedy" in _chain(r)  # --greedy given: greedy stays
+    ch = tmp_path / "ch.npz"
+    a = _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 5, "--seed", 1,
+             "--choice", "ca", "--choice", "db", "--save-state", ch)
+    assert a.exit_code == 0 and a.stdout[2:-1] in ("ca", "db"), a.output
+    # not inherited: the continuation is free text (20 characters, not a choice again)
+    b = _run("-b", hand_bundle, "--from-state", ch, "-n", 20, "--seed", 3)
+    assert b.exit_code == 0 and len(b.stdout) == 21, b.output
+    c = _run("-b", hand_bundle, "--from-state", ch, "-n", 20, "--regex", "[a-d]+", "--json")
+    assert c.exit_code == 0, c.output
+    text = json.loads(c.stdout)["completions"][0]["text"]
+    assert text and set(text) <= set("abcd")
+    rx = tmp_path / "rx.npz"
+    assert _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 5, "--regex", "[ab]+",
+                "--save-state", rx).exit_code == 0
+    d = _run("-b", hand_bundle, "--from-state", rx, "-n", 3, "--choice", "dd", "--json")
+    assert d.exit_code == 0, d.output
+    assert json.loads(d.stdout)["completions"][0]["text"] == "dd"
+
+
+def test_a_huge_top_k_is_off_not_an_internal_error(hand_bundle):
+    base = _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 20, "--seed", 5)
+    for k in (2**31, 2**63, 10**30):
+        r = _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 20, "--seed", 5,
+                 "--top-k", k)
+        assert r.exit_code == 0 and r.stdout == base.stdout, r.output
+
+
+def test_odd_state_paths_are_one_clear_line(hand_bundle, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args, words in [
+        (["--from-state", fifo], "not a regular file"),
+        (["--from-state", "/dev/zero"], "not a regular file"),
+        (["ab", "--save-state", ""], "empty path"),
+        (["ab", "--save-state", tmp_path / "new" / "sub" / "s.npz"], "does not exist"),
+    ]:
+        r = _run("-b", hand_bundle, "--backend", "numpy", *args)
+        assert r.exit_code != 0, r.output
+        assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "manifest" not in r.stderr
+    assert not (tmp_path / "new").exists()
+    state = tmp_path / "s.npz"
+    assert _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 3,
+                "--save-state", state).exit_code == 0
+    import numpy as np
+
+    with np.load(state) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, **{**arrays, "meta": np.array(json.dumps({**meta, "file": "bogus:x"}))})
+    r = _run("-b", hand_bundle, "--from-state", bogus)
+    assert r.exit_code == 1 and str(bogus) in r.stderr and "'bogus'" in r.stderr, r.output
+
+
+def test_save_state_help_says_what_a_state_after_a_stop_holds(hand_bundle, tmp_path):
+    r = CliRunner().invoke(cli, ["generate", "--help"])
+    assert "includes that string" in " ".join(r.output.split())
+    # and it does: the stop string is fed (position counts it), not printed
+    state = tmp_path / "st.npz"
+    r = _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 200, "--seed", 3, "--json")
+    text = json.loads(r.stdout)["completions"][0]["text"]
+    stop = text[40:42]
+    cut = text.index(stop)
+    r = _run("ab", "-b", hand_bundle, "--backend", "numpy", "-n", 200, "--seed", 3,
+             "--stop", stop, "--no-escape", "--save-state", state, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["completions"][0]["text"] == text[:cut]
+    from charwright.runtime import Snapshot
+
+    snap = Snapshot.load(state, load(hand_bundle, backend="numpy"))
+    assert snap.position == 2 + cut + len(stop)
