@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bundle_factory import edit, make_bundle
-from charwright.runtime import SamplingConfig, load
+from charwright.runtime import ConfigError, SamplingConfig, load
 from charwright.runtime.generate.priming import Primer, prime
 from charwright.runtime.serve.engine import Engine
 from charwright.runtime.serve.prefix_cache import CHECKPOINT_EVERY, ENTRY_OVERHEAD, PrefixCache
@@ -222,3 +222,102 @@ def test_every_batch_invariant_file_of_an_exported_bundle_gives_the_same_text(ti
             warm.close()
         checked.append(entry.key)
     assert "onnx:int8-dynamic" in checked, checked  # the export measures it invariant
+
+
+def _counted(c):
+    """The bytes the cache should count, from its internals (prefix_cache's accounting)."""
+    from charwright.runtime.serve.prefix_cache import TAIL_BYTES, TAILS_BASE_BYTES
+
+    arrays = sum(z.nbytes + s.nbytes + ENTRY_OVERHEAD for z, s, _ in c._entries.values())
+    tails = sum(len(t) for t in c._tails.values())
+    return arrays + TAIL_BYTES * tails + TAILS_BASE_BYTES * len(c._tails)
+
+
+def test_the_byte_count_includes_each_checkpoints_tails_dict():
+    c = PrefixCache(40_000, every=4)
+    rng = np.random.default_rng(5)
+    for i in range(400):  # prompts of 1..13 ids: tails under the root and under checkpoints
+        ids = rng.integers(0, 3, rng.integers(1, 14)).astype(np.int32)
+        m = c.marks(ids, salt=None if i % 3 else f"s{i % 5}")
+        for p in sorted(m):
+            if p:
+                c.put(m, p, np.zeros(2, np.float32), np.zeros(4, np.float32))
+        assert c.bytes == _counted(c) <= c.max_bytes, i
+    assert c.evictions > 0 and len(c._tails) > 1
+
+
+def test_the_byte_count_follows_the_memory_it_holds():
+    import tracemalloc
+
+    c = PrefixCache(4 << 20)
+    rng = np.random.default_rng(0)
+    z, s = np.zeros(65, np.float32), np.zeros(16, np.float32)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3000):  # short prompts: one tails dict per checkpoint (the worst case)
+            ids = rng.integers(0, 65, 300).astype(np.int32)
+            m = c.marks(ids)
+            for p in sorted(m):
+                c.put(m, p, z, s)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.8 < held / c.bytes < 1.15, held / c.bytes  # it was 1.29 without the tails dicts
+
+
+def test_a_cache_salt_shares_entries_only_with_the_same_salt():
+    c = PrefixCache(1 << 20, every=4)
+    ids = _ids(10, 3)
+    for salt in (None, "alice"):
+        m = c.marks(ids, salt)
+        for p in sorted(m):
+            if p:
+                c.put(m, p, np.full(2, 1.0 if salt else 2.0), np.ones(4))
+    assert c.marks(ids, "alice")[8] != c.marks(ids)[8] != c.marks(ids, "bob")[8]
+    for salt, value in ((None, 2.0), ("alice", 1.0), ("bob", None)):
+        longer = np.concatenate([ids, [1, 2]])
+        hit = c.lookup(longer, c.marks(longer, salt), salt)  # via the tail at 10
+        if value is None:
+            assert hit is None
+        else:
+            assert hit[0] == 10 and hit[1][0] == value
+    short = _ids(2, 4)  # a tail under the root: salted roots are apart too
+    m = c.marks(short, "alice")
+    c.put(m, 2, np.zeros(2), np.zeros(4))
+    ext = np.concatenate([short, [0, 1]])
+    assert c.lookup(ext, c.marks(ext, "alice"), "alice")[0] == 2
+    assert c.lookup(ext, c.marks(ext, "bob"), "bob") is None
+    assert c.lookup(ext, c.marks(ext)) is None
+
+
+def test_the_engine_keys_the_cache_with_each_requests_salt(model):
+    cfg = SamplingConfig(seed=2)
+    e = Engine(model, max_batch=8, prompt_cache_bytes=1 << 20).start()
+    try:
+        texts = []
+        for salt in ("a", "a", "b", None, None):
+            r = e.submit([TEXT[:600]], max_chars=20, sampling=cfg, cache_salt=salt)
+            assert r.wait(30) == "ok"
+            texts.append(r.completions()[0].text)
+        assert len(set(texts)) == 1
+        assert (e.prompt_cache_misses, e.prompt_cache_hits) == (3, 2)
+        with pytest.raises(ConfigError, match="cache_salt"):
+            e.submit(["ab"], cache_salt="")
+    finally:
+        e.close()
+
+
+def test_the_server_takes_cache_salt(bundle):
+    on = _server(bundle, "--prompt-cache-mb", "1")
+    try:
+        body = {"model": "tiny", "prompt": TEXT[:600], "max_tokens": 5, "seed": 1}
+        for salt in ("tenant-1", "tenant-1", "tenant-2"):
+            assert post(on, {**body, "cache_salt": salt}).status_code == 200
+        assert on.metric("charwright_prompt_cache_hits_total", AUTH) == 1
+        assert on.metric("charwright_prompt_cache_misses_total", AUTH) == 2
+        for bad in (5, "", "x" * 1025, ["a"]):
+            r = post(on, {**body, "cache_salt": bad})
+            assert r.status_code == 400 and "cache_salt" in r.json()["error"]["message"]
+    finally:
+        assert on.stop() == 0
