@@ -9,7 +9,9 @@ CHARWRIGHT_NO_EXTENSIONS=1 skips the build; at run time CHARWRIGHT_PURE_PYTHON=1
 even when the extension is there; `charwright info` says which sampler core is in use.
 """
 
+import hashlib
 import os
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -27,9 +29,21 @@ class OptionalBuildExt(build_ext):
         super().build_extensions()
 
 
-SPEEDUPS = Extension("charwright.runtime.sampling._speedups",
-                     sources=["runtime/sampling/_speedups.c"], depends=["runtime/c/sampler.h"],
-                     optional=True)
+SOURCES = ["runtime/sampling/_speedups.c", "runtime/c/sampler.h"]
+
+
+def source_sha256() -> str:
+    """The sha256 of the extension's C sources, built into it: charwright.runtime.sampling.compiled
+    leaves a build of other sources unused (an editable tree whose sampler.h changed since)."""
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((Path(__file__).resolve().parent / name).read_bytes())
+    return h.hexdigest()
+
+
+SPEEDUPS = Extension("charwright.runtime.sampling._speedups", sources=SOURCES[:1],
+                     depends=SOURCES[1:], optional=True,
+                     define_macros=[("CW_SOURCE_SHA256", f'"{source_sha256()}"')])
 
 setup(ext_modules=[] if os.environ.get("CHARWRIGHT_NO_EXTENSIONS") == "1" else [SPEEDUPS],
       cmdclass={"build_ext": OptionalBuildExt})

@@ -18,6 +18,7 @@
  *   core.set_row_state(i, seed, row, coins, window)   coins -1: unchanged; window None:
  *                                        unchanged, else an int32 array (its last ids)
  *   core.rows                            the number of rows
+ *   SOURCE_SHA256                        sha256 of _speedups.c + sampler.h as built (setup.py)
  *
  * Per-row state lives in C buffers: cw_row (key, coins drawn, the window's place) and the
  * windows, W int32 per row. The GIL is released around a large step (rows x V >= 16384);
@@ -442,6 +443,13 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&CoreType) < 0) return NULL;
     m = PyModule_Create(&module);
     if (!m) return NULL;
+#ifndef CW_SOURCE_SHA256
+#define CW_SOURCE_SHA256 "" /* built without setup.py */
+#endif
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", CW_SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&CoreType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
         Py_DECREF(&CoreType);

@@ -33,6 +33,34 @@ try:  # built at pip install when a C compiler was there (setup.py); optional
 except ImportError:  # pragma: no cover - depends on the install
     _speedups = None
 
+
+def _sources_sha256() -> str | None:
+    """sha256 of _speedups.c + sampler.h as they are now beside the package (None if absent)."""
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    try:
+        for f in (here / "_speedups.c", here.parent / "c" / "sampler.h"):
+            h.update(f.read_bytes())
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _stale() -> bool:
+    """The extension was built from other sources than those beside it now (an editable tree
+    whose sampler.h changed since `pip install -e .`)."""
+    built, now = getattr(_speedups, "SOURCE_SHA256", ""), _sources_sha256()
+    return bool(built) and now is not None and built != now
+
+
+# a stale build is left unused: the numpy path, and core_in_use() says to rebuild
+STALE = _speedups is not None and _stale()
+if STALE:
+    _speedups = None
+
 PURE_ENV = "CHARWRIGHT_PURE_PYTHON"
 TYPICAL_MAX_V = 512  # above it a typical-p config takes numpy (make_sampler)
 # the SamplingConfig fields the C sampler implements; any other field (a regex constraint, ...)
@@ -72,6 +100,9 @@ def make_sampler(cfg: SamplingConfig, vocab):
 
 def core_in_use() -> str:
     """One line: which sampling core make_sampler gives."""
+    if STALE:
+        return ("numpy (the compiled core was built from other sources: rebuild it with "
+                "pip install -e .)")
     if _speedups is None:
         return "numpy (the compiled core is not built: no C compiler at install)"
     if _pure_forced():

@@ -27,9 +27,11 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def _need_extension(monkeypatch):
     monkeypatch.delenv(compiled.PURE_ENV, raising=False)
     if compiled._speedups is None:
+        why = ("built from other sources (sampler.h changed): rebuild with pip install -e ."
+               if compiled.STALE else "not built (pip install -e . with a C compiler)")
         if CI:
-            pytest.fail("CI=true: the sampler's C extension must be built (pip install -e .)")
-        pytest.skip("the sampler's C extension is not built")
+            pytest.fail(f"CI=true: the sampler's C extension is {why}")
+        pytest.skip(f"the sampler's C extension is {why}")
 
 
 def _both(cfg: SamplingConfig, V: int):
@@ -299,3 +301,17 @@ def test_extreme_rows_give_numpy_s_ids(setting):
     with np.errstate(all="ignore"):
         for _ in range(20):
             assert np.array_equal(a(z.copy()), b(z.copy()))
+
+
+def test_a_build_from_other_sources_is_left_unused(monkeypatch):
+    """The extension carries the sha256 of the sources it was built from; once sampler.h or
+    _speedups.c differ (an editable tree edited since pip install -e .), generate uses numpy
+    and `charwright info` says to rebuild."""
+    assert compiled._speedups.SOURCE_SHA256 == compiled._sources_sha256()
+    assert not compiled._stale()
+    monkeypatch.setattr(compiled, "_sources_sha256", lambda: "0" * 64)
+    assert compiled._stale()
+    monkeypatch.setattr(compiled, "STALE", True)
+    monkeypatch.setattr(compiled, "_speedups", None)
+    assert type(make_sampler(SamplingConfig(seed=1, top_p=0.9), 65)) is Sampler
+    assert "rebuild it with pip install -e ." in compiled.core_in_use()
