@@ -220,25 +220,11 @@ class ReferenceStep(StepBackend):
 
 
 def reference_evaluator(onnx, evaluator, data: bytes):
-    """onnx's ReferenceEvaluator of the file `data` at opset 19 or later (its DequantizeLinear
-    starts there and reads int8 as opset 17 does), with GatherElements as the standard defines
-    it: onnx's own kernel (np.choose) refuses a table of more than 64 entries, which the int8
-    file's exact activations (export/formats/onnx_exact.py) index. Data movement only: no
-    arithmetic is replaced."""
-    from onnx.reference.op_run import OpRun
+    """onnx's ReferenceEvaluator of the file `data` (export/formats/onnx_exact.reference_evaluator:
+    opset 19 or later for its DequantizeLinear, GatherElements over a table of any size)."""
+    from charwright.export.formats.onnx_exact import reference_evaluator as build
 
-    class GatherElements(OpRun):
-        op_domain = ""
-
-        def _run(self, data, indices, axis=None):
-            idx = np.where(indices < 0, indices + data.shape[axis or 0], indices)
-            return (np.take_along_axis(data, idx.astype(np.int64), axis=axis or 0),)
-
-    m = onnx.load_from_string(data)
-    for o in m.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            o.version = max(o.version, 19)
-    return evaluator(m, new_ops=[GatherElements])
+    return build(data)
 
 
 def reference_runtime(bundle, entry, settings, n):

@@ -10,8 +10,8 @@ ops that IEEE-754 rounds once, so every runtime gets the same bits:
 
     "table" (the default)  tanh(x) = T[i], T a table of tanh at 512 points a unit over [-8, 8]
         (8,193 float32, 32 KB), i = floor(clip(x * 512 + 4096.5, 0, 8192)) the nearest point
-        (Mul by a power of two, Add, Clip, Floor, Cast, GatherElements on the flattened
-        indices); sigmoid(x) = 0.5 + 0.5 T[i] at half the points a unit (tanh(x / 2)). Within
+        (Mul by a power of two, Add, Clip, Floor, Cast, Clip of the integer against NaN,
+        GatherElements on the flattened indices); sigmoid(x) = 0.5 + 0.5 T[i] at half the points a unit (tanh(x / 2)). Within
         2**-10 of tanh and 2**-11 of sigmoid.
     "rational"  tanh as the emitted C runtime computes it (runtime/c/runtime.c cw_tanh,
         Eigen's rational form, the one TensorFlow's CPU kernels use): x clamped to
@@ -88,6 +88,31 @@ def reference_tanh(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < _f32(SMALL), x, p / q).astype(np.float32)
 
 
+def reference_evaluator(data: bytes):
+    """onnx's ReferenceEvaluator (numpy, each op as the standard writes it: what a port that
+    follows the graph computes) of the ONNX file `data`, at opset 19 or later (its
+    DequantizeLinear starts there and reads int8 as opset 17 does), with GatherElements as the
+    standard defines it: onnx's own kernel (np.choose) refuses a table of more than 64 entries.
+    Data movement only: no arithmetic is replaced."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=None):
+            axis = axis or 0
+            idx = np.where(indices < 0, indices + data.shape[axis], indices).astype(np.int64)
+            return (np.take_along_axis(data, idx, axis=axis),)
+
+    m = onnx.load_from_string(data)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, 19)
+    return ReferenceEvaluator(m, new_ops=[GatherElements])
+
+
 def _constants(method: str) -> dict:
     c = {"xa.half": np.float32(0.5)}
     if method == "rational":
@@ -102,6 +127,8 @@ def _constants(method: str) -> dict:
         c["xa.last"] = np.float32(2 * TABLE_RANGE * TABLE_STEPS)
         c["xa.zero"] = np.float32(0)
         c["xa.flat"] = np.array([-1], np.int64)
+        c["xa.izero"] = np.int32(0)
+        c["xa.ilast"] = np.int32(2 * TABLE_RANGE * TABLE_STEPS)
         c["xa.Tanh.steps"] = np.float32(TABLE_STEPS)
         c["xa.Sigmoid.steps"] = np.float32(TABLE_STEPS / 2)  # tanh(x / 2): half the points
     return c
@@ -143,7 +170,10 @@ def _table(op: str, x: str, y: str, p: str) -> list:
              node("Add", [p + "m", "xa.off"], p + "u"),
              node("Clip", [p + "u", "xa.zero", "xa.last"], p + "c"),
              node("Floor", [p + "c"], p + "f"),
-             node("Cast", [p + "f"], p + "i", to=TensorProto.INT32),
+             node("Cast", [p + "f"], p + "i0", to=TensorProto.INT32),
+             # a NaN (a state given from outside) casts to what the CPU makes of it: clipped
+             # again as an integer it still indexes the table (only its own row is garbage)
+             node("Clip", [p + "i0", "xa.izero", "xa.ilast"], p + "i"),
              # GatherElements on the flattened indices: onnxruntime's Gather copies element by
              # element (577 vs 86 us for the whole lookup of a [64, 1024] tensor, int32 index)
              node("Reshape", [p + "i", "xa.flat"], p + "i1"),

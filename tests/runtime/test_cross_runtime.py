@@ -1,5 +1,6 @@
 """scripts/cross_runtime.py on a tiny bundle: onnxruntime-web (Node, WASM) against native
-onnxruntime, the same file, the same seeded settings.
+onnxruntime, the same file, the same seeded settings; the exported int8 ONNX file's bits on
+onnxruntime, onnx.reference and onnxruntime-web; the manifest's files[].portable.
 
 Needs node and onnxruntime-web (`npm ci --prefix scripts/cross_runtime`): skipped without them,
 failed instead under CI=true."""
@@ -12,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from charwright.runtime.bundle.reader import load_bundle
@@ -104,40 +106,116 @@ def test_first_divergence(cross):
     assert cross.compare("node not installed", ["a"]) == "not run: node not installed"
 
 
+def _steps(step, tokens, state):
+    """Logits and states of len(tokens) steps, each row's state carried on."""
+    out = []
+    for t in tokens:
+        logits, state = step(t, state)
+        out.append((np.asarray(logits), np.asarray(state)))
+    return out
+
+
+def _token_rows(bundle, batch: int, steps: int):
+    """steps x batch tokens: the probe's, each row shifted (rows differ)."""
+    ids = bundle.probe()["tokens"].astype(np.int32)
+    return [np.array([ids[(i + 7 * r) % len(ids)] for r in range(batch)], np.int32)
+            for i in range(steps)]
+
+
+def _differing(a, b) -> int:
+    return sum(not (np.array_equal(la, lb) and np.array_equal(sa, sb))
+               for (la, sa), (lb, sb) in zip(a, b))
+
+
+def _with_file(bundle, entry, data: bytes, d: Path):
+    """A copy of the bundle whose `entry` file is `data` (sha256 and bytes updated)."""
+    import hashlib
+    import json
+
+    shutil.copytree(bundle.root, d)
+    (d / entry.path).write_bytes(data)
+    m = json.loads((d / "manifest.json").read_text())
+    for f in m["files"]:
+        if f["path"] == entry.path:
+            f["sha256"], f["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (d / "manifest.json").write_text(json.dumps(m))
+    b = load_bundle(d)
+    return b, next(e for e in b.files if e.path == entry.path)
+
+
 @pytest.mark.tf
-def test_exact_activations_make_the_integer_onnx_file_the_same_bits_everywhere(cross, tiny_bundle,
-                                                                               tmp_path):
-    """The finding of scripts/cross_runtime/explain.py: in the integer ONNX file only Tanh and
-    Sigmoid give other bits on onnxruntime-web than native (and on onnx's numpy reference
-    evaluator); with them as an interpolated table of IEEE-exact ops (the prototype
-    exact_activations.py) every step is bit-identical on all three."""
-    import numpy as np
-
-    sys.path.insert(0, str(MODULES))
-    import explain
-
-    b = load_bundle(tiny_bundle)
-    e = next(e for e in b.files if e.format == "onnx" and e.precision.startswith("int8"))
-    tokens = b.probe()["tokens"][:30].astype(np.int32)
-    b2, e2 = explain.with_rewritten(b, e, tmp_path)
+@pytest.mark.parametrize("batch", [1, 8])
+def test_the_integer_onnx_file_gives_the_same_bits_on_onnxruntime_and_onnx_reference(
+        tiny_bundle, tmp_path, batch):
+    """Exported int8 ONNX (exact activations, export/formats/onnx_exact.py): every step's logits
+    and state identical bit for bit on onnxruntime (as charwright runs it) and on onnx's numpy
+    reference; the same file quantized with the runtimes' own Tanh/Sigmoid is not."""
+    from charwright.export.formats import onnx as ox
+    from charwright.export.formats.onnx_exact import reference_evaluator
     from charwright.runtime.backends import open_backend
 
-    exported_exact = not {"Tanh", "Sigmoid"} & set(e.ops)  # export may adopt the tables
-    for bundle, entry, exact in ((b, e, exported_exact), (b2, e2, True)):
-        nat = open_backend(bundle, entry)
-        web = cross.NodeStep(bundle, entry, MODULES)
-        try:
-            def native(t, s):
-                return nat.step(np.array([t], np.int32), s)
+    b = load_bundle(tiny_bundle)
+    e = b.find("onnx", "int8-dynamic")
+    assert e.portable and not {"Tanh", "Sigmoid"} & set(e.ops)
+    tokens = _token_rows(b, batch, 25)
+    start = np.zeros((batch, b.state_size), np.float32)
 
-            def on_web(t, s):
-                return web.step(np.array([t], np.int32), s)
-            vs_web = explain.per_step(native, on_web, tokens, b.state_size)[0]
-        finally:
-            web.close()
-        vs_ref = explain.per_step(native, explain.reference_evaluator(bundle.read(entry)),
-                                  tokens, b.state_size)[0]
-        if exact:
-            assert vs_web == vs_ref == f"0/{len(tokens)}"
-        else:
-            assert vs_ref != f"0/{len(tokens)}"  # numpy's tanh and exp are not MLAS's
+    def both(bundle, entry):
+        nat, ref = open_backend(bundle, entry), reference_evaluator(bundle.read(entry))
+        return (_steps(lambda t, s: nat.step(t, s), tokens, start),
+                _steps(lambda t, s: ref.run(["logits", "new_state"],
+                                            {"token": t, "state": s}), tokens, start))
+
+    native, reference = both(b, e)
+    assert _differing(native, reference) == 0
+    assert len({la.tobytes() for la, _ in native}) == len(native)  # the steps move
+    old = ox.quantize(b.read(b.find("onnx", "float32")), "int8-dynamic", activations=None)
+    assert {"Tanh", "Sigmoid"} & set(ox.op_names(old))
+    native_old, reference_old = both(*_with_file(b, e, old, tmp_path / "old"))
+    assert _differing(native_old, reference_old) > 0  # numpy's tanh and exp are not MLAS's
+
+
+@pytest.mark.tf
+def test_the_integer_onnx_file_gives_the_same_bits_on_onnxruntime_web(cross, tiny_bundle):
+    """The same, on onnxruntime-web (Node, WASM) at batch 1 and 8."""
+    from charwright.runtime.backends import open_backend
+
+    b = load_bundle(tiny_bundle)
+    e = b.find("onnx", "int8-dynamic")
+    nat, web = open_backend(b, e), cross.NodeStep(b, e, MODULES)
+    try:
+        for batch in (1, 8):
+            tokens = _token_rows(b, batch, 25)
+            start = np.zeros((batch, b.state_size), np.float32)
+            assert _differing(_steps(nat.step, tokens, start),
+                              _steps(web.step, tokens, start)) == 0, batch
+    finally:
+        web.close()
+
+
+@pytest.mark.tf
+def test_the_manifest_says_which_files_are_portable(tiny_bundle):
+    from click.testing import CliRunner
+
+    from charwright.runtime.cli import cli
+
+    b = load_bundle(tiny_bundle)
+    for e in b.files:
+        assert e.portable == (e.format == "onnx" and e.precision == "int8-dynamic"), e.path
+    r = CliRunner().invoke(cli, ["info", str(tiny_bundle)])
+    assert r.exit_code == 0, r.output
+    shown = [line.split()[0] for line in r.output.splitlines() if "portable" in line]
+    assert shown == ["model.int8-dynamic.onnx"]
+
+
+@pytest.mark.parametrize("bad", ["true", 1, None])
+def test_portable_must_be_a_json_boolean_and_defaults_to_false(tmp_path, bad):
+    from bundle_factory import edit, make_bundle
+
+    from charwright.runtime.errors import BundleError
+
+    d = make_bundle(tmp_path / "b")
+    assert not any(f.portable for f in load_bundle(d).files)  # an older manifest: no key
+    edit(d, lambda m: m["files"][0].update(portable=bad))
+    with pytest.raises(BundleError, match=r"files\[0\]\.portable"):
+        load_bundle(d)
