@@ -112,22 +112,29 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json,
                   f"{b.score:.4f} ---\n{prompt}{b.text}\n")
 
 
-def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json) -> None:
+def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json, hold) -> None:
     """--from-state / --save-state: PROMPT is fed to the session (a fresh one: as a prompt),
-    then one continuation is printed as _stream_one or _samples print it."""
+    then one continuation is printed as _stream_one or _samples print it. hold (--save-state):
+    at -n, text that may begin a --stop string is kept in the state, not printed; the
+    --from-state run prints it first (before its PROMPT, if any)."""
     from charwright.runtime.sampling.config import describe
 
-    session.feed(prompt, unknown)
+    if prompt:
+        session.feed(prompt, unknown)  # checks the prompt before the held text is taken
+        held = session.take_held()
+    else:
+        held = ""
+    shown = held + prompt
     out = _stdout()
     if as_json:
-        c = session.complete(max_chars, cfg, stop)
-        out.write(_payload(prompt, session.model, describe(cfg), cfg.seed, [
+        c = session.complete(max_chars, cfg, stop, hold)
+        out.write(_payload(shown, session.model, describe(cfg), cfg.seed, [
             {"text": c.text, "finish_reason": c.finish_reason, "logprob": None,
              "score": None}]) + "\n")
         return
-    chunks = session.stream(max_chars, cfg, stop)
+    chunks = session.stream(max_chars, cfg, stop, hold)
     try:
-        out.write(prompt)
+        out.write(shown)
         out.flush()
         for chunk in chunks:
             out.write(chunk)
@@ -256,8 +263,10 @@ def _parse_stop(ctx, prompt, beam, max_chars, stop, no_escape) -> tuple:
 @click.option("--save-state", type=click.Path(dir_okay=False), help="Save the state after the "
               "run (prompt and text) to this snapshot file, to go on with --from-state. "
               "Replaces only a snapshot file; its directory must exist. After a --stop string "
-              "the state includes that string (fed, not printed); at -n, text a stop string "
-              "held back is printed and a stop string spanning the cut is not detected.")
+              "the state includes that string (fed, not printed). At -n, text that may begin a "
+              "--stop string is kept in the state, not printed: the --from-state run prints it "
+              "first and, with the same --stop strings and no PROMPT, goes on matching it. A "
+              "--regex match does not span runs.")
 @click.option("--from-state", type=click.Path(dir_okay=False), help="Go on from this snapshot "
               "file: PROMPT (may be empty) is appended text; the snapshot's file, seed and "
               "sampling options are used unless given here (a sampling option without --greedy "
@@ -314,7 +323,8 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
         cfg = resolve_seed(cfg)
         if verbose:
             click.echo(f"{model!r}\n{describe(cfg)}", err=True)
-        _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json)
+        _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json,
+                        save_state is not None)
         if save_state is not None:
             session.save(save_state)
         return

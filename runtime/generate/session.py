@@ -18,10 +18,13 @@ the position (ids fed), the row's coin stream (seed, row id, coins drawn) and th
 sampler's row state after the last call (row_state's "dfa", for the record). Continuing is
 exact: generate(a) then generate(b) gives the text one generate(a + b) gives, on every backend,
 because every step is the step the uninterrupted run takes (batch 1) and the sampler takes its
-coins and window where they were (Sampler.row_state). Not across a stop string that spans two
-calls (each call has its own stop matcher), nor under a regex: each call's text is one whole
-match of its own (the automaton starts afresh, with that call's max_chars as its length
-budget). A session's text after "eos" goes on from the end-of-sequence id (a new line, in line
+coins and window where they were (Sampler.row_state). Stop strings: a call with hold=True
+keeps, at max_chars, the text that may still begin a stop string (Session.held, saved in a
+snapshot with each stop's matched length) and the next call with the same stop strings goes on
+matching it, so the cut is exact there too; with hold=False (the default) that text is returned
+at the cut and the next call matches afresh (a stop string spanning the cut is not found). A
+regex's match never spans calls: each call's text is one whole match of its own (the automaton
+starts afresh, with that call's max_chars as its length budget). A session's text after "eos" goes on from the end-of-sequence id (a new line, in line
 mode).
 
 Seeds. generate(sampling) takes the config's seed; None keeps the session's (or draws one the
@@ -33,7 +36,8 @@ bundle file (size bound, zip members, every array's shape and dtype, ids in the 
     meta      text, JSON: format "charwright-snapshot", version 1, manifest_sha256 (of the
               bundle's manifest, canonical JSON), file (format:precision) and file_sha256 (the
               model file the state came from), position, seed, row, coins, sampling (the last
-              config's fields or null), extra (sampler row state: "dfa")
+              config's fields or null), extra (sampler row state: "dfa"), stop (null, or
+              the held text: stops, kmp, held, go_on; _check_stop)
     state     float32 [state_size]
     logits    float32 [vocab] (absent before the first feed)
     history   int32 [<= 65536], the last ids fed, oldest first
@@ -97,6 +101,7 @@ class Snapshot:
     coins: int
     sampling: dict | None = None
     extra: dict = field(default_factory=dict)
+    stop: dict | None = None  # text held at a length limit (Session.held): see _check_stop
 
     def save(self, path) -> None:
         """Writes the snapshot to `path` atomically. Refuses (ConfigError) to replace anything
@@ -106,7 +111,7 @@ class Snapshot:
         meta = {"format": FORMAT, "version": VERSION, "manifest_sha256": self.manifest_sha256,
                 "file": self.file, "file_sha256": self.file_sha256, "position": self.position,
                 "seed": self.seed, "row": self.row, "coins": self.coins,
-                "sampling": self.sampling, "extra": self.extra}
+                "sampling": self.sampling, "extra": self.extra, "stop": self.stop}
         try:
             text = json.dumps(meta, sort_keys=True)
         except (TypeError, ValueError) as e:
@@ -174,7 +179,8 @@ class Snapshot:
         _check_meta(where, {"manifest_sha256": self.manifest_sha256, "file": self.file,
                             "file_sha256": self.file_sha256, "position": self.position,
                             "seed": self.seed, "row": self.row, "coins": self.coins,
-                            "sampling": self.sampling, "extra": self.extra},
+                            "sampling": self.sampling, "extra": self.extra,
+                            "stop": self.stop},
                     len(history), logits is not None)
 
 
@@ -295,9 +301,36 @@ def _check_meta(path, meta: dict, n_history: int, has_logits: bool) -> dict:
     if not isinstance(extra, dict) or not all(isinstance(k, str) and _is_int(v)
                                               for k, v in extra.items()):
         raise BundleError(f"{bad} (its sampler state is not a map of integers)")
+    stop = meta.get("stop")
+    if stop is not None and not _check_stop(stop):
+        raise BundleError(f"{bad} (its held stop-string text is not consistent)")
     return {"manifest_sha256": meta["manifest_sha256"], "file": meta["file"],
             "file_sha256": meta["file_sha256"], "position": pos, "seed": seed, "row": row,
-            "coins": coins, "sampling": sampling, "extra": extra}
+            "coins": coins, "sampling": sampling, "extra": extra,
+            "stop": None if stop is None else {**stop, "stops": list(stop["stops"]),
+                                               "kmp": list(stop["kmp"])}}
+
+
+MAX_STOPS = 256
+
+
+def _check_stop(d) -> bool:
+    """{"stops": [str], "kmp": [int], "held": str, "go_on": bool}: the stop strings of the call
+    that held text at its length limit, each one's matched prefix length (Knuth-Morris-Pratt
+    state: 0 <= k < its length), the text held (the longest of those prefixes, which each is a
+    suffix of), and whether the next call may go on matching (no text fed since)."""
+    if not isinstance(d, dict) or set(d) != {"stops", "kmp", "held", "go_on"}:
+        return False
+    stops, kmp, held, go_on = d["stops"], d["kmp"], d["held"], d["go_on"]
+    if not (isinstance(stops, (list, tuple)) and isinstance(kmp, (list, tuple))
+            and isinstance(held, str) and isinstance(go_on, bool)
+            and 1 <= len(stops) <= MAX_STOPS and len(kmp) == len(stops)):
+        return False
+    if not all(isinstance(x, str) and x for x in stops):
+        return False
+    if not all(_is_int(k, 0, len(x) - 1) for k, x in zip(kmp, stops)):
+        return False
+    return 0 < len(held) == max(kmp) and all(held.endswith(x[:k]) for k, x in zip(kmp, stops))
 
 
 def _config_from(d) -> SamplingConfig:
@@ -330,6 +363,7 @@ class Session:
         self.sampling: SamplingConfig | None = None
         self.extra: dict = {}
         self._open = None  # (weak reference to the stream now open, its token), or None
+        self._stop: dict | None = None  # text held at the last call's length limit (held)
 
     def __repr__(self):
         return f"<Session of {self.model!r} at {self.position} ids, row {self.row}>"
@@ -362,6 +396,23 @@ class Session:
             logits, state = step(t, state)
         self._advance(ids, logits[0], state[0])
         self.extra = {}  # fed text is not the constrained text the sampler state followed
+        if self._stop is not None:  # the held text no longer ends the text: no match goes on
+            self._stop = {**self._stop, "go_on": False}
+
+    @property
+    def held(self) -> str:
+        """Generated text not returned yet: a call with hold=True that reached max_chars keeps
+        the text that may still begin one of its stop strings. The next call returns it first
+        (and, with the same stop strings and no text fed between, goes on matching it, so the
+        two calls return exactly the text of one); take_held() takes it now."""
+        return "" if self._stop is None else self._stop["held"]
+
+    def take_held(self) -> str:
+        """Returns the held text and forgets it (the next call starts its stop matching
+        afresh)."""
+        self._close_open()
+        held, self._stop = self.held, None
+        return held
 
     def _advance(self, ids: np.ndarray, logits: np.ndarray, state: np.ndarray) -> None:
         self.state = np.array(state, np.float32)
@@ -379,7 +430,7 @@ class Session:
             cfg = resolve_seed(cfg) if self.seed is None else replace(cfg, seed=self.seed)
         return cfg
 
-    def stream(self, max_chars: int = 200, sampling=None, stop=()):
+    def stream(self, max_chars: int = 200, sampling=None, stop=(), hold: bool = False):
         """An iterator of text pieces (TextStream's). Bad input raises here, before anything is
         generated. The session takes the ids of the pieces taken when the stream ends: run to
         its end, closed (it.close(), or dropped), or closed by the session's next call. One
@@ -388,17 +439,36 @@ class Session:
         sees the session after the last id that stream generated, and the closed stream yields
         nothing more. Until then the session's attributes (position, state, ...) are those from
         before the stream. An exception inside the stream (KeyboardInterrupt, a backend error)
-        leaves the session as it was before the stream."""
+        leaves the session as it was before the stream.
+
+        Stop strings across calls: hold=True keeps, at max_chars, the text that may still begin
+        a stop string in the session (held) instead of returning it; the next call returns it
+        first, and with the same stop strings goes on matching it: cut-and-continue then
+        returns exactly the text of one call, stop strings included. hold=False (the default)
+        returns it, as Model.generate does, and the next call matches afresh. A regex's match
+        does not go on across calls (each call's text is one whole match)."""
+        if not isinstance(hold, bool):
+            raise ConfigError(f"hold {hold!r}: must be true or false")
         cfg, stream, sampler = self._prepare(max_chars, sampling, stop)
         self._last = stream
         if not max_chars:
             return iter(())
+        m, carry, lead = stream.matcher, self._stop, ""
+        if carry is not None:
+            if (carry["go_on"] and m is not None and stream.dfa is None
+                    and list(m.stops) == list(carry["stops"])):
+                m._state, m.pending = list(carry["kmp"]), carry["held"]
+            else:
+                lead = carry["held"]
+        limit = None
+        if hold and m is not None and stream.dfa is None:
+            limit, stream.max_chars = max_chars, max_chars + 1  # the session ends at max_chars
         gen = Generator(self.model.backend)
         gen.add([self.history], sampler, cfg.seed, [self.row],
                 primed=(self.logits[None].copy(), self.state[None].copy()), max_chars=max_chars)
         sampler.set_row_state(0, {"coins": self.coins})
         token = object()
-        it = self._run(stream, gen, sampler, token)
+        it = self._run(stream, gen, sampler, token, lead, limit)
         self._open = (weakref.ref(it), token)
         return it
 
@@ -442,15 +512,22 @@ class Session:
         self.extra = {k: int(v) for k, v in rs.items() if k not in _ROW_KEYS}
         self._advance(np.asarray(tokens), logits[0], state[0])
 
-    def _run(self, stream: TextStream, gen: Generator, sampler, token):
+    def _run(self, stream: TextStream, gen: Generator, sampler, token, lead="", limit=None):
         # The session takes the stream's ids only where they and the generator agree: at a
         # yield (closed there: GeneratorExit) or at the end. An exception inside gen.step or
         # push (Ctrl-C after the backend's step, before the id is pushed) leaves it unchanged.
         consistent = False
         try:
+            if lead:
+                consistent = True
+                yield lead
+                consistent = False
             while stream.finish_reason is None:
                 _, ids = gen.step()
                 piece = stream.push(int(ids[0]))
+                if limit is not None and stream.finish_reason is None and \
+                        len(stream.tokens) >= limit:
+                    stream.finish_reason = "length"  # the matcher keeps what it holds
                 if piece:
                     consistent = True
                     yield piece
@@ -460,21 +537,28 @@ class Session:
             mine = self._open is not None and self._open[1] is token  # not a stale stream
             if mine:
                 self._open = None
+            if mine and consistent:
+                m = stream.matcher
+                self._stop = None
+                if limit is not None and stream.finish_reason == "length" and m.pending:
+                    self._stop = {"stops": list(m.stops), "kmp": list(m._state),
+                                  "held": m.pending, "go_on": True}
             if mine and consistent and stream.tokens:
                 self._finish(sampler, 0, stream.tokens, gen.tokens[:1], gen.state[:1])
 
-    def complete(self, max_chars: int = 200, sampling=None, stop=()):
-        """The next max_chars characters as a model.Completion (text, finish_reason, tokens)."""
+    def complete(self, max_chars: int = 200, sampling=None, stop=(), hold: bool = False):
+        """The next max_chars characters as a model.Completion (text, finish_reason, tokens);
+        hold: as stream's."""
         from charwright.runtime.model import Completion
 
-        text = "".join(self.stream(max_chars, sampling, stop))
+        text = "".join(self.stream(max_chars, sampling, stop, hold))
         s = self._last
         if not max_chars:
             return Completion("", "length", ())
         return Completion(text, s.finish_reason, tuple(s.tokens))
 
-    def generate(self, max_chars: int = 200, sampling=None, stop=()) -> str:
-        return self.complete(max_chars, sampling, stop).text
+    def generate(self, max_chars: int = 200, sampling=None, stop=(), hold: bool = False) -> str:
+        return self.complete(max_chars, sampling, stop, hold).text
 
     # ---- snapshots ----------------------------------------------------------------------------
 
@@ -487,7 +571,7 @@ class Session:
             logits=None if self.logits is None else self.logits.copy(),
             history=self.history.copy(), position=self.position, seed=self.seed, row=self.row,
             coins=self.coins, sampling=None if self.sampling is None else asdict(self.sampling),
-            extra=dict(self.extra))
+            extra=dict(self.extra), stop=None if self._stop is None else dict(self._stop))
 
     def restore(self, snap: Snapshot) -> None:
         """The session goes back to `snap` (a snapshot of this model's bundle and file).
@@ -504,6 +588,7 @@ class Session:
                                                           snap.coins)
         self.sampling = None if snap.sampling is None else _config_from(snap.sampling)
         self.extra = dict(snap.extra)
+        self._stop = None if snap.stop is None else dict(snap.stop)
 
     def fork(self, n: int) -> list[Session]:
         """n sessions that go on from here independently: rows 0..n-1 of this session's seed
@@ -574,4 +659,6 @@ def complete_together(sessions: list, max_chars: int = 200, sampling=None,
                                 gen.state[j:j + 1])
         if done:
             gen.remove([k for _, k in done])
-    return [Completion(st.text(), st.finish_reason, tuple(st.tokens)) for st in streams]
+    leads = [s.take_held() for s in sessions]  # text a hold=True call held: returned first
+    return [Completion(lead + st.text(), st.finish_reason, tuple(st.tokens))
+            for lead, st in zip(leads, streams)]

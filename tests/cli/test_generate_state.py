@@ -179,3 +179,23 @@ def test_save_state_help_says_what_a_state_after_a_stop_holds(hand_bundle, tmp_p
 
     snap = Snapshot.load(state, load(hand_bundle, backend="numpy"))
     assert snap.position == 2 + cut + len(stop)
+
+
+def test_a_cut_inside_a_stop_string_prints_the_uninterrupted_text(hand_bundle, tmp_path):
+    common = ["-b", hand_bundle, "--backend", "numpy", "--seed", 1]
+    free = json.loads(_run("ab", *common, "-n", 120, "--json").stdout)["completions"][0]["text"]
+    stop = free[50:54]
+    end = free.index(stop)
+    whole = _run("ab", *common, "-n", 120, "--stop", stop, "--no-escape")
+    assert whole.exit_code == 0 and whole.stdout == "ab" + free[:end] + "\n"
+    state = tmp_path / "s.npz"
+    for cut in (end + 1, end + 3):  # inside the stop string: its head is held, not printed
+        a = _run("ab", *common, "-n", cut, "--stop", stop, "--no-escape", "--save-state", state)
+        b = _run("--from-state", state, "-b", hand_bundle, "-n", 120 - cut, "--stop", stop,
+                 "--no-escape")
+        assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+        assert a.stdout[:-1] + b.stdout[:-1] == whole.stdout[:-1], cut
+    # other stop strings in the second run: the held text is printed first
+    a = _run("ab", *common, "-n", end + 2, "--stop", stop, "--no-escape", "--save-state", state)
+    b = _run("--from-state", state, "-b", hand_bundle, "-n", 5, "--stop", "qq")
+    assert a.stdout[:-1] + b.stdout[:-1] == "ab" + free[:end + 2 + 5]

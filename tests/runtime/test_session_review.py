@@ -186,3 +186,62 @@ def test_a_huge_top_k_is_off_in_both_samplers(model, huge):
     s.feed("abc")
     assert s.generate(20, SamplingConfig(seed=2, top_k=huge)) == \
         model.generate("abc", 20, SamplingConfig(seed=2))
+
+
+def test_hold_makes_a_cut_exact_across_stop_strings(model, tmp_path):
+    cfg = SamplingConfig(seed=8, temperature=0.9)
+    free = model.generate("abc", 300, cfg)
+    stops = (free[60:63], free[150:152] + "a", "zz")  # the first is found at 60 (or before)
+    whole = model.complete(["abc"], 300, cfg, stop=stops)[0]
+    assert whole.finish_reason == "stop" and len(whole.text) <= 60
+    end = len(whole.text)
+    held_seen = False
+    for cut in range(max(1, end - 4), end + 3):  # cuts inside and around the stop string
+        s = model.session()
+        s.feed("abc")
+        a = s.complete(cut, cfg, stops, hold=True)
+        held_seen |= bool(s.held)
+        s.save(tmp_path / "s.npz")  # the held text and the matcher go through the file
+        t = Session.load(tmp_path / "s.npz", model)
+        assert t.held == s.held
+        b = t.complete(300 - cut, cfg, stops, hold=True) if a.finish_reason == "length" else None
+        text = a.text + (b.text if b else "")
+        assert text == whole.text, cut
+        assert (b or a).finish_reason == "stop"
+    assert held_seen  # some cut fell inside the stop string
+    # hold=False (the default): the cut returns the held text, the next call matches afresh
+    s = model.session()
+    s.feed("abc")
+    a = s.generate(end + 1, cfg, stops)
+    assert s.held == "" and a == free[:end + 1]
+
+
+def test_held_text_comes_first_when_the_match_cannot_go_on(model):
+    cfg = SamplingConfig(seed=8, temperature=0.9)
+    free = model.generate("abc", 100, cfg)
+    stop = free[40:44]
+    s = model.session()
+    s.feed("abc")
+    first = s.generate(42, cfg, [stop], hold=True)
+    assert first + s.held == free[:42] and s.held == free[40:42]
+    snap = s.snapshot()
+    assert s.generate(10, cfg, ["qq"]) == free[40:52]  # other stops: held, then new text
+    s.restore(snap)
+    s.feed("a")  # fed text between: no match goes on; the held text is still returned first
+    assert s.generate(5, cfg)[:2] == free[40:42]
+    s.restore(snap)
+    assert s.take_held() == free[40:42] and s.held == ""
+
+
+def test_a_snapshots_held_text_is_checked(model):
+    s = model.session()
+    s.feed("abc")
+    snap = s.snapshot()
+    good = {"stops": ["abc", "bd"], "kmp": [2, 1], "held": "ab", "go_on": True}
+    s.restore(replace(snap, stop=good))
+    assert s.held == "ab"
+    for bad in ({**good, "held": "xb"}, {**good, "kmp": [3, 1]}, {**good, "kmp": [2]},
+                {**good, "stops": ["", "bd"]}, {**good, "go_on": 1}, {**good, "x": 1},
+                {**good, "held": ""}, [1], "ab"):
+        with pytest.raises(BundleError, match="held stop-string"):
+            s.restore(replace(snap, stop=bad))
