@@ -17,6 +17,9 @@
  *                                        as a list, or None when the penalty is off)
  *   core.set_row_state(i, seed, row, coins, window)   coins -1: unchanged; window None:
  *                                        unchanged, else an int32 array (its last ids)
+ *   core.set_fast(np.empty, np.dtype(np.int64), fallback)
+ *   ids = core.pick(z)                   sample with a new int64 [rows] made in C (no Python
+ *                                        frame: Sampler.sample); another z: fallback(core, z)
  *   core.rows                            the number of rows
  *   SOURCE_SHA256                        sha256 of _speedups.c + sampler.h as built (setup.py)
  *
@@ -37,7 +40,8 @@ typedef struct {
     cw_row *row;            /* [cap] */
     int32_t *win;           /* [cap * W] when the penalty is on, else NULL */
     uint64_t *seed, *rid;   /* [cap]: what row_state reports */
-    void *scratch;          /* CW_SCRATCH_BYTES(V), zeroed */
+    void *scratch;          /* CW_SCRATCH_BYTES(V) */
+    PyObject *empty, *dtype, *fallback; /* fast(): numpy.empty, int64, f(core, z) (no cycle) */
 } Core;
 
 static void core_repoint(Core *c) {
@@ -117,6 +121,9 @@ static int core_init(Core *self, PyObject *args, PyObject *kw) {
 }
 
 static void core_dealloc(Core *self) {
+    Py_XDECREF(self->empty);
+    Py_XDECREF(self->dtype);
+    Py_XDECREF(self->fallback);
     PyMem_Free(self->row);
     PyMem_Free(self->win);
     PyMem_Free(self->seed);
@@ -258,11 +265,28 @@ static int is_format(const Py_buffer *b, char c) {
     return f[0] == c && f[1] == '\0';
 }
 
+/* every row's pick into out [rows]; the GIL released for a large step (busy meanwhile) */
+static void core_run(Core *self, float *z, int64_t *out, const unsigned char *allowed) {
+    Py_ssize_t r, rows = self->rows;
+    int V = self->V, release = (double)rows * (double)V >= 16384.0;
+    PyThreadState *ts;
+    self->busy = 1;
+    ts = release ? PyEval_SaveThread() : NULL;
+    for (r = 0; r < rows; r++) {
+        int id = 0;
+        cw_sample_row(&self->cfg, &self->row[r], z + (size_t)r * (size_t)V, V,
+                      allowed ? allowed + (size_t)r * (size_t)V : NULL, self->scratch, &id);
+        out[r] = id;
+    }
+    if (release) PyEval_RestoreThread(ts);
+    self->busy = 0;
+}
+
 static PyObject *core_sample(Core *self, PyObject *args) {
     PyObject *zo, *oo, *ao = Py_None;
     Py_buffer zb, ob, ab;
-    Py_ssize_t r, rows;
-    int V = self->V, release;
+    Py_ssize_t rows;
+    int V = self->V;
     const unsigned char *allowed = NULL;
     if (!PyArg_ParseTuple(args, "OO|O", &zo, &oo, &ao)) return NULL;
     if (core_check_idle(self) < 0) return NULL;
@@ -304,25 +328,66 @@ static PyObject *core_sample(Core *self, PyObject *args) {
         }
         allowed = (const unsigned char *)ab.buf;
     }
-    release = (double)rows * (double)V >= 16384.0;
-    self->busy = 1;
-    {
-        PyThreadState *ts = release ? PyEval_SaveThread() : NULL;
-        float *z = (float *)zb.buf;
-        int64_t *out = (int64_t *)ob.buf;
-        for (r = 0; r < rows; r++) {
-            int id = 0;
-            cw_sample_row(&self->cfg, &self->row[r], z + (size_t)r * (size_t)V, V,
-                          allowed ? allowed + (size_t)r * (size_t)V : NULL, self->scratch, &id);
-            out[r] = id;
-        }
-        if (release) PyEval_RestoreThread(ts);
-    }
-    self->busy = 0;
+    core_run(self, (float *)zb.buf, (int64_t *)ob.buf, allowed);
     PyBuffer_Release(&zb);
     PyBuffer_Release(&ob);
     if (allowed) PyBuffer_Release(&ab);
     Py_RETURN_NONE;
+}
+
+static PyObject *core_set_fast(Core *self, PyObject *args) {
+    PyObject *empty, *dtype, *fallback;
+    if (!PyArg_ParseTuple(args, "OOO", &empty, &dtype, &fallback)) return NULL;
+    Py_XSETREF(self->empty, Py_NewRef(empty));
+    Py_XSETREF(self->dtype, Py_NewRef(dtype));
+    Py_XSETREF(self->fallback, Py_NewRef(fallback));
+    Py_RETURN_NONE;
+}
+
+/* ids = core.pick(z): sample's work with a new int64 [rows] made here (numpy.empty, given by
+ * set_fast) and no Python frame between the caller and C; a z that is not C-contiguous float32
+ * [rows, V] goes to fallback(core, z), which converts it. */
+static PyObject *core_pick(Core *self, PyObject *zo) {
+    Py_buffer zb, ob;
+    PyObject *out, *args[2];
+    if (!self->empty) {
+        PyErr_SetString(PyExc_RuntimeError, "pick: set_fast first");
+        return NULL;
+    }
+    if (core_check_idle(self) < 0) return NULL;
+    if (PyObject_GetBuffer(zo, &zb, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        PyErr_Clear();
+        return PyObject_CallFunctionObjArgs(self->fallback, (PyObject *)self, zo, NULL);
+    }
+    if (zb.ndim != 2 || zb.itemsize != 4 || !is_format(&zb, 'f') || zb.shape[0] != self->rows ||
+        zb.shape[1] != self->V) {
+        PyBuffer_Release(&zb);
+        return PyObject_CallFunctionObjArgs(self->fallback, (PyObject *)self, zo, NULL);
+    }
+    args[0] = PyLong_FromSsize_t(self->rows);
+    if (!args[0]) {
+        PyBuffer_Release(&zb);
+        return NULL;
+    }
+    args[1] = self->dtype;
+    out = PyObject_Vectorcall(self->empty, args, 2, NULL);
+    Py_DECREF(args[0]);
+    if (!out || PyObject_GetBuffer(out, &ob, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        Py_XDECREF(out);
+        PyBuffer_Release(&zb);
+        return NULL;
+    }
+    if (ob.len != self->rows * 8) {
+        PyBuffer_Release(&ob);
+        PyBuffer_Release(&zb);
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_TypeError, "pick: set_fast's empty did not give int64 [rows]");
+        return NULL;
+    }
+    core_run(self, (float *)zb.buf, (int64_t *)ob.buf, NULL);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&zb);
+    return out;
 }
 
 static int core_index(Core *self, PyObject *o, Py_ssize_t *i) {
@@ -402,6 +467,9 @@ static PyMethodDef core_methods[] = {
     {"join", (PyCFunction)core_join, METH_VARARGS, "join(prompts, seeds, row_ids)"},
     {"take", (PyCFunction)core_take, METH_O, "take(keep)"},
     {"sample", (PyCFunction)core_sample, METH_VARARGS, "sample(z, out[, allowed])"},
+    {"pick", (PyCFunction)core_pick, METH_O, "pick(z) -> ids int64 [rows] (set_fast first)"},
+    {"set_fast", (PyCFunction)core_set_fast, METH_VARARGS,
+     "set_fast(numpy.empty, numpy.dtype('int64'), fallback(core, z))"},
     {"row_state", (PyCFunction)core_row_state, METH_O, "row_state(i)"},
     {"set_row_state", (PyCFunction)core_set_row_state, METH_VARARGS,
      "set_row_state(i, seed, row, coins, window)"},

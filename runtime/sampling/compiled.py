@@ -110,6 +110,25 @@ def core_in_use() -> str:
     return "compiled C (runtime/c/sampler.h via charwright.runtime.sampling._speedups)"
 
 
+_I64 = np.dtype(np.int64)
+
+
+def _sample(core, z, allowed=None) -> np.ndarray:
+    """ids int64 [rows] from the core for z (float32 [rows, V] in place; another dtype or layout
+    is converted, and the result written back when z is writable)."""
+    out = np.empty(len(z), _I64)
+    try:
+        core.sample(z, out, allowed)
+    except (TypeError, BufferError, ValueError):
+        if not isinstance(z, np.ndarray) or z.ndim != 2:
+            raise
+        zc = np.ascontiguousarray(z, np.float32)  # another dtype or layout: a copy
+        core.sample(zc, out, allowed)
+        if z.flags.writeable:
+            z[...] = zc
+    return out
+
+
 def _int(x) -> bool:
     import numbers
 
@@ -153,7 +172,9 @@ class CompiledSampler:
             1.0 if cfg.top_p is None else float(cfg.top_p), float(cfg.min_p or 0.0),
             1.0 if cfg.typical_p is None else float(cfg.typical_p),
             float(cfg.repetition_penalty), self._window, int(cfg.is_greedy), self.vocab_size)
-        self.sample = self.__call__
+        # sample: the C call itself (no Python frame) unless a regex needs its mask made first
+        self._core.set_fast(np.empty, _I64, _sample)
+        self.sample = self._core.pick if self._mask is None else self.__call__
 
     def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
         """Rows join at the end: prompts, one int array per row; row i draws from the stream
@@ -176,22 +197,11 @@ class CompiledSampler:
         self.rows = self._core.rows
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        out = np.empty(len(z), np.int64)
-        allowed = None
-        if self._mask is not None:  # RegexMask's rule: an id whose need exceeds what is left
-            m = self._mask
-            allowed = m.dfa.need[m.state] <= m.left[:, None]
-        try:
-            self._core.sample(z, out, allowed)
-        except (TypeError, BufferError, ValueError):
-            if not isinstance(z, np.ndarray) or z.ndim != 2:
-                raise
-            zc = np.ascontiguousarray(z, np.float32)  # another dtype or layout: a copy
-            self._core.sample(zc, out, allowed)
-            if z.flags.writeable:
-                z[...] = zc
-        if self._mask is not None:
-            self._mask.accept(out)
+        if self._mask is None:
+            return self._core.pick(z)
+        m = self._mask  # RegexMask's rule: an id whose need exceeds what is left is not allowed
+        out = _sample(self._core, z, m.dfa.need[m.state] <= m.left[:, None])
+        m.accept(out)
         return out
 
     def row_state(self, i: int) -> dict:

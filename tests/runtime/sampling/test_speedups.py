@@ -167,6 +167,10 @@ def test_z_in_another_dtype_or_layout_and_wrong_shapes():
         s.join([np.array([0], np.int32)] * 2, 2, [0, 1])
     z = np.random.default_rng(0).standard_normal((V, 2)).T  # float64, not C-contiguous
     assert np.array_equal(a(z.astype(np.float32)), b(z.copy()))
+    # sample is the C call itself (no Python frame); another dtype or layout is converted there
+    assert b.sample == b._core.pick
+    for zz in (z, z.astype(np.float32), np.asfortranarray(z.astype(np.float32))):
+        assert np.array_equal(a.sample(zz.astype(np.float32)), b.sample(zz.copy()))
     with pytest.raises((TypeError, ValueError)):
         b(np.zeros((3, V), np.float32))  # 3 rows for a sampler of 2
     with pytest.raises((TypeError, ValueError)):
