@@ -319,3 +319,40 @@ def test_a_build_from_other_sources_is_left_unused(monkeypatch):
     monkeypatch.setattr(compiled, "_speedups", None)
     assert type(make_sampler(SamplingConfig(seed=1, top_p=0.9), 65)) is Sampler
     assert "rebuild it with pip install -e ." in compiled.core_in_use()
+
+
+def test_a_call_from_another_thread_while_a_step_runs_is_refused():
+    """A large step releases the GIL; a call on the same sampler from another thread meanwhile
+    raises RuntimeError (one call at a time) instead of racing on the rows' buffers."""
+    import threading
+
+    V, rows = 4000, 64
+    s = compiled.CompiledSampler(SamplingConfig(seed=1, top_p=0.9, repetition_penalty=1.2), V)
+    s.join([np.array([1], np.int32)] * rows, 1, range(rows))
+    z = (np.random.default_rng(0).standard_normal((rows, V)) * 3).astype(np.float32)
+    stop, refused, errors = threading.Event(), [], []
+
+    def other():
+        while not stop.is_set():
+            try:
+                s.row_state(0)
+                s.sample(z.copy())
+            except RuntimeError as e:
+                refused.append(str(e))
+            except Exception as e:  # noqa: BLE001 - anything else is the failure
+                errors.append(repr(e))
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        for _ in range(40):
+            try:
+                assert len(s.sample(z.copy())) == rows
+            except RuntimeError as e:
+                refused.append(str(e))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    assert refused and all("in use by another thread" in r for r in refused)
+    assert s.rows == rows and len(s.row_state(rows - 1)["window"]) >= 1
