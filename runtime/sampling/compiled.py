@@ -1,9 +1,10 @@
 """The compiled sampling core: runtime/c/sampler.h (the C runtime's sampler, one source) as the
 CPython extension `_speedups`, behind Sampler's interface, and the one factory that picks it.
 
-    s = make_sampler(cfg, vocab_size)    CompiledSampler when the extension is importable, the
-                                         config is one it covers and CHARWRIGHT_PURE_PYTHON is
-                                         not 1; else the numpy Sampler (the reference); greedy
+    s = make_sampler(cfg, vocab)         CompiledSampler when the extension is importable (and
+                                         built from the sources beside it), the config is one it
+                                         covers and CHARWRIGHT_PURE_PYTHON is unset or 0; else
+                                         the numpy Sampler (the reference); greedy
                                          without a penalty is numpy's argmax (as fast), and
                                          typical-p beyond 512 ids numpy's (its SIMD exp)
     core_in_use()                        one line for `charwright info`
@@ -15,7 +16,9 @@ own: the two agree except at exact near-ties (SAMPLING.md step 7).
 
 The extension is batched: one call samples every row of a step, with each row's state (its coin
 stream's key and count, its repetition window) in C buffers; rows join and leave as with the
-numpy Sampler (join, take), and row_state / set_row_state give and take the same dict.
+numpy Sampler (join, take), and row_state / set_row_state give and take the same dict. A regex
+or choices config keeps numpy's RegexMask (its DFA states, length budgets) and hands the C chain
+its allowed-ids mask, which the chain applies right after the penalty, where RegexMask sits.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ if STALE:
 
 PURE_ENV = "CHARWRIGHT_PURE_PYTHON"
 TYPICAL_MAX_V = 512  # above it a typical-p config takes numpy (make_sampler)
-# the SamplingConfig fields the C sampler implements; any other field (a regex constraint, ...)
+# the SamplingConfig fields the compiled sampler implements; any other field (one added later)
 # away from its default sends the config to the numpy path
 COVERED = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
                      "repetition_window", "greedy", "seed", "regex", "choices"})
