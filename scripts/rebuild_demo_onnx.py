@@ -3,10 +3,10 @@
 How the demo bundle's model.int8-dynamic.onnx was remade when ONNX int8 went per-row (issue 20):
 the float step graph from weights.npz (trainer/step_graph.py, as `charwright train` saves it),
 tf2onnx and quantize_dynamic (export/formats/onnx.py), per-row activations (onnx_rows.py), Tanh
-and Sigmoid as exact ops (onnx_exact.py), the old file's metadata. The manifest's entry for that file (sha256, bytes, ops, min_runtime), its
-parity row (the probe replayed) and files[].batch_invariant of every file (measured here,
-export/invariance.py) and files[].portable of every file are updated; every other file is left
-as it is. Needs the [train] extra.
+and Sigmoid as exact ops (onnx_exact.py), the old file's metadata. The manifest's entry for
+that file (sha256, bytes, ops, min_runtime), its parity row (the probe replayed), and
+files[].batch_invariant (measured here, export/invariance.py) and files[].portable of every
+file are updated; every other file is left as it is. Needs the [train] extra.
 
     .venv/bin/python scripts/rebuild_demo_onnx.py runtime/demo
     .venv/bin/charwright verify

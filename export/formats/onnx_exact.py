@@ -9,10 +9,11 @@ such an ulp crosses a quantization boundary within 25-100 characters and the tex
 ops that IEEE-754 rounds once, so every runtime gets the same bits:
 
     "table" (the default)  tanh(x) = T[i], T a table of tanh at 512 points a unit over [-8, 8]
-        (8,193 float32, 32 KB), i = floor(clip(x * 512 + 4096.5, 0, 8192)) the nearest point
-        (Mul by a power of two, Add, Clip, Floor, Cast, Clip of the integer against NaN,
-        GatherElements on the flattened indices); sigmoid(x) = 0.5 + 0.5 T[i] at half the points a unit (tanh(x / 2)). Within
-        2**-10 of tanh and 2**-11 of sigmoid.
+        (8,193 float32, 32 KB), i = int(clip(x * 512 + 4096.5, 0, 8192)) the nearest point
+        (Mul by a power of two, Add, Clip, Cast: truncation of a value >= 0, Clip of the
+        integer against NaN, GatherElements on the flattened indices); sigmoid(x) =
+        0.5 + 0.5 T[i] at half the points a unit (tanh(x / 2)). Within 2**-10 of tanh and
+        2**-11 of sigmoid.
     "rational"  tanh as the emitted C runtime computes it (runtime/c/runtime.c cw_tanh,
         Eigen's rational form, the one TensorFlow's CPU kernels use): x clamped to
         +-7.90531111, p = odd polynomial of degree 13 and q = even polynomial of degree 6 in
@@ -20,11 +21,14 @@ ops that IEEE-754 rounds once, so every runtime gets the same bits:
         |x| < 0.0004; sigmoid(x) = 0.5 + 0.5 * tanh(0.5 * x). Within 7 ulp of tanh. The
         same bits as the C runtime's activations, but 30 ops an activation.
 
-Measured on the demo (GRU 512, scripts/cross_runtime/exact_candidates.py, 300 steps, a loaded
-2-core Xeon): both give 0/300 steps whose bits differ on onnxruntime-web and on onnx.reference
-(the exported Tanh/Sigmoid: 300/300); table 971,782 bytes, probe top-1 97.45%, +0.13% bits/char,
-54.5 us/step at batch 1 against 43.6 for Tanh/Sigmoid; rational 940,116 bytes, 97.30%, +0.12%,
-78.7 us/step. The table is the default: the lower cost.
+Measured on the demo (GRU 512, scripts/cross_runtime/exact_candidates.py, 300 steps, min of
+alternating runs, onnxruntime 1.32 batch 1 one thread, a 2-core Xeon loaded by other jobs):
+both give 0/300 steps whose bits differ on onnxruntime-web and on onnx.reference (the runtimes'
+own Tanh/Sigmoid: 300/300). Tanh/Sigmoid 937,935 bytes, probe top-1 97.35%, +0.13% bits/char,
+31.9 us/step; table 971,620 bytes, 97.45%, +0.13%, 38.8 us/step; rational 939,961 bytes,
+97.30%, +0.12%, 56.1 us/step. The table is the default: the lower cost. At batch 8 and 64 the
+table costs 60 -> 81 and 268 -> 388 us/step (the lookup, the gates' Concat/Split, the integer
+Clip: GatherElements 55 of them at batch 64).
 
 The activations of one kind whose inputs are ready at the same point (a GRU's update and reset
 gates) are evaluated as one: Concat on axis 1, one subgraph, Split; fewer ops at batch 1, and a
@@ -48,7 +52,8 @@ DEFAULT = "table"
 # operations (+ - * / rounded once), data movement and indexing, max/min/abs, rounding, and
 # the quantization ops (x / scale rounded half to even, saturated; scale * (q - zero point))
 PORTABLE_OPS = frozenset({
-    "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "Gather", "GatherElements", "Cast", "Add", "Sub", "Mul",
+    "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "Gather", "GatherElements", "Cast",
+    "Add", "Sub", "Mul",
     "Div", "Neg", "Abs", "ReduceMax", "ReduceMin", "Max", "Min", "Clip", "Floor", "Ceil", "Round",
     "Slice", "Shape", "ConstantOfShape", "Unsqueeze", "Squeeze", "Reshape", "Concat", "Split",
     "Where", "Less", "Greater", "Equal", "Identity", "Transpose", "Expand", "Constant",
@@ -140,7 +145,8 @@ def _tanh_rational(x: str, y: str, p: str) -> list:
     def node(op, ins, out):
         return helper.make_node(op, ins, [out])
 
-    nodes = [node("Clip", [x, "xa.lo", "xa.hi"], p + "c"), node("Mul", [p + "c", p + "c"], p + "x2")]
+    nodes = [node("Clip", [x, "xa.lo", "xa.hi"], p + "c"),
+             node("Mul", [p + "c", p + "c"], p + "x2")]
     for name, terms in (("p", P_TERMS), ("q", Q_TERMS)):
         acc = f"xa.{name}0"
         for i in range(1, len(terms)):

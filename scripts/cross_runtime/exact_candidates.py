@@ -5,9 +5,13 @@ bits/char, steps whose bits differ on onnxruntime-web and on onnx.reference, µs
 (onnxruntime, batch 1, one thread; min of alternating runs).
 
     python scripts/cross_runtime/exact_candidates.py [BUNDLE] [--steps 300] [--rounds 5]
+        [--file INT8.onnx]
 
-The file's Tanh/Sigmoid must be present (an older bundle); on a bundle exported with exact
-activations already the "as exported" row is the exact file itself.
+The candidates rewrite the file's Tanh/Sigmoid: a bundle exported with exact activations has
+none, so give --file an int8 file with them, e.g. the demo's before exact activations:
+
+    git show 695757c:runtime/demo/model.int8-dynamic.onnx > /tmp/before.onnx
+    python scripts/cross_runtime/exact_candidates.py --file /tmp/before.onnx
 """
 
 from __future__ import annotations
@@ -62,13 +66,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ort-web", default=None)
+    ap.add_argument("--file", type=Path, default=None,
+                    help="an int8 ONNX file of this bundle's model to start from")
     args = ap.parse_args(argv)
     bundle = load_bundle(args.bundle)
     entry = bundle.find("onnx", "int8-dynamic")
     modules = X.ort_web_modules(args.ort_web)
     tokens = bundle.probe()["tokens"][:args.steps].astype(np.int32)
-    data = bundle.read(entry)
-    cands = {"as exported": data, "rational (onnx_exact)": exact(data, "rational"),
+    data = args.file.read_bytes() if args.file else bundle.read(entry)
+    cands = {"Tanh/Sigmoid (the runtime's own)" if args.file else "as exported": data,
+             "rational (onnx_exact)": exact(data, "rational"),
              "table, nearest (onnx_exact)": exact(data, "table"),
              "table, interpolated (prototype)": rewrite(data, "interpolate")}
     rows, steps = [], {}
@@ -77,11 +84,11 @@ def main(argv=None) -> int:
             b, e = copy_with(bundle, entry, d, Path(tmp) / str(i))
             nat = open_backend(b, e)
 
-            def native(t, s):
+            def native(t, s, nat=nat):
                 return nat.step(np.array([t], np.int32), s)
             web = X.NodeStep(b, e, modules)
             try:
-                vs_web = explain.per_step(native, lambda t, s: web.step(
+                vs_web = explain.per_step(native, lambda t, s, web=web: web.step(
                     np.array([t], np.int32), s), tokens, b.state_size)[0]
             finally:
                 web.close()
@@ -100,7 +107,8 @@ def main(argv=None) -> int:
     print(f"{bundle.root} ({X.cpu_name()}); {args.steps} steps from the probe's tokens")
     print()
     print(X.table(["int8 ONNX file", "bytes", "probe top-1", "bits/char vs reference",
-                   "steps ≠ onnxruntime-web", "steps ≠ onnx.reference", "µs/step (min)"], rows))
+                   "steps ≠ onnxruntime-web", "steps ≠ onnx.reference", "µs/step (min)"],
+                  rows))
     return 0
 
 

@@ -9,6 +9,9 @@ intermediate tensor made a graph output), and per step against onnx's reference 
 (numpy, what a port that follows the graph op by op computes), then the same for the prototype of
 exact_activations.py (Tanh and Sigmoid as an interpolated table of IEEE-exact ops), with its
 parity against the probe and the five settings' text (as scripts/cross_runtime.py prints it).
+Export now writes the int8 file with exact activations (export/formats/onnx_exact.py): on such
+a file the prototype changes nothing; exact_candidates.py compares the methods from a file that
+still has Tanh/Sigmoid.
 TFLite files that TFLite Micro runs: LiteRT as charwright runs it (XNNPACK delegate), LiteRT's
 built-in kernels without delegate, LiteRT's reference kernels and TFLite Micro, per step; per
 op for the reference kernels against TFLite Micro, and each FULLY_CONNECTED output whose int32

@@ -30,7 +30,8 @@ def gate_graph(width_known: bool = True) -> bytes:
         [helper.make_node("Sigmoid", ["a"], ["z"]), helper.make_node("Sigmoid", ["b"], ["r"]),
          helper.make_node("Mul", ["r", "a"], ["ra"]), helper.make_node("Add", ["c", "ra"], ["u"]),
          helper.make_node("Tanh", ["u"], ["h"])],
-        "g", [vi("a"), vi("b"), vi("c")], [vi("z"), vi("r"), vi("h")], value_info=[vi("ra"), vi("u")])
+        "g", [vi("a"), vi("b"), vi("c")], [vi("z"), vi("r"), vi("h")],
+        value_info=[vi("ra"), vi("u")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m.SerializeToString()
