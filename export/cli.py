@@ -39,6 +39,14 @@ class _Progress:
         elif kind == "left_out":
             self._echo(f"left out {ev['path']}: {ev['reason']} (pass --allow-mismatch to keep "
                        "it)")
+        elif kind == "batch_invariance":
+            inv = ev["invariant"]
+            self._echo(f"  {ev['file']}: batch-invariant " + (
+                "not measured" + (f" ({ev['reason']})" if ev.get("reason") else "")
+                if inv is None else "yes" if inv else
+                f"no (max |Δ| {ev['max_abs']:.2g})"))
+        elif kind == "batch_invariance_start":
+            self._echo("batch invariance (a row alone vs in batches, bit for bit, this CPU):")
         elif kind == "warning":
             self._echo("warning: " + ev["message"])
         elif kind == "done":

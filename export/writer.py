@@ -267,18 +267,23 @@ def _check_parity(tmp: Path, manifest: dict, allow_mismatch: bool, named: set, t
 
 def _record_invariance(tmp: Path, manifest: dict, on_progress) -> None:
     """files[].batch_invariant: whether each kept file gives a row the same logits, bit for bit,
-    alone and in any batch, as measured here (export/invariance.py); a file whose runtime is
-    not installed here is not measured and records false."""
+    alone and in any batch, as measured here (runtime/verify/invariance.py); a file whose
+    runtime is not installed here is not measured and its entry leaves the key out (readers:
+    not recorded, counted as not invariant; `charwright verify` measures it where it runs).
+    One progress event per file (invariant None: not measured)."""
     from charwright.export.invariance import measure_file
     from charwright.runtime.errors import BackendUnavailable
 
     bundle = load_bundle(tmp, verify=False)
     entries = {e.path: e for e in bundle.files}
+    on_progress({"event": "batch_invariance_start"})
     for record in manifest["files"]:
         try:
             result = measure_file(bundle, entries[record["path"]])
-        except BackendUnavailable:
-            record["batch_invariant"] = False
+        except BackendUnavailable as e:
+            record.pop("batch_invariant", None)
+            on_progress({"event": "batch_invariance", "file": record["path"], "invariant": None,
+                         "max_abs": None, "reason": str(e).splitlines()[0]})
             continue
         record["batch_invariant"] = result.invariant
         on_progress({"event": "batch_invariance", "file": record["path"],

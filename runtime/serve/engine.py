@@ -332,8 +332,11 @@ _NO_CACHE = _NoCache()
 def _prompt_cache(model, max_bytes: int):
     """(PrefixCache or None, a line saying which and why). Cached states are exact only where a
     row's step does not depend on its batch: the file must be batch-invariant (manifest's
-    files[].batch_invariant; a bundle without the key counts as not)."""
+    files[].batch_invariant; a bundle without the key counts as not), and a row stepped alone
+    and in a batch of 3 here must agree bit for bit (runtime/verify/invariance.py self_check:
+    a few ms; the manifest's claim was measured on the exporting CPU)."""
     from charwright.runtime.serve.prefix_cache import PrefixCache
+    from charwright.runtime.verify.invariance import SERVE_BATCHES, self_check
 
     if not max_bytes:
         return None, "prompt cache off"
@@ -342,9 +345,29 @@ def _prompt_cache(model, max_bytes: int):
     if invariant is None:
         invariant = entry.extra.get("batch_invariant") is True
     if not invariant:
+        recorded = "batch_invariant" in (entry.extra or {}) or _recorded(model, entry.path)
         return None, (f"prompt cache off: {entry.path} is not batch-invariant, so a cached "
-                      "state could differ from one primed afresh")
-    return PrefixCache(max_bytes), f"prompt cache {max_bytes / 2**20:.3g} MiB"
+                      "state could differ from one primed afresh" if recorded else
+                      f"prompt cache off: {entry.path}'s batch invariance is not recorded (an "
+                      "older bundle; `charwright verify` measures it): it counts as not "
+                      "batch-invariant, so a cached state could differ from one primed afresh")
+    here = self_check(model.backend)
+    if here is None or not here.invariant:
+        why = "could not be checked here" if here is None else (
+            f"a row differs at batch {here.batch} here (max |Δ| {here.max_abs:.3g})")
+        return None, (f"prompt cache off: the manifest says {entry.path} is batch-invariant but "
+                      f"{why}")
+    return PrefixCache(max_bytes), (f"prompt cache {max_bytes / 2**20:.3g} MiB (batch "
+                                    f"invariance checked here at batch "
+                                    f"{', '.join(map(str, SERVE_BATCHES))})")
+
+
+def _recorded(model, path: str) -> bool:
+    """Whether the manifest's entry for `path` has a batch_invariant key at all."""
+    bundle = getattr(model, "bundle", None)
+    files = getattr(bundle, "manifest", {}).get("files") if bundle is not None else None
+    return any(isinstance(f, dict) and f.get("path") == path and "batch_invariant" in f
+               for f in files or ())
 
 
 def _check_int(name: str, value, lo: int, or_else: str = "") -> None:
