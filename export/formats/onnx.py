@@ -113,10 +113,10 @@ def min_runtime(model: bytes) -> dict:
 def quantize(model: bytes, precision: str, rows: bool = True,
              activations: str | None = onnx_exact.DEFAULT) -> bytes:
     """The int8-dynamic file of float32 `model`: activations quantized per batch row
-    (onnx_rows.per_row), or per tensor as quantize_dynamic writes it when not `rows` (kept
-    for scripts/bench_onnx_int8.py's before/after); Tanh and Sigmoid replaced by exact ops
-    (onnx_exact.exact, `activations` its method; None keeps the runtime's own kernels), so
-    that every runtime computes the same bits."""
+    (onnx_rows.per_row) and Tanh and Sigmoid replaced by exact ops (onnx_exact.exact,
+    `activations` its method; None keeps the runtimes' own kernels), so that every runtime
+    computes the same bits. Not `rows`: quantize_dynamic's file as it was before issue 20 (per
+    tensor, the runtimes' Tanh and Sigmoid; kept for scripts/bench_onnx_int8.py's before)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from charwright.export.formats.onnx_rows import per_row
@@ -132,7 +132,9 @@ def quantize(model: bytes, precision: str, rows: bool = True,
         except Exception as e:
             raise ExportError(f"ONNX {precision} quantization failed: {e}") from None
         data = dst.read_bytes()
-        data = per_row(data) if rows else data
+        if not rows:
+            return apply_contract(data)
+        data = per_row(data)
         return apply_contract(onnx_exact.exact(data, activations) if activations else data)
 
 
