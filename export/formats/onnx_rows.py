@@ -17,10 +17,15 @@ rest of quantize_dynamic's graph stays: the same int8 weights with their per-ten
 y = (float(int32 product) * scale_w) * scale_row (_scale_last: why the row's scale comes last).
 Every op is elementwise or reduces within one row and the integer product is exact, so a row's
 result is a function of that row alone: the same bit for bit in any batch (measured at export,
-export/invariance.py; tests/runtime/test_batch_invariance.py; scripts/batch_invariance.py).
+runtime/verify/invariance.py; tests/runtime/test_batch_invariance.py; scripts/batch_invariance.py).
 One caveat, the CPU's: on x86 without AVX-512 VNNI / AVX-VNNI, onnxruntime's uint8 x int8
 kernel adds pairs of products in int16 with saturation (as for the per-tensor file); that is
 still per row, but the product is then not exact.
+A state row must be finite for this: with a NaN in it, the row's own result depends on its
+place in the batch (onnxruntime's ReduceMax keeps or skips the NaN by the row's alignment when
+state_size % 4 != 0: NaN logits alone, finite ones in a batch); the other rows are unaffected.
+The runtime does not refuse such a state (ONNXStep: np.isfinite on the state costs ~3% of a demo
+step at batch 1); every state the model reaches from the zero state is finite.
 """
 
 from __future__ import annotations
