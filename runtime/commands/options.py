@@ -4,7 +4,7 @@ bundle), --backend, --precision, --threads, --unknown, and Ctrl-C's exit status.
     @click.command("score")
     @bundle_option
     @backend_option
-    @precision_option("Model file precision (default: the fastest whose parity passed).")
+    @precision_option()
     @exit_130_on_interrupt
     def score(bundle_opt, backend, precision): ...
 """
@@ -60,7 +60,11 @@ backend_option = click.option("--backend", type=BACKEND_CHOICE, default="onnx",
                               show_default=True)
 
 
-def precision_option(help: str = "Model file precision (default: fastest)."):
+PRECISION_HELP = ("Model file precision (default: the fastest file whose parity passed, "
+                  "batch-invariant ones first).")
+
+
+def precision_option(help: str = PRECISION_HELP):
     return click.option("--precision", type=PRECISION_CHOICE, help=help)
 
 

@@ -16,7 +16,7 @@ from charwright.runtime.commands.options import (backend_option, bundle_option,
 @click.argument("text_file", type=click.Path(dir_okay=False, allow_dash=True))
 @bundle_option
 @backend_option
-@precision_option("Model file precision (default: the fastest whose parity passed).")
+@precision_option()
 @unknown_option("Characters outside the vocabulary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @exit_130_on_interrupt

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from charwright.runtime.commands.options import BACKEND_CHOICE, PRECISION_CHOICE
+from charwright.runtime.commands.options import (BACKEND_CHOICE, PRECISION_CHOICE,
+                                                 PRECISION_HELP)
 from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_INTERVAL
 
 
@@ -17,7 +18,7 @@ from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_I
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port (0: any free one; the bound port is printed on stderr).")
 @click.option("--backend", type=BACKEND_CHOICE, default="onnx", show_default=True)
-@click.option("--precision", type=PRECISION_CHOICE, help="Model file precision (default: fastest).")
+@click.option("--precision", type=PRECISION_CHOICE, help=PRECISION_HELP)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Intra-op threads of one batched step (the HTTP side needs a core too).")
 @click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,

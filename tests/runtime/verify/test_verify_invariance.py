@@ -122,3 +122,14 @@ def test_serve_says_when_a_bundle_records_nothing(tmp_path):
     e = Engine(load(_bundle(tmp_path, None), backend="numpy"), prompt_cache_bytes=1 << 20)
     assert e.prompt_cache is None and "batch invariance is not recorded" in e.prompt_cache_note
     e.close()
+
+
+@pytest.mark.parametrize("command", ["generate", "score", "serve"])
+def test_precision_help_names_the_default_as_it_is(command):
+    """The default file is a batch-invariant one first (Bundle.find), not simply the fastest."""
+    r = CliRunner().invoke(cli, [command, "--help"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "Model file precision (default: the fastest file whose parity passed, " \
+           "batch-invariant ones first)." in text
+    assert "(default: fastest)" not in text
