@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -45,35 +46,49 @@ def main() -> int:
     args = ap.parse_args()
     from charwright.export.formats import onnx as ox
     from charwright.export.formats.onnx_exact import portable
-    from charwright.export.invariance import measure_file
     from charwright.runtime.bundle.reader import load_bundle
+    from charwright.runtime.errors import BackendUnavailable
     from charwright.runtime.files.atomic import write_json
     from charwright.runtime.files.safefile import sha256_of
+    from charwright.runtime.verify.invariance import measure_file
     from charwright.runtime.verify.parity import check_bundle
 
     root = args.bundle
     manifest = json.loads((root / "manifest.json").read_text())
     record = next(f for f in manifest["files"] if f["path"] == FILE)
     meta = ox.read_metadata((root / FILE).read_bytes())
-    data = ox.quantize(float32_onnx(root, manifest), "int8-dynamic")
-    tmp = root / f".{FILE}.tmp"
-    tmp.write_bytes(ox.add_metadata(data, meta))
-    tmp.replace(root / FILE)
-    record.update(sha256=sha256_of(root / FILE), bytes=(root / FILE).stat().st_size,
-                  ops=ox.op_names(data), min_runtime=ox.min_runtime(data))
-    for f in manifest["files"]:  # export/manifest.file_record's rule
-        f["portable"] = f["format"] == "onnx" and portable(f["ops"])
-    write_json(root / "manifest.json", manifest)
-    bundle = load_bundle(root)
-    (row,) = check_bundle(bundle, [bundle.find("onnx", "int8-dynamic")])
-    manifest["parity"] = [row.to_dict() if p.get("file") == FILE else p
-                          for p in manifest["parity"]]
-    for f, entry in zip(manifest["files"], bundle.files):
-        inv = measure_file(bundle, entry)
-        f["batch_invariant"] = inv.invariant
-        print(f"{entry.path}: batch-invariant {inv.invariant} (max |d| {inv.max_abs:.3g}, "
-              f"first at batch {inv.batch})")
-    write_json(root / "manifest.json", manifest)
+    data = ox.add_metadata(ox.quantize(float32_onnx(root, manifest), "int8-dynamic"), meta)
+    with tempfile.TemporaryDirectory() as work:  # the new bundle is made and checked here first
+        new = Path(work) / "bundle"
+        shutil.copytree(root, new)
+        (new / FILE).write_bytes(data)
+        record.update(sha256=sha256_of(new / FILE), bytes=(new / FILE).stat().st_size,
+                      ops=ox.op_names(data), min_runtime=ox.min_runtime(data))
+        for f in manifest["files"]:  # export/manifest.file_record's rule
+            f["portable"] = f["format"] == "onnx" and portable(f["ops"])
+        write_json(new / "manifest.json", manifest)
+        bundle = load_bundle(new)
+        (row,) = check_bundle(bundle, [bundle.find("onnx", "int8-dynamic")])
+        manifest["parity"] = [row.to_dict() if p.get("file") == FILE else p
+                              for p in manifest["parity"]]
+        for f, entry in zip(manifest["files"], bundle.files):
+            try:
+                inv = measure_file(bundle, entry)
+            except BackendUnavailable as e:  # e.g. LiteRT absent: its record stays as it was
+                print(f"{entry.path}: batch invariance not measured, kept "
+                      f"{f.get('batch_invariant', 'not recorded')} ({str(e).splitlines()[0]})")
+                continue
+            f["batch_invariant"] = inv.invariant
+            print(f"{entry.path}: batch-invariant {inv.invariant} (max |d| {inv.max_abs:.3g}, "
+                  f"first at batch {inv.batch})")
+        if not row.passed:
+            print(f"{FILE}: parity FAIL ({'; '.join(row.failures)}); {root} left as it was",
+                  file=sys.stderr)
+            return 1
+        tmp = root / f".{FILE}.tmp"  # the file, then the manifest that names it: once each
+        tmp.write_bytes(data)
+        tmp.replace(root / FILE)
+        write_json(root / "manifest.json", manifest)
     print(f"{FILE}: {record['bytes']:,} bytes, top-1 {row.top1:.2%}, bits/char {row.bpc:.4f} "
           f"vs {row.ref_bpc:.4f}, {row.verdict}")
     return 0

@@ -70,3 +70,41 @@ def test_a_file_not_invariant_shows_its_largest_difference():
     _Progress(out)({"event": "batch_invariance", "file": "weights.npz", "invariant": False,
                     "max_abs": 4.8e-6})
     assert out.getvalue() == "  weights.npz: batch-invariant no (max |Δ| 4.8e-06)\n"
+
+
+BLOCK_LITERT = r"""
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "ai_edge_litert":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["rebuild_demo_onnx.py", sys.argv[1]]
+runpy.run_path(SCRIPT, run_name="__main__")
+"""
+
+
+@pytest.mark.tf
+def test_rebuild_demo_onnx_without_litert_keeps_its_records_and_no_traceback(tmp_path):
+    """scripts/rebuild_demo_onnx.py where LiteRT is not installed: the LiteRT files are not
+    measured (their batch_invariant stays), the ONNX file and a manifest naming its bytes are
+    written, the bundle verifies."""
+    import subprocess
+    from pathlib import Path
+
+    from charwright.runtime.bundle.reader import load_bundle
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "rebuild_demo_onnx.py"
+    d = copy_demo(tmp_path / "b")
+    before = {f["path"]: f for f in json.loads((d / "manifest.json").read_text())["files"]}
+    r = subprocess.run([sys.executable, "-c", BLOCK_LITERT.replace("SCRIPT", repr(str(script))),
+                        str(d)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    after = {f["path"]: f for f in json.loads((d / "manifest.json").read_text())["files"]}
+    for path, f in before.items():
+        if f["format"] == "tflite":
+            assert after[path].get("batch_invariant") == f.get("batch_invariant"), path
+            assert f"{path}: batch invariance not measured" in r.stdout
+    assert after["model.int8-dynamic.onnx"]["batch_invariant"] is True
+    load_bundle(d)  # every sha256 and size the manifest names holds
+    assert not list(d.glob(".*.tmp"))
