@@ -256,7 +256,7 @@ class Typical(LogitsProcessor):
         logp = log_softmax(z)
         p = np.exp(logp)
         ent = -np.nansum(p * np.where(np.isfinite(logp), logp, 0), axis=1, keepdims=True)
-        order = np.argsort(np.abs(-logp - ent), axis=1)
+        order = np.argsort(np.abs(-logp - ent), axis=1, kind="stable")  # ties: by id, as sampler.h
         ps = np.take_along_axis(p, order, axis=1)
         cum = np.cumsum(ps, axis=1)
         drop = (cum - ps) >= self._target
