@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 
@@ -40,7 +41,12 @@ def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> i
                             log_config=LOG_CONFIG)
     server = _Server(config, state)
     state.server = server
-    server.run(sockets=[sock])
+    quiet = _QuietCancel(server)
+    logging.getLogger("uvicorn.error").addFilter(quiet)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
     if state.fatal:
         raise CharwrightError(state.fatal)
     log("stopped")
@@ -60,21 +66,61 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+SAME_SIGNAL_SECONDS = 0.5  # a repeat of the first signal this soon is that signal, sent twice
+
+
 class _Server(uvicorn.Server):
-    """uvicorn's server; the first SIGTERM/SIGINT drains (drain() below), a second one exits now."""
+    """uvicorn's server; the first SIGTERM/SIGINT drains (drain() below), a second one exits now.
+
+    The same signal again within SAME_SIGNAL_SECONDS is the first one delivered twice, not a
+    second: GNU `timeout` sends SIGTERM to the process and then to its process group, so the
+    server gets it twice (then it drained only when the two were merged, and otherwise exited
+    at once, without closing its engines, with uvicorn's lifespan traceback on stderr). A forced
+    exit skips the lifespan's shutdown: its cancellation is expected, not logged (_QuietCancel).
+    """
 
     def __init__(self, config, state: State):
         super().__init__(config)
         self.charwright = state
+        self._first_signal: tuple | None = None  # (signal, monotonic time) of the first one
 
     def handle_exit(self, sig, frame):
         # uvicorn's own would re-raise the signal at exit: the process would not exit 0
-        state = self.charwright
+        state, now = self.charwright, time.monotonic()
+        first = self._first_signal
+        if first is not None and first[0] == sig and now - first[1] < SAME_SIGNAL_SECONDS:
+            return  # the first signal, delivered twice
         if state.phase in ("draining", "failed") or state.loop is None:
+            if state.phase == "draining":
+                left = sum(s.engine.running_requests + s.engine.waiting_requests
+                           for s in state.models.values())
+                log(f"a second signal: exiting now ({left} request(s) cut off)")
             self.should_exit = self.force_exit = True
             return
+        self._first_signal = (sig, now)
         state.phase = "draining"
         state.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(drain(state)))
+
+
+class _QuietCancel(logging.Filter):
+    """At a forced exit the loop ends before the lifespan's shutdown ran and with requests still
+    running, so their tasks are cancelled: starlette sends the lifespan's traceback as
+    "lifespan.shutdown.failed" (uvicorn logs it), uvicorn logs "Exception in ASGI application"
+    for a request with the CancelledError. Drops records of a cancellation then (the server has
+    said "exiting now"), and nothing else."""
+
+    def __init__(self, server: _Server):
+        super().__init__()
+        self.server = server
+
+    def filter(self, record) -> bool:
+        if not self.server.force_exit:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        msg = record.getMessage()
+        cancelled = isinstance(exc, asyncio.CancelledError) or (
+            exc is None and msg.rstrip().splitlines()[-1:] == ["asyncio.exceptions.CancelledError"])
+        return not cancelled
 
 
 class RawSend:
