@@ -351,7 +351,9 @@ def _prompt_cache(model, max_bytes: int):
                       f"prompt cache off: {entry.path}'s batch invariance is not recorded (an "
                       "older bundle; `charwright verify` measures it): it counts as not "
                       "batch-invariant, so a cached state could differ from one primed afresh")
-    here = self_check(model.backend)
+    # the model's own backend (Model._shared): Model.backend would open one more for this
+    # thread where the runtime is not thread-safe; nothing else steps it yet
+    here = self_check(getattr(model, "_shared", None) or model.backend)
     if here is None or not here.invariant:
         why = "could not be checked here" if here is None else (
             f"a row differs at batch {here.batch} here (max |Δ| {here.max_abs:.3g})")
