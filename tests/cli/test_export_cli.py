@@ -18,6 +18,8 @@ OWN = re.compile(
     r"|calibration: \d+ \(token, state\) pairs.*|converting \S+ \.\.\. [\d,]+ bytes, [\d.]+s"
     r"|parity \(reference probe replayed on every file\):|  -\[[✓✗]\] \S+: top-1 .*"
     r"|bundle written to .*|warning: .*|left out \S+: outside tolerance: .*"
+    r"|batch invariance \(a row alone vs in batches, bit for bit, this CPU\):"
+    r"|  \S+: batch-invariant (yes|no \(max \|Δ\| \S+\)|not measured( \(.*\))?)"
 )
 
 
