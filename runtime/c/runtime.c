@@ -684,11 +684,29 @@ static int cw_bench(cw_ctx *ctx, cw_sampler *s, const cw_sampler *fresh, const i
 }
 #endif
 
+#ifdef CW_SEMIHOST
+/* RAM on a microcontroller (make cortex-m4): the prompt's ids live in the sampler's z and
+ * scratch, which cw_generate (and cw_bench) read them from before the first cw_sample writes
+ * there (cw_sampler_prime and cw_step touch neither), where those hold CW_MAX_PROMPT + 1 ids:
+ * 1 KB less (the demo's 65 ids: 1,364 bytes). A static array otherwise. */
+#define CW_IDS_ROOM                                                                           \
+    (offsetof(cw_sampler, scratch) + sizeof(((cw_sampler *)0)->scratch) - offsetof(cw_sampler, z))
+#define CW_IDS_IN_SAMPLER (CW_IDS_ROOM >= (CW_MAX_PROMPT + 1) * sizeof(int))
+#endif
+
 int main(int argc, char **argv) {
     static cw_ctx ctx;
     static cw_sampler sampler;
+#ifdef CW_SEMIHOST
+    /* m4_start.c's argv words lie in order in one buffer: the prompt is joined there in place */
+    static char empty[1];
+    static int ids_own[CW_IDS_IN_SAMPLER ? 1 : CW_MAX_PROMPT + 1];
+    int *ids = CW_IDS_IN_SAMPLER ? (int *)(void *)sampler.z : ids_own;
+    char *prompt = empty;
+#else
     static char prompt[CW_MAX_PROMPT];
     static int ids[CW_MAX_PROMPT + 1];
+#endif
     double temperature = CW_DEFAULT_TEMPERATURE, top_p = CW_DEFAULT_TOP_P, v;
     double min_p = CW_DEFAULT_MIN_P, typical_p = CW_DEFAULT_TYPICAL_P;
     double penalty = CW_DEFAULT_REPETITION_PENALTY;
@@ -761,12 +779,14 @@ int main(int argc, char **argv) {
             return cw_fail("unknown option (see the usage in runtime.c)", o);
         }
     }
+#ifdef CW_SEMIHOST
+    if (a < argc) prompt = argv[a]; /* each word moves left, over the ends of those before it */
+#endif
     for (; a < argc; a++) { /* the rest, joined by single spaces, is the prompt */
-        size_t len = strlen(argv[a]);
-        if (used + len + 2 > sizeof prompt) return cw_fail("the prompt is too long", NULL);
+        const char *w = argv[a];
+        if (used + strlen(w) + 2 > CW_MAX_PROMPT) return cw_fail("the prompt is too long", NULL);
         if (used) prompt[used++] = ' ';
-        memcpy(prompt + used, argv[a], len);
-        used += len;
+        while (*w) prompt[used++] = *w++; /* forward, byte by byte: no memmove linked on M4 */
     }
     prompt[used] = '\0';
     if (!have_seed) seed = CW_CLOCK_SEED() & 0x7FFFFFFFFFFFFFFFu;

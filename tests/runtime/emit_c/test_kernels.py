@@ -116,3 +116,69 @@ def test_wasm_simd128_kernel_equals_the_scalar_builds(proj):
     assert simd[0] == "WASM SIMD128" and scalar[0] == "scalar"
     assert simd[1] == scalar[1] == logits_hash(proj, "kp-scalar")[1]
     assert texts(proj, "gen.wasm") == texts(proj, "cw_generate-scalar")
+
+
+# cw_generate-m4.elf with a 40-byte prompt limit: 41 ids fit in the sampler's z and scratch of
+# a vocabulary of 11 (284 bytes), 257 (the Makefile's 256) do not
+M4_P40_MK = """
+gen-m4-p40.elf: runtime.c model.h m4_start.o m4.ld $(KERNELS)
+\t$(ARM_CC) $(ARM_FLAGS) -UCW_MAX_PROMPT -DCW_MAX_PROMPT=40 $(CW_FLAGS) -o $@ runtime.c \\
+\t    m4_start.o $(ARM_LDFLAGS) -lm
+"""
+
+
+def _bss_symbol(elf, prefix: str) -> int:
+    import subprocess
+
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    sizes = [int(p[1], 16) for p in (ln.split() for ln in out.splitlines())
+             if len(p) == 4 and p[2] in "bB" and p[3].split(".")[0] == prefix]
+    assert len(sizes) <= 1, (prefix, out)
+    return sizes[0] if sizes else 0
+
+
+def test_cortex_m4_prompt_in_place_and_ids_in_the_sampler(proj):
+    """RAM on Cortex-M4: main joins the prompt's words in place in m4_start.c's command line
+    and keeps the prompt's ids in the sampler's z + scratch where they fit (read before the
+    first pick). The text equals the host's for multi-word prompts up to the limit, both with
+    the ids in the sampler (40-byte limit) and in their own array (256); one byte more is
+    refused in one line."""
+    import subprocess
+
+    from kernel_builds import QEMU_M4, run
+
+    need("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+    (proj / "m4p40.mk").write_text(M4_P40_MK)
+    r = subprocess.run(["make", "-s", "-C", str(proj), "-f", "Makefile", "-f", "kprobe.mk", "-f",
+                        "m4p40.mk", "cw_generate-scalar", "cw_generate-m4.elf", "gen-m4-p40.elf"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _bss_symbol(proj / "gen-m4-p40.elf", "ids_own") == 0  # in the sampler: none
+    assert _bss_symbol(proj / "cw_generate-m4.elf", "ids_own") == 257 * 4  # too many there
+    for elf in ("cw_generate-m4.elf", "gen-m4-p40.elf"):
+        assert _bss_symbol(proj / elf, "cw_cmdline") > 0
+        out = subprocess.run(["arm-none-eabi-nm", str(proj / elf)], capture_output=True,
+                             text=True, check=True).stdout
+        assert " prompt." not in out  # no copy of the prompt
+    words = ["abc", "h.", "dead", "face", "gab", "be", "cafe", "bad", "ace", "e"]
+    p38 = words[:]  # 38 bytes joined: the longest a 40-byte buffer takes with its NUL + 1
+    assert len(" ".join(p38)) == 38
+    cases = [(["--seed", "5", "-n", "40"], p38),
+             (["--greedy", "-n", "30"], ["ha", "cab", "e"]),
+             (["--seed", "7", "--temperature", "0.9", "--top-k", "6", "-n", "50"], p38[:4]),
+             (["--seed", "2", "-n", "20"], [])]  # no prompt: from "\n"
+    for opts, prompt in cases:
+        host = run(proj, "cw_generate-scalar", opts + prompt)
+        assert host.startswith(" ".join(prompt).encode()) and len(host) > len(" ".join(prompt))
+        assert run(proj, "gen-m4-p40.elf", opts + prompt) == host, prompt
+        assert run(proj, "cw_generate-m4.elf", opts + prompt) == host, prompt
+    long = [("abc " * 70).strip()[:250]]  # 250 bytes: within 256, beyond 40
+    assert run(proj, "cw_generate-m4.elf", ["--seed", "1", "-n", "10", *long]) == \
+        run(proj, "cw_generate-scalar", ["--seed", "1", "-n", "10", *long])
+    semi = "enable=on,target=native,arg=x,arg=-n,arg=5," + ",".join(
+        f"arg={w}" for w in p38 + ["a"])  # 40 bytes
+    r = subprocess.run(QEMU_M4 + ["-semihosting-config", semi, "-kernel",
+                                  str(proj / "gen-m4-p40.elf")], capture_output=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == b"", r
+    assert r.stderr.strip() == b"cw_generate: the prompt is too long"
