@@ -226,7 +226,7 @@ def check_file_entry(d, i: int, where: str, formats) -> dict:
                 precision=f.str("precision", choices=PRECISIONS), sha256=f.sha256("sha256"),
                 bytes=f.int("bytes", 0), inputs=f.names("inputs"), outputs=f.names("outputs"),
                 ops=tuple(f.list("ops", [])),
-                # measured at export (export/invariance.py); older manifests: false
+                # measured at export (runtime/verify/invariance.py); older manifests: false
                 batch_invariant=f.bool("batch_invariant", default=False),
                 # every op exact on every conforming runtime (export/formats/onnx_exact.py)
                 portable=f.bool("portable", default=False))
