@@ -138,7 +138,8 @@ def load(bundle=None, backend: str = "onnx", precision: str | None = None,
     Args:
         bundle: the bundle directory.
         backend: "onnx" (onnxruntime), "litert" (ai-edge-litert) or "numpy" (reference).
-        precision: a precision the bundle holds for that backend (default: the fastest whose parity passed, batch-invariant files first).
+        precision: a precision the bundle holds for that backend (default: the fastest whose
+            parity passed, batch-invariant files first).
         threads: intra-op threads for the backend.
     Raises:
         BundleError: missing or damaged bundle or file; ConfigError: unknown backend;
