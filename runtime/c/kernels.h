@@ -34,6 +34,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* CW_HOT: the step's functions at -O2 where the rest is built for size (Cortex-M4's -Os, the
+ * Makefile: the code beyond the weights within 16 KB); float32 rows 17% fewer instructions than
+ * at -Os. The optimize attribute is GCC's (clang ignores it with a warning: not used there). */
+#if defined(CW_SEMIHOST) && defined(__GNUC__) && !defined(__clang__)
+#define CW_HOT __attribute__((optimize("O2")))
+#else
+#define CW_HOT
+#endif
 #define CW_PAD4(n) (((n) + 3) / 4 * 4)
 #define CW_PAD16(n) (((n) + 15) / 16 * 16)
 
@@ -70,9 +78,9 @@
 /* int8 rows r = k Hp + j0 + b (k < G, b < nb) of a packed W with n inputs, times q (n4 int8,
  * the tail zero) with scale sx: out [k * stride + b] = float(sum) * (sw[k H + j0 + b] * sx)
  * (+ bias[k H + j0 + b]). */
-static void cw_rows_i8(float *out, int stride, const signed char *w, const float *sw,
-                       const signed char *q, float sx, int j0, int nb, int H, int n, int G,
-                       const float *bias) {
+CW_HOT static void cw_rows_i8(float *out, int stride, const signed char *w,
+                              const float *sw, const signed char *q, float sx, int j0, int nb,
+                              int H, int n, int G, const float *bias) {
     int n4 = CW_PAD4(n), Hp = CW_PAD16(H), k, b;
     size_t block = (size_t)16 * (size_t)n4, gap = (size_t)(Hp / 16) * block;
     int32_t acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */
@@ -127,8 +135,8 @@ static void cw_rows_i8(float *out, int stride, const signed char *w, const float
 #else
 /* float32 rows r = k Hp + j0 + b of a packed W with n inputs, times x: out [k * stride + b] =
  * the row's sum in input order (+ bias[k H + j0 + b]). */
-static void cw_rows_f32(float *out, int stride, const float *w, const float *x, int j0, int nb,
-                        int H, int n, int G, const float *bias) {
+CW_HOT static void cw_rows_f32(float *out, int stride, const float *w, const float *x,
+                               int j0, int nb, int H, int n, int G, const float *bias) {
     int Hp = CW_PAD16(H), k, b, i;
     size_t block = (size_t)16 * (size_t)n, gap = (size_t)(Hp / 16) * block;
     float acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */

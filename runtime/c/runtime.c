@@ -194,7 +194,7 @@ int cw_reset(cw_ctx *ctx) {
 /* Feeds one id; ctx->logits then holds the logits for the next one. Units go in blocks of
  * CW_UNITS_BLOCK: their gates first (16 units: one packed block of each gate, kernels.h), then
  * their cell updates; every value is the same expression as one unit at a time. */
-int cw_step(cw_ctx *ctx, int token) {
+CW_HOT int cw_step(cw_ctx *ctx, int token) {
     int l, j, j0, b, nb, off = 0;
     const float *input = NULL;
     float gx[4 * CW_UNITS_BLOCK], gr[4 * CW_UNITS_BLOCK];
