@@ -67,16 +67,32 @@ class LiteRTStep(StepBackend):
                           f"{have}); the manifest's names do not match the file")
 
     def _check_widths(self) -> None:
-        def width(details, index):
-            for d in details:
-                if d["index"] == index:
-                    shape = d.get("shape_signature", d["shape"])
-                    return int(shape[1]) if len(shape) == 2 and shape[1] > 0 else None
-            return None
+        def detail(details, index):
+            return next((d for d in details if d["index"] == index), None)
+
+        def width(d):
+            if d is None:
+                return None
+            shape = d.get("shape_signature", d["shape"])
+            return int(shape[1]) if len(shape) == 2 and shape[1] > 0 else None
 
         ins, outs = self.it.get_input_details(), self.it.get_output_details()
-        self.check_shapes(width(ins, self._i_state), width(outs, self._o_logits))
-        self.check_shapes(width(outs, self._o_state), None)
+        tensors = {"token": detail(ins, self._i_token), "state": detail(ins, self._i_state),
+                   "logits": detail(outs, self._o_logits),
+                   "new_state": detail(outs, self._o_state)}
+        # the step contract's dtypes: a file with quantized (int8/uint8) inputs or outputs
+        # would need the caller to quantize, and the views in step() would cast silently
+        for role, want in (("token", _INT32), ("state", _FLOAT32), ("logits", _FLOAT32),
+                           ("new_state", _FLOAT32)):
+            d = tensors[role]
+            have = np.dtype(d["dtype"]) if d is not None else None
+            if have != want:
+                raise BundleError(f"{self.path}: the {role} tensor is "
+                                  f"{have.name if have is not None else 'missing'}, the step "
+                                  f"contract needs {want.name} (a file with quantized inputs or "
+                                  "outputs is not supported)")
+        self.check_shapes(width(tensors["state"]), width(tensors["logits"]))
+        self.check_shapes(width(tensors["new_state"]), None)
 
     def _resize(self, batch: int) -> None:
         self._views = None  # LiteRT refuses to resize while numpy views into its arena live
@@ -86,8 +102,12 @@ class LiteRTStep(StepBackend):
         self._batch = batch
         if self._raw_ok:  # the arena stays put until the next resize: views stay valid
             t = self.it.tensor
-            self._views = (t(self._i_token)(), t(self._i_state)(), t(self._o_logits)(),
-                           t(self._o_state)())
+            views = (t(self._i_token)(), t(self._i_state)(), t(self._o_logits)(),
+                     t(self._o_state)())
+            # only over the contract's dtypes (checked at load): a view of another dtype
+            # would cast what is written into it
+            if [v.dtype for v in views] == [_INT32, _FLOAT32, _FLOAT32, _FLOAT32]:
+                self._views = views
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
         if tokens.shape[0] != self._batch:

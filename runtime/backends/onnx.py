@@ -68,7 +68,8 @@ class ONNXStep(StepBackend):
         self._check_signature()
         self._run = self.session.run
         self._run_bound = self.session.run_with_iobinding
-        self._local = threading.local()  # .io: this thread's _Bound (the session is shared)
+        self._local = threading.local()  # .ios: this thread's _Bound per state shape (the
+        #                                   session is shared)
 
     def _check_signature(self) -> None:
         ins = {i.name: i for i in self.session.get_inputs()}
@@ -95,9 +96,12 @@ class ONNXStep(StepBackend):
                            f"{first}")
 
     def step(self, tokens: np.ndarray, state: np.ndarray):
-        io = getattr(self._local, "io", None)
-        if io is None or io.shape != state.shape:
-            io = self._bind(tokens, state)
+        ios = getattr(self._local, "ios", None)
+        if ios is None:
+            ios = self._local.ios = {}
+        io = ios.get(state.shape, False)
+        if io is False:  # a shape not seen on this thread: bind it (None: run() for good)
+            io = self._bind(tokens, state, ios)
         if io is not None and tokens.dtype is _INT32 and state.dtype is _FLOAT32 \
                 and tokens.shape == io.tokens_shape:
             io.tokens[...] = tokens
@@ -114,15 +118,17 @@ class ONNXStep(StepBackend):
             raise self._failed(e) from None
         return logits, new_state
 
-    def _bind(self, tokens: np.ndarray, state: np.ndarray):
-        """This thread's IOBinding for batch len(tokens), or None (the plain run() path) for
-        inputs that are not int32 [n] and float32 [n, state_size], or n > BIND_MAX_BATCH."""
+    def _bind(self, tokens: np.ndarray, state: np.ndarray, ios: dict):
+        """This thread's IOBinding for batch len(tokens), kept in `ios` under the state's shape
+        (one per batch size: serving alternates sizes, priming beside running rows), or None
+        (the plain run() path) for inputs that are not int32 [n] and float32 [n, state_size],
+        or n > BIND_MAX_BATCH. Only a valid batch size is remembered (at most BIND_MAX_BATCH
+        bindings per thread); odd inputs are looked at again on each call."""
         n = tokens.shape[0] if tokens.ndim == 1 else -1
         if tokens.dtype is not _INT32 or state.dtype is not _FLOAT32 \
                 or state.shape != (n, self.state_size) or not 1 <= n <= BIND_MAX_BATCH:
             return None
-        io = _Bound(self, n)
-        self._local.io = io
+        io = ios[state.shape] = _Bound(self, n)
         return io
 
     def replay(self, tokens: np.ndarray, state: np.ndarray):

@@ -156,3 +156,45 @@ def test_litert_odd_inputs_are_refused_as_before_not_cast_or_broadcast(bad):
         plain.step(tokens, state)
     with pytest.raises(type(want.value)):
         fast.step(tokens, state)
+
+
+def test_onnx_keeps_one_binding_per_batch_size_when_sizes_alternate(monkeypatch):
+    """Serving alternates batch sizes (a prompt primes beside the running rows; a fresh request
+    merges as n-1 then n): each size binds once per thread, not at every change of size."""
+    from charwright.runtime.backends import onnx
+
+    made = []
+    real = onnx._Bound
+
+    def counting(step, n):
+        made.append(n)
+        return real(step, n)
+
+    monkeypatch.setattr(onnx, "_Bound", counting)
+    be = _backend("onnx")
+    for i, n in enumerate([1, 4, 1, 4, 1, 4, 40, 1, 40, 4]):
+        tokens, state = _inputs(be, n, i)
+        logits, new_state = be.step(tokens, state)
+        want_logits, want_state = _plain_onnx(be, tokens, state)
+        np.testing.assert_array_equal(logits, want_logits)
+        np.testing.assert_array_equal(new_state, want_state)
+    assert sorted(made) == [1, 4]  # 40 > BIND_MAX_BATCH takes run(), and binds nothing
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.litert
+def test_litert_refuses_a_file_with_quantized_step_tensors_at_load():
+    """data/int8_state.tflite: a tiny step-contract file (token int32 [None], state [None, 8],
+    logits [None, 5]) converted with inference_input_type = inference_output_type = tf.int8
+    (full-integer quantization), 2,480 bytes. Its state, logits and new_state are int8: the
+    view path would cast a float32 state into it and hand back int8 'logits'. Refused at load,
+    one BundleError line naming the tensor and its dtype."""
+    from charwright.runtime.backends.litert import LiteRTStep
+
+    with pytest.raises(BundleError) as e:
+        LiteRTStep(str(DATA / "int8_state.tflite"), 8, 5, "int8")
+    msg = str(e.value)
+    assert "\n" not in msg and "int8_state.tflite" in msg
+    assert "state tensor is int8" in msg and "float32" in msg
