@@ -4,7 +4,13 @@
  *            added pairwise at the end. Exact int32 sums. One gate at a time: 8 accumulators
  *            (all G gates at once kept 24 live, beyond an engine's 16 vector registers: the
  *            demo's int8 step in Node 115 -> 87 µs).
- *   float32: four f32x4 a block, f32x4.mul then f32x4.add (no fused form): the reference. */
+ *   float32: four f32x4 a block, f32x4.mul then f32x4.add (no fused form): the reference.
+ * Not used (issue 22's WASM target, measured): relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s
+ * (vpdpbusd on a CPU with AVX-VNNI: ~3 instructions per 16 products against ~8 here) would be
+ * exact with q split into max(q, 0) and max(-q, 0), both 0..127 (int16 pair sums <= 32,258, no
+ * saturation), row = w.q+ - w.q-; but Debian 12's clang 14 has neither its builtin nor the
+ * instruction (LLVM 16 on), and Node 20 runs it only with --experimental-wasm-relaxed-simd.
+ * i16x8.load8x8_s (a sign-extending load) for the two extends: no gain in Node 20. */
 #include <wasm_simd128.h>
 
 #define CW_KERNEL_NAME "WASM SIMD128"
