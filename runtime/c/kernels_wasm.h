@@ -6,11 +6,13 @@
  *            demo's int8 step in Node 115 -> 87 µs).
  *   float32: four f32x4 a block, f32x4.mul then f32x4.add (no fused form): the reference.
  * Not used (issue 22's WASM target, measured): relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s
- * (vpdpbusd on a CPU with AVX-VNNI: ~3 instructions per 16 products against ~8 here) would be
- * exact with q split into max(q, 0) and max(-q, 0), both 0..127 (int16 pair sums <= 32,258, no
- * saturation), row = w.q+ - w.q-; but Debian 12's clang 14 has neither its builtin nor the
- * instruction (LLVM 16 on), and Node 20 runs it only with --experimental-wasm-relaxed-simd.
- * i16x8.load8x8_s (a sign-extending load) for the two extends: no gain in Node 20. */
+ * (vpdpbusd on a CPU with AVX-VNNI: ~3 instructions per 16 products against ~8 here), even with
+ * q split into max(q, 0) and max(-q, 0) (both 0..127, the range where the result is defined,
+ * int16 pair sums <= 32,258): built with clang 16 (Debian 12's clang 14 cannot emit it), the
+ * demo's int8 logits over 48 steps in Node 20 (--experimental-wasm-relaxed-simd) differed from
+ * run to run of one module (3 runs, 3 hashes, none the scalar build's; V8's tiers disagree),
+ * so its text would not be the reference's; and it was no faster there. i16x8.load8x8_s for
+ * the two extends: no gain in Node 20 either. */
 #include <wasm_simd128.h>
 
 #define CW_KERNEL_NAME "WASM SIMD128"
