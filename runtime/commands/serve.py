@@ -6,7 +6,8 @@ import click
 
 from charwright.runtime.commands.options import (BACKEND_CHOICE, PRECISION_CHOICE,
                                                  PRECISION_HELP)
-from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_INTERVAL
+from charwright.runtime.serve.state import (DEFAULT_MAX_UNSENT_CHARS, DEFAULT_STREAM_INTERVAL,
+                                            DEFAULT_WRITE_TIMEOUT, MAX_STREAM_INTERVAL)
 
 
 @click.command("serve")
@@ -48,9 +49,17 @@ from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL, MAX_STREAM_I
               help="Seconds a request may take, waiting included (0: no limit).")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGTERM, seconds running requests get to finish before they are cut.")
+@click.option("--write-timeout", type=click.FloatRange(0, 86_400), default=DEFAULT_WRITE_TIMEOUT,
+              show_default=True, callback=lambda ctx, p, v: _finite(p, v),
+              help="Seconds one SSE frame may wait for the client to take it; then the stream "
+              "is cut (499) and its connection closed. 0: no limit.")
+@click.option("--max-unsent-chars", type=click.IntRange(1, 100_000_000),
+              default=DEFAULT_MAX_UNSENT_CHARS, show_default=True,
+              help="Characters a stream may pile up while its client does not read; more cuts "
+              "the stream (499) and closes its connection.")
 def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue,
           max_prompt_chars, stream_interval, prompt_cache_mb, api_key, request_timeout,
-          shutdown_timeout):
+          shutdown_timeout, write_timeout, max_unsent_chars):
     """Serve bundles over HTTP: OpenAI-compatible /v1/completions (SSE streaming), /v1/models,
     /health (503 while loading or draining) and Prometheus /metrics.
 
@@ -74,7 +83,8 @@ def serve(bundles, host, port, backend, precision, threads, max_batch, max_queue
                       threads=threads, max_batch=max_batch, max_queue=max_queue,
                       api_key=api_key, request_timeout=request_timeout,
                       shutdown_timeout=shutdown_timeout, max_prompt_chars=max_prompt_chars,
-                      stream_interval=stream_interval, prompt_cache_mb=prompt_cache_mb)
+                      stream_interval=stream_interval, prompt_cache_mb=prompt_cache_mb,
+                      write_timeout=write_timeout, max_unsent_chars=max_unsent_chars)
     try:
         model_names(cfg.bundles)
     except Exception as e:  # noqa: BLE001 - a duplicate name is a usage error

@@ -19,9 +19,14 @@ request that ended); a held stream that had nothing new at a tick is let go, so 
 goes out at once too. Each frame thus carries about S x the stream's characters per second,
 and the event loop wakes once per S for all streams rather than once per step.
 
-A client that goes away (ASGI http.disconnect, or a failed write) cancels its request: its rows
-leave the batch before the next step, its prompts leave the primer if they were priming. Needs
-the [serve] extra."""
+A client that goes away (ASGI http.disconnect, a failed write, or a connection found closing
+before a write: the asyncio loop notices a peer that left only when a write fails) cancels its
+request: its rows leave the batch before the next step, its prompts leave the primer if they were
+priming. A client that stays but does not read is cut the same way, with its connection aborted
+(what was queued for it is dropped) and 499 in /metrics: when one frame waits longer than
+--write-timeout for the client to take it, or when more than --max-unsent-chars characters pile up
+behind a frame that waits (`_wake`). Text held by the frame interval is not "unsent" in this sense:
+only a write that the client's socket holds back counts. Needs the [serve] extra."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import operator
 import time
 
 from charwright.runtime.serve import openai
+from charwright.runtime.serve.log import log
 from charwright.runtime.serve.openai import choice_json, sse
 from charwright.runtime.serve.state import missing_extra
 
@@ -60,6 +66,13 @@ class CompletionRelay:
         self.clock = FrameClock.of(state, self.loop)  # None: no frame interval
         self._cycle = None  # uvicorn's response cycle while frames may be written directly
         self._parked = False  # the writer coroutine waits for text (a direct write is safe)
+        self._sending = False  # the writer coroutine waits for a send (the client's socket)
+        self._transport = None  # the connection's asyncio transport, when the server shows it
+        self._writer = None  # the writer coroutine's task
+        self.stalled: str | None = None  # why the stream was cut for a client that is not reading
+        cfg = state.cfg
+        self.write_timeout = float(getattr(cfg, "write_timeout", 0) or 0) or None
+        self.max_unsent = int(getattr(cfg, "max_unsent_chars", 0) or 0) or None
         req.held = False  # True: the clock writes its next frame (read by app._notifier)
         req.waker = self._wake  # called on the event loop (see app._notifier)
         self.id = openai.completion_id()
@@ -92,7 +105,12 @@ class CompletionRelay:
             # them
             raw = scope.get(RAW_SEND, send)
             self._cycle = _direct_cycle(raw)
-            writer = asyncio.ensure_future(self._write(raw))
+            transport = getattr(getattr(raw, "__self__", None), "transport", None)
+            if callable(getattr(transport, "is_closing", None)) \
+                    and callable(getattr(transport, "abort", None)):
+                self._transport = transport
+            writer = self._writer = asyncio.ensure_future(self._write(raw))
+            self.state.streams.add(self)
             gone = asyncio.ensure_future(disconnected(receive))
             done, _ = await asyncio.wait({writer, gone}, return_when=asyncio.FIRST_COMPLETED)
             if writer not in done:
@@ -100,10 +118,14 @@ class CompletionRelay:
             else:
                 gone.cancel()
             ok = writer in done and not writer.cancelled() and writer.exception() is None
-            if not ok:  # the client went away (or a write failed): free its rows
-                self.served.engine.cancel(self.req)
+            if not ok:  # the client went away, a write failed, or it does not read: free its
+                self.served.engine.cancel(self.req)  # rows
                 self.status = 499
+                if self.stalled is not None:
+                    log(f"cut a stream (499): {self.stalled}")
+                await self._abort()
         finally:
+            self.state.streams.discard(self)
             self._cycle = None  # no direct write after the response ended
             if self.clock is not None:
                 self.clock.drop(self)
@@ -116,8 +138,8 @@ class CompletionRelay:
             event.flag = False
             outcome = req.outcome
             if req.events and (not req.held or outcome is not None):
-                await send({"type": "http.response.body", "body": self._frame(),
-                            "more_body": True})
+                await self._send(send, {"type": "http.response.body", "body": self._frame(),
+                                        "more_body": True})
                 if self.clock is not None and req.outcome is None:  # the interval holds here
                     req.held = True  # too (a slow reader; a server without direct writes)
                     self.clock.hold(self)
@@ -137,11 +159,64 @@ class CompletionRelay:
             message = self._cut(outcome)  # sets self.status first
             tail += sse(openai.error_body(self.status, message))
         tail += sse("[DONE]")
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await self._send(send, {"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _send(self, send, message) -> None:
+        """send(message) within --write-timeout; raises ConnectionResetError when the
+        connection is closing (before the send, or after it: the peer left), TimeoutError when
+        the client did not take the frame in time (the stream is cut)."""
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            raise ConnectionResetError("the connection is closing")
+        self._sending = True
+        try:
+            if self.write_timeout is None:
+                await send(message)
+            else:
+                try:
+                    async with asyncio.timeout(self.write_timeout):
+                        await send(message)
+                except TimeoutError:
+                    if self.stalled is None:
+                        self.stalled = (f"the client took no frame for {self.write_timeout:g} s "
+                                        "(--write-timeout)")
+                    raise
+        finally:
+            self._sending = False
+        if transport is not None and transport.is_closing():
+            raise ConnectionResetError("the connection is closing")
+
+    def cut(self, why: str) -> None:
+        """Ends the stream now for a client that does not read (on the event loop): the writer
+        stops, the connection is aborted (what was queued for it is dropped), __call__ cancels
+        the request and counts 499."""
+        if self.stalled is None:
+            self.stalled = why
+        self.req.events.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    async def _abort(self) -> None:
+        """Closes a connection whose response cannot complete without waiting for its buffer to
+        be sent, and lets the server see it closed (else it logs an unfinished response)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+        for _ in range(2):  # the transport calls the protocol's connection_lost soon after
+            await asyncio.sleep(0)
 
     def _wake(self) -> None:
         """The request has new text or ended (on the event loop): a direct frame, or the writer
-        coroutine wakes."""
+        coroutine wakes; or, while the writer waits for the client to take a frame and more
+        than --max-unsent-chars characters have piled up behind it, the stream is cut."""
+        if self._sending and self.max_unsent is not None \
+                and len(self.req.events) > self.max_unsent:
+            self.cut(f"more than {self.max_unsent} characters waited for the client to read "
+                     "(--max-unsent-chars)")
+            return
         if not self._write_now():
             self.event.set()
 
@@ -283,7 +358,9 @@ class _Signal:
 def _direct_cycle(send):
     """uvicorn's httptools RequestResponseCycle behind `send`, if the response started with
     chunked encoding (then a frame is b"%x\r\n" % len + frame + b"\r\n" on its transport, as
-    its send writes it); None for anything else (h11, HTTP/1.0, another server)."""
+    its send writes it); None for anything else (h11, another server). An HTTP/1.0 request
+    takes the direct path too: uvicorn's httptools protocol answers it as HTTP/1.1 with chunked
+    encoding (a proxy with nginx's `proxy_http_version 1.0` gets chunked frames)."""
     cycle = getattr(send, "__self__", None)
     if not type(cycle).__module__.endswith("httptools_impl") or not all(
             hasattr(cycle, a) for a in ("transport", "flow", "disconnected", "response_complete",

@@ -162,6 +162,14 @@ async def drain(state: State) -> None:
     while time.monotonic() < end and (state.open_responses or not all(e.idle()
                                                                        for e in engines)):
         await asyncio.sleep(0.01)
+    # a stream still open has a client that does not take its final events: cut it now (else
+    # uvicorn waits its own graceful timeout for the connection, then cancels the task and logs
+    # it as an exception)
+    for r in list(getattr(state, "streams", ())):
+        r.cut("the server is shutting down and the client does not read its last events")
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end and state.open_responses:
+        await asyncio.sleep(0.01)
     state.server.should_exit = True
 
 

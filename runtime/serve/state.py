@@ -16,6 +16,9 @@ DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone,
 DEFAULT_STREAM_INTERVAL = 0.005  # --stream-interval: at most 200 frames/s per stream (a frame
 #   per character costs the event loop a socket write each; 0: a frame whenever there is text)
 MAX_STREAM_INTERVAL = 10.0
+DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
+DEFAULT_MAX_UNSENT_CHARS = 1_000_000  # --max-unsent-chars: text a stream may hold for a client
+#   that is not reading (~47 MB per million characters, measured: events and frame bytes)
 
 
 def missing_extra(e: ImportError) -> BackendUnavailable:
@@ -38,6 +41,8 @@ class ServeConfig:
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     prompt_cache_mb: float = 64.0  # --prompt-cache-mb: states of primed prompts (0: none)
     stream_interval: float = DEFAULT_STREAM_INTERVAL  # seconds between a stream's frames, at least
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT  # a frame not taken by then: 499 (0: none)
+    max_unsent_chars: int = DEFAULT_MAX_UNSENT_CHARS  # more piled up behind a blocked write: 499
 
 
 def model_names(bundles) -> list[str]:
@@ -78,6 +83,7 @@ class State:
         self.fatal: str | None = None
         self.models: dict[str, Served] = {}
         self.open_responses = 0
+        self.streams: set = set()  # the open SSE answers (relay.CompletionRelay), for drain()
         self.server = None  # the uvicorn.Server, to ask it to exit
         self.loop = None
         self.frame_clock = None  # relay.FrameClock: the --stream-interval ticks, made at first use

@@ -172,6 +172,11 @@ def test_a_reader_that_stalls_still_gets_every_character(which, request):
     ("--max-batch", "0", "not in the range"),
     ("--max-batch", "5000", "not in the range"),
     ("--max-batch", "1.5", "not a valid integer"),
+    ("--write-timeout", "-1", "not in the range"),
+    ("--write-timeout", "nan", "not a number"),
+    ("--write-timeout", "1e9", "not in the range"),
+    ("--max-unsent-chars", "0", "not in the range"),
+    ("--max-unsent-chars", "lots", "not a valid integer"),
 ])
 def test_bad_values_are_one_line_and_exit_2(option, value, why):
     r = subprocess.run(CLI + ["serve", "--port", "0", option, value], capture_output=True,
