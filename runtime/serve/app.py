@@ -21,7 +21,7 @@ from charwright.runtime.serve import metrics
 from charwright.runtime.serve.engine import Engine
 from charwright.runtime.serve.log import log
 from charwright.runtime.serve.openai import HTTPError, parse_completion
-from charwright.runtime.serve.relay import CompletionRelay, error_response
+from charwright.runtime.serve.relay import BoundedResponse, CompletionRelay, error_response
 from charwright.runtime.serve.request import Draining, QueueFull
 from charwright.runtime.serve.state import ServeConfig, Served, State, missing_extra, model_names
 
@@ -83,8 +83,11 @@ async def completions(request):
         response = await relay.complete(request.receive)
     finally:
         state.open_responses -= 1
-    served.count(relay.status)
-    return response
+    if relay.status == 499:  # the client has gone: nothing will be sent
+        served.count(relay.status)
+        return response
+    # counted once sent: a client that does not take it within --write-timeout is cut (499)
+    return BoundedResponse(response, served, relay.status, state.cfg.write_timeout or None)
 
 
 async def models(request):

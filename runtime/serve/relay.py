@@ -176,6 +176,8 @@ class CompletionRelay:
                 try:
                     async with asyncio.timeout(self.write_timeout):
                         await send(message)
+                        if not message["more_body"]:  # the server's send does not wait for
+                            await drained(send)  # the last write: the client takes it in time
                 except TimeoutError:
                     if self.stalled is None:
                         self.stalled = (f"the client took no frame for {self.write_timeout:g} s "
@@ -289,6 +291,37 @@ class CompletionRelay:
         return JSONResponse({**self._chunk(choices), "usage": self.usage()})
 
 
+class BoundedResponse:
+    """A whole (non-streaming) answer, sent within --write-timeout: a client that has not taken
+    it by then has its connection aborted (the body queued for it is dropped) and counts as
+    499; otherwise `status` is counted once the answer is sent."""
+
+    def __init__(self, response: Response, served, status: int, seconds: float | None):
+        self.response, self.served, self.status, self.seconds = response, served, status, seconds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if not self.seconds:
+            await self.response(scope, receive, send)
+            self.served.count(self.status)
+            return
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.response(scope, receive, send)
+                await drained(scope.get(RAW_SEND))  # (the response's send does not wait)
+        except TimeoutError:
+            log(f"cut a response (499): the client did not take it in {self.seconds:g} s "
+                "(--write-timeout)")
+            self.served.count(499)
+            transport = getattr(getattr(scope.get(RAW_SEND), "__self__", None), "transport",
+                                None)
+            if transport is not None and not transport.is_closing():
+                transport.abort()
+            for _ in range(2):  # the transport calls the protocol's connection_lost soon after
+                await asyncio.sleep(0)
+            return
+        self.served.count(self.status)
+
+
 class FrameClock:
     """The frame interval's one timer for every held stream of a server: each tick writes one
     frame per held stream (CompletionRelay.tick), on the event loop; it runs only while some
@@ -370,6 +403,18 @@ def _direct_cycle(send):
             or not hasattr(cycle.flow, "write_paused"):
         return None
     return cycle
+
+
+async def drained(send) -> None:
+    """Returns once the connection behind uvicorn's `send` has taken what was written (its
+    buffer is below the low-water mark) or has closed; at once for another server. uvicorn's
+    send waits for that before a write, not after it: a last write would otherwise sit in the
+    transport's buffer for as long as the client does not read."""
+    cycle = getattr(send, "__self__", None)
+    flow = getattr(cycle, "flow", None)
+    if callable(getattr(flow, "drain", None)) and getattr(flow, "write_paused", False) \
+            and not getattr(cycle, "disconnected", True):
+        await flow.drain()
 
 
 async def disconnected(receive) -> None:

@@ -185,3 +185,26 @@ def test_asyncio_loop_notices_a_client_gone_behind_a_pipelined_request(bundle, m
         assert "socket.send() raised" not in s.stderr()
     finally:
         assert s.stop() == 0, s.stderr()
+
+
+def test_a_whole_answer_the_client_does_not_take_in_time_is_cut(bundle):
+    """Not streamed: the answer (64 rows x 100,000 characters, ~6.5 MB of JSON, more than the
+    sockets' buffers take; ~8 s to make) is one write, which uvicorn's send does not wait for; a
+    client that does not read it within --write-timeout has its connection aborted, 499."""
+    s = _server(bundle, "--write-timeout", "1")
+    try:
+        body = {"prompt": "abc ", "max_tokens": 100_000, "n": 64, "seed": 1}
+        client = _stalled_client(s, body)
+        assert _wait(lambda: _status_count(s, 499) == 1, 25), s.stderr()
+        assert _status_count(s, 200) == 0
+        assert _aborted(client)
+        client.close()
+        cut = [line for line in s.stderr_lines if "cut a response" in line]
+        assert len(cut) == 1 and "--write-timeout" in cut[0], s.stderr()
+        r = httpx.post(s.url + "/v1/completions", timeout=30,
+                       json={"prompt": "abc ", "max_tokens": 20, "seed": 2})
+        assert r.status_code == 200
+        assert _wait(lambda: _status_count(s, 200) == 1, 2)  # counted once sent
+    finally:
+        assert s.stop() == 0, s.stderr()
+    assert "Traceback" not in s.stderr() and "Exception in ASGI" not in s.stderr()
