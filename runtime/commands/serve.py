@@ -51,8 +51,9 @@ from charwright.runtime.serve.state import (DEFAULT_MAX_UNSENT_CHARS, DEFAULT_ST
               help="On SIGTERM, seconds running requests get to finish before they are cut.")
 @click.option("--write-timeout", type=click.FloatRange(0, 86_400), default=DEFAULT_WRITE_TIMEOUT,
               show_default=True, callback=lambda ctx, p, v: _finite(p, v),
-              help="Seconds one SSE frame may wait for the client to take it; then the stream "
-              "is cut (499) and its connection closed. 0: no limit.")
+              help="Seconds one write (an SSE frame, or a whole non-streaming answer) may wait "
+              "for the client to take it; then the response is cut (499) and its connection "
+              "closed. 0: no limit.")
 @click.option("--max-unsent-chars", type=click.IntRange(1, 100_000_000),
               default=DEFAULT_MAX_UNSENT_CHARS, show_default=True,
               help="Characters a stream may pile up while its client does not read; more cuts "
