@@ -415,7 +415,7 @@ int cw_generate(cw_ctx *ctx, cw_sampler *s, const int *ids, int n_ids, long n_ch
 #ifdef CW_REGEX
     int st = 0;
     unsigned char allowed[CW_VOCAB];
-    if (n_chars < cw_dfa_dist[0]) return CW_EPARAM;
+    if (n_chars < cw_dfa_min_need[0]) return CW_EPARAM; /* the start's cheapest move */
 #endif
     if (!ctx || !s || !ids || n_ids < 1 || n_chars < 0 || !emit) return CW_EPARAM;
     if (n_chars == 0) return CW_OK;
@@ -819,7 +819,7 @@ int main(int argc, char **argv) {
 #endif
     }
 #ifdef CW_REGEX
-    if ((long)n_chars < cw_dfa_dist[0])
+    if ((long)n_chars < cw_dfa_min_need[0])
         return cw_fail("-n is shorter than the shortest match of the regex baked into model.h",
                        NULL);
 #endif

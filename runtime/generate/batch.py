@@ -50,9 +50,8 @@ def start(backend, vocab, prompts, max_chars=200, sampling=None, stop=(), unknow
         return gen, {}, []
     sampler = make_sampler(sampling, vocab)  # a regex compiles here (ConfigError if bad)
     dfa = getattr(sampler, "constraint", None)
-    if dfa is not None and dfa.shortest > max_chars:
-        raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
-                          f"characters, more than max_chars (-n) {max_chars}")
+    if dfa is not None:  # the start's cheapest move, not dist[0]: `(abc)*` needs 3, not 0
+        dfa.check_limit(max_chars)
     if max_chars == 0:
         return gen, {}, [None] * len(ids)
     order = [i for group in by_length(ids) for i in group]

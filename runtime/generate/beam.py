@@ -53,13 +53,12 @@ def beam_search(backend, vocab, logits: np.ndarray, state: np.ndarray, max_chars
     seqs = np.zeros((1, 0), np.int32)
     scores = np.zeros(1)
     dfa, states = constraint, np.zeros(1, np.int64)
-    if dfa is not None and dfa.shortest > max_chars:
-        raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
-                          f"characters, more than max_chars (-n) {max_chars}")
+    if dfa is not None:  # the start's cheapest move, not dist[0]: `(abc)*` needs 3, not 0
+        dfa.check_limit(max_chars)
     finished: list[tuple[np.ndarray, float]] = []
 
     def norm(lp, n):
-        return lp / (n ** length_penalty) if length_penalty else lp
+        return lp / (max(n, 1) ** length_penalty) if length_penalty else lp
 
     for step in range(max_chars):
         cand = scores[:, None] + log_softmax(logits)  # [beams, V]

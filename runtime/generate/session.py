@@ -492,9 +492,8 @@ class Session:
         if sampler is None:
             sampler = make_sampler(cfg, vocab)
         dfa = getattr(sampler, "constraint", None)
-        if dfa is not None and dfa.shortest > max_chars:
-            raise ConfigError(f"regex {dfa.pattern!r}: its shortest match is {dfa.shortest} "
-                              f"characters, more than max_chars {max_chars}")
+        if dfa is not None:  # the start's cheapest move: `(abc)*` needs 3, not 0
+            dfa.check_limit(max_chars, "max_chars")
         stream = TextStream(vocab, max(max_chars, 1), stop, dfa)
         if self.position == 0:
             self.feed("")

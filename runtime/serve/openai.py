@@ -250,6 +250,7 @@ def _check_guided(sampling: SamplingConfig, vocab, max_chars: int) -> None:
         dfa = dfa_for(sampling.pattern, vocab)
     except ConfigError as e:
         raise HTTPError(400, str(e)) from None
-    if dfa.shortest > max_chars:
-        raise HTTPError(400, f"the pattern's shortest match is {dfa.shortest} characters, more "
-                        f"than max_tokens {max_chars}")
+    try:  # the start's cheapest move, not dist[0]: `(abc)*` needs 3, not 0
+        dfa.check_limit(max_chars, "max_tokens")
+    except ConfigError as e:
+        raise HTTPError(400, str(e)) from None

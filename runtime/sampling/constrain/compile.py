@@ -15,6 +15,7 @@ Bounds, each refused with one line (ConfigError) before it costs much: the expan
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 import warnings
@@ -24,12 +25,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.sampling.constrain.parse import parse, refuse
+from charwright.runtime.sampling.constrain.parse import MAX_PATTERN_CHARS, parse, refuse
 
 MAX_POSITIONS = 5_000  # characters of the pattern once every repeat is unrolled
+# the same for a pattern without repeats (a list of choices: linear, a trie): only the
+# pattern's own length bound (parse.MAX_PATTERN_CHARS) applies
+MAX_CHOICE_CHARS = MAX_PATTERN_CHARS
+MAX_NFA_STATES = 200_000  # Thompson states once repeats are unrolled, empty ones counted too
+# a deterministic work budget (steps counted by _classes and _subsets), so that whether a pattern
+# compiles does not depend on the machine's load; MAX_SECONDS is only a backstop past it
+MAX_WORK = 32_000_000  # about 1 s on one core of the machine it was set on
 MAX_STATES = 20_000
 MAX_CELLS = 1 << 21  # states x vocabulary ids: two int32 tables of at most 8 MiB each
-MAX_SECONDS = 1.0
+MAX_SECONDS = 5.0  # wall-clock backstop; MAX_WORK refuses first on any ordinary machine
 MAX_SUBSET_BITS = 1 << 27  # the NFA-state sets the construction holds (16 MiB of bitmasks)
 # Moore's refinement is O(states^2) at worst: larger DFAs, or one not done in time, stay as built
 MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 0.25
@@ -49,6 +57,7 @@ class CharDFA:
     min_need: np.ndarray  # int32 [S]: need[s].min(); a row with fewer ids left must end here
     eos_id: int | None
     compile_ms: float
+    work: int = 0  # the steps counted against MAX_WORK (deterministic: not the load's)
 
     @property
     def states(self) -> int:
@@ -58,6 +67,22 @@ class CharDFA:
     def shortest(self) -> int:
         """The length of the shortest match."""
         return int(self.dist[0])
+
+    @property
+    def min_chars(self) -> int:
+        """The fewest ids a row must be allowed to take from the start: the cheapest first move
+        (the end-of-sequence id counts 1). Above `shortest` when the start accepts and nothing
+        can end the text there: `(abc)*` without an end-of-sequence id needs 3."""
+        return int(self.min_need[0])
+
+    def check_limit(self, max_chars: int, what: str = "max_chars (-n)") -> None:
+        """ConfigError unless a row limited to `max_chars` ids can produce a full match."""
+        n = self.min_chars
+        if n > max_chars:
+            which = "shortest match" if n == self.shortest else \
+                "shortest non-empty match (nothing can end an empty text)"
+            raise ConfigError(f"regex {self.pattern!r}: its {which} is {n} characters, more "
+                              f"than {what} {max_chars}")
 
     @property
     def nbytes(self) -> int:
@@ -76,20 +101,24 @@ def compile_dfa(pattern: str, chars, eos_id: int | None = None) -> CharDFA:
     deadline = t0 + MAX_SECONDS
     tree = parse(pattern)
     chars = list(chars)
-    size = _size(tree, pattern)
+    # without repeats (a list of choices) the size is linear in the text: a larger bound
+    size = _size(tree, pattern, MAX_POSITIONS if _has_rep(tree) else MAX_CHOICE_CHARS)
     if size == 0:
         refuse(pattern, "matches only the empty string: nothing to generate")
-    classes, labels, (missing, empty) = _classes(tree, chars, pattern, deadline)
+    _nfa_states(tree, pattern)
+    work = _Work(pattern, deadline)
+    classes, labels, (missing, empty) = _classes(tree, chars, pattern, work)
     nfa = _NFA(labels)
+    nfa.pattern, nfa.deadline = pattern, deadline
     start, final = nfa.fragment(tree)
-    nfa.final, nfa.pattern, nfa.deadline = final, pattern, deadline
-    table, accept = _subsets(nfa, start, final, classes.max() + 1, pattern, len(chars), deadline)
+    nfa.final = final
+    table, accept = _subsets(nfa, start, final, classes.max() + 1, pattern, len(chars), work)
     table, accept, dist = _trim(table, accept, pattern, missing, empty)
     if missing:
         refuse(pattern, f"needs {_name(missing)}, which the vocabulary lacks")
     if len(accept) <= MINIMISE_MAX_STATES:
         table, accept, dist = _minimise(table, accept, dist, time.perf_counter() + MINIMISE_SECONDS)
-    return _expand(pattern, table, accept, dist, classes, eos_id, t0)
+    return _expand(pattern, table, accept, dist, classes, eos_id, t0, work.used)
 
 
 def _name(chars) -> str:
@@ -97,21 +126,68 @@ def _name(chars) -> str:
         (" ..." if len(set(chars)) > 8 else "")
 
 
-def _size(node, pattern) -> int:
-    """Character positions once repeats are unrolled (refused past MAX_POSITIONS)."""
+class _Work:
+    """The deterministic work budget (MAX_WORK steps), and the wall-clock backstop."""
+
+    def __init__(self, pattern: str, deadline: float):
+        self.pattern, self.deadline, self.used = pattern, deadline, 0
+
+    def spend(self, n: int) -> None:
+        self.used += int(n)
+        if self.used > MAX_WORK:
+            refuse(self.pattern, "needs too much work to compile (more than "
+                   f"{MAX_WORK:,} steps over this vocabulary); simplify it")
+        if time.perf_counter() > self.deadline:
+            refuse(self.pattern, f"took more than {MAX_SECONDS:g} s to compile")
+
+
+def _size(node, pattern, limit: int = MAX_POSITIONS) -> int:
+    """Character positions once repeats are unrolled (refused past `limit`)."""
     kind = node[0]
     if kind in ("lit", "set"):
         return 1
     if kind == "empty":
         return 0
     if kind in ("cat", "alt"):
-        n = sum(_size(c, pattern) for c in node[1])
+        n = sum(_size(c, pattern, limit) for c in node[1])
     else:
         _, sub, lo, hi = node
-        n = _size(sub, pattern) * (hi if hi is not None else max(lo, 1) + (lo > 0))
-    if n > MAX_POSITIONS:
-        refuse(pattern, f"unrolls to more than {MAX_POSITIONS:,} character positions (large "
+        n = _size(sub, pattern, limit) * (hi if hi is not None else max(lo, 1) + (lo > 0))
+    if n > limit:
+        if limit == MAX_CHOICE_CHARS:
+            refuse(pattern, f"the choices (alternatives) hold more than {limit:,} characters "
+                   "in all")
+        refuse(pattern, f"unrolls to more than {limit:,} character positions (large "
                "repeat counts); use a smaller bound")
+    return n
+
+
+def _has_rep(node) -> bool:
+    if node[0] == "rep":
+        return True
+    return node[0] in ("cat", "alt") and any(_has_rep(c) for c in node[1])
+
+
+def _nfa_states(node, pattern) -> int:
+    """The states _NFA.fragment will make (empty groups and zero repeats count too, so that
+    `((a{0}){1000}){1000}` is refused here: it has no character positions but a million
+    states); refused past MAX_NFA_STATES, before any is made."""
+    kind = node[0]
+    if kind in ("lit", "set"):
+        return 2
+    if kind == "empty":
+        return 1
+    if kind == "cat":
+        n = sum(_nfa_states(c, pattern) for c in node[1])
+    elif kind == "alt":
+        n = 2 + sum(_nfa_states(c, pattern) for c in node[1])
+    else:
+        _, sub, lo, hi = node
+        k = _nfa_states(sub, pattern)
+        n = 1 + lo * k + (1 + k if hi is None else 1 + (hi - lo) * k)
+    if n > MAX_NFA_STATES:
+        refuse(pattern, f"unrolls to more than {MAX_NFA_STATES:,} automaton states (repeats of "
+               "repeats, empty groups included); use smaller counts")
     return n
 
 
@@ -126,16 +202,18 @@ def _leaves(node, out: dict) -> dict:
     return out
 
 
-def _classes(tree, chars, pattern, deadline):
+def _classes(tree, chars, pattern, work):
     """Each vocabulary character's class (characters no leaf tells apart share one), each
     leaf's set of classes as an int bitmask, and the literal characters the vocabulary lacks."""
     index = {c: i for i, c in enumerate(chars)}
     leaves = list(_leaves(tree, {}))
     masks = np.zeros((len(leaves), len(chars)), bool)
     missing, empty = [], []
+    # a fullmatch per class and character, counted before any is run: refused at once
+    work.spend(sum(1 if leaf[0] == "lit" else 12 * len(chars) for leaf in leaves))
     for j, leaf in enumerate(leaves):
-        if time.perf_counter() > deadline:
-            refuse(pattern, f"took more than {MAX_SECONDS:g} s to compile")
+        if j & 63 == 0:
+            work.spend(0)  # the wall-clock backstop
         if leaf[0] == "lit":
             if leaf[1] in index:
                 masks[j, index[leaf[1]]] = True
@@ -152,7 +230,9 @@ def _classes(tree, chars, pattern, deadline):
     classes = classes.reshape(-1).astype(np.int32)
     labels = {}
     for j, leaf in enumerate(leaves):
-        labels[leaf] = sum(1 << int(k) for k in np.flatnonzero(cols[:, j]))
+        work.spend(1 + len(cols) // 64)
+        bits = np.packbits(cols[:, j], bitorder="little").tobytes()
+        labels[leaf] = int.from_bytes(bits, "little")  # bit k: class k
     return classes, labels, (missing, empty)
 
 
@@ -168,6 +248,11 @@ class _NFA:
         self.pattern, self.deadline = "", float("inf")
 
     def new(self) -> int:
+        n = len(self.eps)
+        if n >= MAX_NFA_STATES:  # _nfa_states refuses first; a backstop
+            refuse(self.pattern, f"unrolls to more than {MAX_NFA_STATES:,} automaton states")
+        if n & 4095 == 0 and time.perf_counter() > self.deadline:
+            refuse(self.pattern, f"took more than {MAX_SECONDS:g} s to compile")
         self.eps.append([])
         self.lab.append(0)
         self.nxt.append(-1)
@@ -276,7 +361,7 @@ def _bits(m: int):
         m ^= low
 
 
-def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, deadline):
+def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, work):
     """The subset construction over the K character classes: (table int32 [S, K], accept)."""
     clos = nfa.closures()
     cls_of = {}  # labelled state -> its classes
@@ -285,20 +370,23 @@ def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, deadlin
     cap = min(MAX_STATES, MAX_CELLS // max(V, 1))
     held = first.bit_length()
     imp = nfa.important
+    words = 1 + len(imp) // 64  # an OR of two position sets costs about this many steps
     for D in order:  # grows while it is walked
-        if time.perf_counter() > deadline:
-            refuse(pattern, f"took more than {MAX_SECONDS:g} s to compile")
         targets: dict = {}
+        spent = K
         for p in (imp[i] for i in _bits(D)):
             lab = nfa.lab[p]
+            spent += 1
             if not lab:
                 continue
             ks = cls_of.get(p)
             if ks is None:
                 ks = cls_of[p] = list(_bits(lab))
             c = clos[nfa.nxt[p]]
+            spent += len(ks) * words
             for k in ks:
                 targets[k] = targets.get(k, 0) | c
+        work.spend(spent)
         row = [-1] * K
         for k, T in targets.items():
             j = ids.get(T)
@@ -376,7 +464,7 @@ def _minimise(table, accept, dist, deadline):
     return t, accept[rep], dist[rep]
 
 
-def _expand(pattern, table, accept, dist, classes, eos_id, t0) -> CharDFA:
+def _expand(pattern, table, accept, dist, classes, eos_id, t0, work=0) -> CharDFA:
     """The class-level table as one int32 row per state over the vocabulary's ids."""
     trans = table[:, classes]
     if eos_id is not None:
@@ -385,39 +473,88 @@ def _expand(pattern, table, accept, dist, classes, eos_id, t0) -> CharDFA:
     if eos_id is not None:
         need[:, eos_id] = np.where(accept, 1, BLOCKED)
     terminal = accept & (trans < 0).all(axis=1)
+    if terminal[0]:  # e.g. `[一]?` where the vocabulary has no 一: only "" matches
+        refuse(pattern, "matches only the empty string over this vocabulary: nothing to generate")
     ms = (time.perf_counter() - t0) * 1e3
     return CharDFA(pattern, np.ascontiguousarray(trans), accept, dist, need, terminal,
-                   need.min(axis=1), eos_id, ms)
+                   need.min(axis=1), eos_id, ms, work)
 
 
 class DFACache:
-    """Compiled DFAs per (pattern, vocabulary), least recently used first out, bounded in bytes.
-    Thread-safe: a server parses requests on one thread and samples on another."""
+    """Compiled DFAs per (pattern, vocabulary), least recently used first out, bounded in bytes
+    (the automaton's tables and the key: the pattern and the vocabulary's characters). Refusals
+    are kept too (their messages, bounded by MAX_REFUSALS entries), so that a server asked the
+    same bad pattern again answers at once. Thread-safe: a server compiles on worker threads."""
+
+    MAX_REFUSALS = 4096
+    MAX_REFUSAL_BYTES = 8 << 20
 
     def __init__(self, max_bytes: int = 64 << 20):
         self.max_bytes = max_bytes
         self._items: OrderedDict = OrderedDict()
-        self._bytes = 0
+        self._refused: OrderedDict = OrderedDict()
+        self._bytes = self._refused_bytes = 0
+        self._vocabs: dict = {}  # one tuple per vocabulary, shared by every key
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, pattern: str, chars, eos_id) -> CharDFA:
-        key = (pattern, tuple(chars), eos_id)
+    @staticmethod
+    def _cost(key, dfa=None) -> int:
+        """Bytes held for an entry: the tables (or the refusal's message), the pattern, the key
+        (the vocabulary's tuple is shared by all keys, counted once in _vocabs)."""
+        return (dfa.nbytes if dfa is not None else 0) + sys.getsizeof(key[0]) + 256
+
+    def _key(self, pattern, chars, eos_id):
+        chars = tuple(chars)
+        with self._lock:
+            if chars not in self._vocabs and len(self._vocabs) >= 64:
+                self._vocabs.clear()
+            chars = self._vocabs.setdefault(chars, chars)
+        return (pattern, chars, eos_id)
+
+    def lookup(self, pattern: str, chars, eos_id):
+        """The cached DFA, or None; ConfigError for a pattern refused before (no compiling)."""
+        key = self._key(pattern, chars, eos_id)
         with self._lock:
             dfa = self._items.get(key)
             if dfa is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return dfa
-        dfa = compile_dfa(pattern, chars, eos_id)  # outside the lock: may take a while
+            why = self._refused.get(key)
+            if why is not None:
+                self._refused.move_to_end(key)
+                self.hits += 1
+                raise ConfigError(why)
+        return None
+
+    def get(self, pattern: str, chars, eos_id) -> CharDFA:
+        key = self._key(pattern, chars, eos_id)
+        dfa = self.lookup(pattern, key[1], eos_id)
+        if dfa is not None:
+            return dfa
+        chars = key[1]
+        try:
+            dfa = compile_dfa(pattern, chars, eos_id)  # outside the lock: may take a while
+        except ConfigError as e:
+            if "s to compile" not in str(e):  # the wall-clock backstop depends on the load
+                with self._lock:
+                    if key not in self._refused:
+                        self._refused[key] = str(e)
+                        self._refused_bytes += self._cost(key) + len(str(e))
+                    while self._refused and (len(self._refused) > self.MAX_REFUSALS or
+                                             self._refused_bytes > self.MAX_REFUSAL_BYTES):
+                        k, why = self._refused.popitem(last=False)
+                        self._refused_bytes -= self._cost(k) + len(why)
+            raise
         with self._lock:
             self.misses += 1
             if key not in self._items:
                 self._items[key] = dfa
-                self._bytes += dfa.nbytes
+                self._bytes += self._cost(key, dfa)
             while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+                old_key, old = self._items.popitem(last=False)
+                self._bytes -= self._cost(old_key, old)
         return dfa
 
 

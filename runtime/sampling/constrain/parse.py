@@ -113,7 +113,8 @@ class _Parser:
 
     def _braces(self):
         """{m} {m,} {,n} {m,n} as (lo, hi); None when the '{' is a literal (as re reads it)."""
-        m = re.compile(r"\{(\d*)(,(\d*))?\}").match(self.s, self.i)
+        # ASCII digits only: re reads `a{١}` as the literal text, not a count
+        m = re.compile(r"\{([0-9]*)(,([0-9]*))?\}").match(self.s, self.i)
         if m is None or m.group(0) == "{}":
             return None
         self.i = m.end()
@@ -187,6 +188,9 @@ class _Parser:
         if c in "dDsSwW":
             self.i = i + 2
             return ("set", s[i : i + 2])
+        if c in "1234567" and len(s) >= i + 4 and all(d in "01234567" for d in s[i + 2 : i + 4]):
+            self.i = i + 4  # three octal digits: a character (re refused those above \377)
+            return ("lit", chr(int(s[i + 1 : i + 4], 8)))
         if c in "123456789":
             self.fail(f"backreferences (\\{c}) are not supported")
         if c in "bBAZ":

@@ -38,11 +38,8 @@ class RegexMask(LogitsProcessor):
             left = np.full(n, UNBOUNDED, np.int64)
         else:
             left = np.broadcast_to(np.asarray(max_chars, np.int64), (n,)).copy()
-        short = self.dfa.shortest
-        if n and int(left.min()) < short:
-            raise ConfigError(f"regex {self.dfa.pattern!r}: its shortest match is {short} "
-                              f"characters, more than the limit of {int(left.min())} (raise "
-                              "max_chars / -n)")
+        if n:  # the start's cheapest move, not dist[0]: `(abc)*` needs 3 ids, not 0
+            self.dfa.check_limit(int(left.min()), "the limit (max_chars / -n) of")
         self.state = np.concatenate([self.state, np.zeros(n, np.int64)])
         self.left = np.concatenate([self.left, left])
 
