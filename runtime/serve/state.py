@@ -17,8 +17,8 @@ DEFAULT_STREAM_INTERVAL = 0.005  # --stream-interval: at most 200 frames/s per s
 #   per character costs the event loop a socket write each; 0: a frame whenever there is text)
 MAX_STREAM_INTERVAL = 10.0
 DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
-DEFAULT_MAX_UNSENT_CHARS = 1_000_000  # --max-unsent-chars: text a stream may hold for a client
-#   that is not reading (~47 MB per million characters, measured: events and frame bytes)
+DEFAULT_MAX_UNSENT_CHARS = 100_000  # --max-unsent-chars: text a stream may hold for a client
+#   that is not reading, behind its socket's buffers (~5 MB: ~47 bytes per character pending)
 
 
 def missing_extra(e: ImportError) -> BackendUnavailable:
