@@ -20,7 +20,7 @@ from charwright.runtime.errors import CharwrightError, ConfigError, VocabularyEr
 from charwright.runtime.serve import metrics
 from charwright.runtime.serve.engine import Engine
 from charwright.runtime.serve.log import log
-from charwright.runtime.serve.openai import HTTPError, parse_completion
+from charwright.runtime.serve.openai import HTTPError, compile_guided, parse_completion
 from charwright.runtime.serve.relay import BoundedResponse, CompletionRelay, error_response
 from charwright.runtime.serve.request import Draining, QueueFull
 from charwright.runtime.serve.state import ServeConfig, Served, State, missing_extra, model_names
@@ -72,6 +72,9 @@ async def completions(request):
             return Response(status_code=499)
         body = _json_object(raw)
         served = _route(state, body)
+        if "guided_regex" in body or "guided_choice" in body:  # compiled off the loop, cached
+            await compile_guided(body, served, served.engine.max_batch,
+                                 state.cfg.max_prompt_chars)
         relay = _submit(state, served, body)
     except HTTPError as e:
         (served.count if served is not None else state.count_unrouted)(e.status)

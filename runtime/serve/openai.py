@@ -19,8 +19,10 @@ Plain data and bytes: no web framework here (relay.py and app.py wrap these in r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import weakref
 from typing import NamedTuple
 
 from charwright.runtime.errors import ConfigError
@@ -42,6 +44,7 @@ UNSUPPORTED = {"best_of": 1, "echo": False, "logprobs": None, "suffix": None,
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty")
 GUIDED_FIELDS = ("guided_regex", "guided_choice")  # vLLM's names (extra_body in the client)
 MAX_CACHE_SALT = 1024  # characters of cache_salt
+MAX_COMPILE_WAITING = 64  # requests waiting for a guided pattern to compile (more: 429)
 KNOWN = {"model", "prompt", "max_tokens", "stop", "seed", "n", "stream", "stream_options",
          "user", "cache_salt", *SAMPLING_FIELDS, *GUIDED_FIELDS, *UNSUPPORTED}
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}  # TextStream's reason -> OpenAI's
@@ -129,9 +132,10 @@ def cut_error(outcome: str, request_timeout: float) -> tuple[int, str]:
 # ---- what comes in -------------------------------------------------------------------------------
 
 def parse_completion(body: dict, served, max_batch: int,
-                     max_prompt_chars: int | None = None) -> CompletionParams:
+                     max_prompt_chars: int | None = None, compile: bool = True) -> CompletionParams:
     """The request's fields, validated as `charwright generate` validates its options (HTTPError
-    400 naming the first bad one). served.sampling_defaults: the bundle's sampling defaults."""
+    400 naming the first bad one). served.sampling_defaults: the bundle's sampling defaults.
+    compile=False: a guided pattern is not compiled (compile_guided does that off the loop)."""
     _check_fields(body)
     prompts = _prompts(body, max_prompt_chars)
     n = _int_field(body, "n", 1, 1, max_batch)
@@ -144,12 +148,12 @@ def parse_completion(body: dict, served, max_batch: int,
     if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= MAX_CACHE_SALT):
         raise HTTPError(400, f"cache_salt must be a string of 1..{MAX_CACHE_SALT} characters")
     sampling = _sampling(body, served.sampling_defaults)
-    if sampling.pattern is not None:
-        _check_guided(sampling, served.model.vocab, max_chars)
     rows = len(prompts) * n
-    if rows > max_batch:
+    if rows > max_batch:  # before a pattern is compiled: the cheap checks first
         raise HTTPError(400, f"{len(prompts)} prompt(s) x n={n} is {rows} rows; this server "
                         f"runs at most {max_batch} per batch (--max-batch)")
+    if sampling.pattern is not None and compile:
+        _check_guided(sampling, served.model.vocab, max_chars)
     return CompletionParams(prompts, n, max_chars, sampling, stop, stream, include_usage, salt)
 
 
@@ -239,6 +243,55 @@ def _sampling(body: dict, defaults: dict) -> SamplingConfig:
         return SamplingConfig(**values)
     except (ConfigError, ValueError) as e:
         raise HTTPError(400, str(e)) from None
+
+
+class _CompileGate:
+    """One pattern compiles at a time per event loop, on a worker thread; at most
+    MAX_COMPILE_WAITING requests wait for it (more: 429)."""
+
+    def __init__(self):
+        self.slot = asyncio.Semaphore(1)
+        self.waiting = 0
+
+
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def compile_guided(body: dict, served, max_batch: int,
+                         max_prompt_chars: int | None = None) -> None:
+    """Compiles a request's guided pattern off the event loop (it may take up to about a second:
+    MAX_WORK), one at a time, into the bounded cache that parse_completion then reads at once
+    (refusals are cached too). A body that is bad otherwise is left to parse_completion."""
+    from charwright.runtime.sampling.constrain import CACHE
+
+    try:
+        p = parse_completion(body, served, max_batch, max_prompt_chars, compile=False)
+    except HTTPError:
+        return
+    pattern, vocab = p.sampling.pattern, served.model.vocab
+    if pattern is None:
+        return
+    try:
+        if CACHE.lookup(pattern, vocab.chars, vocab.eos_id) is not None:
+            return
+    except ConfigError:  # refused before: parse_completion answers it from the cache
+        return
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = _CompileGate()
+    if gate.waiting >= MAX_COMPILE_WAITING:
+        raise HTTPError(429, f"{gate.waiting} guided patterns are waiting to compile; retry "
+                        "later", {"Retry-After": "1"})
+    gate.waiting += 1
+    try:
+        async with gate.slot:
+            try:
+                await loop.run_in_executor(None, CACHE.get, pattern, vocab.chars, vocab.eos_id)
+            except ConfigError:
+                pass  # cached: parse_completion's 400
+    finally:
+        gate.waiting -= 1
 
 
 def _check_guided(sampling: SamplingConfig, vocab, max_chars: int) -> None:

@@ -40,7 +40,8 @@ MAX_CELLS = 1 << 21  # states x vocabulary ids: two int32 tables of at most 8 Mi
 MAX_SECONDS = 5.0  # wall-clock backstop; MAX_WORK refuses first on any ordinary machine
 MAX_SUBSET_BITS = 1 << 27  # the NFA-state sets the construction holds (16 MiB of bitmasks)
 # Moore's refinement is O(states^2) at worst: larger DFAs, or one not done in time, stay as built
-MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 0.25
+MINIMISE_MAX_STATES, MINIMISE_SECONDS = 4_000, 1.0
+MINIMISE_CELLS = 1_000_000  # states x (classes + 2) over all rounds: deterministic, ~0.15 s
 BLOCKED = np.int32(2**31 - 1)  # `need` of a move that is not allowed
 
 
@@ -117,7 +118,8 @@ def compile_dfa(pattern: str, chars, eos_id: int | None = None) -> CharDFA:
     if missing:
         refuse(pattern, f"needs {_name(missing)}, which the vocabulary lacks")
     if len(accept) <= MINIMISE_MAX_STATES:
-        table, accept, dist = _minimise(table, accept, dist, time.perf_counter() + MINIMISE_SECONDS)
+        table, accept, dist = _minimise(table, accept, dist, time.perf_counter() + MINIMISE_SECONDS,
+                                        MINIMISE_CELLS)
     return _expand(pattern, table, accept, dist, classes, eos_id, t0, work.used)
 
 
@@ -373,10 +375,10 @@ def _subsets(nfa: _NFA, start: int, final: int, K: int, pattern, V: int, work):
     words = 1 + len(imp) // 64  # an OR of two position sets costs about this many steps
     for D in order:  # grows while it is walked
         targets: dict = {}
-        spent = K
+        spent = 400 + K  # a state's own cost (lookups, its row, the later passes) in steps
         for p in (imp[i] for i in _bits(D)):
             lab = nfa.lab[p]
-            spent += 1
+            spent += words  # walking D's bits: a big-integer operation each
             if not lab:
                 continue
             ks = cls_of.get(p)
@@ -436,7 +438,7 @@ def _trim(table, accept, pattern, missing, empty):
     return table, accept[keep], dist[keep].astype(np.int32)
 
 
-def _minimise(table, accept, dist, deadline):
+def _minimise(table, accept, dist, deadline, cells=MINIMISE_CELLS):
     """Moore's partition refinement (equivalent states have equal accept and dist); the input
     as it is if that takes past `deadline`."""
     _, block = np.unique(np.stack([accept, dist], 1), axis=0, return_inverse=True)
@@ -448,7 +450,8 @@ def _minimise(table, accept, dist, deadline):
         new = new.reshape(-1)
         if new.max() + 1 == n:
             break
-        if time.perf_counter() > deadline:
+        cells -= table.size + 2 * len(block)  # the work a round did, counted
+        if cells < 0 or time.perf_counter() > deadline:
             return table, accept, dist
         block, n = new, new.max() + 1
     # renumber so that the start's block is 0, then one representative row per block

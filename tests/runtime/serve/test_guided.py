@@ -121,3 +121,98 @@ def test_the_openai_client_sends_guided_fields_with_extra_body(server):
     with pytest.raises(openai.BadRequestError, match="lookaround"):
         client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8,
                                   extra_body={"guided_regex": "a(?!b)"})
+
+
+SLOW = "(a|b)*a(a|b){13}"  # 16,384 states: ~0.15 s to compile over the tiny vocabulary
+
+
+def test_a_guided_pattern_compiles_off_the_event_loop(bundle):
+    """compile_guided runs the compile on a worker thread: a coroutine ticking every 5 ms keeps
+    running meanwhile (compiled on the loop, as before, it did not tick at all)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from charwright.runtime import load
+    from charwright.runtime.sampling.constrain import CACHE
+    from charwright.runtime.serve.openai import compile_guided, parse_completion
+
+    model = load(bundle, backend="numpy")
+    served = SimpleNamespace(model=model, sampling_defaults={})
+    body = {"prompt": PROMPT, "max_tokens": 20, "guided_regex": SLOW + "c{0}"}  # not cached
+
+    async def main():
+        ticks, done = [], asyncio.Event()
+
+        async def tick():
+            while not done.is_set():
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.005)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.02)
+        t0 = time.perf_counter()
+        await compile_guided(body, served, 16)
+        t1 = time.perf_counter()
+        done.set()
+        await ticker
+        during = [t for t in ticks if t0 <= t <= t1]
+        return t1 - t0, during
+
+    took, during = asyncio.run(main())
+    assert took > 0.03 and len(during) >= 3, (took, len(during))
+    misses = CACHE.misses
+    p = parse_completion(body, served, 16)  # then answered from the cache
+    assert p.sampling.pattern == body["guided_regex"] and CACHE.misses == misses
+
+
+def test_a_refused_pattern_is_remembered_and_rows_are_checked_first(bundle):
+    import asyncio
+    from types import SimpleNamespace
+
+    from charwright.runtime import load
+    from charwright.runtime.sampling.constrain import CACHE
+    from charwright.runtime.serve.openai import HTTPError, compile_guided, parse_completion
+
+    served = SimpleNamespace(model=load(bundle, backend="numpy"), sampling_defaults={})
+    bad = {"prompt": PROMPT, "max_tokens": 20, "guided_regex": "([a-h]*a[a-h]{5}){1,399}"}
+    asyncio.run(compile_guided(bad, served, 16))
+    misses = CACHE.misses
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with pytest.raises(HTTPError, match="too much work") as e:
+            parse_completion(bad, served, 16)
+        assert e.value.status == 400 and time.perf_counter() - t0 < 0.05
+    assert CACHE.misses == misses
+    # a body refused for its rows is refused before its pattern is compiled
+    wide = {**bad, "prompt": [PROMPT] * 2, "n": 9, "guided_regex": "([a-h]*a[a-h]{5}){1,398}"}
+    with pytest.raises(HTTPError, match="rows"):
+        parse_completion(wide, served, 16)
+    asyncio.run(compile_guided(wide, served, 16))
+    assert CACHE.lookup(wide["guided_regex"], served.model.vocab.chars,
+                        served.model.vocab.eos_id) is None  # never compiled
+
+
+def test_health_answers_while_patterns_compile(server):
+    """Distinct slow patterns from several clients: /health keeps answering (compiles run on a
+    worker thread, one at a time), and the same refused pattern again is answered at once."""
+    import concurrent.futures as cf
+
+    # each refused by the work budget after ~0.5 s of compiling (on the loop: /health waited)
+    bodies = [{"prompt": PROMPT, "max_tokens": 20,
+               "guided_regex": f"([a-h]*a[a-h]{{5}}){{1,60}}c{{0,{i}}}"} for i in range(4)]
+    with cf.ThreadPoolExecutor(4) as ex:
+        futures = [ex.submit(post, server, b) for b in bodies]
+        waits = []
+        while not all(f.done() for f in futures):
+            t0 = time.perf_counter()
+            assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        assert all(f.result().status_code == 400 for f in futures)
+    # on the loop, each poll waited for a whole compile (~0.5 s): a few polls, a slow median
+    assert len(waits) >= 10 and sorted(waits)[len(waits) // 2] < 0.1, waits
+    bad = bodies[0]  # refused before: answered from the cache
+    t0 = time.perf_counter()
+    r = post(server, bad)
+    assert r.status_code == 400 and "too much work" in r.json()["error"]["message"]
+    assert time.perf_counter() - t0 < 0.5
