@@ -65,6 +65,12 @@ def test_greedy_and_beam(bundle):
     (["--regex", "[a-h]{30}", "-n", "10"], "shortest match is 30 characters", 1),
     (["--regex", "a{1000000}"], "unrolls to more than", 1),
     (["--regex", "(a|b)*a(a|b){40}"], "automaton states", 1),
+    # the review's cases: a start that cannot move within -n, zero-width repeats, an empty class
+    (["--regex", "(abc)*", "-n", "2"], r"shortest non-empty match .* is 3 characters", 1),
+    (["--regex", "(abc)*", "-n", "2", "--beam", "3"], r"shortest non-empty match .* is 3", 1),
+    (["--regex", "(abc)?", "-n", "1", "--greedy"], r"shortest non-empty match .* is 3", 1),
+    (["--regex", "[\u4e00]?"], "only the empty string over this vocabulary", 1),
+    (["--regex", "(((a{0}){1000}){1000}){1000}b"], "200,000 automaton states", 1),
 ])
 def test_bad_patterns_are_one_line(bundle, args, words, code):
     r = gen(bundle, "a", *args)

@@ -104,3 +104,36 @@ def test_bad_patterns_are_one_line_and_write_nothing(tmp_path):
                                  "(bad|cafe)"])
     assert r.exit_code == 0 and "DFA states" in r.stderr
     assert "cw_dfa_next" in (tmp_path / "c3" / "model.h").read_text()
+
+
+def test_a_start_that_cannot_move_within_n_is_refused_not_read_out_of_bounds(tmp_path):
+    """`(abc)*` matches "" but nothing can end an empty text (no end-of-sequence id): -n 2 is
+    one line (it read cw_dfa_min_need[-1] and printed text that did not match); -n 3 matches.
+    Built with AddressSanitizer where the compiler has it."""
+    if not shutil.which("gcc") or not shutil.which("make"):
+        if CI:
+            pytest.fail("CI=true: gcc and make are required")
+        pytest.skip("gcc / make not installed")
+    from charwright.runtime.emit_c.project import emit
+
+    bundle = make_bundle(tmp_path / "tiny", units=8)
+    emit(bundle, tmp_path / "c", "float32", regex="(abc)*")
+    asan = subprocess.run(["gcc", "-fsanitize=address,undefined", "-x", "c", "-o",
+                           str(tmp_path / "probe"), "-"], input="int main(void){return 0;}",
+                          capture_output=True, text=True).returncode == 0
+    flags = "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" if asan else "-O1"
+    r = subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "cw_generate",
+                        f"CFLAGS={flags}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    exe = str(tmp_path / "c" / "cw_generate")
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0"}
+    for n in ("1", "2"):
+        r = subprocess.run([exe, "--seed", "1", "-n", n, "abc"], capture_output=True, text=True,
+                           timeout=60, env=env)
+        assert r.returncode != 0 and "shortest match" in r.stderr, (n, r.stdout, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Sanitizer" not in r.stderr
+    for seed in ("1", "2", "3"):
+        r = subprocess.run([exe, "--seed", seed, "-n", "7", "a"], capture_output=True,
+                           text=True, timeout=60, env=env)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert r.stdout.startswith("a") and re.fullmatch("(abc)*", r.stdout[1:-1]), r.stdout
