@@ -8,7 +8,7 @@ each row's TextStream, which ends a row whose match is complete and cannot go on
 """
 
 from charwright.runtime.sampling.constrain.compile import (  # noqa: F401
-    CACHE, MAX_CELLS, MAX_POSITIONS, MAX_SECONDS, MAX_STATES, CharDFA, DFACache, choices_pattern,
-    compile_dfa, dfa_for)
+    CACHE, MAX_CELLS, MAX_NFA_STATES, MAX_POSITIONS, MAX_SECONDS, MAX_STATES, MAX_WORK, CharDFA,
+    DFACache, choices_pattern, compile_dfa, dfa_for)
 from charwright.runtime.sampling.constrain.parse import MAX_PATTERN_CHARS, parse  # noqa: F401
 from charwright.runtime.sampling.constrain.processor import RegexMask  # noqa: F401

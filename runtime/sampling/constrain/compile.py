@@ -7,9 +7,20 @@ accepts, and `dist`, the fewest characters from it to acceptance; `need[s, t]` i
 costs in the length budget (1 + dist of the state it leads to; the end-of-sequence id, where the
 vocabulary has one, needs 1 and only from an accepting state).
 
+A row must be allowed at least `min_chars` = min_need[0] ids (the start's cheapest move), not
+dist[0]: `(abc)*` matches "" but, with no end-of-sequence id, nothing can end an empty text, so
+it needs 3 (CharDFA.check_limit). A pattern whose start accepts with no move at all (`[一]?` over
+a vocabulary without 一) is refused: it matches only the empty string there.
+
 Bounds, each refused with one line (ConfigError) before it costs much: the expanded pattern
-(MAX_POSITIONS character positions once repeats are unrolled: `a{1000000}`), the automaton
-(MAX_STATES states, MAX_CELLS states x ids: `(a|b)*a(a|b){30}`), and the wall time (MAX_SECONDS).
+(MAX_POSITIONS character positions once repeats are unrolled: `a{1000000}`; a pattern without
+repeats, such as a list of choices, only the pattern's own length), the Thompson NFA
+(MAX_NFA_STATES, counted from the tree before building, empty groups and zero repeats included:
+`((a{0}){1000}){1000}`), the automaton (MAX_STATES states, MAX_CELLS states x ids:
+`(a|b)*a(a|b){30}`), and a deterministic work budget (MAX_WORK counted steps: a fullmatch per
+class and character, a subset state's own cost and its big-integer operations), so that whether a
+pattern compiles does not depend on the machine's load; MAX_SECONDS is a wall-clock backstop only.
+DFACache keeps refusals too (bounded), so a server asked the same bad pattern again answers at once.
 """
 
 from __future__ import annotations
