@@ -116,6 +116,12 @@ class SamplingConfig:
             object.__setattr__(self, "choices", tuple(c))  # hashable, like every other field
             if self.regex is not None:
                 raise ConfigError("give regex or choices, not both (choices are a regex)")
+            from charwright.runtime.sampling.constrain.parse import MAX_PATTERN_CHARS
+
+            n = len(self.pattern)
+            if n > MAX_PATTERN_CHARS:
+                raise ConfigError(f"choices: {n:,} characters in all once escaped and joined; "
+                                  f"at most {MAX_PATTERN_CHARS:,}")
         if self.pattern is not None:
             from charwright.runtime.sampling.constrain.parse import parse
 

@@ -162,3 +162,12 @@ def test_work_budget_refuses_deterministically(monkeypatch):
         compile_dfa(pattern, vocab)
     monkeypatch.setattr(cc, "MAX_WORK", used)
     assert compile_dfa(pattern, vocab).states == dfa.states
+
+
+def test_a_choice_list_too_long_is_named_as_choices():
+    from charwright.runtime.errors import ConfigError
+    from charwright.runtime.sampling.config import SamplingConfig
+
+    with pytest.raises(ConfigError, match=r"^choices: 41,003 characters .* at most 32,768$"):
+        SamplingConfig(choices=["abcdefgh" * 5] * 1000)
+    assert SamplingConfig(choices=["abcdefgh" * 5] * 700).pattern.count("|") == 699
