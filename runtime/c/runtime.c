@@ -779,9 +779,17 @@ int main(int argc, char **argv) {
                 return cw_fail("--repetition-penalty must be in 0.01..100 (1 = off)", argv[a]);
             penalty = v;
         } else if (cw_is(o, "--repetition-window")) {
-            if (!cw_parse_u64(argv[++a], CW_MAX_WINDOW, &window) || window < 1)
-                return cw_fail("--repetition-window must be an integer in 1..CW_MAX_WINDOW of "
-                               "this build", argv[a]);
+            if (!cw_parse_u64(argv[++a], CW_MAX_WINDOW, &window) || window < 1) {
+                /* the message names this build's bound: "...in 1..<CW_MAX_WINDOW>" */
+                static const char head[] = "--repetition-window must be an integer in 1..";
+                char msg[sizeof head + 24], *e = msg + sizeof msg - 1;
+                unsigned long w = (unsigned long)CW_MAX_WINDOW;
+                *e = 0;
+                do *--e = (char)('0' + w % 10); while (w /= 10);
+                e -= sizeof head - 1;
+                memcpy(e, head, sizeof head - 1);
+                return cw_fail(e, argv[a]);
+            }
         } else {
             return cw_fail("unknown option (see the usage in runtime.c)", o);
         }

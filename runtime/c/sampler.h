@@ -37,6 +37,9 @@
  * V 5,000 per draw (scripts/bench_sampling.py: through the extension, on a quiet machine). */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
+#ifdef __FAST_MATH__
+#error "sampler.h needs IEEE float arithmetic: build it without -ffast-math / -Ofast"
+#endif
 
 #include <math.h>
 #include <stddef.h>
@@ -227,7 +230,8 @@ typedef struct {
     int temperature_on;   /* temperature != 1 */
     float inv_t;          /* float32(1 / temperature) */
     int top_k;            /* 0: off (k >= V is a no-op too) */
-    float top_p_target;   /* float32(top_p * (1 - 2**-16)); 0: off */
+    int top_p_on;         /* top_p < 1 */
+    float top_p_target;   /* float32(top_p * (1 - 2**-16)) (0 for top_p < ~7e-46: the max only) */
     int min_p_on;         /* min_p > 0 */
     float log_min_p;      /* float32(log(min_p)) */
     int typical_on;       /* typical_p < 1 */
@@ -260,7 +264,8 @@ CW_SFN int cw_sampling_init(cw_sampling *c, double temperature, int top_k, doubl
     c->inv_t = c->temperature_on ? (float)(1.0 / temperature) : 1.0f;
     if (!c->greedy) {
         c->top_k = top_k;
-        c->top_p_target = top_p < 1.0 ? (float)(top_p * (1.0 - 1.0 / 65536.0)) : 0.0f;
+        c->top_p_on = top_p < 1.0;
+        c->top_p_target = (float)(top_p * (1.0 - 1.0 / 65536.0));
         c->min_p_on = min_p > 0.0;
 #ifndef CW_SAMPLER_NO_DOUBLE
         c->log_min_p = c->min_p_on ? (float)log(min_p) : 0.0f;
@@ -378,8 +383,9 @@ CW_SFN_OUTLINED float cw_max(const float *z, int n) {
     return a[0];
 }
 
-/* the first index of the largest value (0 when there is none: all NaN), as numpy's argmax:
- * the maximum first (cw_max), then the first id equal to it */
+/* the first index of the largest value (0 when there is none: all NaN), as numpy's argmax
+ * for NaN-free z (numpy's argmax picks the first NaN; here NaN is never the largest: see
+ * SAMPLING.md, NaN logits): the maximum first (cw_max), then the first id equal to it */
 CW_SFN_OUTLINED int cw_argmax(const float *z, int n) {
     float m = cw_max(z, n);
     int i;
@@ -726,7 +732,7 @@ CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
     if (c->temperature_on)
         for (i = 0; i < V; i++) z[i] = z[i] * c->inv_t;
     if (c->top_k) cw_top_k(c->top_k, z, V, s.a);
-    if (c->top_p_target > 0.0f) n = cw_top_p(c->top_p_target, z, V, &s);
+    if (c->top_p_on) n = cw_top_p(c->top_p_target, z, V, &s);
     if (c->min_p_on) cw_min_p(c->log_min_p, z, V);
 #ifndef CW_SAMPLER_NO_DOUBLE
     if (c->typical_on) cw_typical(c->typical_target, z, V, &s);

@@ -168,6 +168,7 @@ static PyObject *core_join(Core *self, PyObject *args) {
         goto fail;
     }
     if (core_reserve(self, self->rows + n) < 0) goto fail;
+    self->busy = 1; /* a prompt's __buffer__ (3.12+) may call back into this core */
     for (i = 0, at = self->rows; i < n; i++, at++) {
         Py_buffer pb;
         uint64_t seed = ((const uint64_t *)sb.buf)[i];
@@ -194,11 +195,13 @@ static PyObject *core_join(Core *self, PyObject *args) {
         self->seed[at] = seed;
         self->rid[at] = ((const uint64_t *)rb.buf)[i];
     }
+    self->busy = 0;
     self->rows += n;
     PyBuffer_Release(&sb);
     PyBuffer_Release(&rb);
     Py_RETURN_NONE;
 undo: /* no row joined: the rows before stay as they were */
+    self->busy = 0;
 fail:
     PyBuffer_Release(&sb);
     PyBuffer_Release(&rb);
@@ -328,6 +331,13 @@ static PyObject *core_sample(Core *self, PyObject *args) {
         }
         allowed = (const unsigned char *)ab.buf;
     }
+    if (self->busy || self->rows != rows) { /* changed by a __buffer__ callback */
+        PyBuffer_Release(&zb);
+        PyBuffer_Release(&ob);
+        if (allowed) PyBuffer_Release(&ab);
+        PyErr_SetString(PyExc_RuntimeError, "sample: the rows changed during the call");
+        return NULL;
+    }
     core_run(self, (float *)zb.buf, (int64_t *)ob.buf, allowed);
     PyBuffer_Release(&zb);
     PyBuffer_Release(&ob);
@@ -344,6 +354,14 @@ static PyObject *core_set_fast(Core *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* fallback(core, z), holding fallback across the call (it may call set_fast) */
+static PyObject *core_fallback(Core *self, PyObject *zo) {
+    PyObject *f = Py_NewRef(self->fallback), *r;
+    r = PyObject_CallFunctionObjArgs(f, (PyObject *)self, zo, NULL);
+    Py_DECREF(f);
+    return r;
+}
+
 /* ids = core.pick(z): sample's work with a new int64 [rows] made here (numpy.empty, given by
  * set_fast) and no Python frame between the caller and C; a z that is not C-contiguous float32
  * [rows, V] goes to fallback(core, z), which converts it. */
@@ -357,27 +375,32 @@ static PyObject *core_pick(Core *self, PyObject *zo) {
     if (core_check_idle(self) < 0) return NULL;
     if (PyObject_GetBuffer(zo, &zb, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
         PyErr_Clear();
-        return PyObject_CallFunctionObjArgs(self->fallback, (PyObject *)self, zo, NULL);
+        return core_fallback(self, zo);
     }
     if (zb.ndim != 2 || zb.itemsize != 4 || !is_format(&zb, 'f') || zb.shape[0] != self->rows ||
         zb.shape[1] != self->V) {
         PyBuffer_Release(&zb);
-        return PyObject_CallFunctionObjArgs(self->fallback, (PyObject *)self, zo, NULL);
+        return core_fallback(self, zo);
     }
     args[0] = PyLong_FromSsize_t(self->rows);
     if (!args[0]) {
         PyBuffer_Release(&zb);
         return NULL;
     }
-    args[1] = self->dtype;
-    out = PyObject_Vectorcall(self->empty, args, 2, NULL);
+    { /* empty may call set_fast: hold what this call uses */
+        PyObject *empty = Py_NewRef(self->empty);
+        args[1] = Py_NewRef(self->dtype);
+        out = PyObject_Vectorcall(empty, args, 2, NULL);
+        Py_DECREF(empty);
+        Py_DECREF(args[1]);
+    }
     Py_DECREF(args[0]);
     if (!out || PyObject_GetBuffer(out, &ob, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
         Py_XDECREF(out);
         PyBuffer_Release(&zb);
         return NULL;
     }
-    if (ob.len != self->rows * 8) {
+    if (ob.len != self->rows * 8 || zb.shape[0] != self->rows || self->busy) {
         PyBuffer_Release(&ob);
         PyBuffer_Release(&zb);
         Py_DECREF(out);

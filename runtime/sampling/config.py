@@ -51,6 +51,35 @@ def _int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
+def check_join(prompts, seed, row_ids, vocab_size: int) -> tuple:
+    """Sampler.join's and CompiledSampler.join's checks, one rule for both: every prompt id an
+    integer in 0..vocab_size-1 (never wrapped), seed and each row id integers in 0..2**63-1,
+    one row id per prompt. ConfigError before any change; returns (seed, [row ids]) as ints."""
+    if not _int(seed) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed {seed!r}: must be an integer in 0..2**63-1")
+    row_ids = list(row_ids)
+    if len(row_ids) != len(prompts):
+        raise ConfigError(f"{len(prompts)} prompts and {len(row_ids)} row ids: give one row id each")
+    for r in row_ids:
+        if not _int(r) or not 0 <= r <= SEED_MAX:
+            raise ConfigError(f"row id {r!r}: must be an integer in 0..2**63-1")
+    for p in prompts:
+        a = np.asarray(p)
+        if not a.size:
+            continue
+        if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= vocab_size:
+            raise ConfigError(f"a prompt id outside 0..{vocab_size - 1} (or not an integer)")
+    return int(seed), [int(r) for r in row_ids]
+
+
+def check_keep(keep, rows: int) -> np.ndarray:
+    """take's `keep`: integer row indices in 0..rows-1 (never truncated floats) as int64 [n]."""
+    a = np.asarray(keep)
+    if a.size and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= rows):
+        raise ConfigError(f"take: row indices must be integers in 0..{rows - 1}")
+    return np.ascontiguousarray(a, np.int64).reshape(-1)
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """Attributes (neutral value in brackets):
@@ -201,7 +230,10 @@ class Sampler:
     def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
         """Rows join at the end: prompts, one int32 array per row; row i draws from the
         generator seeded by (seed, row_ids[i]). max_chars: the ids each row may take (an int, one
-        per row, or None: no limit), which a regex needs so that no row ends mid-match."""
+        per row, or None: no limit), which a regex needs so that no row ends mid-match.
+        ConfigError (check_join) before any change for an id outside the vocabulary, a seed or
+        row id outside 0..2**63-1 or not one row id per prompt."""
+        seed, row_ids = check_join(prompts, seed, row_ids, self.vocab_size)
         for p in self._stateful:
             if getattr(p, "budgeted", False):
                 p.join(prompts, max_chars)
@@ -212,6 +244,7 @@ class Sampler:
         self.rows += len(prompts)
 
     def take(self, keep: np.ndarray) -> None:
+        keep = check_keep(keep, self.rows)
         for p in self._stateful:
             p.take(keep)
         self.selector.take(keep)

@@ -105,6 +105,23 @@ def test_bad_sampler_values_are_one_line(project, args, words):
     assert r.returncode == 2 and r.stdout == b"" and len(err.splitlines()) == 1 and words in err
 
 
+def test_a_window_over_the_bound_names_the_bound(project):
+    """The message said "1..CW_MAX_WINDOW of this build" (the macro's name, not its value)."""
+    _, d = project
+    r = subprocess.run([str(d / "cw_generate"), "--repetition-window", "65537", "x"],
+                       capture_output=True, timeout=60)
+    err = r.stderr.decode()
+    m = re.search(r"must be an integer in 1\.\.(\d+): 65537$", err.strip())
+    assert r.returncode == 2 and m and "CW_MAX_WINDOW" not in err, err
+    bound = int(m.group(1))
+    assert 64 <= bound <= 65536
+    ok = subprocess.run([str(d / "cw_generate"), "--repetition-window", str(bound), "-n", "3",
+                         "a"], capture_output=True, timeout=60)
+    over = subprocess.run([str(d / "cw_generate"), "--repetition-window", str(bound + 1), "x"],
+                          capture_output=True, timeout=60)
+    assert ok.returncode == 0 and over.returncode == 2
+
+
 def test_the_bundle_s_sampling_defaults_reach_c(tmp_path, monkeypatch):
     """min_p, typical_p, repetition_penalty and repetition_window in sampling_defaults were
     refused by emit-c; now they are cw_generate's defaults, as they are generate's."""

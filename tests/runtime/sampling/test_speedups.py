@@ -223,7 +223,7 @@ def test_without_the_extension_generate_uses_numpy_and_says_so(tmp_path):
                           timeout=120)
     assert pure.returncode == 0, pure.stderr
     line, text = pure.stdout.splitlines()[0], pure.stdout.splitlines()[1]
-    assert line.startswith("numpy (the compiled core is not built")
+    assert line.startswith("numpy (the compiled core is not importable")
     import charwright.runtime as cw
 
     assert repr(cw.load().generate("ROMEO:", 40, cw.SamplingConfig(seed=1, top_p=0.9))) == text
@@ -355,3 +355,149 @@ def test_a_call_from_another_thread_while_a_step_runs_is_refused():
     assert not errors
     assert refused and all("in use by another thread" in r for r in refused)
     assert s.rows == rows and len(s.row_state(rows - 1)["window"]) >= 1
+
+
+# --- the review's findings (issue 21 item 1) -------------------------------------------------
+
+
+def test_pick_refuses_rows_changed_by_its_empty_callback():
+    """Core.pick calls set_fast's `empty` after checking z against the rows; an `empty` that
+    joins rows meanwhile made the C chain walk 1,001 rows of a [1, V] z (heap overflow). Now
+    the call is refused and the core's rows stay usable."""
+    S = compiled._speedups
+    c = S.Core(1.0, 0, 1.0, 0.0, 1.0, 1.0, 64, 0, 65)
+    c.join([np.zeros(1, np.int32)], np.ones(1, np.uint64), np.zeros(1, np.uint64))
+
+    def evil_empty(n, dt):
+        c.join([np.zeros(1, np.int32)] * 1000, np.ones(1000, np.uint64),
+               np.zeros(1000, np.uint64))
+        return np.empty(c.rows, np.int64)
+
+    c.set_fast(evil_empty, np.dtype(np.int64), compiled._sample)
+    with pytest.raises((TypeError, RuntimeError)):
+        c.pick(np.zeros((1, 65), np.float32))
+    assert c.rows == 1001
+    c.set_fast(np.empty, np.dtype(np.int64), compiled._sample)
+    assert c.pick(np.zeros((1001, 65), np.float32)).shape == (1001,)
+
+    def swapping_empty(n, dt):  # replaces the callables pick is using: they stay alive
+        c.set_fast(lambda n, dt: np.empty(n, dt), np.dtype(np.int64), compiled._sample)
+        return np.empty(n, dt)
+
+    c.set_fast(swapping_empty, np.dtype(np.int64), compiled._sample)
+    assert c.pick(np.zeros((1001, 65), np.float32)).shape == (1001,)
+
+
+@pytest.mark.parametrize("p", [1e-45, 1e-46, 1e-300])
+def test_a_tiny_top_p_keeps_only_the_max_in_both_cores(p):
+    """float32(top_p * (1 - 2**-16)) is 0 below ~7e-46: C took that for "top-p off"."""
+    a, b = _both(SamplingConfig(top_p=p, temperature=100.0), 65)
+    for s in (a, b):
+        s.join([[1]] * 4, 3, range(4))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        z = rng.standard_normal((4, 65)).astype(np.float32)
+        x, y = a(z.copy()), b(z.copy())
+        assert np.array_equal(x, y) and np.array_equal(y, z.argmax(1))
+
+
+def _cc():
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        if CI:
+            pytest.fail("CI=true: a C compiler is required")
+        pytest.skip("no C compiler")
+    return cc
+
+
+def test_sampler_h_refuses_fast_math_and_setup_py_turns_it_off(tmp_path):
+    """-ffast-math / -Ofast in CFLAGS broke the bit-exact chain silently (349 configs differed):
+    sampler.h now stops the build under __FAST_MATH__, and setup.py passes -fno-fast-math
+    after the user's CFLAGS, so CFLAGS=-Ofast still builds the exact core."""
+    import ast
+    from pathlib import Path
+
+    root = Path(compiled.__file__).resolve().parents[2]
+    tree = ast.parse((root / "setup.py").read_text())
+    flags = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+             and any(isinstance(t, ast.Attribute) and t.attr == "extra_compile_args"
+                     for t in n.targets)][0]
+    src = tmp_path / "t.c"
+    src.write_text('#include "sampler.h"\nint main(void) { return 0; }\n')
+    cc, inc = _cc(), f"-I{root / 'runtime' / 'c'}"
+    bad = subprocess.run([cc, "-Ofast", inc, "-fsyntax-only", str(src)], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "-ffast-math" in bad.stderr
+    # setuptools puts CFLAGS first, then extra_compile_args
+    ok = subprocess.run([cc, "-Ofast", *flags, inc, "-fsyntax-only", str(src)],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "-fno-fast-math" in flags and "-ffp-contract=off" in flags
+
+
+def test_ids_outside_the_vocabulary_and_bad_seeds_are_refused_by_both_samplers():
+    """Prompt ids were cast to int32 (2**32 + 5 became 5), take([0.9]) truncated, seed or row
+    -1 a raw OverflowError, a row-id count mismatch a raw ValueError; numpy's Sampler took
+    seed -1 and extra row ids. Now both raise ConfigError, before any change."""
+    cfg = SamplingConfig(repetition_penalty=1.3, repetition_window=4)
+    bad = [([np.array([2**32 + 5, 2**40])], 1, [0]), ([np.array([65])], 1, [0]),
+           ([np.array([-1])], 1, [0]), ([np.array([1.5])], 1, [0]),
+           ([np.array([1])], -1, [0]), ([np.array([1])], 2**63, [0]),
+           ([np.array([1])], 1, [-1]), ([np.array([1])], 1, [0.5]),
+           ([np.array([1])] * 2, 1, [0]), ([np.array([1])], 1, [0, 1])]
+    for s in _both(cfg, 65):
+        for args in bad:
+            with pytest.raises(ConfigError):
+                s.join(*args)
+            assert s.rows == 0
+        s.join([np.array([], np.int32), np.array([64, 3])], 2**63 - 1, [0, 2**63 - 1])
+        assert s.rows == 2 and s.row_state(1)["window"] == [64, 3]
+        for keep in (np.array([0.9]), [2], [-1], np.array([True, False])):
+            with pytest.raises(ConfigError):
+                s.take(keep)
+        assert s.rows == 2
+        s.take(np.array([1]))
+        assert s.rows == 1 and s.row_state(0)["row"] == 2**63 - 1
+
+
+def test_a_read_only_float32_z_is_copied_not_refused():
+    a, b = _both(SamplingConfig(seed=4, top_k=9, repetition_penalty=1.2), 65)
+    for s in (a, b):
+        s.join([np.array([1, 2], np.int32)] * 3, 4, range(3))
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        z = rng.standard_normal((3, 65)).astype(np.float32)
+        ro = z.copy()
+        ro.flags.writeable = False
+        assert np.array_equal(b(ro), a(z.copy()))
+        assert np.array_equal(ro, z)  # left as it was
+
+
+@pytest.mark.parametrize("value,pure", [("0", False), ("false", False), ("No", False),
+                                        ("1", True), ("yes", True), ("true", True)])
+def test_charwright_pure_python_values(monkeypatch, value, pure):
+    """CHARWRIGHT_PURE_PYTHON=false forced numpy and the info line said "=1"."""
+    monkeypatch.setenv(compiled.PURE_ENV, value)
+    s = make_sampler(SamplingConfig(seed=1), 65)
+    line = compiled.core_in_use()
+    if pure:
+        assert type(s) is Sampler and f"{compiled.PURE_ENV}={value};" in line
+    else:
+        assert isinstance(s, compiled.CompiledSampler) and line.startswith("compiled C")
+
+
+def test_nan_logits_are_the_documented_difference():
+    """SAMPLING.md: NaN logits are outside the bit-exact contract. The C chain never takes a
+    NaN id (NaN is never the largest); numpy's argmax takes the first NaN. This pins the C
+    side of that sentence (a change to either core shows here)."""
+    z = np.array([[0.0, np.nan, 3.0, 1.0] + [-5.0] * 61], np.float32)
+    for cfg in (SamplingConfig(greedy=True, repetition_penalty=1.2),
+                SamplingConfig(seed=1, top_k=3), SamplingConfig(seed=2, temperature=0.5)):
+        s = compiled.CompiledSampler(cfg, 65)
+        s.join([np.array([9], np.int32)], 1, [0])
+        assert all(int(s(z.copy())[0]) != 1 for _ in range(50))
+    g = Sampler(SamplingConfig(greedy=True, repetition_penalty=1.2), 65)
+    g.join([np.array([9], np.int32)], 1, [0])
+    assert int(g(z.copy())[0]) == 1
