@@ -87,7 +87,8 @@ fail:
 static int core_check_idle(Core *c) {
     if (c->busy) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "the sampler is in use by another thread (one call at a time)");
+                        "the sampler is in use by another thread or by a callback "
+                        "within its call (one call at a time)");
         return -1;
     }
     return 0;
