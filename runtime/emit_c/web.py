@@ -39,6 +39,8 @@ CFLAGS = ("-O3", "-std=c99", "-Wall", "-Wextra", "-ffp-contract=off", "-mexec-mo
 # post-MVP features every engine with SIMD128 has (Chrome 91, Firefox 89, Safari 16.4, Node
 # 16.4); --no-simd builds use none of them
 FEATURES = ("-msimd128", "-mbulk-memory", "-mnontrapping-fptoint", "-msign-ext")
+# --no-simd: WebAssembly 1.0 (MVP) only; clang 19+ turns some post-MVP features on by default
+NO_FEATURES = ("-mcpu=mvp",)
 INSTALL_HINT = ("Debian/Ubuntu: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32; or "
                 "set CHARWRIGHT_WASM_CC to a clang with wasm32 support and WASI_SYSROOT to a "
                 "wasi-libc sysroot (wasi-sdk)")
@@ -65,7 +67,7 @@ def toolchain() -> tuple[str, str]:
 def build_wasm(c_dir: Path, out: Path, cc: str, sysroot: str, simd: bool = True) -> None:
     """Compiles c_dir/wasm_api.c (which includes runtime.c and model.h) into `out`; without
     simd, for engines without WebAssembly SIMD128 (the portable scalar kernels)."""
-    flags = [*CFLAGS, *FEATURES] if simd else [*CFLAGS, "-mno-sign-ext", "-DCW_SCALAR"]
+    flags = [*CFLAGS, *FEATURES] if simd else [*CFLAGS, *NO_FEATURES, "-DCW_SCALAR"]
     cmd = [cc, "--target=wasm32-wasi", f"--sysroot={sysroot}", *flags, "-o", str(out),
            "wasm_api.c", "-lm"]
     try:
@@ -153,7 +155,7 @@ def expected_texts(bundle_dir, n: int = EXPECTED_CHARS,
 def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = False,
              expected_chars: int = EXPECTED_CHARS, simd: bool = True) -> dict:
     """Writes the web package for `bundle_dir` into `out_dir` (which must not exist or be empty;
-    with force, it may be a directory emit-web wrote, which is replaced). simd: WebAssembly
+    with force, it may be a directory holding only what emit-web wrote, which is replaced). simd: WebAssembly
     SIMD128 kernels (every current browser and Node 16.4+), else the scalar ones. Returns
     {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
     from charwright.runtime.bundle.reader import load_bundle
@@ -164,7 +166,7 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: emit-web writes {' or '.join(PRECISIONS)}")
     out = Path(os.path.abspath(out_dir))  # "-o ." is a directory with a name and a parent
-    _check_target(out, force)
+    _check_target(out, force, bundle_dir)
     cc, sysroot = toolchain()
     bundle = load_bundle(bundle_dir, verify=False)
     meta = {"format": "charwright-web", "version": 1, "name": bundle.root.resolve().name,
@@ -179,7 +181,7 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
         shutil.copyfile(C_DIR / "wasm_api.c", c_dir / "wasm_api.c")
         wasm = Path(tmp) / "charwright.wasm"
         build_wasm(c_dir, wasm, cc, sysroot, simd)
-        _check_target(out, force)  # again: the build took a while
+        _check_target(out, force, bundle_dir)  # again: the build took a while
         try:
             with atomic_dir(out, replace=out.exists()) as d:
                 shutil.copyfile(wasm, d / "charwright.wasm")
@@ -199,20 +201,68 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
     return {"files": files, "wasm_bytes": size, "quantization_error": res["quantization_error"]}
 
 
+WRITTEN = frozenset({"charwright.wasm", "model.json", "golden.json", "package.json",
+                     *(n for n in JS_FILES if "/" not in n)})
+WRITTEN_TEST = frozenset({"charwright.test.js", "expected.json"})
+MODEL_JSON_MAX = 1 << 20  # model.json is a few hundred bytes
+
+
 def _is_web_dir(d: Path) -> bool:
-    """Whether d holds what emit-web writes (its model.json says so)."""
+    """Whether d holds what emit-web writes: a regular model.json (no link, FIFO or device; at
+    most MODEL_JSON_MAX bytes) that says so."""
+    import stat
+
+    path = d / "model.json"
     try:
-        meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MODEL_JSON_MAX:
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return False
+            meta = json.loads(f.read(MODEL_JSON_MAX + 1).decode("utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("format") == "charwright-web"
 
 
-def _check_target(out: Path, force: bool) -> None:
+def _foreign(out: Path) -> list[str]:
+    """What in out emit-web does not write (or writes as another kind: a link, a folder where a
+    file belongs), relative names, sorted."""
+    import stat
+
+    extra = []
+    for e in os.scandir(out):
+        st = e.stat(follow_symlinks=False)
+        if e.name == "test" and stat.S_ISDIR(st.st_mode):
+            for t in os.scandir(e.path):
+                if t.name not in WRITTEN_TEST or not stat.S_ISREG(
+                        t.stat(follow_symlinks=False).st_mode):
+                    extra.append(f"test/{t.name}")
+        elif e.name not in WRITTEN or not stat.S_ISREG(st.st_mode):
+            extra.append(e.name)
+    return sorted(extra)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _check_target(out: Path, force: bool, bundle_dir=None) -> None:
     """DIR must be new or empty; --force replaces a directory emit-web wrote before, never
-    anything else (a mistyped -o must not delete a folder of other files)."""
+    anything else (a mistyped -o must not delete a folder of other files): every entry must be
+    a regular file emit-web writes, and the bundle must not lie inside DIR."""
     if out.is_symlink():
         raise ConfigError(f"{out} is a symbolic link: give the directory itself")
+    if bundle_dir is not None and _inside(Path(bundle_dir), out):
+        raise ConfigError(f"the bundle {bundle_dir} is inside {out}: write the web package to "
+                          "a directory that does not hold the bundle")
     if not out.exists():
         return
     if not out.is_dir():
@@ -224,6 +274,12 @@ def _check_target(out: Path, force: bool) -> None:
         if not _is_web_dir(out):
             raise ConfigError(f"{out} is not empty and not a directory emit-web wrote (no "
                               "charwright-web model.json): not replacing it, even with --force")
+        extra = _foreign(out)
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5
+                                            else "")
+            raise ConfigError(f"{out} holds files emit-web did not write ({shown}): not "
+                              "replacing it, even with --force; move them out first")
 
 
 def _package(meta: dict) -> dict:

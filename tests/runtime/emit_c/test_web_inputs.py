@@ -35,7 +35,7 @@ def test_refuses_a_non_empty_directory_and_writes_nothing_on_failure(bundle, was
         r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(target), "--force"])
         assert r.exit_code == 1 and text in r.output, r.output
     assert f.read_text() == "x" and link.resolve() == real.resolve() and not any(real.iterdir())
-    # an empty directory is filled; --force then replaces that directory as a whole
+    # an empty directory is filled; --force then replaces what emit-web wrote, and only that
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh)])
@@ -44,8 +44,14 @@ def test_refuses_a_non_empty_directory_and_writes_nothing_on_failure(bundle, was
     r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh)])
     assert r.exit_code == 1 and "--force" in r.output
     r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh), "--force"])
+    assert r.exit_code == 1 and "did not write (stray.txt)" in r.output, r.output
+    assert (fresh / "stray.txt").read_text() == "old"  # --force never deletes a user's file
+    (fresh / "stray.txt").unlink()
+    (fresh / "charwright.js").write_text("old")
+    r = runner.invoke(main, ["emit-web", str(bundle), "-o", str(fresh), "--force"])
     assert r.exit_code == 0, r.output
-    assert not (fresh / "stray.txt").exists() and (fresh / "charwright.wasm").is_file()
+    assert (fresh / "charwright.js").read_text() != "old"
+    assert (fresh / "charwright.wasm").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     # no toolchain, no output: one line naming what to install
     for env, text in ((("CHARWRIGHT_WASM_CC", str(tmp_path / "no-clang")), "needs clang"),
@@ -87,3 +93,82 @@ def test_line_mode_lstm_two_layers(tmp_path, wasm_tools):
     cases = expected_cases(d)
     assert any(len(c["text"]) < N for c in cases)  # some end at EOS
     assert c_texts(b, "float32", cases, tmp_path) == [c["text"] for c in cases]
+
+
+def test_force_replaces_only_what_emit_web_wrote(bundle, wasm_tools, tmp_path):
+    """--force refuses a directory holding anything emit-web does not write (a user's file, a
+    link, a folder, the source bundle itself) and a model.json that is a FIFO, a link or huge;
+    nothing is deleted and nothing hangs."""
+    import os
+    import shutil
+
+    import pytest
+
+    from charwright.runtime.emit_c.web import emit_web
+    from charwright.runtime.errors import ConfigError
+
+    d = tmp_path / "pkg"
+    emit_web(bundle, d, "float32", expected_chars=0)
+    written = sorted(p.name for p in d.iterdir())
+
+    def refused(text, src=bundle):
+        before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+        with pytest.raises(ConfigError, match=text):
+            emit_web(src, d, "float32", force=True, expected_chars=0)
+        assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+
+    (d / "app.js").write_text("my app")
+    refused(r"did not write \(app\.js\)")
+    (d / "app.js").unlink()
+    (d / "test" / "more.test.js").write_text("x")
+    refused(r"test/more\.test\.js")
+    (d / "test" / "more.test.js").unlink()
+    (d / "golden.json").unlink()
+    (d / "golden.json").symlink_to(d / "model.json")
+    refused(r"golden\.json")
+    (d / "golden.json").unlink()
+    (d / "golden.json").mkdir()
+    refused(r"golden\.json")
+    (d / "golden.json").rmdir()
+    inner = d / "mybundle"
+    shutil.copytree(bundle, inner)
+    refused("is inside", inner)
+    assert (inner / "manifest.json").is_file()
+    shutil.rmtree(inner)
+    # model.json itself: a FIFO (would block a read), a link, more than 1 MB
+    meta = (d / "model.json").read_text()
+    (d / "model.json").unlink()
+    os.mkfifo(d / "model.json")
+    refused("no charwright-web model.json")
+    (d / "model.json").unlink()
+    (tmp_path / "elsewhere.json").write_text(meta)
+    (d / "model.json").symlink_to(tmp_path / "elsewhere.json")
+    refused("no charwright-web model.json")
+    (d / "model.json").unlink()
+    (d / "model.json").write_text(meta[:-2] + " " * (1 << 20) + "}\n")
+    refused("no charwright-web model.json")
+    (d / "model.json").write_text(meta)
+    emit_web(bundle, d, "float32", force=True, expected_chars=0)  # what it wrote: replaced
+    assert sorted(p.name for p in d.iterdir()) == written
+
+
+def test_no_simd_builds_for_webassembly_1_0(monkeypatch, tmp_path):
+    """--no-simd asks clang for the MVP feature set (clang 19+ enables post-MVP features by
+    default), with the scalar kernels."""
+    import subprocess
+
+    from charwright.runtime.emit_c import web
+
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(web.subprocess, "run", fake_run)
+    web.build_wasm(tmp_path, tmp_path / "x.wasm", "clang", "/usr", simd=False)
+    web.build_wasm(tmp_path, tmp_path / "y.wasm", "clang", "/usr", simd=True)
+    assert "-mcpu=mvp" in seen[0] and "-DCW_SCALAR" in seen[0]
+    assert not any(f.startswith("-m") and f != "-mcpu=mvp" and "exec-model" not in f
+                   for f in seen[0])
+    assert "-msimd128" in seen[1] and "-mcpu=mvp" not in seen[1]
