@@ -14,7 +14,8 @@ from charwright.runtime.emit_c.project import PRECISIONS
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="float32",
               show_default=True, help="Weights in charwright.wasm: float32, or int8 with one "
               "scale per output row.")
-@click.option("--force", is_flag=True, help="Replace DIR if it holds only what emit-web wrote before.")
+@click.option("--force", is_flag=True,
+              help="Replace DIR if it holds only what emit-web wrote before.")
 @click.option("--no-simd", "no_simd", is_flag=True, help="Scalar kernels, for engines "
               "without WebAssembly SIMD128 (the text is the same).")
 def emit_web(bundle_dir, out_dir, precision, force, no_simd):
