@@ -86,7 +86,7 @@ export class CharwrightError extends Error {}
 
 /** Loads what `charwright emit-web` wrote: a directory path (Node), a URL (or a string relative
  * to the page), or File objects holding charwright.wasm and model.json. */
-export function load(bundle: string | URL | ArrayLike<File> | File[]): Promise<Model>;
+export function load(bundle: string | URL | FileList | File[]): Promise<Model>;
 
 /** A seed as a BigInt in 0..2**63-1 (RangeError / TypeError otherwise). */
 export function parseSeed(seed: Seed, where?: string): bigint;

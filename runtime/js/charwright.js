@@ -24,6 +24,7 @@ const ABI = 2;
 const FORMAT = 'charwright-web';
 const SEED_MAX = (1n << 63n) - 1n;
 const MAX_JSON_BYTES = 1 << 20;
+const MAX_VOCAB = 0x110000 + 1; // every Unicode code point and the end-of-sequence id
 const MAX_STOPS = 256;
 const MAX_STOP_CHARS = 10000;
 const SLICE_MS = 10; // work between two turns of the event loop
@@ -115,8 +116,41 @@ async function readFromUrl(base) {
       throw new CharwrightError(`${url}: ${e.message}`);
     }
     if (!r.ok) throw new CharwrightError(`${url}: HTTP ${r.status}`);
-    const data = new Uint8Array(await r.arrayBuffer());
-    if (data.length > limit) throw new CharwrightError(`${url} is ${data.length} bytes, more than ${limit}`);
+    const tooBig = (n) => new CharwrightError(`${url} is ${n} bytes, more than ${limit}`);
+    const declared = Number(r.headers?.get?.('content-length') ?? NaN);
+    if (declared > limit) {
+      r.body?.cancel?.().catch(() => {});
+      throw tooBig(declared);
+    }
+    if (!r.body || typeof r.body.getReader !== 'function') {
+      const data = new Uint8Array(await r.arrayBuffer());
+      if (data.length > limit) throw tooBig(data.length);
+      return data;
+    }
+    const reader = r.body.getReader(); // stop reading once past the limit
+    const parts = [];
+    let total = 0;
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw new CharwrightError(`${url}: ${e.message}`);
+      }
+      if (chunk.done) break;
+      total += chunk.value.length;
+      if (total > limit) {
+        reader.cancel().catch(() => {});
+        throw new CharwrightError(`${url} is more than ${limit} bytes`);
+      }
+      parts.push(chunk.value);
+    }
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (const part of parts) {
+      data.set(part, at);
+      at += part.length;
+    }
     return data;
   };
   return { wasm: await get('charwright.wasm', 2 ** 31), json: await get('model.json', MAX_JSON_BYTES) };
@@ -136,6 +170,16 @@ async function readBundle(bundle) {
     return readFromUrl(bundle);
   }
   if (typeof bundle !== 'string' || bundle === '') throw typeError();
+  if (IN_NODE && /^file:/i.test(bundle)) {
+    const { fileURLToPath } = await import('node:url');
+    let dir;
+    try {
+      dir = fileURLToPath(bundle);
+    } catch (e) {
+      throw new CharwrightError(`${bundle}: ${e.message}`);
+    }
+    return readFromNode(dir);
+  }
   if (IN_NODE && !/^[a-z][a-z0-9+.-]*:\/\//i.test(bundle)) return readFromNode(bundle);
   const base = globalThis.location?.href;
   let url;
@@ -214,12 +258,14 @@ function checkKeys(where, options, allowed) {
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`${where}: options must be an object, got ${show(options)}`);
   }
+  const own = Object.create(null); // own properties only: an inherited option is never read
   for (const key of Object.keys(options)) {
     if (!allowed.includes(key)) {
       throw new TypeError(`${where}: unknown option ${JSON.stringify(key)} (options: ${allowed.join(', ')})`);
     }
+    own[key] = options[key];
   }
-  return options;
+  return own;
 }
 
 // ---- text out: end-of-sequence, stop strings, length (SAMPLING.md section 5) ----------------
@@ -342,6 +388,12 @@ class Model {
       throw new CharwrightError(`charwright.wasm has ABI ${x.cw_web_abi()}, this charwright.js reads ${ABI}: emit the directory again`);
     }
     const V = x.cw_web_vocab_size();
+    // every entry has at least a length, a byte and a logit in memory: a bigger V is a damaged
+    // (or hostile) module, refused before anything is allocated for it
+    if (!Number.isInteger(V) || V < 1 || V > MAX_VOCAB || V * 8 > x.memory.buffer.byteLength) {
+      throw new CharwrightError(`charwright.wasm: vocabulary size ${show(V)} does not fit its memory: ` +
+        'damaged or not written by charwright emit-web');
+    }
     this.#defaults = checkMeta(meta, x, V);
     const sha = this.#utf8(x.cw_web_bundle_sha256(), 64);
     if (meta.sha256 !== sha) throw new CharwrightError('model.json: sha256 differs from charwright.wasm\'s bundle');
@@ -365,13 +417,20 @@ class Model {
     let kernel = 'scalar';
     if (typeof x.cw_web_kernel === 'function') {
       const p = x.cw_web_kernel();
-      const b = new Uint8Array(x.memory.buffer, p, 64);
+      const b = this.#bytes(p, Math.min(64, Math.max(0, x.memory.buffer.byteLength - p)));
       kernel = new TextDecoder().decode(b.subarray(0, Math.max(0, b.indexOf(0))));
     }
     this.#meta = Object.freeze({ name: meta.name, precision: meta.precision, sha256: sha, kernel });
   }
 
-  #bytes(ptr, n) { return new Uint8Array(this.#x.memory.buffer, ptr, n); }
+  #bytes(ptr, n) {
+    const size = this.#x.memory.buffer.byteLength;
+    if (!Number.isInteger(ptr) || !Number.isInteger(n) || ptr < 0 || n < 0 || ptr + n > size) {
+      throw new CharwrightError(`charwright.wasm: ${n} bytes at ${ptr} lie outside its memory ` +
+        `(${size} bytes): damaged or not written by charwright emit-web`);
+    }
+    return new Uint8Array(this.#x.memory.buffer, ptr, n);
+  }
 
   #utf8(ptr, n) { return new TextDecoder().decode(this.#bytes(ptr, n)); }
 
@@ -613,6 +672,13 @@ class Model {
         }
         const n = logits.length;
         if (n < 1 || n > x.cw_web_max_v()) throw new RangeError(`pick: 1..${x.cw_web_max_v()} logits, got ${n}`);
+        if (Array.isArray(logits)) {
+          for (let i = 0; i < n; i++) {
+            if (typeof logits[i] !== 'number') {
+              throw new TypeError(`pick: logits[${i}] must be a number, got ${show(logits[i])}`);
+            }
+          }
+        }
         this.#switchTo(session, 1);
         if (!started) {
           this.#init(1, cfg, row, history);
@@ -648,5 +714,17 @@ export async function load(bundle) {
     throw new CharwrightError(`charwright.wasm imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}: ` +
       'not a charwright-web module');
   }
-  return new Model(await WebAssembly.instantiate(module, {}), meta);
+  let instance;
+  try {
+    instance = await WebAssembly.instantiate(module, {});
+  } catch (e) {
+    throw new CharwrightError(`charwright.wasm cannot be instantiated: ${e.message}`);
+  }
+  try {
+    return new Model(instance, meta);
+  } catch (e) {
+    if (e instanceof CharwrightError) throw e;
+    // a trap, an out-of-range view or memory exhausted while reading a damaged module
+    throw new CharwrightError(`charwright.wasm: ${e.message}: damaged or not written by charwright emit-web`);
+  }
 }

@@ -97,6 +97,15 @@ test('bad options throw TypeError / RangeError from generate() itself', () => {
   for (const o of type) assert.throws(() => m.generate('', o), TypeError, Object.keys(o).join());
   assert.throws(() => m.generate(42), TypeError);
   assert.throws(() => m.generate('', 'fast'), TypeError);
+  // an inherited option is not read (only own keys are checked, so only own keys count)
+  const inherited = Object.create({ temperature: 'hot', maxChars: -1 });
+  assert.doesNotThrow(() => m.generate('', inherited));
+  assert.equal(m.generate('', Object.create({ seed: '1' })).seed === 1n, false);
+  // sampler().pick: an array of logits holds numbers only
+  const s = m.sampler({ seed: '1' });
+  assert.throws(() => s.pick(['a', 'b']), /logits\[0\] must be a number/);
+  assert.throws(() => s.pick([0, 1n]), TypeError);
+  assert.equal(typeof s.pick([0, 1]), 'number');
   assert.throws(() => m.generate('\u2603\ud800'), /not in the model's vocabulary: "\u2603" at 0, "\\ud800" at 1/);
 });
 

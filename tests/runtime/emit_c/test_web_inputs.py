@@ -172,3 +172,73 @@ def test_no_simd_builds_for_webassembly_1_0(monkeypatch, tmp_path):
     assert not any(f.startswith("-m") and f != "-mcpu=mvp" and "exec-model" not in f
                    for f in seen[0])
     assert "-msimd128" in seen[1] and "-mcpu=mvp" not in seen[1]
+
+
+HOSTILE_C = r"""
+#define E(n) __attribute__((export_name(#n)))
+static char sha[65] = "0000000000000000000000000000000000000000000000000000000000000000";
+static int regs[9]; static float in[16]; static int ids[16];
+E(cw_web_abi) int a(void) { return 2; }
+E(cw_web_vocab_size) int b(void) { return VOCAB; }
+E(cw_web_eos_id) int c(void) { return -1; }
+E(cw_web_vocab_ptr) int d(int i) { return PTR; }
+E(cw_web_vocab_len) int e(int i) { return 1; }
+E(cw_web_regions) int *f(int w) { return regs; }
+E(cw_web_reset) int g(void) { return 0; }
+E(cw_web_step) int h(int t) { return 0; }
+E(cw_web_sampler_init) int i_(int w) { return 0; }
+E(cw_web_sample) int j(void) { return 0; }
+E(cw_web_input) float *k(void) { return in; }
+E(cw_web_pick) int l(int n) { return 0; }
+E(cw_web_max_v) int m(void) { return 0x7fffffff; }
+E(cw_web_bundle_sha256) char *n(void) { return sha; }
+E(cw_web_ids) int *o(void) { return ids; }
+E(cw_web_max_window) int p(void) { return 0x7fffffff; }
+E(cw_web_rng_u64) unsigned long long q(unsigned long long a) { return 0; }
+E(cw_web_int8) int r(void) { return 0; }
+"""
+
+
+def test_a_hostile_module_is_refused_with_charwright_error(tmp_path, wasm_tools):
+    """charwright.js on a hand-made charwright.wasm whose model.json agrees with it: a vocabulary
+    of 200,000,000 (was: a heap out of memory after seconds) and a vocabulary pointer past the end
+    of memory (was: RangeError) reject load() with CharwrightError at once; a file: URL string
+    loads in Node like a file: URL object."""
+    import subprocess
+    import time
+
+    from charwright.runtime.emit_c.web import toolchain
+    from web_support import REPO
+
+    cc, _ = toolchain()
+    (tmp_path / "h.c").write_text(HOSTILE_C)
+    for name, vocab, ptr in (("huge", 200_000_000, 100), ("oob", 3, 0x7FFFFFF0)):
+        d = tmp_path / name
+        d.mkdir()
+        r = subprocess.run([cc, "--target=wasm32", "-nostdlib", "-O2", "-Wl,--no-entry",
+                            f"-DVOCAB={vocab}", f"-DPTR={ptr}", "-o", str(d / "charwright.wasm"),
+                            str(tmp_path / "h.c")], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        (d / "model.json").write_text(json.dumps({
+            "format": "charwright-web", "version": 1, "name": "x", "sha256": "0" * 64,
+            "precision": "float32", "vocabSize": vocab, "defaults": {}}))
+    script = """
+import { load, CharwrightError } from %s;
+const out = {};
+for (const [key, arg] of [['huge', %s], ['oob', %s], ['url', %s]]) {
+  try { await load(arg); out[key] = 'loaded'; }
+  catch (e) { out[key] = [e instanceof CharwrightError, e.constructor.name, e.message]; }
+}
+console.log(JSON.stringify(out));
+""" % tuple(json.dumps(x) for x in (
+        (REPO / "runtime" / "js" / "charwright.js").as_uri(), str(tmp_path / "huge"),
+        str(tmp_path / "oob"), (tmp_path / "huge").as_uri()))
+    t0 = time.monotonic()
+    r = subprocess.run(["node", "--input-type=module", "--max-old-space-size=256", "-e", script],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert time.monotonic() - t0 < 30
+    out = json.loads(r.stdout)
+    assert out["huge"][:2] == [True, "CharwrightError"] and "vocabulary size" in out["huge"][2]
+    assert out["oob"][:2] == [True, "CharwrightError"] and "outside its memory" in out["oob"][2]
+    assert out["url"] == out["huge"]  # the file: URL string read the same directory
