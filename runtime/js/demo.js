@@ -11,15 +11,20 @@ function setState(state) {
   document.body.dataset.state = state;
   $('generate').disabled = state !== 'ready' && state !== 'done';
   $('cancel').disabled = state !== 'running';
+  $('files').disabled = state === 'running' || state === 'loading';
 }
 
 function showError(e) {
   $('error').textContent = e ? `${e.name}: ${e.message}` : '';
 }
 
-// "\n", "\t", "\\" in the stop box, as typed in a shell
+// "\n", "\t", "\r", "\\", "\xNN", "\uNNNN" and "\u{N...}" in the stop box, as in a JS string
 function unescape(s) {
-  return s.replace(/\\(n|t|r|\\)/g, (_, c) => ({ n: '\n', t: '\t', r: '\r', '\\': '\\' })[c]);
+  return s.replace(/\\(n|t|r|\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\})/g, (all, c) => {
+    if (c.length === 1) return { n: '\n', t: '\t', r: '\r', '\\': '\\' }[c];
+    const cp = parseInt(c.replace(/[xu{}]/g, ''), 16);
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : all;
+  });
 }
 
 function options() {
@@ -95,7 +100,11 @@ async function generate(event) {
 $('form').addEventListener('submit', generate);
 $('cancel').addEventListener('click', () => running?.return());
 $('files').addEventListener('change', async () => {
-  if (running) return;
+  if (running) { // the input is disabled while a text streams; say so if a browser lets it through
+    showError(new Error('stop the generation before loading another model'));
+    $('files').value = '';
+    return;
+  }
   showError(null);
   setState('loading');
   try {
