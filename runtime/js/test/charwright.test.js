@@ -184,6 +184,40 @@ test('load: bad arguments and damaged directories', async () => {
   }
 });
 
+test('load over HTTP: a declared or streamed size past the limit is refused early', async () => {
+  const http = await import('node:http');
+  const wasm = readFileSync(join(DIR, 'charwright.wasm'));
+  let sent = 0;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/big/charwright.wasm') { // declares 3 GB, sends nothing, hangs up later
+      res.writeHead(200, { 'content-length': String(3e9) });
+      res.flushHeaders();
+      setTimeout(() => res.destroy(), 300).unref();
+      return;
+    }
+    if (req.url.endsWith('/charwright.wasm')) return res.end(wasm);
+    const chunk = Buffer.alloc(64 * 1024, 0x20); // model.json without an end
+    const more = () => {
+      while (sent < 64 * 2 ** 20 && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  try {
+    await assert.rejects(load(new URL(`${base}/big/`)), /3000000000 bytes, more than 2147483648/);
+    await assert.rejects(load(new URL(`${base}/endless/`)), /more than 1048576 bytes/);
+    assert.ok(sent < 32 * 2 ** 20, `${sent} bytes sent before the refusal`);
+  } finally {
+    server.closeAllConnections?.();
+    server.close();
+  }
+});
+
 test('prompts encode as SAMPLING.md section 4 says', () => {
   const eos = m.vocab.indexOf(null);
   const id = (c) => m.vocab.indexOf(c);
