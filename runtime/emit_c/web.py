@@ -157,7 +157,8 @@ def emit_web(bundle_dir, out_dir, precision: str = "float32", force: bool = Fals
     """Writes the web package for `bundle_dir` into `out_dir` (which must not exist or be empty;
     with force, it may be a directory holding only what emit-web wrote, which is replaced).
     simd: WebAssembly SIMD128 kernels (every current browser and Node 16.4+), else the
-    scalar ones (WebAssembly 1.0). Returns {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
+    scalar ones (WebAssembly 1.0).
+    Returns {"files": [...], "wasm_bytes": n, "quantization_error": {...}}."""
     from charwright.runtime.bundle.reader import load_bundle
     from charwright.runtime.emit_c.project import emit
     from charwright.runtime.files.atomic import atomic_dir
