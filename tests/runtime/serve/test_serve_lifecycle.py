@@ -58,7 +58,9 @@ def test_a_full_queue_answers_429_at_once(bundle):
 def test_sigterm_mid_stream_delivers_the_final_event_and_exits_0(bundle):
     s = ServerProcess("-b", str(bundle), "--backend", "numpy", "--shutdown-timeout",
                       "1.0").start()
-    long = {"model": "tiny", "prompt": PROMPT, "max_tokens": 100_000, "seed": 1}
+    # 16 rows of 100,000 characters: far longer than the 1 s drain on any CPU (one row alone,
+    # with the compiled sampler, can finish within it)
+    long = {"model": "tiny", "prompt": PROMPT, "max_tokens": 100_000, "seed": 1, "n": 16}
     lines, started = [], threading.Event()
     t = _open_stream(s.url, long, lines, started)
     assert started.wait(10)
