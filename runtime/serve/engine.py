@@ -52,6 +52,7 @@ from charwright.runtime.serve.priming import Priming
 from charwright.runtime.serve.request import Draining, Request
 
 TIMEOUT_CHECK_SECONDS = 0.1
+YIELD_SECONDS = 0.005  # the scheduler hands the GIL to the event loop at least this often
 PRIME_SHARE = 0.5  # priming per pass, as a fraction of the mean time of recent batched steps
 PRIME_IDLE_SECONDS = 0.02  # priming per pass when no row runs (commands are read in between)
 
@@ -202,6 +203,7 @@ class Engine:
         self._batch.open()
         self._priming.open(self.model.backend)
         next_check = time.monotonic() + TIMEOUT_CHECK_SECONDS
+        next_yield = time.monotonic() + YIELD_SECONDS
         while True:
             work = self._next_pass()
             if work is None:
@@ -231,6 +233,14 @@ class Engine:
                 time.sleep(0)
             if touched:
                 self.notify(touched)
+            now = time.monotonic()
+            if now >= next_yield:
+                # and once every few ms while rows run: a scheduler stepping flat out (a small
+                # model, the compiled sampler) takes the GIL straight back after each short
+                # release, and the event loop thread waited up to 0.1 s for it (frames piled
+                # up); ~50 us per 5 ms, about 1%
+                time.sleep(0)
+                next_yield = now + YIELD_SECONDS
 
     def _next_pass(self):
         """Waits for work; returns (commands, requests that join, requests that start priming),
