@@ -83,7 +83,7 @@ CW_HOT static void cw_rows_i8(float *out, int stride, const signed char *w,
                               int H, int n, int G, const float *bias) {
     int n4 = CW_PAD4(n), Hp = CW_PAD16(H), k, b;
     size_t block = (size_t)16 * (size_t)n4, gap = (size_t)(Hp / 16) * block;
-    int32_t acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */
+    int32_t acc[4 * CW_UNITS_BLOCK] = {0}; /* [k * CW_UNITS_BLOCK + b]; zeroed: else GCC -O3 warns */
 #ifdef CW_BLOCKS
     if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_I8
@@ -139,7 +139,7 @@ CW_HOT static void cw_rows_f32(float *out, int stride, const float *w, const flo
                                int j0, int nb, int H, int n, int G, const float *bias) {
     int Hp = CW_PAD16(H), k, b, i;
     size_t block = (size_t)16 * (size_t)n, gap = (size_t)(Hp / 16) * block;
-    float acc[4 * CW_UNITS_BLOCK]; /* [k * CW_UNITS_BLOCK + b] */
+    float acc[4 * CW_UNITS_BLOCK] = {0}; /* [k * CW_UNITS_BLOCK + b]; zeroed as above */
 #ifdef CW_BLOCKS
     if (nb == 16 && j0 % 16 == 0) { /* whole blocks */
 #ifdef CW_HAVE_BLOCK_F32

@@ -21,7 +21,9 @@ from charwright.runtime.emit_c.project import PRECISIONS, emit
 def emit_c(bundle_dir, out_dir, precision, regex):
     """Emit a dependency-free C99 runtime for BUNDLE_DIR into DIR: `make -C DIR` builds
     DIR/cw_generate, `make -C DIR check` replays the probe and the sampling golden vectors,
-    `make -C DIR cortex-m4` builds Cortex-M4 ELF files for qemu-system-arm.
+    `make -C DIR cortex-m4` builds Cortex-M4 ELF files for qemu-system-arm. `make` builds
+    for this machine's CPU (-march=native); for a binary that runs on other x86-64 CPUs:
+    `make -C DIR CW_ARCH=` (portable) or `CW_ARCH=-mavx2`.
 
     \b
     charwright emit-c BUNDLE -o DIR [--precision int8]
@@ -35,6 +37,6 @@ def emit_c(bundle_dir, out_dir, precision, regex):
     if res["quantization_error"]:
         worst = max(res["quantization_error"].items(), key=lambda kv: kv[1])
         click.echo(f"int8: max |weight error| {worst[1]:.3g} (in {worst[0]})", err=True)
-    click.echo(f"wrote {out_dir}: {', '.join(res['files'])}; build with: make -C {out_dir}",
-               err=True)
+    click.echo(f"wrote {out_dir}: {', '.join(res['files'])}; build with: make -C {out_dir} "
+               "(for this CPU; CW_ARCH= for a binary that runs on any x86-64)", err=True)
     sys.stdout.flush()

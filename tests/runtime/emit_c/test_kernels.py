@@ -7,6 +7,7 @@ the float32 loops' tail), a second layer (an input projection) and a vocabulary 
 partial dense block). No TensorFlow needed."""
 
 import platform
+import subprocess
 
 import numpy as np
 import pytest
@@ -182,3 +183,48 @@ def test_cortex_m4_prompt_in_place_and_ids_in_the_sampler(proj):
                                   str(proj / "gen-m4-p40.elf")], capture_output=True, timeout=120)
     assert r.returncode == 2 and r.stdout == b"", r
     assert r.stderr.strip() == b"cw_generate: the prompt is too long"
+
+
+def _bundle_v17(d, precision_seed: int = 17):
+    """A GRU 8 over 17 characters (one whole dense block of 16 and one row): the shape where
+    GCC -O3 once warned 'acc may be used uninitialized' and the Makefile's -Werror stopped
+    the default build."""
+    import bundle_factory as bf
+    from charwright.runtime.backends.numpy import NumpyStep
+    from charwright.runtime.verify.score import greedy_rollout, teacher_forced
+
+    chars = sorted("\n abcdefghijklmno")
+    assert len(chars) == 17
+    d.mkdir(parents=True)
+    arch = {"cell": "gru", "layers": 1, "units": 8, "vocab_size": 17, "embedding_dim": 4}
+    rng = np.random.default_rng(precision_seed)
+    w = {k: rng.normal(0, 0.5, s).astype(np.float32) for k, s in bf.weight_shapes(arch).items()}
+    np.savez(d / "weights.npz", **w)
+    step = NumpyStep(w, arch)
+    ids = rng.integers(0, 17, 40).astype(np.int32)
+    np.savez(d / "probe.npz", tokens=ids, logits=teacher_forced(step, ids), prompt=ids[:5],
+             greedy=greedy_rollout(step, ids[:5], 10), device=np.array("test"))
+    bf.write_manifest(d, {
+        "format": "charwright-bundle", "format_version": "1.0",
+        "vocab": {"format": "charwright-vocab", "version": 1, "chars": chars, "eos": False},
+        "architecture": arch,
+        "state": {"size": 8, "layout": [{"name": "layer0.h", "layer": 0, "part": "h",
+                                         "offset": 0, "size": 8}]},
+        "files": [{"path": "weights.npz", "format": "npz", "precision": "float32",
+                   "inputs": {"token": "token", "state": "state"},
+                   "outputs": {"logits": "logits", "new_state": "new_state"}}],
+        "probe": {"path": "probe.npz", "tokens": 40}})
+    return d
+
+
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_the_default_make_builds_a_vocabulary_of_17(tmp_path, precision):
+    """plain `make check` (CFLAGS -O3, -march=native, -Werror) of an odd dense layer"""
+    from charwright.runtime.emit_c.project import emit
+
+    need("make", "cc")
+    d = tmp_path / "c"
+    emit(_bundle_v17(tmp_path / "bundle"), d, precision)
+    r = subprocess.run(["make", "-s", "-C", str(d), "check"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
