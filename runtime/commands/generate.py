@@ -54,15 +54,21 @@ def _payload(prompt, model, chain, seed, completions) -> str:
 def _stream_one(model, prompt, max_chars, cfg, stop, unknown) -> None:
     out = _stdout()
     chunks = model.stream(prompt, max_chars, cfg, stop, unknown)  # bad input raises here
+    _print_stream(out, prompt, chunks)
+
+
+def _print_stream(out, shown: str, chunks) -> None:
+    """shown, then each chunk as it comes, then a newline. Ctrl-C keeps what was printed,
+    ends the line and exits 130."""
     try:
-        out.write(prompt)
+        out.write(shown)
         out.flush()
         for chunk in chunks:
             out.write(chunk)
             out.flush()
         out.write("\n")
         out.flush()
-    except KeyboardInterrupt:  # Ctrl-C keeps what was printed, ends the line, exits 130
+    except KeyboardInterrupt:
         out.write("\n")
         out.flush()
         raise SystemExit(130) from None
@@ -133,18 +139,7 @@ def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json, hol
              "score": None}]) + "\n")
         return
     chunks = session.stream(max_chars, cfg, stop, hold)
-    try:
-        out.write(shown)
-        out.flush()
-        for chunk in chunks:
-            out.write(chunk)
-            out.flush()
-        out.write("\n")
-        out.flush()
-    except KeyboardInterrupt:  # as _stream_one; the state is not saved
-        out.write("\n")
-        out.flush()
-        raise SystemExit(130) from None
+    _print_stream(out, shown, chunks)  # Ctrl-C: the state is not saved
 
 
 def _state_model(ctx, from_state, bundle, backend, precision, threads):

@@ -29,8 +29,8 @@ from dataclasses import fields
 import numpy as np
 
 from charwright.runtime.errors import ConfigError
-from charwright.runtime.sampling.config import (SEED_MAX, WINDOW_MAX, Sampler, SamplingConfig,
-                                               check_join, check_keep)
+from charwright.runtime.sampling.config import (Sampler, SamplingConfig,
+                                               check_join, check_keep, check_row_state)
 
 IMPORT_ERROR = None  # why the extension did not import (None: it did)
 try:  # built at pip install when a C compiler was there (setup.py); optional
@@ -233,21 +233,11 @@ class CompiledSampler:
     def set_row_state(self, i: int, d: dict) -> None:
         """Row i (joined already) takes the state d (row_state's keys; an absent key leaves
         what join gave). ConfigError for a malformed value, before any change."""
-        if not _int(i) or not 0 <= i < self.rows:
-            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
-        if not isinstance(d, dict):
-            raise ConfigError("a row state must be a dict")
-        for k in ("seed", "row", "coins", "dfa"):
-            if k in d and (not _int(d[k]) or not 0 <= d[k] <= SEED_MAX):
-                raise ConfigError(f"row state {k} {d[k]!r}: must be an integer in 0..2**63-1")
+        check_row_state(i, self.rows, d, self.vocab_size)
         window = None
         if "window" in d:
-            w = d["window"]
-            if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) > WINDOW_MAX
-                    or not all(_int(x) and 0 <= x < self.vocab_size for x in w)):
-                raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
-                                  f"0..{self.vocab_size - 1}")
-            window = np.ascontiguousarray(np.asarray(w, np.int64).reshape(-1), np.int32)
+            window = np.ascontiguousarray(np.asarray(d["window"], np.int64).reshape(-1),
+                                          np.int32)
         if self._mask is not None:  # checks "dfa" first: a bad one changes nothing
             self._mask.set_row_state(int(i), d)
         seed, row, coins, _ = self._core.row_state(int(i))

@@ -195,6 +195,24 @@ def build_processors(cfg: SamplingConfig, vocab_size: int, dfa=None) -> list:
     return procs
 
 
+def check_row_state(i, rows: int, d, vocab_size: int) -> None:
+    """A row state `d` for row i of a sampler of `rows` rows (Sampler.set_row_state and the
+    compiled sampler's): ConfigError for a malformed value."""
+    if not _int(i) or not 0 <= i < rows:
+        raise ConfigError(f"row {i}: the sampler has {rows} rows")
+    if not isinstance(d, dict):
+        raise ConfigError("a row state must be a dict")
+    for k in ("seed", "row", "coins", "dfa"):
+        if k in d and (not _int(d[k]) or not 0 <= d[k] <= SEED_MAX):
+            raise ConfigError(f"row state {k} {d[k]!r}: must be an integer in 0..2**63-1")
+    if "window" in d:
+        w = d["window"]
+        if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) > WINDOW_MAX
+                or not all(_int(x) and 0 <= x < vocab_size for x in w)):
+            raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
+                              f"0..{vocab_size - 1}")
+
+
 class Sampler:
     """One SamplingConfig's processors and selector, over the rows that use it.
 
@@ -279,19 +297,7 @@ class Sampler:
     def set_row_state(self, i: int, d: dict) -> None:
         """Row i (joined already) takes the state `d` (row_state's keys; an absent key leaves
         what join gave the row). Raises ConfigError for a malformed value, before any change."""
-        if not 0 <= i < self.rows:
-            raise ConfigError(f"row {i}: the sampler has {self.rows} rows")
-        if not isinstance(d, dict):
-            raise ConfigError("a row state must be a dict")
-        for k in ("seed", "row", "coins", "dfa"):
-            if k in d and (not _int(d[k]) or not 0 <= d[k] <= SEED_MAX):
-                raise ConfigError(f"row state {k} {d[k]!r}: must be an integer in 0..2**63-1")
-        if "window" in d:
-            w = d["window"]
-            if (not isinstance(w, (list, tuple, np.ndarray)) or len(w) > WINDOW_MAX
-                    or not all(_int(x) and 0 <= x < self.vocab_size for x in w)):
-                raise ConfigError(f"row state window: must be at most {WINDOW_MAX} ids in "
-                                  f"0..{self.vocab_size - 1}")
+        check_row_state(i, self.rows, d, self.vocab_size)
         d = dict(d)
         if "seed" in d or "row" in d:
             seed, row = self._seed_row[i]
