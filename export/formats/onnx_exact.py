@@ -39,6 +39,9 @@ tests check by comparing bits with onnx's reference evaluator and onnxruntime-we
 PORTABLE_OPS lists the ops whose result every conforming runtime computes bit for bit (integer
 arithmetic, IEEE-754 basic operations, data movement, max/min, rounding); portable() says
 whether a file uses only those (the manifest's files[].portable).
+
+(Just over 300 lines, one idea: the exact-activation rewrite and the evaluator that checks
+it; apart, the graph rewrite would lose its oracle.)
 """
 
 from __future__ import annotations

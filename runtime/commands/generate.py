@@ -5,6 +5,9 @@ Output on stdout, the payload only:
   - several (--num-samples N, or --beam): each one after a line `--- sample i of N ---` (or
     `--- beam i of N: logprob L, score S ---`);
   - --json: one object of the same shape for samples and beams (see _payload).
+
+(About 340 lines: the generate command's options and its four ways to print; the next
+split is --save-state/--from-state into commands/state.py.)
 """
 
 from __future__ import annotations

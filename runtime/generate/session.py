@@ -45,6 +45,9 @@ bundle file (size bound, zip members, every array's shape and dtype, ids in the 
 A snapshot of another bundle or another file is refused with one line (BundleError): states of
 two files differ in their last bits, and an int8 file's state is not a float file's.
 Not thread-safe: one thread drives a session.
+
+(About 660 lines, two ideas: the Session and the snapshot file (Snapshot: load, save,
+check); the snapshot file belongs in its own module, generate/snapshot.py: not split yet.)
 """
 
 from __future__ import annotations

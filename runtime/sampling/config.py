@@ -12,6 +12,9 @@ argmax after the repetition penalty; the other processors cannot change the argm
 out. Categorical sampling draws each row from its own generator seeded by (seed, row id).
 A regex (or a choice list) masks the ids its DFA does not allow right after the penalty
 (runtime/sampling/constrain/), so greedy decoding and every filter see only allowed ids.
+
+(About 370 lines: SamplingConfig, the chain, the numpy Sampler and the checks both sampling
+cores share; the next split is the Sampler into sampling/sampler.py.)
 """
 
 from __future__ import annotations

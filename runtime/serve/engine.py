@@ -37,6 +37,9 @@ Queue (admission.py). At most max_batch rows run. A request that does not fit wa
 max_queue requests wait already, submit raises QueueFull at once (HTTP 429): the queue is
 bounded, never a backlog. A request whose prompts hold more than max_prompt_chars characters is
 refused (ConfigError).
+
+(About 390 lines, one idea: the scheduler thread and its pass; the next split is the prompt
+cache's glue.)
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ answers, and how a /v1/completions body is read.
     unspellable pattern is 400. `response_format` has no regex type in OpenAI's API or vLLM's
     (json_object, json_schema only), so it stays an unknown field.
 
-Plain data and bytes: no web framework here (relay.py and app.py wrap these in responses)."""
+Plain data and bytes: no web framework here (relay.py and app.py wrap these in responses).
+
+(Just over 300 lines, one idea: the OpenAI wire contract, field by field.)
+"""
 
 from __future__ import annotations
 

@@ -26,7 +26,11 @@ priming. A client that stays but does not read is cut the same way, with its con
 (what was queued for it is dropped) and 499 in /metrics: when one frame waits longer than
 --write-timeout for the client to take it, or when more than --max-unsent-chars characters pile up
 behind a frame that waits (`_wake`). Text held by the frame interval is not "unsent" in this sense:
-only a write that the client's socket holds back counts. Needs the [serve] extra."""
+only a write that the client's socket holds back counts. Needs the [serve] extra.
+
+(About 425 lines: the writer coroutine, direct writes, the frame clock and the write bounds
+share one connection's state; the next split is the frame clock into its own module.)
+"""
 
 from __future__ import annotations
 

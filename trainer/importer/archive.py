@@ -29,7 +29,7 @@ A legacy .h5 keeps its config in the "model_config" attribute: the same config c
 file itself as the weights. All failures are one line: ImportRefused naming the layer, or
 ConfigError naming the file and member.
 
-(About 310 lines, one idea: what is refused before Keras reads the file; the archive and the
+(About 317 lines, one idea: what is refused before Keras reads the file; the archive and the
 config checks share their limits and refusal texts, so they stay together.)
 """
 

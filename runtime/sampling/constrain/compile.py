@@ -21,6 +21,9 @@ repeats, such as a list of choices, only the pattern's own length), the Thompson
 class and character, a subset state's own cost and its big-integer operations), so that whether a
 pattern compiles does not depend on the machine's load; MAX_SECONDS is a wall-clock backstop only.
 DFACache keeps refusals too (bounded), so a server asked the same bad pattern again answers at once.
+
+(About 580 lines: NFA, subset construction, minimisation and the counted work budget share
+one cost model; the next split is minimisation into its own module.)
 """
 
 from __future__ import annotations
