@@ -47,6 +47,19 @@ class StepBackend:
     def step(self, tokens: np.ndarray, state: np.ndarray):
         raise NotImplementedError
 
+    def fused_io(self, batch: int):
+        """What the compiled generation loop (Generator.advance) steps this backend with, at
+        `batch` rows: (invoke, args, token_in, state_in, logits, new_state), where invoke(*args)
+        is one step from token_in int32 [batch] and state_in float32 [batch, state_size] into
+        logits float32 [batch, vocab] and new_state float32 [batch, state_size], buffers the
+        backend owns and keeps in place until its next step() or fused_io() call on this
+        thread. None (this default): the backend has no such buffers; the loop calls step()."""
+        return None
+
+    def step_failed(self, e: Exception) -> Exception:
+        """The exception to raise for an error raised by fused_io's invoke."""
+        return e
+
     def check_shapes(self, state_dim, logits_dim) -> None:
         """BundleError unless the file's state and logits widths (None: dynamic, not judged)
         match the manifest's state size and vocabulary."""

@@ -109,6 +109,14 @@ class LiteRTStep(StepBackend):
             if [v.dtype for v in views] == [_INT32, _FLOAT32, _FLOAT32, _FLOAT32]:
                 self._views = views
 
+    def fused_io(self, batch: int):
+        """The interpreter's own tensors at `batch` rows and its raw Invoke (StepBackend's)."""
+        if batch != self._batch:
+            self._resize(batch)
+        if self._views is None:
+            return None
+        return (self.it._interpreter.Invoke, ()) + tuple(self._views)
+
     def step(self, tokens: np.ndarray, state: np.ndarray):
         if tokens.shape[0] != self._batch:
             self._resize(tokens.shape[0])

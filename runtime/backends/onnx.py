@@ -118,6 +118,23 @@ class ONNXStep(StepBackend):
             raise self._failed(e) from None
         return logits, new_state
 
+    def fused_io(self, batch: int):
+        """This thread's IOBinding at `batch` rows: its buffers and run_with_iobinding
+        (StepBackend's)."""
+        ios = getattr(self._local, "ios", None)
+        if ios is None:
+            ios = self._local.ios = {}
+        io = ios.get((batch, self.state_size), False)
+        if io is False:
+            io = self._bind(np.zeros(batch, np.int32),
+                            np.zeros((batch, self.state_size), np.float32), ios)
+        if io is None:
+            return None
+        return (self._run_bound, (io.binding,), io.tokens, io.state, io.logits, io.new_state)
+
+    def step_failed(self, e: Exception) -> Exception:
+        return self._failed(e)
+
     def _bind(self, tokens: np.ndarray, state: np.ndarray, ios: dict):
         """This thread's IOBinding for batch len(tokens), kept in `ios` under the state's shape
         (one per batch size: serving alternates sizes, priming beside running rows), or None

@@ -131,6 +131,44 @@ class Generator:
             ids[rows] = sampler.sample(z[rows])
         return ids
 
+    def advance(self, limit: int, eos: int = -1):
+        """Up to `limit` rounds of step() in one compiled call (the sampling core's run_steps
+        over the backend's own buffers, no Python between steps): ids int64 [rounds, rows],
+        the same ids, state and sampler state as that many step() calls. Stops after the first
+        round in which some row picks `eos` (-1: never). None, and nothing done, when this
+        batch cannot take it: the caller calls step(). It can when one compiled sampler without
+        a regex serves every row, the backend offers fused_io (LiteRT's raw path, onnxruntime
+        up to its IOBinding batch), and no row or every row has just joined."""
+        if not self.keys or self._groups is not None or limit < 1:
+            return None
+        core = getattr(self._samplers[0], "_core", None)
+        if core is None or getattr(self._samplers[0], "_mask", None) is not None:
+            return None
+        n = len(self.keys)
+        z0 = None
+        if self._fresh:
+            if len(self._fresh) != n:
+                return None
+            z0 = np.stack([self._fresh[i] for i in range(n)]).astype(np.float32, copy=False)
+        io = self.backend.fused_io(n)
+        if io is None:
+            return None
+        invoke, args, tok_in, state_in, logits, new_state = io
+        state_in[...] = self.state
+        if z0 is None:
+            tok_in[...] = self.tokens
+        out = np.empty((limit, n), np.int64)
+        try:
+            rounds = core.run_steps(invoke, args, tok_in, state_in, logits, new_state, z0,
+                                    limit, eos, out)
+        except Exception as e:  # the runtime's own error types, raised by invoke
+            raise self.backend.step_failed(e) from None
+        self._fresh = {}
+        if z0 is None or rounds > 1:  # the rows' state is the last step's
+            self.state = new_state.copy()
+        self.tokens[...] = out[rounds - 1]
+        return out[:rounds]
+
     def step(self) -> tuple[list[int], np.ndarray]:
         """One id for every row: returns (keys, ids int64 [rows]) in batch order."""
         if self._fresh:
@@ -144,13 +182,43 @@ class Generator:
         return self.keys, ids
 
 
+CHUNK_MAX = 64  # rounds per compiled call at most: text reaches the reader every <= 64 steps
+
+
 def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
     """Drives `gen` until every row is done; yields (key, text) as each row's text appears.
 
     streams: key -> TextStream for every row of gen (rows added while this runs need theirs
-    added before their first step). A row whose stream finishes leaves the batch at once."""
+    added before their first step). A row whose stream finishes leaves the batch at once.
+
+    Where the batch can take it (Generator.advance), rounds run in compiled calls of 1, 2, 4 ..
+    CHUNK_MAX steps (never past the first end-of-sequence nor the shortest length limit), and
+    each row's text of a call comes as one piece; a row that meets a stop string within a call
+    leaves with the text up to it (the steps after it in that call are discarded)."""
     step, remove = gen.step, gen.remove
+    chunk, eos, fuse = 1, -1, True
+    for s in streams.values():
+        eos = s.eos if s.eos is not None else -1
+        break
     while gen.keys:
+        block = None
+        if fuse:
+            rows = [streams[k] for k in gen.keys]
+            limit = min(chunk, min(s.max_chars - len(s.tokens) for s in rows))
+            block = gen.advance(limit, eos) if limit >= 1 else None
+            fuse = block is not None or bool(gen._fresh)  # no: until the batch changes
+        if block is not None:
+            chunk = min(2 * chunk, CHUNK_MAX)
+            keys, done = list(gen.keys), None
+            for j, (k, s) in enumerate(zip(keys, rows)):
+                piece = s.push_many(block[:, j].tolist())
+                if piece:
+                    yield k, piece
+                if s.finish_reason is not None:
+                    done = [k] if done is None else done + [k]
+            if done:
+                remove(done)
+            continue
         keys, ids = step()
         if len(keys) == 1:  # one row (stream, generate, a session): no zip, no list of keys
             k = keys[0]
@@ -171,3 +239,4 @@ def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
                 done = [k] if done is None else done + [k]
         if done:
             remove(done)
+            fuse = True  # another batch: the compiled loop may take it

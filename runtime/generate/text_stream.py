@@ -116,6 +116,33 @@ class TextStream:
             self.pieces.append(ch)
         return ch
 
+    def push_many(self, ids: list) -> str:
+        """push() of each id in turn until the row finishes (the ids after that are left
+        out); returns the text they make."""
+        if self.finish_reason is not None:
+            return ""
+        if self.matcher is not None or self.dfa is not None:
+            out = []
+            for t in ids:
+                out.append(self.push(t))
+                if self.finish_reason is not None:
+                    break
+            return "".join(out)
+        room = self.max_chars - len(self.tokens)
+        take = ids[:room] if len(ids) > room else ids
+        eos, text_ids = self.eos, take
+        if eos is not None and eos in take:
+            take = take[: take.index(eos) + 1]
+            text_ids = take[:-1]
+            self.finish_reason = "eos"
+        elif len(take) >= room:
+            self.finish_reason = "length"
+        self.tokens.extend(take)
+        ch = "".join(map(self.chars.__getitem__, text_ids))
+        if ch:
+            self.pieces.append(ch)
+        return ch
+
     def _follow(self, t: int, ch: str) -> str:
         """The automaton takes character t. A complete match that cannot go on ends the row
         with "stop" (also when the length limit came at the same character); a match that

@@ -414,6 +414,135 @@ static PyObject *core_pick(Core *self, PyObject *zo) {
     return out;
 }
 
+/* a C-contiguous buffer of `itemsize`-byte items, format one of `fmts`, with this many items
+ * (writable when asked); TypeError naming `what` otherwise */
+static int get_view(PyObject *o, Py_buffer *b, int writable, int itemsize, const char *fmts,
+                    Py_ssize_t items, const char *what) {
+    const char *f;
+    if (PyObject_GetBuffer(o, b, (writable ? PyBUF_WRITABLE : 0) | PyBUF_FORMAT |
+                                     PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    f = b->format ? b->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') f++;
+    if (b->itemsize != itemsize || f[0] == '\0' || f[1] != '\0' || !strchr(fmts, f[0]) ||
+        b->len != items * itemsize) {
+        PyBuffer_Release(b);
+        PyErr_Format(PyExc_TypeError, "run_steps: %s: a C-contiguous array of %zd %s expected",
+                     what, items, itemsize == 4 && strchr(fmts, 'f') ? "float32" : "ints");
+        return -1;
+    }
+    return 0;
+}
+
+/* steps = core.run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos,
+ *                        out)
+ * Up to `limit` steps of the generation loop for every row, in C: the same ids, in the same
+ * order, with the same coins and windows as `limit` rounds of (backend step, sample). The
+ * backend's step is `invoke(*args)` over buffers it owns (LiteRT's arena views, onnxruntime's
+ * IOBinding): token_in int32 [rows], state_in float32 [rows, S] (its input), logits float32
+ * [rows, V] and new_state float32 [rows, S] (its output). The caller has written state_in (the
+ * rows' state) and, when z0 is None, token_in (the ids they feed next); z0 (float32 [rows, V],
+ * changed in place) is the logits of rows that were just primed: the first round samples from
+ * them without a step. Each round after that: ids -> token_in, new_state -> state_in (the
+ * first round after z0 feeds the state the caller wrote), invoke, sample from logits (in
+ * place: the next invoke writes it anew). Stops after the round in which some row picks `eos`
+ * (eos < 0: never) or after `limit` rounds; out int64 [limit, rows] receives the ids. Returns
+ * the rounds done; the rows' state is then new_state if invoke ran, else what the caller
+ * wrote. An exception from invoke propagates (the rounds before it have drawn their coins). */
+static PyObject *core_run_steps(Core *self, PyObject *args) {
+    PyObject *invoke, *iargs, *to, *so, *lo, *no, *zo, *oo, *r = NULL;
+    Py_ssize_t limit, k = 0, rows = self->rows, i;
+    long eos;
+    int V = self->V, got = 0, stop;
+    Py_buffer tb, sb, lb, nb, zb, ob;
+    Py_ssize_t S;
+    if (!PyArg_ParseTuple(args, "OO!OOOOOnlO", &invoke, &PyTuple_Type, &iargs, &to, &so, &lo,
+                          &no, &zo, &limit, &eos, &oo))
+        return NULL;
+    if (core_check_idle(self) < 0) return NULL;
+    if (!PyCallable_Check(invoke)) {
+        PyErr_SetString(PyExc_TypeError, "run_steps: invoke must be callable");
+        return NULL;
+    }
+    if (rows < 1 || limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "run_steps: needs rows >= 1 and limit >= 1");
+        return NULL;
+    }
+    if (get_view(to, &tb, 1, 4, "il", rows, "token_in") < 0) return NULL;
+    got = 1;
+    /* the state's width comes from state_in itself: [rows, S] */
+    if (PyObject_GetBuffer(so, &sb, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        goto done;
+    got = 2;
+    if (sb.itemsize != 4 || !is_format(&sb, 'f') || sb.len % (rows * 4) != 0 || sb.len == 0) {
+        PyErr_SetString(PyExc_TypeError, "run_steps: state_in: float32 [rows, S] expected");
+        goto done;
+    }
+    S = sb.len / (rows * 4);
+    if (get_view(lo, &lb, 1, 4, "f", rows * V, "logits") < 0) goto done;
+    got = 3;
+    if (get_view(no, &nb, 0, 4, "f", rows * S, "new_state") < 0) goto done;
+    got = 4;
+    if (zo != Py_None) {
+        if (get_view(zo, &zb, 1, 4, "f", rows * V, "z0") < 0) goto done;
+    }
+    got = 5;
+    if (get_view(oo, &ob, 1, 8, "ql", limit * rows, "out") < 0) goto done;
+    got = 6;
+    if (self->rows != rows) { /* changed by a __buffer__ callback */
+        PyErr_SetString(PyExc_RuntimeError, "run_steps: the rows changed during the call");
+        goto done;
+    }
+    {
+        int32_t *tok = (int32_t *)tb.buf;
+        float *z = zo != Py_None ? (float *)zb.buf : NULL;
+        int64_t *out = (int64_t *)ob.buf;
+        int fed = 1; /* state_in holds the state to feed: what the caller wrote */
+        self->busy = 1;
+        if (!z) {
+            PyObject *res = PyObject_Call(invoke, iargs, NULL);
+            if (!res) goto busy_fail;
+            Py_DECREF(res);
+            fed = 0;
+        }
+        for (;;) {
+            float *zk = (k == 0 && z) ? z : (float *)lb.buf;
+            int64_t *ids = out + (size_t)k * (size_t)rows;
+            stop = 0;
+            for (i = 0; i < rows; i++) {
+                int id = 0;
+                cw_sample_row(&self->cfg, &self->row[i], zk + (size_t)i * (size_t)V, V, NULL,
+                              self->scratch, &id);
+                ids[i] = id;
+                stop |= (eos >= 0 && id == eos);
+            }
+            k++;
+            if (stop || k == limit) break;
+            for (i = 0; i < rows; i++) tok[i] = (int32_t)ids[i];
+            if (!fed) memmove(sb.buf, nb.buf, (size_t)sb.len);
+            fed = 0;
+            {
+                PyObject *res = PyObject_Call(invoke, iargs, NULL);
+                if (!res) goto busy_fail;
+                Py_DECREF(res);
+            }
+        }
+        self->busy = 0;
+        r = PyLong_FromSsize_t(k);
+        goto done;
+    busy_fail:
+        self->busy = 0;
+    }
+done:
+    if (got >= 6) PyBuffer_Release(&ob);
+    if (got >= 5 && zo != Py_None) PyBuffer_Release(&zb);
+    if (got >= 4) PyBuffer_Release(&nb);
+    if (got >= 3) PyBuffer_Release(&lb);
+    if (got >= 2) PyBuffer_Release(&sb);
+    if (got >= 1) PyBuffer_Release(&tb);
+    return r;
+}
+
 static int core_index(Core *self, PyObject *o, Py_ssize_t *i) {
     *i = PyNumber_AsSsize_t(o, PyExc_IndexError);
     if (*i == -1 && PyErr_Occurred()) return -1;
@@ -492,6 +621,9 @@ static PyMethodDef core_methods[] = {
     {"take", (PyCFunction)core_take, METH_O, "take(keep)"},
     {"sample", (PyCFunction)core_sample, METH_VARARGS, "sample(z, out[, allowed])"},
     {"pick", (PyCFunction)core_pick, METH_O, "pick(z) -> ids int64 [rows] (set_fast first)"},
+    {"run_steps", (PyCFunction)core_run_steps, METH_VARARGS,
+     "run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos, out) -> "
+     "rounds done"},
     {"set_fast", (PyCFunction)core_set_fast, METH_VARARGS,
      "set_fast(numpy.empty, numpy.dtype('int64'), fallback(core, z))"},
     {"row_state", (PyCFunction)core_row_state, METH_O, "row_state(i)"},

@@ -4,9 +4,8 @@ CPython extension `_speedups`, behind Sampler's interface, and the one factory t
     s = make_sampler(cfg, vocab)         CompiledSampler when the extension is importable (and
                                          built from the sources beside it), the config is one it
                                          covers and CHARWRIGHT_PURE_PYTHON is unset or 0; else
-                                         the numpy Sampler (the reference); greedy
-                                         without a penalty is numpy's argmax (as fast), and
-                                         typical-p beyond 512 ids numpy's (its SIMD exp)
+                                         the numpy Sampler (the reference); typical-p beyond
+                                         512 ids is numpy's (its SIMD exp)
     core_in_use()                        one line for `charwright info`
 
 Both give the same ids for the same logits, settings, seeds and rows (runtime/c/SAMPLING.md;
@@ -93,13 +92,14 @@ def make_sampler(cfg: SamplingConfig, vocab):
     """The sampler for cfg over vocab (the number of ids, or the Vocabulary: a regex or choices
     needs it): compiled when available() and covers(cfg), else the numpy Sampler. Both have join,
     take, __call__ / sample, row_state, set_row_state and constraint."""
-    plain_argmax = cfg.is_greedy and cfg.repetition_penalty == 1.0  # numpy's argmax is as fast
     needs_vocab = cfg.pattern is not None and not hasattr(vocab, "chars")  # Sampler says so
     V = vocab.size if hasattr(vocab, "chars") else int(vocab)
     # typical-p's float64 exp, three per id in C (libm) against numpy's SIMD exp: numpy is the
     # faster beyond a few hundred ids (measured: 390 us vs about 200 at V 5,000)
     wide_typical = cfg.typical_p is not None and cfg.typical_p < 1.0 and V > TYPICAL_MAX_V
-    if available() and covers(cfg) and not plain_argmax and not needs_vocab and not wide_typical:
+    # greedy too: numpy's argmax alone is as fast, but only the compiled core runs the whole
+    # loop in C (Generator.advance)
+    if available() and covers(cfg) and not needs_vocab and not wide_typical:
         return CompiledSampler(cfg, vocab)
     return Sampler(cfg, vocab)
 
@@ -116,7 +116,7 @@ def core_in_use() -> str:
     if _pure_forced():
         return f"numpy ({PURE_ENV}={os.environ.get(PURE_ENV)}; the compiled core is built)"
     return ("compiled C (runtime/c/sampler.h via charwright.runtime.sampling._speedups); numpy "
-            "for greedy without a penalty and for typical-p over 512 ids (as fast, same ids)")
+            "for typical-p over 512 ids (as fast, same ids)")
 
 
 _I64 = np.dtype(np.int64)
