@@ -150,7 +150,8 @@ class Generator:
             if len(self._fresh) != n:
                 return None
             z0 = np.stack([self._fresh[i] for i in range(n)]).astype(np.float32, copy=False)
-        io = self.backend.fused_io(n)
+        fused_io = getattr(self.backend, "fused_io", None)  # a backend of the step contract only
+        io = fused_io(n) if fused_io is not None else None
         if io is None:
             return None
         invoke, args, tok_in, state_in, logits, new_state = io
@@ -162,7 +163,8 @@ class Generator:
             rounds = core.run_steps(invoke, args, tok_in, state_in, logits, new_state, z0,
                                     limit, eos, out)
         except Exception as e:  # the runtime's own error types, raised by invoke
-            raise self.backend.step_failed(e) from None
+            failed = getattr(self.backend, "step_failed", None)
+            raise (failed(e) if failed is not None else e) from None
         self._fresh = {}
         if z0 is None or rounds > 1:  # the rows' state is the last step's
             self.state = new_state.copy()

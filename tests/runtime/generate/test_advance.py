@@ -219,3 +219,29 @@ def test_push_many_equals_push_one_by_one(eos, stop):
         cut = int(rng.integers(0, len(ids) + 1))  # in two calls, at any place
         got = many.push_many(ids[:cut]) + many.push_many(ids[cut:])
         assert (got, many.finish_reason, many.tokens) == (text, one.finish_reason, one.tokens)
+
+
+def test_a_backend_of_the_step_contract_alone_is_stepped():
+    """A duck-typed backend (step and initial_state only, no StepBackend base): advance says
+    None and run() steps it."""
+    from charwright.runtime.generate.generator import run
+    from charwright.runtime.generate.text_stream import TextStream
+    from charwright.runtime.vocab import Vocabulary
+
+    class Plain:
+        vocab_size, state_size = 3, 2
+
+        def initial_state(self, n):
+            return np.zeros((n, 2), np.float32)
+
+        def step(self, tokens, state):
+            z = np.full((len(tokens), 3), -9.0, np.float32)
+            z[np.arange(len(tokens)), (tokens + 1) % 3] = 0.0
+            return z, state + 1
+
+    gen = Generator(Plain())
+    s = make_sampler(SamplingConfig(greedy=True), 3)
+    keys = gen.add([np.array([0], np.int32)], s, 0)
+    assert gen.advance(4) is None
+    text = "".join(p for _, p in run(gen, {keys[0]: TextStream(Vocabulary(("a", "b", "c")), 5)}))
+    assert text == "bcabc"
