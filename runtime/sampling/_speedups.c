@@ -464,8 +464,9 @@ static PyObject *core_run_steps(Core *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "run_steps: invoke must be callable");
         return NULL;
     }
-    if (rows < 1 || limit < 1) {
-        PyErr_SetString(PyExc_ValueError, "run_steps: needs rows >= 1 and limit >= 1");
+    if (rows < 1 || limit < 1 || limit > PY_SSIZE_T_MAX / 8 / rows) {
+        PyErr_SetString(PyExc_ValueError, "run_steps: needs rows >= 1 and 1 <= limit <= "
+                                          "what out can hold");
         return NULL;
     }
     if (get_view(to, &tb, 1, 4, "il", rows, "token_in") < 0) return NULL;

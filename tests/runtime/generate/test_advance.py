@@ -183,8 +183,9 @@ def test_run_steps_refuses_bad_buffers():
     ro.flags.writeable = False
     with pytest.raises((TypeError, ValueError, BufferError)):
         call(lg=ro)
-    with pytest.raises(ValueError):
-        call(limit=0)
+    for limit in (0, -1, 2**62, 2**63 - 1):
+        with pytest.raises(ValueError):
+            call(limit=limit)
     assert call() == 5  # nothing left busy
 
 
