@@ -5,12 +5,18 @@
     keys, ids = g.step()                          one id for every row in the batch
     g.remove(keys[:1])                            a row leaves before the next step
     g.is_done()
+    ids = g.advance(64)                           up to 64 steps in one compiled call (or None)
 
 step() first advances every row that already chose an id (one batched backend step: token int32
 [rows], state float32 [rows, state_size]), then samples one id per row. A row that joined since
 the last step was primed when it was added and brings its own logits, so rows can join at any
 time; a row removed after its last id is never stepped again. Rows with different sampling
 configurations share the batch: each Sampler processes its own rows.
+
+advance() is step() repeated inside the compiled sampling core (runtime/sampling/_speedups.c
+run_steps): the core calls the backend's own step (LiteRT's Invoke on its arena, onnxruntime's
+run_with_iobinding) and samples between steps without returning to Python, the same ids, state
+and coins as step() round by round.
 
 `run(generator, streams)` is the loop on top: it feeds each row's ids to that row's TextStream
 (end-of-sequence, stop strings, length) and yields the text as it is produced.

@@ -20,6 +20,9 @@
  *   core.set_fast(np.empty, np.dtype(np.int64), fallback)
  *   ids = core.pick(z)                   sample with a new int64 [rows] made in C (no Python
  *                                        frame: Sampler.sample); another z: fallback(core, z)
+ *   n = core.run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos,
+ *                      out)             up to `limit` rounds of (backend step, sample) in C over
+ *                                        the backend's own buffers (Generator.advance)
  *   core.rows                            the number of rows
  *   SOURCE_SHA256                        sha256 of _speedups.c + sampler.h as built (setup.py)
  *
