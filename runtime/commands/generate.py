@@ -148,7 +148,7 @@ def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json, hol
 def _state_model(ctx, from_state, bundle, backend, precision, threads):
     """The model for --from-state: the snapshot's file unless --backend/--precision say."""
     from charwright.runtime.backends import spec_for_format
-    from charwright.runtime.generate.session import file_of
+    from charwright.runtime.generate.snapshot import file_of
     from charwright.runtime.model import load
 
     if from_state and not _given(ctx, "backend") and not _given(ctx, "precision"):
@@ -303,7 +303,8 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if stateful:
-        from charwright.runtime.generate.session import Session, Snapshot, check_target
+        from charwright.runtime.generate.session import Session
+        from charwright.runtime.generate.snapshot import Snapshot, check_target
 
         if save_state is not None:
             check_target(save_state)  # before the run: a file we may not replace
