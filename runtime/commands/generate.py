@@ -6,8 +6,7 @@ Output on stdout, the payload only:
     `--- beam i of N: logprob L, score S ---`);
   - --json: one object of the same shape for samples and beams (see _payload).
 
-(About 340 lines: the generate command's options and its four ways to print; the next
-split is --save-state/--from-state into commands/state.py.)
+--save-state / --from-state (one continuation through a Session) are commands/state.py.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import click
 from charwright.runtime.commands.escapes import unescape
 from charwright.runtime.commands.options import (backend_option, bundle_option, precision_option,
                                                  threads_option, unknown_option)
-from charwright.runtime.errors import BundleError, ConfigError
+from charwright.runtime.errors import ConfigError
 from charwright.runtime.sampling.config import PENALTY_MAX, PENALTY_MIN, SEED_MAX
 
 # options that mean something only when sampling; --beam refuses them by name
@@ -119,67 +118,6 @@ def _beams(model, prompt, width, max_chars, length_penalty, unknown, as_json,
     for i, b in enumerate(beams):
         out.write(f"--- beam {i + 1} of {len(beams)}: logprob {b.logprob:.3f}, score "
                   f"{b.score:.4f} ---\n{prompt}{b.text}\n")
-
-
-def _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json, hold) -> None:
-    """--from-state / --save-state: PROMPT is fed to the session (a fresh one: as a prompt),
-    then one continuation is printed as _stream_one or _samples print it. hold (--save-state):
-    at -n, text that may begin a --stop string is kept in the state, not printed; the
-    --from-state run prints it first (before its PROMPT, if any)."""
-    from charwright.runtime.sampling.config import describe
-
-    if prompt:
-        session.feed(prompt, unknown)  # checks the prompt before the held text is taken
-        held = session.take_held()
-    else:
-        held = ""
-    shown = held + prompt
-    out = _stdout()
-    if as_json:
-        c = session.complete(max_chars, cfg, stop, hold)
-        out.write(_payload(shown, session.model, describe(cfg), cfg.seed, [
-            {"text": c.text, "finish_reason": c.finish_reason, "logprob": None,
-             "score": None}]) + "\n")
-        return
-    chunks = session.stream(max_chars, cfg, stop, hold)
-    _print_stream(out, shown, chunks)  # Ctrl-C: the state is not saved
-
-
-def _state_model(ctx, from_state, bundle, backend, precision, threads):
-    """The model for --from-state: the snapshot's file unless --backend/--precision say."""
-    from charwright.runtime.backends import spec_for_format
-    from charwright.runtime.generate.snapshot import file_of
-    from charwright.runtime.model import load
-
-    if from_state and not _given(ctx, "backend") and not _given(ctx, "precision"):
-        fmt, precision = file_of(from_state)
-        try:
-            backend = spec_for_format(fmt).name
-        except ConfigError as e:
-            raise BundleError(f"{from_state}: a snapshot of a {fmt!r} file: {e}") from None
-    return load(bundle, backend=backend, precision=precision, threads=threads)
-
-
-_CHAIN_OPTIONS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
-
-
-def _state_config(ctx, snap, sampling):
-    """--from-state: the snapshot's sampling configuration, with the options given here. Not
-    inherited: --regex and --choice (each call's text is one whole match of its own; give them
-    again to constrain the continuation). A sampling option given without --greedy turns the
-    snapshot's greedy off (--temperature 0 is greedy again)."""
-    from dataclasses import replace
-
-    from charwright.runtime.sampling.config import SamplingConfig
-
-    base = SamplingConfig(**{**snap.sampling, "regex": None, "choices": None})
-    given = {k: v for k, v in sampling.items() if _given(ctx, k)}
-    if any(k in given for k in _CHAIN_OPTIONS) and "greedy" not in given:
-        given["greedy"] = False
-    try:
-        return replace(base, **given)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
 
 
 def _with_bundle_defaults(ctx, cfg, model):
@@ -285,8 +223,6 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     charwright generate "ROMEO:" -b BUNDLE --backend litert --top-p 0.9 --seed 7
     charwright generate "KING" --greedy --stop "\\n\\n"
     """
-    from dataclasses import replace
-
     from charwright.runtime.model import load
     from charwright.runtime.sampling.config import SamplingConfig, describe, resolve_seed
 
@@ -303,29 +239,10 @@ def generate(ctx, prompt, bundle, backend, precision, max_chars, beam, length_pe
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if stateful:
-        from charwright.runtime.generate.session import Session
-        from charwright.runtime.generate.snapshot import Snapshot, check_target
+        from charwright.runtime.commands.state import run_stateful
 
-        if save_state is not None:
-            check_target(save_state)  # before the run: a file we may not replace
-        model = _state_model(ctx, from_state, bundle, backend, precision, threads)
-        session = Session(model)
-        if from_state is not None:
-            snap = Snapshot.load(from_state, model)
-            session.restore(snap)
-            if snap.sampling is not None:
-                cfg = _state_config(ctx, snap, sampling)
-        if from_state is None or snap.sampling is None:
-            cfg = _with_bundle_defaults(ctx, cfg, model)
-        if cfg.seed is None and session.seed is not None:
-            cfg = replace(cfg, seed=session.seed)
-        cfg = resolve_seed(cfg)
-        if verbose:
-            click.echo(f"{model!r}\n{describe(cfg)}", err=True)
-        _stream_session(session, prompt, max_chars, cfg, stop, unknown, as_json,
-                        save_state is not None)
-        if save_state is not None:
-            session.save(save_state)
+        run_stateful(ctx, prompt, bundle, backend, precision, threads, max_chars, cfg, sampling,
+                     stop, unknown, as_json, verbose, save_state, from_state)
         return
     model = load(bundle, backend=backend, precision=precision, threads=threads)
     cfg = resolve_seed(_with_bundle_defaults(ctx, cfg, model))
