@@ -448,7 +448,8 @@ static int get_view(PyObject *o, Py_buffer *b, int writable, int itemsize, const
  * changed in place) is the logits of rows that were just primed: the first round samples from
  * them without a step. Each round after that: ids -> token_in, new_state -> state_in (the
  * first round after z0 feeds the state the caller wrote), invoke, sample from logits (in
- * place: the next invoke writes it anew). Stops after the round in which some row picks `eos`
+ * place: the next invoke writes it anew); a signal's handler runs between rounds (Ctrl-C's
+ * KeyboardInterrupt propagates). Stops after the round in which some row picks `eos`
  * (eos < 0: never) or after `limit` rounds; out int64 [limit, rows] receives the ids. Returns
  * the rounds done; the rows' state is then new_state if invoke ran, else what the caller
  * wrote. An exception from invoke propagates (the rounds before it have drawn their coins). */
@@ -525,6 +526,7 @@ static PyObject *core_run_steps(Core *self, PyObject *args) {
             for (i = 0; i < rows; i++) tok[i] = (int32_t)ids[i];
             if (!fed) memmove(sb.buf, nb.buf, (size_t)sb.len);
             fed = 0;
+            if (PyErr_CheckSignals() < 0) goto busy_fail; /* Ctrl-C between two steps */
             {
                 PyObject *res = PyObject_Call(invoke, iargs, NULL);
                 if (!res) goto busy_fail;

@@ -246,3 +246,19 @@ def test_a_backend_of_the_step_contract_alone_is_stepped():
     assert gen.advance(4) is None
     text = "".join(p for _, p in run(gen, {keys[0]: TextStream(Vocabulary(("a", "b", "c")), 5)}))
     assert text == "bcabc"
+
+
+def test_a_signal_between_rounds_interrupts_the_compiled_loop():
+    """Ctrl-C during a long compiled call: KeyboardInterrupt comes out between two steps."""
+    import os
+    import signal
+
+    be = Failing(exc=None)
+    be.invoke = lambda: (setattr(be, "calls", be.calls + 1),
+                         be.calls == 3 and os.kill(os.getpid(), signal.SIGINT))
+    gen = Generator(be)
+    gen.add([np.array([1], np.int32)], make_sampler(SamplingConfig(seed=1), 6), 1,
+            primed=(np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)))
+    with pytest.raises(KeyboardInterrupt):
+        gen.advance(10_000)
+    assert be.calls < 10
