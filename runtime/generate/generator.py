@@ -227,6 +227,8 @@ def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
             if done:
                 remove(done)
             continue
+        # step() round by round: its own loops, not the block's (a list per row and push_many
+        # cost about 1 us a character more: scripts/bench_loop.py)
         keys, ids = step()
         if len(keys) == 1:  # one row (stream, generate, a session): no zip, no list of keys
             k = keys[0]
