@@ -2,7 +2,8 @@
 
     python scripts/bench_serve.py                          1, 8, 64, 128 clients x 500 chars
     python scripts/bench_serve.py --clients 1 8 --soak 300 + a 5-minute resident-memory run
-    python scripts/bench_serve.py --stream-interval 0.005  the server's frame interval (seconds)
+    python scripts/bench_serve.py --stream-interval 0.005  the server's frame interval (seconds,
+                                                           or auto: the server's default)
 
 For each level C: C concurrent streaming clients each ask 500 characters of the demo model;
 aggregate characters/s, p50/p99 time to first character and gap between characters (a frame of
@@ -251,8 +252,9 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=0, help="seconds of the RSS run (0: none)")
     ap.add_argument("--min-seconds", type=float, default=2.0,
                     help="each level repeats its round of clients for this long at least")
-    ap.add_argument("--stream-interval", type=float, default=None,
-                    help="the server's --stream-interval (default: the server's default)")
+    ap.add_argument("--stream-interval", default=None,
+                    help="the server's --stream-interval: seconds, or auto (default: the "
+                    "server's default)")
     a = ap.parse_args()
 
     big = max(a.clients)
@@ -296,7 +298,10 @@ def main() -> None:
                          f"client transport errors: {len(errors)} {sorted(set(errors))}")
     finally:
         code = server.stop()
-    interval = "server default" if a.stream_interval is None else f"{a.stream_interval:g} s"
+    from charwright.runtime.serve.state import DEFAULT_STREAM_INTERVAL
+
+    interval = (f"{DEFAULT_STREAM_INTERVAL} (server default)" if a.stream_interval is None
+                else a.stream_interval)
     print(header("charwright serve vs offline generate_batch (demo, onnx int8-dynamic, "
                  f"{a.chars} chars per client, --stream-interval {interval})", a.threads))
     print(table(["clients", "serve chars/s", "offline chars/s", "ratio",

@@ -29,6 +29,9 @@ from charwright.runtime.serve.metrics import (
 )
 
 STEP_EWMA = 0.2  # weight of the newest step in the mean step time
+PASS_SECONDS = 0.001  # a multi-round pass (Generator.advance) runs about this long at most: new
+#   requests join, cancels and timeouts are read, and frames go out between passes
+MAX_ROUNDS = 64  # steps per pass at most (generator.CHUNK_MAX)
 
 
 class Batch:
@@ -43,13 +46,21 @@ class Batch:
         self.chars_generated = 0
         self.step_seconds = Histogram(STEP_SECONDS_BUCKETS)
         self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
-        self.step_mean = 0.0  # mean time of recent batched steps (the priming budget's unit)
+        self.step_mean = 0.0  # mean time of recent batched steps (one round of a pass)
+        self.pass_mean = 0.0  # mean time of recent passes (the priming budget's unit)
+        self._fuse = True  # try Generator.advance (False: this batch cannot take it)
+        self._joined = False  # rows joined since the last pass
+        self._last_rounds = 1
+        self._eos = -1
 
     def open(self) -> None:
         """A fresh, empty batch over this thread's backend."""
         self.gen = Generator(self.model.backend)
         self._row = {}
         self._samplers = {}
+        eos = self.model.vocab.eos_id
+        self._eos = -1 if eos is None else int(eos)
+        self._fuse = True
 
     @property
     def rows(self) -> int:
@@ -73,24 +84,54 @@ class Batch:
         r.started = time.monotonic()
         for c, k in enumerate(r.keys):
             self._row[k] = (r, c, r.streams[c])
+        self._fuse = self._joined = True  # another batch: the compiled loop may take it
+        self._last_rounds = 1
 
     def step(self, touched: list, on_done) -> None:
-        """One batched step: each row's new text is appended to its request's events (a request
-        with new events is appended to `touched` once); on_done(request) is called as soon as its
-        every choice has finished, and finished rows leave the batch."""
+        """One pass: one batched step, or several in one compiled call (Generator.advance)
+        where the batch takes it, as many as fit in about PASS_SECONDS (at most MAX_ROUNDS,
+        never past the shortest row's length limit). Each row's new text of the pass is
+        appended to its request's events as one piece (a request with new events is appended
+        to `touched` once); on_done(request) is called as soon as its every choice has
+        finished, and finished rows leave the batch. A row that ends within a multi-round
+        pass (a stop string, end-of-sequence) keeps the text up to its end: the ids it drew
+        after that are dropped with the row, which leaves (its state is never kept: the
+        prompt cache holds primed prompts only)."""
+        gen = self.gen
         t0 = time.perf_counter()
-        keys, ids = self.gen.step()
+        block = None
+        if self._fuse and not self._joined:  # a pass that rows just joined is one step: their
+            limit = self._rounds()  # first text goes out at once
+            if limit > 1:
+                block = gen.advance(limit, self._eos)
+                if block is None and not getattr(gen, "_fresh", None):
+                    self._fuse = False  # not this batch: until a row joins or leaves
+        if block is None:
+            keys, ids = gen.step()
+            rounds = 1
+        else:
+            keys, rounds = gen.keys, len(block)
+        self._joined = False
+        self._last_rounds = rounds
         dt = time.perf_counter() - t0
-        self.step_mean += STEP_EWMA * (dt - self.step_mean)
+        per = dt / rounds
+        self.step_mean += STEP_EWMA * (per - self.step_mean)
+        self.pass_mean += STEP_EWMA * (dt - self.pass_mean)
         n = len(keys)
-        self.steps += 1
-        self.chars_generated += n
-        self.step_seconds.observe(dt)
-        self.batch_size.observe(n)
+        self.steps += rounds
+        self.chars_generated += n * rounds
+        self.step_seconds.observe(per, rounds)
+        self.batch_size.observe(n, rounds)
         mark, row, done = self.steps, self._row, []
-        for k, t in zip(keys, ids.tolist()):
+        if block is None:
+            pairs = zip(keys, ids.tolist())
+            push = TextStream.push
+        else:
+            pairs = zip(list(keys), block.T.tolist())
+            push = TextStream.push_many
+        for k, t in pairs:
             r, c, s = row[k]
-            piece = s.push(t)
+            piece = push(s, t)
             fin = s.finish_reason
             if piece or fin is not None:
                 r.events.append((c, piece, fin))
@@ -105,6 +146,20 @@ class Batch:
         if done:
             self._leave(done)
 
+    def _rounds(self) -> int:
+        """Steps the next pass may run: about PASS_SECONDS of them, at most MAX_ROUNDS, and no
+        more than the row with the least room left takes."""
+        if self.step_mean <= 0:
+            return 1
+        rounds = min(int(PASS_SECONDS / self.step_mean), MAX_ROUNDS, 2 * self._last_rounds)
+        if rounds < 2:  # (doubling: a batch that just changed is timed before it runs long)
+            return 1
+        for _, _, s in self._row.values():
+            room = s.max_chars - len(s.tokens)
+            if room < rounds:
+                rounds = room
+        return rounds
+
     def remove(self, r) -> None:
         """The request's rows that are still in the batch leave."""
         live = [k for k in r.keys if k in self._row]
@@ -113,6 +168,7 @@ class Batch:
 
     def _leave(self, keys) -> None:
         self.gen.remove(keys)
+        self._fuse = True
         for k in keys:
             del self._row[k]
         # a Sampler per distinct configuration: drop those whose rows all left, or clients that

@@ -105,6 +105,8 @@ class Engine:
     waiting_requests = property(lambda self: len(self._queue.waiting))
     draining = property(lambda self: self._draining)
     steps = _figure("_batch", "steps", "Batched steps run.")
+    pass_seconds = _figure("_batch", "pass_mean", "Mean time of recent passes (one batched "
+                           "step, or the steps of one compiled call).")
     chars_generated = _figure("_batch", "chars_generated", "Characters (ids) generated.")
     prompt_ids_primed = _figure("_priming", "ids_primed", "Prompt ids run through the graph.")
     prime_seconds = _figure("_priming", "seconds", "Time spent priming.")
@@ -298,7 +300,7 @@ class Engine:
         """Primes for PRIME_SHARE of the mean step (PRIME_IDLE_SECONDS with no row running); a
         request whose every prompt is primed joins at a later pass. A backend failure ends the
         requests priming (outcome "error"), not the running batch."""
-        budget = PRIME_SHARE * self._batch.step_mean if self._batch.rows else PRIME_IDLE_SECONDS
+        budget = PRIME_SHARE * self._batch.pass_mean if self._batch.rows else PRIME_IDLE_SECONDS
         try:
             self._priming.advance(budget)
         except Exception as e:  # noqa: BLE001 - a failing backend ends these requests only

@@ -61,10 +61,11 @@ class Histogram:
         self.sum = 0.0
         self.count = 0
 
-    def observe(self, x: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, x)] += 1
-        self.sum += x
-        self.count += 1
+    def observe(self, x: float, n: int = 1) -> None:
+        """n observations of x (a pass of n steps of x seconds each, on average)."""
+        self.counts[bisect.bisect_left(self.bounds, x)] += n
+        self.sum += x * n
+        self.count += n
 
     def cumulative(self) -> list:
         """[(le, cumulative count)] with '+Inf' last."""

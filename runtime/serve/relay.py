@@ -329,19 +329,29 @@ class BoundedResponse:
 class FrameClock:
     """The frame interval's one timer for every held stream of a server: each tick writes one
     frame per held stream (CompletionRelay.tick), on the event loop; it runs only while some
-    stream is held."""
+    stream is held. `interval` is a number of seconds, or a function that gives the next one
+    (--stream-interval auto: AUTO_INTERVAL_PASSES x the slowest running batch's mean pass)."""
 
-    def __init__(self, loop, interval: float):
-        self.loop, self.interval = loop, interval
+    def __init__(self, loop, interval):
+        self.loop = loop
+        self._interval = interval if callable(interval) else (lambda: interval)
         self.held: dict = {}  # relays held since the last tick (a dict: insertion order)
         self.timer = None
+
+    @property
+    def interval(self) -> float:
+        return self._interval()
 
     @classmethod
     def of(cls, state, loop):
         """The server's clock (made at first use), or None when the interval is 0."""
-        interval = float(getattr(state.cfg, "stream_interval", 0.0) or 0.0)
-        if interval <= 0:
-            return None
+        setting = getattr(state.cfg, "stream_interval", 0.0)
+        if setting == "auto":
+            interval = auto_interval(state)
+        else:
+            interval = float(setting or 0.0)
+            if interval <= 0:
+                return None
         clock = getattr(state, "frame_clock", None)
         if clock is None or clock.loop is not loop:
             clock = state.frame_clock = cls(loop, interval)
@@ -350,7 +360,7 @@ class FrameClock:
     def hold(self, relay) -> None:
         self.held[relay] = None
         if self.timer is None:
-            self.timer = self.loop.call_later(self.interval, self._tick)
+            self.timer = self.loop.call_later(self._interval(), self._tick)
 
     def drop(self, relay) -> None:
         self.held.pop(relay, None)
@@ -361,7 +371,30 @@ class FrameClock:
         for r in relays:
             r.tick()  # a relay that writes a frame is held again, for the next tick
         if self.held and self.timer is None:
-            self.timer = self.loop.call_later(self.interval, self._tick)
+            self.timer = self.loop.call_later(self._interval(), self._tick)
+
+
+def auto_interval(state):
+    """--stream-interval auto: a function giving AUTO_INTERVAL_PASSES x the mean pass of the
+    slowest model that has rows running (a pass: one batched step, or the steps of one
+    compiled call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX. A stream then
+    gets a frame about every 2 passes: at 1 client (compiled passes of ~1 ms) ~2 ms, ~40
+    characters a frame; at 64 (one ~0.4 ms step a pass) ~0.9 ms, a reader waits about 3 steps
+    at most between frames."""
+    from charwright.runtime.serve.state import (AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN,
+                                                AUTO_INTERVAL_PASSES)
+
+    def interval() -> float:
+        mean = 0.0
+        for s in state.models.values():
+            engine = s.engine
+            if engine.running_rows:
+                p = engine.pass_seconds
+                if p > mean:
+                    mean = p
+        return min(max(AUTO_INTERVAL_PASSES * mean, AUTO_INTERVAL_MIN), AUTO_INTERVAL_MAX)
+
+    return interval
 
 
 class _Signal:

@@ -13,9 +13,14 @@ from charwright.runtime.errors import BackendUnavailable, ConfigError
 from charwright.runtime.sampling.config import bundle_defaults
 
 DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
-DEFAULT_STREAM_INTERVAL = 0.005  # --stream-interval: at most 200 frames/s per stream (a frame
-#   per character costs the event loop a socket write each; 0: a frame whenever there is text)
+DEFAULT_STREAM_INTERVAL = "auto"  # --stream-interval: seconds between a stream's frames, at
+#   least (a frame per character costs the event loop a socket write each; 0: a frame whenever
+#   there is text), or "auto": AUTO_INTERVAL_PASSES x the batch's mean pass (one batched step, or
+#   the steps of one compiled call), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX
 MAX_STREAM_INTERVAL = 10.0
+AUTO_INTERVAL_PASSES = 2.0  # a frame every 2 passes at most: a reader waits <= about 3 passes
+AUTO_INTERVAL_MIN = 0.0005  # s: ~2,000 frames/s per stream at most
+AUTO_INTERVAL_MAX = 0.05  # s: a slow model's streams still get 20 frames/s at least
 DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
 DEFAULT_MAX_UNSENT_CHARS = 100_000  # --max-unsent-chars: text a stream may hold for a client
 #   that is not reading, behind its socket's buffers (~5 MB: ~47 bytes per character pending)
@@ -40,7 +45,8 @@ class ServeConfig:
     shutdown_timeout: float = 30.0
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     prompt_cache_mb: float = 64.0  # --prompt-cache-mb: states of primed prompts (0: none)
-    stream_interval: float = DEFAULT_STREAM_INTERVAL  # seconds between a stream's frames, at least
+    stream_interval: float | str = DEFAULT_STREAM_INTERVAL  # seconds between a stream's frames,
+    #   at least, or "auto" (state.AUTO_INTERVAL_*: tied to the batch's pass time)
     write_timeout: float = DEFAULT_WRITE_TIMEOUT  # a frame not taken by then: 499 (0: none)
     max_unsent_chars: int = DEFAULT_MAX_UNSENT_CHARS  # more piled up behind a blocked write: 499
 
