@@ -60,7 +60,7 @@ class _Interval(click.ParamType):
               help="Seconds between two SSE frames of one stream, at least: its characters "
               "meanwhile go out in one frame (the first and last at once). auto: twice the "
               "batch's mean pass (about 2 ms at one client, 1 ms at 64 on the demo), within "
-              "0.0005..0.05. 0: a frame whenever the stream has text and the server gets to it.")
+              "0.001..0.05. 0: a frame whenever the stream has text and the server gets to it.")
 @click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
               show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
               help="Memory per model for the states of primed prompts, kept at every 256 "

@@ -43,6 +43,7 @@ class Batch:
         self._row: dict[int, tuple] = {}
         self._samplers: dict = {}  # config without seed -> Sampler
         self.steps = 0
+        self.passes = 0  # passes run (a pass: one step, or several in one compiled call)
         self.chars_generated = 0
         self.step_seconds = Histogram(STEP_SECONDS_BUCKETS)
         self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
@@ -119,6 +120,7 @@ class Batch:
         self.pass_mean += STEP_EWMA * (dt - self.pass_mean)
         n = len(keys)
         self.steps += rounds
+        self.passes += 1
         self.chars_generated += n * rounds
         self.step_seconds.observe(per, rounds)
         self.batch_size.observe(n, rounds)

@@ -105,6 +105,7 @@ class Engine:
     waiting_requests = property(lambda self: len(self._queue.waiting))
     draining = property(lambda self: self._draining)
     steps = _figure("_batch", "steps", "Batched steps run.")
+    passes = _figure("_batch", "passes", "Scheduler passes that stepped the batch.")
     pass_seconds = _figure("_batch", "pass_mean", "Mean time of recent passes (one batched "
                            "step, or the steps of one compiled call).")
     chars_generated = _figure("_batch", "chars_generated", "Characters (ids) generated.")

@@ -51,6 +51,7 @@ except ImportError as e:  # pragma: no cover - the CLI reports this with the ext
 RAW_SEND = "charwright.send"  # scope key: the server's own send (server.RawSend puts it there)
 _PIECE = operator.itemgetter(1)
 _CHUNK_END = b"]}\n\n"
+TIMER_SECONDS = 0.001  # the frame clock's timers wait this long at least (uvloop's resolution)
 
 
 def error_response(status: int, message: str, headers=None) -> JSONResponse:
@@ -337,6 +338,7 @@ class FrameClock:
         self._interval = interval if callable(interval) else (lambda: interval)
         self.held: dict = {}  # relays held since the last tick (a dict: insertion order)
         self.timer = None
+        self.due = 0.0  # time.monotonic() of the next tick
 
     @property
     def interval(self) -> float:
@@ -360,18 +362,30 @@ class FrameClock:
     def hold(self, relay) -> None:
         self.held[relay] = None
         if self.timer is None:
-            self.timer = self.loop.call_later(self._interval(), self._tick)
+            self._start()
 
     def drop(self, relay) -> None:
         self.held.pop(relay, None)
 
+    def _start(self) -> None:
+        delay = self._interval()
+        self.due = time.monotonic() + delay
+        # uvloop's timers count whole milliseconds (call_later(0.0004) fires at the next loop
+        # iteration): a tick that comes early waits again, at least TIMER_SECONDS, so a
+        # stream never gets frames more often than the interval says
+        self.timer = self.loop.call_later(max(delay, TIMER_SECONDS), self._tick)
+
     def _tick(self) -> None:
+        early = self.due - time.monotonic()
+        if early > 0:
+            self.timer = self.loop.call_later(max(early, TIMER_SECONDS), self._tick)
+            return
         self.timer = None
         relays, self.held = self.held, {}
         for r in relays:
             r.tick()  # a relay that writes a frame is held again, for the next tick
         if self.held and self.timer is None:
-            self.timer = self.loop.call_later(self._interval(), self._tick)
+            self._start()
 
 
 def auto_interval(state):

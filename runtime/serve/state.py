@@ -19,7 +19,8 @@ DEFAULT_STREAM_INTERVAL = "auto"  # --stream-interval: seconds between a stream'
 #   the steps of one compiled call), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX
 MAX_STREAM_INTERVAL = 10.0
 AUTO_INTERVAL_PASSES = 2.0  # a frame every 2 passes at most: a reader waits <= about 3 passes
-AUTO_INTERVAL_MIN = 0.0005  # s: ~2,000 frames/s per stream at most
+AUTO_INTERVAL_MIN = 0.001  # s: 1,000 frames/s per stream at most (the event loop's timers count
+#   whole milliseconds: a shorter interval would not be kept)
 AUTO_INTERVAL_MAX = 0.05  # s: a slow model's streams still get 20 frames/s at least
 DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
 DEFAULT_MAX_UNSENT_CHARS = 100_000  # --max-unsent-chars: text a stream may hold for a client
