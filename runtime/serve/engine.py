@@ -20,7 +20,11 @@ prime at once), then one batched step for every row, then priming for PRIME_SHAR
 mean time (chunked prefill: vLLM's scheduler gives prefill a token budget per iteration for the
 same reason), so a long prompt stretches the running streams' frames by about half a step,
 whatever its length (it primes about a third as fast as alone meanwhile); with no row running,
-priming runs in slices of PRIME_IDLE_SECONDS. Then the new text of each request is appended to
+priming runs in slices of PRIME_IDLE_SECONDS. Where the batch takes it (one compiled sampler for
+every row, a backend with fused_io: onnxruntime up to batch 16, LiteRT), the "one batched step"
+is several, run in one compiled call (Generator.advance, batch.py): about batch.PASS_SECONDS of
+them (1 ms), so joins, cancels and timeouts wait at most that long; a pass that rows just
+joined is one step, so their first text goes out at once. Then the new text of each request is appended to
 its events and `notify(touched requests)` is called once per pass (the HTTP layer turns that
 into one wake-up of its event loop). A request cancelled while it
 primes (its client went away) leaves the primer at the next pass.
@@ -367,9 +371,7 @@ def _prompt_cache(model, max_bytes: int):
                       f"prompt cache off: {entry.path}'s batch invariance is not recorded (an "
                       "older bundle; `charwright verify` measures it): it counts as not "
                       "batch-invariant, so a cached state could differ from one primed afresh")
-    # the model's own backend (Model._shared): Model.backend would open one more for this
-    # thread where the runtime is not thread-safe; nothing else steps it yet
-    here = self_check(getattr(model, "_shared", None) or model.backend)
+    here = self_check(_check_backend(model))
     if here is None or not here.invariant:
         why = "could not be checked here" if here is None else (
             f"a row differs at batch {here.batch} here (max |Δ| {here.max_abs:.3g})")
@@ -378,6 +380,25 @@ def _prompt_cache(model, max_bytes: int):
     return PrefixCache(max_bytes), (f"prompt cache {max_bytes / 2**20:.3g} MiB (batch "
                                     f"invariance checked here at batch "
                                     f"{', '.join(map(str, SERVE_BATCHES))})")
+
+
+def _check_backend(model):
+    """The backend the invariance check steps: a session of its own, opened for the check and
+    dropped after it, where the model can open one (its own backend otherwise: Model._shared,
+    since Model.backend would open one more for this thread where the runtime is not
+    thread-safe). The serving session is then first run by the scheduler thread: a batch-3
+    step on another thread before it made every later step of the demo's ONNX file ~15%
+    slower on the scheduler thread (42.8 vs 36.8 us a step at batch 1, Intel Xeon; an
+    onnxruntime allocation effect, reproducible, not understood)."""
+    from charwright.runtime.backends import open_backend
+
+    bundle, entry = getattr(model, "bundle", None), getattr(model, "entry", None)
+    if bundle is not None and entry is not None and hasattr(model, "threads"):
+        try:
+            return open_backend(bundle, entry, model.threads)
+        except Exception:  # noqa: BLE001 - the model's own backend is checked instead
+            pass
+    return getattr(model, "_shared", None) or model.backend
 
 
 def _recorded(model, path: str) -> bool:

@@ -17,7 +17,12 @@ that all streams share, which every S seconds writes each held stream's text as 
 stream's first frame goes out at once, and so does its end (the scheduler always wakes a
 request that ended); a held stream that had nothing new at a tick is let go, so its next text
 goes out at once too. Each frame thus carries about S x the stream's characters per second,
-and the event loop wakes once per S for all streams rather than once per step.
+and the event loop wakes once per S for all streams rather than once per step. With
+`--stream-interval auto` (the default, auto_interval) S follows the batch: with 16 rows or more
+running it is 0 (a frame per stream per pass: one wake-up writes them all, and an event loop
+that lags coalesces), with fewer it is twice the mean pass (a pass: one batched step, or the
+steps of one compiled call: ~1 ms on the demo at 1 to 16 clients), at least 1 ms (uvloop's
+timers count milliseconds; a shorter S means about 1 ms).
 
 A client that goes away (ASGI http.disconnect, a failed write, or a connection found closing
 before a write: the asyncio loop notices a peer that left only when a write fails) cancels its
@@ -146,8 +151,7 @@ class CompletionRelay:
                 await self._send(send, {"type": "http.response.body", "body": self._frame(),
                                         "more_body": True})
                 if self.clock is not None and req.outcome is None:  # the interval holds here
-                    req.held = True  # too (a slow reader; a server without direct writes)
-                    self.clock.hold(self)
+                    self.clock.hold(self)  # too (a slow reader; a server without direct writes)
             if outcome is not None:
                 break
             if not event.flag:
@@ -241,7 +245,6 @@ class CompletionRelay:
         body = self._frame()
         c.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
         if self.clock is not None:
-            req.held = True
             self.clock.hold(self)
         return True
 
@@ -338,7 +341,6 @@ class FrameClock:
         self._interval = interval if callable(interval) else (lambda: interval)
         self.held: dict = {}  # relays held since the last tick (a dict: insertion order)
         self.timer = None
-        self.due = 0.0  # time.monotonic() of the next tick
 
     @property
     def interval(self) -> float:
@@ -360,52 +362,59 @@ class FrameClock:
         return clock
 
     def hold(self, relay) -> None:
+        """The relay just wrote a frame: its next one waits for the next tick (sets its
+        request's `held`), unless the interval is 0 now (auto: frames follow the passes)."""
+        interval = self._interval()
+        if interval <= 0:
+            return
+        relay.req.held = True
         self.held[relay] = None
         if self.timer is None:
-            self._start()
+            self._start(interval)
 
     def drop(self, relay) -> None:
         self.held.pop(relay, None)
 
-    def _start(self) -> None:
-        delay = self._interval()
-        self.due = time.monotonic() + delay
-        # uvloop's timers count whole milliseconds (call_later(0.0004) fires at the next loop
-        # iteration): a tick that comes early waits again, at least TIMER_SECONDS, so a
-        # stream never gets frames more often than the interval says
-        self.timer = self.loop.call_later(max(delay, TIMER_SECONDS), self._tick)
+    def _start(self, interval: float) -> None:
+        # uvloop's timers count whole milliseconds: call_later(0.0004) fires at the next loop
+        # iteration, and a stream would get a frame per step; so a tick waits TIMER_SECONDS
+        # at least (a shorter --stream-interval means about 1 ms)
+        self.timer = self.loop.call_later(max(interval, TIMER_SECONDS), self._tick)
 
     def _tick(self) -> None:
-        early = self.due - time.monotonic()
-        if early > 0:
-            self.timer = self.loop.call_later(max(early, TIMER_SECONDS), self._tick)
-            return
         self.timer = None
         relays, self.held = self.held, {}
         for r in relays:
             r.tick()  # a relay that writes a frame is held again, for the next tick
         if self.held and self.timer is None:
-            self._start()
+            self._start(max(self._interval(), TIMER_SECONDS))
 
 
 def auto_interval(state):
-    """--stream-interval auto: a function giving AUTO_INTERVAL_PASSES x the mean pass of the
-    slowest model that has rows running (a pass: one batched step, or the steps of one
-    compiled call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX. A stream then
-    gets a frame about every 2 passes: at 1 client (compiled passes of ~1 ms) ~2 ms, ~40
-    characters a frame; at 64 (one ~0.4 ms step a pass) ~0.9 ms, a reader waits about 3 steps
-    at most between frames."""
+    """--stream-interval auto: a function giving the interval now. With AUTO_PER_PASS_ROWS rows
+    or more running (in any model) it is 0: a frame per stream per pass, where one wake-up of
+    the event loop writes a frame for each stream with new text, and an event loop that lags
+    behind coalesces their text (measured, demo ONNX, 32 to 128 clients: the shortest gaps
+    between frames, and no fewer characters/s than a 1 or 2 ms interval). With fewer rows, a
+    wake-up per pass for a few streams costs more than the frames are worth: AUTO_INTERVAL_PASSES
+    x the mean pass of the slowest model with rows running (a pass: one batched step, or the
+    steps of one compiled call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX
+    (demo ONNX, 1 to 16 clients: compiled passes of ~1 ms, a frame every ~2 ms)."""
     from charwright.runtime.serve.state import (AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN,
-                                                AUTO_INTERVAL_PASSES)
+                                                AUTO_INTERVAL_PASSES, AUTO_PER_PASS_ROWS)
 
     def interval() -> float:
-        mean = 0.0
+        mean, rows = 0.0, 0
         for s in state.models.values():
             engine = s.engine
-            if engine.running_rows:
+            n = engine.running_rows
+            if n:
+                rows += n
                 p = engine.pass_seconds
                 if p > mean:
                     mean = p
+        if rows >= AUTO_PER_PASS_ROWS:
+            return 0.0
         return min(max(AUTO_INTERVAL_PASSES * mean, AUTO_INTERVAL_MIN), AUTO_INTERVAL_MAX)
 
     return interval

@@ -15,13 +15,14 @@ from charwright.runtime.sampling.config import bundle_defaults
 DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
 DEFAULT_STREAM_INTERVAL = "auto"  # --stream-interval: seconds between a stream's frames, at
 #   least (a frame per character costs the event loop a socket write each; 0: a frame whenever
-#   there is text), or "auto": AUTO_INTERVAL_PASSES x the batch's mean pass (one batched step, or
-#   the steps of one compiled call), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX
+#   there is text), or "auto" (relay.auto_interval): a frame per pass once AUTO_PER_PASS_ROWS
+#   rows run, else AUTO_INTERVAL_PASSES x the batch's mean pass (one batched step, or the steps
+#   of one compiled call) within AUTO_INTERVAL_MIN..MAX
 MAX_STREAM_INTERVAL = 10.0
 AUTO_INTERVAL_PASSES = 2.0  # a frame every 2 passes at most: a reader waits <= about 3 passes
-AUTO_INTERVAL_MIN = 0.001  # s: 1,000 frames/s per stream at most (the event loop's timers count
-#   whole milliseconds: a shorter interval would not be kept)
+AUTO_INTERVAL_MIN = 0.001  # s: the event loop's timers count whole milliseconds
 AUTO_INTERVAL_MAX = 0.05  # s: a slow model's streams still get 20 frames/s at least
+AUTO_PER_PASS_ROWS = 16  # rows from which each pass sends frames (one wake-up, many frames)
 DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
 DEFAULT_MAX_UNSENT_CHARS = 100_000  # --max-unsent-chars: text a stream may hold for a client
 #   that is not reading, behind its socket's buffers (~5 MB: ~47 bytes per character pending)

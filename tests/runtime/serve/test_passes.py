@@ -21,7 +21,8 @@ from charwright.runtime.sampling import compiled
 from charwright.runtime.sampling.config import SamplingConfig
 from charwright.runtime.serve.engine import Engine
 from charwright.runtime.serve.relay import auto_interval
-from charwright.runtime.serve.state import AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN
+from charwright.runtime.serve.state import (AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN,
+                                            AUTO_PER_PASS_ROWS)
 from serve_util import ServerProcess, sse_events
 
 pytestmark = [pytest.mark.serve,
@@ -136,14 +137,22 @@ def _state(*engines) -> SimpleNamespace:
     return SimpleNamespace(models=models)
 
 
-def test_the_auto_interval_is_twice_the_slowest_running_pass_within_its_bounds():
+def test_the_auto_interval_follows_the_slowest_running_pass_within_its_bounds():
     assert auto_interval(_state())() == AUTO_INTERVAL_MIN  # nothing runs
-    assert auto_interval(_state((1, 0.0001)))() == AUTO_INTERVAL_MIN
-    assert auto_interval(_state((64, 0.0004)))() == AUTO_INTERVAL_MIN  # (0.8 ms: below it)
-    assert auto_interval(_state((64, 0.0007)))() == pytest.approx(0.0014)
-    assert auto_interval(_state((1, 0.001), (64, 0.0007)))() == pytest.approx(0.002)
-    assert auto_interval(_state((0, 0.01), (64, 0.0007)))() == pytest.approx(0.0014)  # idle
+    # a few rows (compiled passes of ~1 ms on the demo): a frame every 2 passes
+    assert auto_interval(_state((1, 0.001)))() == pytest.approx(0.002)
+    assert auto_interval(_state((8, 0.0011)))() == pytest.approx(0.0022)
+    assert auto_interval(_state((1, 0.0001)))() == AUTO_INTERVAL_MIN  # the timer's floor
     assert auto_interval(_state((1, 3.0)))() == AUTO_INTERVAL_MAX
+    # many rows: a frame per pass, however long the pass
+    assert auto_interval(_state((64, 0.0004)))() == 0.0
+    assert auto_interval(_state((128, 0.0008)))() == 0.0
+    assert auto_interval(_state((AUTO_PER_PASS_ROWS, 0.002)))() == 0.0
+    assert auto_interval(_state((AUTO_PER_PASS_ROWS - 1, 0.0004)))() == AUTO_INTERVAL_MIN
+    # rows of every model count; the slowest model with rows running sets the interval
+    assert auto_interval(_state((8, 0.001), (8, 0.0004)))() == 0.0
+    assert auto_interval(_state((1, 0.001), (2, 0.0004)))() == pytest.approx(0.002)
+    assert auto_interval(_state((0, 0.01), (2, 0.0007)))() == pytest.approx(0.0014)  # idle
     state = _state((1, 0.001))
     tick = auto_interval(state)
     state.models["m0"].engine.pass_seconds = 0.004  # read at each tick, not once
