@@ -60,8 +60,7 @@ class _Interval(click.ParamType):
               help="Seconds between two SSE frames of one stream, at least: its characters "
               "meanwhile go out in one frame (the first and last at once). 0: a frame whenever "
               "the stream has text and the server gets to it. auto: 0 while 16 rows or more "
-              "run, else twice the batch's mean pass (about 2 ms on the demo), within "
-              "0.001..0.05.")
+              "run, else twice the batch's mean pass within 0.005..0.05 (0.005 for the demo).")
 @click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
               show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
               help="Memory per model for the states of primed prompts, kept at every 256 "

@@ -21,8 +21,8 @@ and the event loop wakes once per S for all streams rather than once per step. W
 `--stream-interval auto` (the default, auto_interval) S follows the batch: with 16 rows or more
 running it is 0 (a frame per stream per pass: one wake-up writes them all, and an event loop
 that lags coalesces), with fewer it is twice the mean pass (a pass: one batched step, or the
-steps of one compiled call: ~1 ms on the demo at 1 to 16 clients), at least 1 ms (uvloop's
-timers count milliseconds; a shorter S means about 1 ms).
+steps of one compiled call: ~1 ms on the demo at 1 to 15 clients), at least 5 ms. (uvloop's
+timers count milliseconds: a shorter S than 1 ms means about 1 ms.)
 
 A client that goes away (ASGI http.disconnect, a failed write, or a connection found closing
 before a write: the asyncio loop notices a peer that left only when a write fails) cancels its
@@ -395,11 +395,12 @@ def auto_interval(state):
     or more running (in any model) it is 0: a frame per stream per pass, where one wake-up of
     the event loop writes a frame for each stream with new text, and an event loop that lags
     behind coalesces their text (measured, demo ONNX, 32 to 128 clients: the shortest gaps
-    between frames, and no fewer characters/s than a 1 or 2 ms interval). With fewer rows, a
-    wake-up per pass for a few streams costs more than the frames are worth: AUTO_INTERVAL_PASSES
-    x the mean pass of the slowest model with rows running (a pass: one batched step, or the
-    steps of one compiled call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX
-    (demo ONNX, 1 to 16 clients: compiled passes of ~1 ms, a frame every ~2 ms)."""
+    between frames, and no fewer characters/s than a 1 or 2 ms interval, given two free cores).
+    With fewer rows, a wake-up per pass for a few streams costs more than the frames are worth
+    (each is a GIL hand-off with the scheduler): AUTO_INTERVAL_PASSES x the mean pass of the
+    slowest model with rows running (a pass: one batched step, or the steps of one compiled
+    call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX (demo ONNX, 1 to 15
+    clients: compiled passes of ~1 ms, a frame every 5 ms)."""
     from charwright.runtime.serve.state import (AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN,
                                                 AUTO_INTERVAL_PASSES, AUTO_PER_PASS_ROWS)
 
