@@ -59,8 +59,8 @@ class _Interval(click.ParamType):
               show_default=True,
               help="Seconds between two SSE frames of one stream, at least: its characters "
               "meanwhile go out in one frame (the first and last at once). 0: a frame whenever "
-              "the stream has text and the server gets to it. auto: 0 while 16 rows or more "
-              "run, else twice the batch's mean pass within 0.005..0.05 (0.005 for the demo).")
+              "the stream has text and the server gets to it. auto: twice the batch's mean "
+              "step (or compiled pass of steps) within 0.005..0.05 (0.005 for the demo).")
 @click.option("--prompt-cache-mb", type=click.FloatRange(0, 1_000_000), default=64.0,
               show_default=True, callback=lambda ctx, p, v: _megabytes(p, v),
               help="Memory per model for the states of primed prompts, kept at every 256 "

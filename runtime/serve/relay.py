@@ -18,11 +18,9 @@ stream's first frame goes out at once, and so does its end (the scheduler always
 request that ended); a held stream that had nothing new at a tick is let go, so its next text
 goes out at once too. Each frame thus carries about S x the stream's characters per second,
 and the event loop wakes once per S for all streams rather than once per step. With
-`--stream-interval auto` (the default, auto_interval) S follows the batch: with 16 rows or more
-running it is 0 (a frame per stream per pass: one wake-up writes them all, and an event loop
-that lags coalesces), with fewer it is twice the mean pass (a pass: one batched step, or the
-steps of one compiled call: ~1 ms on the demo at 1 to 15 clients), at least 5 ms. (uvloop's
-timers count milliseconds: a shorter S than 1 ms means about 1 ms.)
+`--stream-interval auto` (the default, auto_interval) S is twice the batch's mean pass (a pass:
+one batched step, or the steps of one compiled call), at least 5 ms. (uvloop's timers count
+milliseconds: an S shorter than 1 ms means about 1 ms.)
 
 A client that goes away (ASGI http.disconnect, a failed write, or a connection found closing
 before a write: the asyncio loop notices a peer that left only when a write fails) cancels its
@@ -362,24 +360,20 @@ class FrameClock:
         return clock
 
     def hold(self, relay) -> None:
-        """The relay just wrote a frame: its next one waits for the next tick (sets its
-        request's `held`), unless the interval is 0 now (auto: frames follow the passes)."""
-        interval = self._interval()
-        if interval <= 0:
-            return
+        """The relay just wrote a frame: its next one waits for the next tick."""
         relay.req.held = True
         self.held[relay] = None
         if self.timer is None:
-            self._start(interval)
+            self._start()
 
     def drop(self, relay) -> None:
         self.held.pop(relay, None)
 
-    def _start(self, interval: float) -> None:
+    def _start(self) -> None:
         # uvloop's timers count whole milliseconds: call_later(0.0004) fires at the next loop
         # iteration, and a stream would get a frame per step; so a tick waits TIMER_SECONDS
         # at least (a shorter --stream-interval means about 1 ms)
-        self.timer = self.loop.call_later(max(interval, TIMER_SECONDS), self._tick)
+        self.timer = self.loop.call_later(max(self._interval(), TIMER_SECONDS), self._tick)
 
     def _tick(self) -> None:
         self.timer = None
@@ -387,35 +381,31 @@ class FrameClock:
         for r in relays:
             r.tick()  # a relay that writes a frame is held again, for the next tick
         if self.held and self.timer is None:
-            self._start(max(self._interval(), TIMER_SECONDS))
+            self._start()
 
 
 def auto_interval(state):
-    """--stream-interval auto: a function giving the interval now. With AUTO_PER_PASS_ROWS rows
-    or more running (in any model) it is 0: a frame per stream per pass, where one wake-up of
-    the event loop writes a frame for each stream with new text, and an event loop that lags
-    behind coalesces their text (measured, demo ONNX, 32 to 128 clients: the shortest gaps
-    between frames, and no fewer characters/s than a 1 or 2 ms interval, given two free cores).
-    With fewer rows, a wake-up per pass for a few streams costs more than the frames are worth
-    (each is a GIL hand-off with the scheduler): AUTO_INTERVAL_PASSES x the mean pass of the
-    slowest model with rows running (a pass: one batched step, or the steps of one compiled
-    call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX (demo ONNX, 1 to 15
-    clients: compiled passes of ~1 ms, a frame every 5 ms)."""
+    """--stream-interval auto: a function giving the interval now: AUTO_INTERVAL_PASSES x the
+    mean pass of the slowest model with rows running (a pass: one batched step, or the steps
+    of one compiled call, engine.Batch), within AUTO_INTERVAL_MIN..AUTO_INTERVAL_MAX: 5 ms for
+    the demo at any load, longer for a model whose passes take more than 2.5 ms (a frame then
+    carries about two passes of text). Measured against a frame per pass (demo ONNX, Intel
+    Xeon, the load generator on the same 2 cores): at 1 client each frame's wake-up of the
+    event loop is a GIL hand-off with the scheduler (2 ms: ~8% fewer characters/s than 5 ms);
+    at 64 a frame per pass cut the gaps between frames (p99 ~6x the step, against ~19x) but
+    served 52% of offline instead of 76% when the cores were shared (the load generator's
+    parsing took half a core), about as much when two cores were free."""
     from charwright.runtime.serve.state import (AUTO_INTERVAL_MAX, AUTO_INTERVAL_MIN,
-                                                AUTO_INTERVAL_PASSES, AUTO_PER_PASS_ROWS)
+                                                AUTO_INTERVAL_PASSES)
 
     def interval() -> float:
-        mean, rows = 0.0, 0
+        mean = 0.0
         for s in state.models.values():
             engine = s.engine
-            n = engine.running_rows
-            if n:
-                rows += n
+            if engine.running_rows:
                 p = engine.pass_seconds
                 if p > mean:
                     mean = p
-        if rows >= AUTO_PER_PASS_ROWS:
-            return 0.0
         return min(max(AUTO_INTERVAL_PASSES * mean, AUTO_INTERVAL_MIN), AUTO_INTERVAL_MAX)
 
     return interval

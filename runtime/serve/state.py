@@ -15,16 +15,13 @@ from charwright.runtime.sampling.config import bundle_defaults
 DEFAULT_MAX_PROMPT_CHARS = 100_000  # --max-prompt-chars (~3 s of priming alone, demo model)
 DEFAULT_STREAM_INTERVAL = "auto"  # --stream-interval: seconds between a stream's frames, at
 #   least (a frame per character costs the event loop a socket write each; 0: a frame whenever
-#   there is text), or "auto" (relay.auto_interval): a frame per pass once AUTO_PER_PASS_ROWS
-#   rows run, else AUTO_INTERVAL_PASSES x the batch's mean pass (one batched step, or the steps
-#   of one compiled call) within AUTO_INTERVAL_MIN..MAX (5 ms for the demo)
+#   there is text), or "auto" (relay.auto_interval): AUTO_INTERVAL_PASSES x the batch's mean
+#   pass (one batched step, or the steps of one compiled call) within AUTO_INTERVAL_MIN..MAX
 MAX_STREAM_INTERVAL = 10.0
 AUTO_INTERVAL_PASSES = 2.0  # a frame every 2 passes at most: a reader waits <= about 3 passes
-AUTO_INTERVAL_MIN = 0.005  # s: with few rows, a frame per 5 ms at most (each frame's wake-up of
-#   the event loop costs the scheduler a GIL hand-off: at 1 client a 2 ms interval served ~8%
-#   fewer characters/s than 5 ms, demo ONNX, Intel Xeon)
+AUTO_INTERVAL_MIN = 0.005  # s: each frame's wake-up of the event loop costs the scheduler a GIL
+#   hand-off (at 1 client, demo ONNX, 2 ms served ~8% fewer characters/s than 5 ms)
 AUTO_INTERVAL_MAX = 0.05  # s: a slow model's streams still get 20 frames/s at least
-AUTO_PER_PASS_ROWS = 16  # rows from which each pass sends frames (one wake-up, many frames)
 DEFAULT_WRITE_TIMEOUT = 30.0  # --write-timeout: seconds one SSE frame may wait for the client
 DEFAULT_MAX_UNSENT_CHARS = 100_000  # --max-unsent-chars: text a stream may hold for a client
 #   that is not reading, behind its socket's buffers (~5 MB: ~47 bytes per character pending)
