@@ -262,3 +262,19 @@ def test_a_signal_between_rounds_interrupts_the_compiled_loop():
     with pytest.raises(KeyboardInterrupt):
         gen.advance(10_000)
     assert be.calls < 10
+
+
+def test_onnx_keeps_a_few_fused_bindings_only():
+    """A server's batch size wanders over 1..max_batch: the ONNX backend's compiled-loop
+    bindings (buffers of batch x (state + vocab)) are kept for the latest few sizes only."""
+    pytest.importorskip("onnxruntime")
+    from charwright.runtime.backends import onnx as ox
+
+    be = load(None, backend="onnx").backend
+    for b in range(1, 40):
+        io = be.fused_io(b)
+        assert io[2].shape == (b,) and io[4].shape == (b, be.vocab_size)
+    fused = [k for k in be._local.ios if k[0] == "fused"]
+    assert fused == [("fused", b) for b in range(40 - ox.FUSED_KEPT, 40)]
+    assert be.fused_io(ox.FUSED_MAX_BATCH + 1) is None
+    assert be.fused_io(0) is None
