@@ -772,7 +772,7 @@ CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
             if ((qa[i] > qj && z[i] == z[i]) || (qa[i] == qj && z[i] < thr)) z[i] = -INFINITY;
     } else {
         for (i = 0; i < V; i++) /* a NaN z stays, as numpy's z < thr */
-            z[i] = (qa[i] > qj) & (z[i] == z[i]) ? -INFINITY : z[i];
+            z[i] = ((qa[i] > qj) & (z[i] == z[i])) ? -INFINITY : z[i];
         thr = -INFINITY; /* every id of q = qj stays */
     }
     for (n = 0, k = 0; k < nh; k++) { /* the kept ids (all in the head), in id order; qa */
