@@ -29,12 +29,19 @@
  * sequential sums). typical-p computes in float64 with the C library's exp and log and numpy's
  * pairwise summation; numpy's own exp/log may differ in the last bit, and it orders equal
  * distances in no defined order (here: by id), so it agrees except at exact near-ties.
- * Sorting: top-p sorts the weight indices q = (int)((max - z) * 4096) (a radix sort, two passes
- * of 9 bits), which gives the running sums of a full descending sort of the values; the value
+ * Sorting: top-p sorts the weight indices q = (int)((max - z) * 4096) (radix sorts), which give
+ * the running sums of a full descending sort of the values. It sorts only a head: the ids of
+ * the smallest q, holding all but about 2^-8 of the weight (a histogram of q guesses where);
+ * the rest (the tail) only adds to the total, and does so without a sort, exactly: in the
+ * binade [R, 2R) of the head's sum every tail weight w adds (R + w) - R, whatever the order,
+ * unless w is an odd multiple of half the sum's ulp (the chain's parity would decide) or the
+ * total reaches 2R; then, or when the cut falls in the tail, it sorts every id as before
+ * (cw_top_p_head, cw_top_p_sorted; -DCW_SAMPLER_SMALL_CODE keeps only the latter). The value
  * at the cut and top-k's k-th largest come from a min-heap of the k largest (one compare for
  * most values). The categorical sums run over the ids with a weight only (a zero adds nothing).
- * Measured on a 2-core Xeon (AVX-512) under load: top-p 0.9 0.6-0.7 us at V 65, 22-25 us at
- * V 5,000 per draw (scripts/bench_sampling.py: through the extension, on a quiet machine). */
+ * Measured on a 2-core Xeon (AVX-512), top-p 0.9 per draw through the extension
+ * (scripts/bench_sampling.py; the C alone in parentheses): V 65 0.8 us (0.44), V 5,000 16 us
+ * (15; 23 with a full sort), under load from other processes. */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
 #ifdef __FAST_MATH__
