@@ -737,11 +737,9 @@ CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
         if (r < rlo) { /* the guess was too high: list the tail again */
             CW_TOP_P_TRACE(4);
             qz = cw_q_below(hu, qb);
-            bq = (uint32_t *)(void *)s->b + nh; /* the sums [nh], then the tail's q */
-            for (nb = 0, i = 0; i < V; i++) {
-                bq[nb] = qa[i];
-                nb += qa[i] - qb < qz - qb;
-            }
+            bq = (uint32_t *)(void *)s->b + nh; /* the sums [nh], then the tail's q (V - nh */
+            for (nb = 0, i = 0; i < V; i++)      /* at most: no write past them, into q) */
+                if (qa[i] - qb < qz - qb) bq[nb++] = qa[i];
         }
         for (k = 0; k < nb; k += 8)
             for (g = 0; g < 8; g++) {

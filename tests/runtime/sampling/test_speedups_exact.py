@@ -31,14 +31,22 @@ def extension(monkeypatch):
 
 
 def _same_ids(cfg: SamplingConfig, z: np.ndarray, steps: int) -> None:
-    """steps picks of each row of z [rows, V] (a fresh copy each time): numpy's == compiled's."""
+    """steps picks of each row of z [rows, V] (a fresh copy each time): numpy's == compiled's,
+    and so are the logits each leaves (both filter z in place: the ids each step removed)."""
     rows, V = z.shape
-    got = []
+    got, left = [], []
     for make in (Sampler, compiled.CompiledSampler):
         s = make(cfg, V)
         s.join([np.zeros(1, np.int32)] * rows, cfg.seed, range(rows))
-        got.append(np.stack([s(z.copy()) for _ in range(steps)]))
+        ids, zs = [], []
+        for _ in range(steps):
+            zc = z.copy()
+            ids.append(s(zc))
+            zs.append(zc.view(np.uint32))
+        got.append(np.stack(ids))
+        left.append(np.stack(zs))
     assert np.array_equal(got[0], got[1]), np.argwhere(got[0] != got[1])[:5]
+    assert np.array_equal(left[0], left[1]), np.argwhere(left[0] != left[1])[:5]
 
 
 def test_the_weights_fall_as_q_grows():
@@ -146,11 +154,14 @@ def _edge_rows(gen, V: int, rows: int) -> np.ndarray:
     carries them across), sums with equal weights, tail weights on the q grid."""
     z = np.empty((rows, V), F32)
     for r in range(rows):
-        kind = r % 4
+        kind = r % 5
         k = int(gen.integers(1, 9))
         if kind == 0:  # head near a power of two, a tail of small weights
             row = -10 - 12 * gen.random(V)
             row[gen.choice(V, k, replace=False)] = 0.7 * gen.random(k)
+        elif kind == 4:  # a char model's: a few ids far above the rest (a sample of V's q
+            row = gen.standard_normal(V) * 2 - 8  # may miss or overweigh them)
+            row[gen.choice(V, k // 2 + 1, replace=False)] = 6 + gen.standard_normal(k // 2 + 1)
         elif kind == 1:  # weights at powers of two of each other (log 2 steps) on the q grid
             row = -(gen.integers(1, 40, V) * np.log(2)) - gen.integers(0, 2, V) / 4096
             row[gen.integers(V)] = 0.0
@@ -160,13 +171,20 @@ def _edge_rows(gen, V: int, rows: int) -> np.ndarray:
             row = np.round(gen.standard_normal(V) * 3, 1)
             row[gen.random(V) < 0.2] = -np.inf
         z[r] = row
+    if V > 1024:  # two ids far above the rest where a sample of every (V // 256)-th id sees
+        st = V // 256  # them: it takes the total for 2 x st, above its power of two, and the
+        row = -9 - 3 * gen.random(V)  # tail is listed again (cw_top_p_head); id 0 low, the
+        row[[st, 2 * st]] = 0.0, -0.05  # last in the head
+        row[0], row[-1] = -11.5, -1.0
+        z[-1] = row
     return z
 
 
 @pytest.mark.parametrize("V", [65, 600, 5000])
 def test_tail_sums_across_powers_of_two_and_cuts_in_the_tail(extension, V):
     gen = np.random.default_rng(V)
-    z = _edge_rows(gen, V, 64 if V < 5000 else 24)
-    for p in (1e-30, 0.5, 0.9, 0.99, 0.999999):
-        _same_ids(SamplingConfig(seed=7, top_p=p), z, 4)
-    _same_ids(SamplingConfig(seed=7, top_p=0.9, temperature=0.8, repetition_penalty=1.3), z, 4)
+    z = _edge_rows(gen, V, 64 if V < 5000 else 40)
+    for p in (1e-30, 0.5, 0.9, 0.95, 0.99, 0.999999):
+        _same_ids(SamplingConfig(seed=7, top_p=p), z, 3)
+    for t in (0.8, 1.4):
+        _same_ids(SamplingConfig(seed=7, top_p=0.9, temperature=t, repetition_penalty=1.3), z, 3)
