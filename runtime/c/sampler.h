@@ -723,7 +723,7 @@ CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
 #ifdef CW_SAMPLER_SMALL_STACK
     cnt = V - nh >= 1024 ? hid + nh : NULL; /* the digit counts in t after the head's ids */
 #endif
-    if (nh <= 32 || !cnt) cw_sort_q(hq, (uint32_t *)(void *)s->b, nh, NULL);
+    if (nh <= 8 || !cnt) cw_sort_q(hq, (uint32_t *)(void *)s->b, nh, NULL); /* insert, merge */
     else cw_radix_q(hq, (uint32_t *)(void *)s->b, nh, bits, cnt);
     for (j = 0; j < nh; j++) s->b[j] = cum = cum + CW_WQ(hq[j]);
     if (nh < n) { /* the tail's sum, as the sorted chain would add it */
