@@ -40,8 +40,8 @@
  * at the cut and top-k's k-th largest come from a min-heap of the k largest (one compare for
  * most values). The categorical sums run over the ids with a weight only (a zero adds nothing).
  * Measured on a 2-core Xeon (AVX-512), top-p 0.9 per draw through the extension
- * (scripts/bench_sampling.py; the C alone in parentheses): V 65 0.8 us (0.44), V 5,000 16 us
- * (15; 23 with a full sort), under load from other processes. */
+ * (scripts/bench_sampling.py, best of 3, another process running): V 65 0.95 us at batch 1,
+ * 0.60 at batch 64 (1.03, 0.71 with every id sorted); V 5,000 15 us (23-24). */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
 #ifdef __FAST_MATH__
