@@ -646,17 +646,6 @@ CW_SFN_OUTLINED void cw_radix_q(uint32_t *q, uint32_t *t, int n, int bits, uint3
     if (src != q) memcpy(q, src, (size_t)n * sizeof *q);
 }
 
-/* top-p without sorting the ids that cannot matter (SAMPLING.md step 5, the same ids as
- * cw_top_p_sorted). A histogram of q by quarter logit picks a head: the ids of q < qb, with all
- * but an estimated fraction (at most 2^-10, and (1 - P) / 16) of the weight. Only the head is
- * sorted and summed in order (c_h); the sorted order puts every other id (the tail) after it.
- * With R = 2^e <= c_h < 2R (ulp u = R 2^-23), adding a tail weight w rounds c + w to the
- * multiple of u nearest c + w, which is c + ((R + w) - R) unless w's fraction of u is exactly
- * one half (then the parity of c decides: a tie); so when no tail weight ties and the total
- * stays below 2R, the tail adds the sum of (R + w) - R, exact in any order (multiples of u
- * below 2R), and its order does not matter. The cut must then lie in the head (c_h >= P x
- * total). Where any of this fails (a tie, the total reaches 2R, the cut in the tail, no
- * weight) it returns -2 and the caller sorts everything. Otherwise as cw_top_p_sorted. */
 /* the first q (>= lo) whose weight is below h: every larger q weighs less (the weights fall
  * with q: tests/runtime/sampling/test_speedups_exact.py checks the tables) */
 CW_SFN uint32_t cw_q_below(float h, uint32_t lo) {
@@ -669,6 +658,19 @@ CW_SFN uint32_t cw_q_below(float h, uint32_t lo) {
     return lo;
 }
 
+/* top-p without sorting the ids that cannot matter (SAMPLING.md step 5, the same ids as
+ * cw_top_p_sorted). A histogram of q by quarter logit (of about 256 ids) picks a head: the ids
+ * of q < qb, with all but an estimated fraction (2^-8, or (1 - P) / 8 when smaller) of the
+ * weight. Only the head is sorted and summed in order (c_h); the sorted order puts every other
+ * id (the tail) after it. With R = 2^e <= c_h < 2R (ulp u = R 2^-23), adding a tail weight w
+ * rounds c + w to the multiple of u nearest c + w, which is c + ((R + w) - R) unless w's
+ * fraction of u is exactly one half (then the parity of c decides: a tie); so when no tail
+ * weight ties and the total stays below 2R, the tail adds the sum of (R + w) - R, exact in any
+ * order (multiples of u below 2R). A weight below half an ulp adds nothing: the tail lists
+ * only q < qz, those above a guess of R's half ulp (listed again if R is below the guess). The
+ * cut must then lie in the head (c_h >= P x total). Where any of this fails (a tie, the total
+ * reaches 2R, the cut in the tail, no weight) it returns -2 and the caller sorts everything.
+ * Otherwise as cw_top_p_sorted. */
 CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
     uint32_t *cnt, *qa = s->q, *hid = s->t, *hq = (uint32_t *)(void *)s->a, *bq, q, qj, qb, qz;
     float m, cum = 0.0f, tot = 0.0f, tail = 0.0f, lim, thr = 0.0f, rlo, r;
@@ -687,7 +689,7 @@ CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
         n += ok;
     }
     if (n == 0) { CW_TOP_P_TRACE(0); return -2; }
-    memset(cnt, 0, 128 * sizeof *cnt); /* the histogram of q by quarter logit: of about 256 ids */
+    memset(cnt, 0, 128 * sizeof *cnt); /* the histogram of q by quarter logit */
     st = V > 512 ? V / 256 : 1;
     for (i = 0; i < V; i += st) {
         q = qa[i];
