@@ -29,12 +29,19 @@
  * sequential sums). typical-p computes in float64 with the C library's exp and log and numpy's
  * pairwise summation; numpy's own exp/log may differ in the last bit, and it orders equal
  * distances in no defined order (here: by id), so it agrees except at exact near-ties.
- * Sorting: top-p sorts the weight indices q = (int)((max - z) * 4096) (a radix sort, two passes
- * of 9 bits), which gives the running sums of a full descending sort of the values; the value
+ * Sorting: top-p sorts the weight indices q = (int)((max - z) * 4096) (radix sorts), which give
+ * the running sums of a full descending sort of the values. It sorts only a head: the ids of
+ * the smallest q, holding all but about 2^-8 of the weight (a histogram of q guesses where);
+ * the rest (the tail) only adds to the total, and does so without a sort, exactly: in the
+ * binade [R, 2R) of the head's sum every tail weight w adds (R + w) - R, whatever the order,
+ * unless w is an odd multiple of half the sum's ulp (the chain's parity would decide) or the
+ * total reaches 2R; then, or when the cut falls in the tail, it sorts every id as before
+ * (cw_top_p_head, cw_top_p_sorted; -DCW_SAMPLER_SMALL_CODE keeps only the latter). The value
  * at the cut and top-k's k-th largest come from a min-heap of the k largest (one compare for
  * most values). The categorical sums run over the ids with a weight only (a zero adds nothing).
- * Measured on a 2-core Xeon (AVX-512) under load: top-p 0.9 0.6-0.7 us at V 65, 22-25 us at
- * V 5,000 per draw (scripts/bench_sampling.py: through the extension, on a quiet machine). */
+ * Measured on a 2-core Xeon (AVX-512), top-p 0.9 per draw through the extension
+ * (scripts/bench_sampling.py, best of 3, another process running): V 65 0.95 us at batch 1,
+ * 0.60 at batch 64 (1.03, 0.71 with every id sorted); V 5,000 15 us (23-24). */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
 #ifdef __FAST_MATH__
@@ -538,7 +545,7 @@ CW_SFN_OUTLINED void cw_sort_q(uint32_t *q, uint32_t *t, int n, uint32_t *hist) 
  * of a smaller q stay; of q = qj, the values from j*'s rank among them (largest first) up stay.
  * Returns the ids kept with a weight, their q in s->q and ids in s->t in id order (what the
  * categorical draw needs when nothing follows), or -1 when there is no weight at all. */
-CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
+CW_SFN int cw_top_p_sorted(float target_p, float *z, int V, cw_scratch *s) {
     float m = cw_max(z, V), cum = 0.0f, target, thr = 0.0f;
     int i, n = 0, j, lo, g, ok, multi;
     uint32_t q, qj, *hist = NULL;
@@ -612,6 +619,186 @@ CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
         n += keep && ok;
     }
     return n;
+}
+
+#ifndef CW_SAMPLER_SMALL_CODE
+#ifndef CW_TOP_P_TRACE /* a test hook: which way a top-p call went (nothing by default) */
+#define CW_TOP_P_TRACE(k)
+#endif
+/* q [n] (each < 2^bits, 1 <= bits <= 18) sorted ascending by an LSD radix sort: two passes
+ * on digits of up to 9 bits, or for a few ids three on up to 6 bits (fewer counts to sum); t
+ * [n] the other buffer; cnt [1024] the digit counts. The result is in q. */
+CW_SFN_OUTLINED void cw_radix_q(uint32_t *q, uint32_t *t, int n, int bits, uint32_t *cnt) {
+    uint32_t *k, sum, c, mask, *src = q, *dst = t, *x;
+    int i, p, passes = n < 128 ? 3 : 2, sh = (bits + passes - 1) / passes, nb = 1 << sh;
+    mask = (uint32_t)nb - 1u;
+    memset(cnt, 0, (size_t)(passes * nb) * sizeof *cnt);
+    for (i = 0; i < n; i++)
+        for (p = 0; p < passes; p++) cnt[p * nb + (int)((q[i] >> (sh * p)) & mask)]++;
+    for (p = 0; p < passes; p++) {
+        k = cnt + p * nb;
+        for (sum = 0, i = 0; i < nb; i++) c = k[i], k[i] = sum, sum += c;
+        for (i = 0; i < n; i++) dst[k[(src[i] >> (sh * p)) & mask]++] = src[i];
+        x = src;
+        src = dst;
+        dst = x;
+    }
+    if (src != q) memcpy(q, src, (size_t)n * sizeof *q);
+}
+
+/* the first q (>= lo) whose weight is below h: every larger q weighs less (the weights fall
+ * with q: tests/runtime/sampling/test_speedups_exact.py checks the tables) */
+CW_SFN uint32_t cw_q_below(float h, uint32_t lo) {
+    uint32_t hi = 131072u;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2u;
+        if (CW_WQ(mid) < h) hi = mid;
+        else lo = mid + 1u;
+    }
+    return lo;
+}
+
+/* top-p without sorting the ids that cannot matter (SAMPLING.md step 5, the same ids as
+ * cw_top_p_sorted). A histogram of q by quarter logit (of about 256 ids) picks a head: the ids
+ * of q < qb, with all but an estimated fraction (2^-8, or (1 - P) / 8 when smaller) of the
+ * weight. Only the head is sorted and summed in order (c_h); the sorted order puts every other
+ * id (the tail) after it. With R = 2^e <= c_h < 2R (ulp u = R 2^-23), adding a tail weight w
+ * rounds c + w to the multiple of u nearest c + w, which is c + ((R + w) - R) unless w's
+ * fraction of u is exactly one half (then the parity of c decides: a tie); so when no tail
+ * weight ties and the total stays below 2R, the tail adds the sum of (R + w) - R, exact in any
+ * order (multiples of u below 2R). A weight below half an ulp adds nothing: the tail lists
+ * only q < qz, those above a guess of R's half ulp (listed again if R is below the guess). The
+ * cut must then lie in the head (c_h >= P x total). Where any of this fails (a tie, the total
+ * reaches 2R, the cut in the tail, no weight) it returns -2 and the caller sorts everything.
+ * Otherwise as cw_top_p_sorted. */
+CW_SFN int cw_top_p_head(float target_p, float *z, int V, cw_scratch *s) {
+    uint32_t *cnt, *qa = s->q, *hid = s->t, *hq = (uint32_t *)(void *)s->a, *bq, q, qj, qb, qz;
+    float m, cum = 0.0f, tot = 0.0f, tail = 0.0f, lim, thr = 0.0f, rlo, r;
+    int i, k, n, nh, nb, b, bmax = 0, bits, j, lo, g, ok, multi, st;
+#ifndef CW_SAMPLER_SMALL_STACK
+    uint32_t counts[1024]; /* the histogram, then the radix sort's digit counts: 4 KB */
+#else
+    uint32_t counts[128]; /* the histogram (512 bytes); the digit counts: in t, below */
+#endif
+    cnt = counts;
+    m = cw_max(z, V);
+    for (n = 0, i = 0; i < V; i++) { /* qa: every id's q, 0xFFFFFFFF without a weight */
+        float d = (m - z[i]) * 4096.0f;
+        ok = d < 131072.0f;
+        qa[i] = ok ? (uint32_t)(int32_t)d : 0xFFFFFFFFu;
+        n += ok;
+    }
+    if (n == 0) { CW_TOP_P_TRACE(0); return -2; }
+    memset(cnt, 0, 128 * sizeof *cnt); /* the histogram of q by quarter logit */
+    st = V > 512 ? V / 256 : 1;
+    for (i = 0; i < V; i += st) {
+        q = qa[i];
+        b = (int)((q >> 10) & 127u);
+        cnt[b] += q < 131072u;
+        bmax = q < 131072u && b > bmax ? b : bmax;
+    }
+    for (b = 0; b <= bmax; b++) tot += (float)cnt[b] * cw_exp_hi[4 * b]; /* a bound each */
+    lim = tot * (1.0f - target_p) * 0.125f;
+    if (lim > tot * 0x1p-8f) lim = tot * 0x1p-8f;
+    for (b = bmax + 1; b > 1; b--) { /* the tail: buckets b.. */
+        float add = (float)cnt[b - 1] * cw_exp_hi[4 * (b - 1)];
+        if (tail + add > lim) break;
+        tail += add;
+    }
+    qb = (uint32_t)b << 10;
+    /* rlo: a guess of a power of two <= the total (R >= 1/2: the total holds w(0) > 1/2); a
+     * weight below rlo 2^-24 never changes the sum, so the tail lists q < qz only */
+    tot = tot * (float)st * 0.125f;
+    for (rlo = 0.5f; rlo + rlo <= tot && rlo < 0x1p100f; rlo += rlo) {}
+    qz = V > 1024 ? cw_q_below(rlo * 0x1p-24f, qb) : 131072u; /* few ids: list them all */
+    bq = hq + V - 1; /* the tail's q < qz, from the end of a down (the head's q from its start) */
+    for (nh = nb = 0, i = 0; i < V; i++) { /* the head's ids, the tail's q */
+        q = qa[i];
+        hid[nh] = (uint32_t)i;
+        nh += q < qb;
+        bq[-nb] = q;
+        nb += q - qb < qz - qb;
+    }
+    for (k = 0; k < nh; k++) hq[k] = qa[hid[k]];
+    bq -= nb - 1; /* bq [nb] */
+    for (bits = 1; (qb - 1u) >> bits; bits++) {}
+#ifdef CW_SAMPLER_SMALL_STACK
+    cnt = V - nh >= 1024 ? hid + nh : NULL; /* the digit counts in t after the head's ids */
+#endif
+    if (nh <= 8 || !cnt) cw_sort_q(hq, (uint32_t *)(void *)s->b, nh, NULL); /* insert, merge */
+    else cw_radix_q(hq, (uint32_t *)(void *)s->b, nh, bits, cnt);
+    for (j = 0; j < nh; j++) s->b[j] = cum = cum + CW_WQ(hq[j]);
+    if (nh < n) { /* the tail's sum, as the sorted chain would add it */
+        float hu, fin, acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        uint32_t cb, hb, tie = 0;
+        memcpy(&cb, &cum, sizeof cb);
+        cb &= 0x7F800000u;
+        memcpy(&r, &cb, sizeof r); /* R = 2^e <= cum < 2R */
+        hu = r * 0x1p-24f;         /* half of cum's ulp: a tie is |w - y| = hu */
+        memcpy(&hb, &hu, sizeof hb);
+        if (r < rlo) { /* the guess was too high: list the tail again */
+            CW_TOP_P_TRACE(4);
+            qz = cw_q_below(hu, qb);
+            bq = (uint32_t *)(void *)s->b + nh; /* the sums [nh], then the tail's q (V - nh */
+            for (nb = 0, i = 0; i < V; i++)      /* at most: no write past them, into q) */
+                if (qa[i] - qb < qz - qb) bq[nb++] = qa[i];
+        }
+        for (k = 0; k < nb; k += 8)
+            for (g = 0; g < 8; g++) {
+                uint32_t qi = k + g < nb ? bq[k + g] : 131071u, wb;
+                float w = CW_WQ(qi), y = (r + w) - r;
+                acc[g] += y;
+                w = w - y;
+                memcpy(&wb, &w, sizeof wb);
+                tie |= (uint32_t)((wb & 0x7FFFFFFFu) == hb);
+            }
+        fin = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        fin = cum + fin;
+        CW_TOP_P_TRACE(7);
+        if (tie || !(fin < r + r)) {
+            CW_TOP_P_TRACE(tie ? 1 : 2);
+            return -2;
+        }
+        cum = fin;
+    }
+    j = cw_first_reaching(s->b, nh, target_p * cum, 0); /* the first c_j >= target */
+    if (j >= nh) {
+        if (nh < n) { CW_TOP_P_TRACE(3); return -2; } /* the cut in the tail */
+        j = nh - 1;
+    }
+    qj = hq[j];
+    multi = (j > 0 && hq[j - 1] == qj) || (j + 1 < nh && hq[j + 1] == qj);
+    CW_TOP_P_TRACE(6);
+    if (multi) { /* the values of index qj (all in the head), then the (j - lo)-th largest */
+        CW_TOP_P_TRACE(5);
+        for (lo = j; lo > 0 && hq[lo - 1] == qj; lo--) {}
+        for (g = 0, k = 0; k < nh; k++)
+            if (qa[hid[k]] == qj) s->a[g++] = z[hid[k]];
+        thr = cw_kth_largest(s->a, g, j - lo + 1, s->b);
+        for (i = 0; i < V; i++) /* no weight: removed unless NaN (numpy's z < thr) */
+            if ((qa[i] > qj && z[i] == z[i]) || (qa[i] == qj && z[i] < thr)) z[i] = -INFINITY;
+    } else {
+        for (i = 0; i < V; i++) /* a NaN z stays, as numpy's z < thr */
+            z[i] = ((qa[i] > qj) & (z[i] == z[i])) ? -INFINITY : z[i];
+        thr = -INFINITY; /* every id of q = qj stays */
+    }
+    for (n = 0, k = 0; k < nh; k++) { /* the kept ids (all in the head), in id order; qa */
+        uint32_t id = hid[k];          /* is read at hid[k] >= k >= n only: written below n */
+        q = qa[id];
+        hid[n] = id;
+        qa[n] = q;
+        n += q < qj || (q == qj && z[id] >= thr);
+    }
+    return n;
+}
+#endif
+
+CW_SFN int cw_top_p(float target_p, float *z, int V, cw_scratch *s) {
+#ifndef CW_SAMPLER_SMALL_CODE
+    int n = cw_top_p_head(target_p, z, V, s);
+    if (n != -2) return n;
+#endif
+    return cw_top_p_sorted(target_p, z, V, s);
 }
 
 /* 6. min-p: every z below max + float32(log p) becomes -inf */
@@ -729,8 +916,10 @@ CW_SFN int cw_sample_row(const cw_sampling *c, cw_row *r, float *z, int V,
         id = cw_argmax(z, V);
         goto done;
     }
-    if (c->temperature_on)
-        for (i = 0; i < V; i++) z[i] = z[i] * c->inv_t;
+    if (c->temperature_on) {
+        float inv_t = c->inv_t; /* a local: z cannot alias it (the loop vectorizes) */
+        for (i = 0; i < V; i++) z[i] = z[i] * inv_t;
+    }
     if (c->top_k) cw_top_k(c->top_k, z, V, s.a);
     if (c->top_p_on) n = cw_top_p(c->top_p_target, z, V, &s);
     if (c->min_p_on) cw_min_p(c->log_min_p, z, V);
