@@ -130,6 +130,14 @@ class ONNXStep(StepBackend):
         ios = getattr(self._local, "ios", None)
         if ios is None:
             ios = self._local.ios = {}
+        if batch <= BIND_MAX_BATCH:  # step()'s own binding serves (one binding per size)
+            io = ios.get((batch, self.state_size), False)
+            if io is False:
+                io = self._bind(np.zeros(batch, np.int32),
+                                np.zeros((batch, self.state_size), np.float32), ios)
+            if io is not None:
+                return (self._run_bound, (io.binding,), io.tokens, io.state, io.logits,
+                        io.new_state)
         key = ("fused", batch)  # its own bindings: step() keeps run() beyond BIND_MAX_BATCH
         io = ios.pop(key, None)
         if io is None:

@@ -274,7 +274,8 @@ def test_onnx_keeps_a_few_fused_bindings_only():
     for b in range(1, 40):
         io = be.fused_io(b)
         assert io[2].shape == (b,) and io[4].shape == (b, be.vocab_size)
-    fused = [k for k in be._local.ios if k[0] == "fused"]
+    fused = [k for k in be._local.ios if k[0] == "fused"]  # beyond step()'s own bindings
     assert fused == [("fused", b) for b in range(40 - ox.FUSED_KEPT, 40)]
+    assert (1, be.state_size) in be._local.ios  # batch 1: step()'s binding, shared
     assert be.fused_io(ox.FUSED_MAX_BATCH + 1) is None
     assert be.fused_io(0) is None
