@@ -106,4 +106,6 @@ def open_backend(bundle, entry, threads: int = 1):
 
     Raises BackendUnavailable if the runtime is not installed, BundleError if the file cannot be
     loaded or its inputs and outputs do not match the manifest."""
-    return backend_class(entry.format).from_bundle(bundle, entry, threads=threads)
+    be = backend_class(entry.format).from_bundle(bundle, entry, threads=threads)
+    be.batch_invariant = bool(getattr(entry, "batch_invariant", False))  # the manifest's word
+    return be

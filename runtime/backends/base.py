@@ -25,6 +25,7 @@ class StepBackend:
 
     name = "base"
     thread_safe = False
+    batch_invariant = False  # the file's manifest entry says so (set by open_backend)
 
     def __init__(self, state_size: int, vocab_size: int, precision: str, path: str):
         self.state_size = state_size

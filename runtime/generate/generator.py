@@ -27,6 +27,7 @@ batch.py.
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import numpy as np
@@ -144,7 +145,9 @@ class Generator:
         round in which some row picks `eos` (-1: never). None, and nothing done, when this
         batch cannot take it: the caller calls step(). It can when one compiled sampler without
         a regex serves every row, the backend offers fused_io (LiteRT's raw path, onnxruntime
-        up to its IOBinding batch), and no row or every row has just joined."""
+        any batch), and no row or every row has just joined. An exception (or Ctrl-C) within
+        the call leaves this generator unusable: the rounds before it drew their coins, and
+        its state is not the last step's."""
         if not self.keys or self._groups is not None or limit < 1:
             return None
         core = getattr(self._samplers[0], "_core", None)
@@ -165,12 +168,10 @@ class Generator:
         if z0 is None:
             tok_in[...] = self.tokens
         out = np.empty((limit, n), np.int64)
-        try:
-            rounds = core.run_steps(invoke, args, tok_in, state_in, logits, new_state, z0,
-                                    limit, eos, out)
-        except Exception as e:  # the runtime's own error types, raised by invoke
-            failed = getattr(self.backend, "step_failed", None)
-            raise (failed(e) if failed is not None else e) from None
+        # the backend's step errors come out as its typed error (step_failed); the core's own
+        # (its arguments, a call from another thread) as they are
+        rounds = core.run_steps(invoke, args, tok_in, state_in, logits, new_state, z0, limit,
+                                eos, out, getattr(self.backend, "step_failed", None))
         self._fresh = {}
         if z0 is None or rounds > 1:  # the rows' state is the last step's
             self.state = new_state.copy()
@@ -191,6 +192,8 @@ class Generator:
 
 
 CHUNK_MAX = 64  # rounds per compiled call at most: text reaches the reader every <= 64 steps
+CHUNK_SECONDS = 0.01  # and a call grows only while it takes less: a slow model streams at
+#                       least every ~10 ms (or every step, when one step takes longer)
 
 
 def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
@@ -200,23 +203,32 @@ def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
     added before their first step). A row whose stream finishes leaves the batch at once.
 
     Where the batch can take it (Generator.advance), rounds run in compiled calls of 1, 2, 4 ..
-    CHUNK_MAX steps (never past the first end-of-sequence nor the shortest length limit), and
-    each row's text of a call comes as one piece; a row that meets a stop string within a call
-    leaves with the text up to it (the steps after it in that call are discarded)."""
+    CHUNK_MAX steps while a call takes under CHUNK_SECONDS (never past the first end-of-sequence
+    nor the shortest length limit), and each row's text of a call comes as one piece; a row
+    that meets a stop string within a call leaves with the text up to it (the steps after it
+    in that call are discarded). Several rows with stop strings take the compiled calls only on
+    a batch-invariant file: on another, a row that stops within a call would stay in the batch
+    to its end and change the others' logits, hence their text."""
     step, remove = gen.step, gen.remove
     chunk, eos, fuse = 1, -1, True
     for s in streams.values():
         eos = s.eos if s.eos is not None else -1
         break
+    invariant = getattr(gen.backend, "batch_invariant", False)
     while gen.keys:
         block = None
         if fuse:
             rows = [streams[k] for k in gen.keys]
-            limit = min(chunk, min(s.max_chars - len(s.tokens) for s in rows))
-            block = gen.advance(limit, eos) if limit >= 1 else None
+            if invariant or len(rows) == 1 or all(s.matcher is None for s in rows):
+                limit = min(chunk, min(s.max_chars - len(s.tokens) for s in rows))
+                t0 = time.perf_counter()
+                block = gen.advance(limit, eos)
+                dt = time.perf_counter() - t0
             fuse = block is not None or bool(gen._fresh)  # no: until the batch changes
         if block is not None:
-            chunk = min(2 * chunk, CHUNK_MAX)
+            # the next call: twice as long while calls stay short, half as long past the bound
+            chunk = (min(2 * chunk, CHUNK_MAX) if dt < CHUNK_SECONDS / 2 else
+                     max(1, chunk // 2) if dt > CHUNK_SECONDS else chunk)
             keys, done = list(gen.keys), None
             for j, (k, s) in enumerate(zip(keys, rows)):
                 piece = s.push_many(block[:, j].tolist())

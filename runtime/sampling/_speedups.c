@@ -21,7 +21,7 @@
  *   ids = core.pick(z)                   sample with a new int64 [rows] made in C (no Python
  *                                        frame: Sampler.sample); another z: fallback(core, z)
  *   n = core.run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos,
- *                      out)             up to `limit` rounds of (backend step, sample) in C over
+ *                      out[, on_error]) up to `limit` rounds of (backend step, sample) in C over
  *                                        the backend's own buffers (Generator.advance)
  *   core.rows                            the number of rows
  *   SOURCE_SHA256                        sha256 of _speedups.c + sampler.h as built (setup.py)
@@ -452,17 +452,54 @@ static int get_view(PyObject *o, Py_buffer *b, int writable, int itemsize, const
  * KeyboardInterrupt propagates). Stops after the round in which some row picks `eos`
  * (eos < 0: never) or after `limit` rounds; out int64 [limit, rows] receives the ids. Returns
  * the rounds done; the rows' state is then new_state if invoke ran, else what the caller
- * wrote. An exception from invoke propagates (the rounds before it have drawn their coins). */
+ * wrote. An Exception from invoke becomes on_error(exc) when on_error is given (the backend's
+ * typed error); the rounds before it have drawn their coins, so a failed call leaves the rows
+ * unusable. The GIL is released while a large round (rows x V >= 16384) samples. */
+/* invoke(*args), and when it raises an Exception (not a BaseException such as
+ * KeyboardInterrupt), on_error(exc)'s result is raised instead (None: as it is) */
+static int call_invoke(PyObject *invoke, PyObject *iargs, PyObject *on_error) {
+    PyObject *res = PyObject_Call(invoke, iargs, NULL), *t, *v, *tb, *mapped;
+    if (res) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (on_error == Py_None || !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) PyException_SetTraceback(v, tb);
+    mapped = PyObject_CallOneArg(on_error, v ? v : Py_None);
+    if (!mapped) { /* on_error itself failed: that error stands */
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    if (PyExceptionInstance_Check(mapped)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(mapped), mapped);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    } else {
+        PyErr_Restore(t, v, tb);
+    }
+    Py_DECREF(mapped);
+    return -1;
+}
+
 static PyObject *core_run_steps(Core *self, PyObject *args) {
-    PyObject *invoke, *iargs, *to, *so, *lo, *no, *zo, *oo, *r = NULL;
+    PyObject *invoke, *iargs, *to, *so, *lo, *no, *zo, *oo, *on_error = Py_None, *r = NULL;
     Py_ssize_t limit, k = 0, rows = self->rows, i;
     long eos;
     int V = self->V, got = 0, stop;
     Py_buffer tb, sb, lb, nb, zb, ob;
     Py_ssize_t S;
-    if (!PyArg_ParseTuple(args, "OO!OOOOOnlO", &invoke, &PyTuple_Type, &iargs, &to, &so, &lo,
-                          &no, &zo, &limit, &eos, &oo))
+    if (!PyArg_ParseTuple(args, "OO!OOOOOnlO|O", &invoke, &PyTuple_Type, &iargs, &to, &so, &lo,
+                          &no, &zo, &limit, &eos, &oo, &on_error))
         return NULL;
+    if (on_error != Py_None && !PyCallable_Check(on_error)) {
+        PyErr_SetString(PyExc_TypeError, "run_steps: on_error must be callable or None");
+        return NULL;
+    }
     if (core_check_idle(self) < 0) return NULL;
     if (!PyCallable_Check(invoke)) {
         PyErr_SetString(PyExc_TypeError, "run_steps: invoke must be callable");
@@ -503,16 +540,16 @@ static PyObject *core_run_steps(Core *self, PyObject *args) {
         float *z = zo != Py_None ? (float *)zb.buf : NULL;
         int64_t *out = (int64_t *)ob.buf;
         int fed = 1; /* state_in holds the state to feed: what the caller wrote */
+        int release = (double)rows * (double)V >= 16384.0; /* as core_run: a large round */
         self->busy = 1;
         if (!z) {
-            PyObject *res = PyObject_Call(invoke, iargs, NULL);
-            if (!res) goto busy_fail;
-            Py_DECREF(res);
+            if (call_invoke(invoke, iargs, on_error) < 0) goto busy_fail;
             fed = 0;
         }
         for (;;) {
             float *zk = (k == 0 && z) ? z : (float *)lb.buf;
             int64_t *ids = out + (size_t)k * (size_t)rows;
+            PyThreadState *ts = release ? PyEval_SaveThread() : NULL;
             stop = 0;
             for (i = 0; i < rows; i++) {
                 int id = 0;
@@ -521,17 +558,14 @@ static PyObject *core_run_steps(Core *self, PyObject *args) {
                 ids[i] = id;
                 stop |= (eos >= 0 && id == eos);
             }
+            if (release) PyEval_RestoreThread(ts);
             k++;
             if (stop || k == limit) break;
             for (i = 0; i < rows; i++) tok[i] = (int32_t)ids[i];
             if (!fed) memmove(sb.buf, nb.buf, (size_t)sb.len);
             fed = 0;
             if (PyErr_CheckSignals() < 0) goto busy_fail; /* Ctrl-C between two steps */
-            {
-                PyObject *res = PyObject_Call(invoke, iargs, NULL);
-                if (!res) goto busy_fail;
-                Py_DECREF(res);
-            }
+            if (call_invoke(invoke, iargs, on_error) < 0) goto busy_fail;
         }
         self->busy = 0;
         r = PyLong_FromSsize_t(k);
@@ -628,8 +662,8 @@ static PyMethodDef core_methods[] = {
     {"sample", (PyCFunction)core_sample, METH_VARARGS, "sample(z, out[, allowed])"},
     {"pick", (PyCFunction)core_pick, METH_O, "pick(z) -> ids int64 [rows] (set_fast first)"},
     {"run_steps", (PyCFunction)core_run_steps, METH_VARARGS,
-     "run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos, out) -> "
-     "rounds done"},
+     "run_steps(invoke, args, token_in, state_in, logits, new_state, z0, limit, eos, out"
+     "[, on_error]) -> rounds done"},
     {"set_fast", (PyCFunction)core_set_fast, METH_VARARGS,
      "set_fast(numpy.empty, numpy.dtype('int64'), fallback(core, z))"},
     {"row_state", (PyCFunction)core_row_state, METH_O, "row_state(i)"},

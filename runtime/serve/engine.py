@@ -21,7 +21,7 @@ mean time (chunked prefill: vLLM's scheduler gives prefill a token budget per it
 same reason), so a long prompt stretches the running streams' frames by about half a step,
 whatever its length (it primes about a third as fast as alone meanwhile); with no row running,
 priming runs in slices of PRIME_IDLE_SECONDS. Where the batch takes it (one compiled sampler for
-every row, a backend with fused_io: onnxruntime up to batch 16, LiteRT), the "one batched step"
+every row, a backend with fused_io: onnxruntime or LiteRT), the "one batched step"
 is several, run in one compiled call (Generator.advance, batch.py): about batch.PASS_SECONDS of
 them (1 ms), so joins, cancels and timeouts wait at most that long; a pass that rows just
 joined is one step, so their first text goes out at once. Then the new text of each request is appended to

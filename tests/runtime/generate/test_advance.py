@@ -279,3 +279,78 @@ def test_onnx_keeps_a_few_fused_bindings_only():
     assert (1, be.state_size) in be._local.ios  # batch 1: step()'s binding, shared
     assert be.fused_io(ox.FUSED_MAX_BATCH + 1) is None
     assert be.fused_io(0) is None
+
+
+def test_only_the_steps_own_errors_become_the_backends_typed_error():
+    """A caller's mistake (one sampler driven by two generators) stays what it is; only what
+    the backend's step raised goes through step_failed."""
+    be = Failing()
+    s = make_sampler(SamplingConfig(seed=1), 6)
+    gen = Generator(be)
+    gen.add([np.array([1], np.int32)], s, 1, primed=(np.zeros((1, 6), np.float32),
+                                                     np.zeros((1, 4), np.float32)))
+    s.join([np.array([2], np.int32)], 1, [1])  # the sampler now has 2 rows, the batch 1
+    with pytest.raises((TypeError, ValueError, RuntimeError)) as e:
+        gen.advance(3)
+    assert not isinstance(e.value, BundleError)
+
+
+def test_several_rows_with_stop_strings_fuse_on_a_batch_invariant_file_only(monkeypatch):
+    """On a file that is not batch-invariant a row that stops within a compiled call would
+    stay in the batch to its end and change the other rows' logits: run() steps instead."""
+    from charwright.runtime.generate.batch import start
+    from charwright.runtime.generate.generator import run
+
+    m = load(None, backend="onnx")
+    calls = []
+    real = Generator.advance
+
+    def counting(self, limit, eos=-1):
+        out = real(self, limit, eos)
+        calls.append(len(self.keys) > 1 and out is not None)  # several rows, fused
+        return out
+
+    monkeypatch.setattr(Generator, "advance", counting)
+    cfg = SamplingConfig(seed=3, temperature=0.9)
+    texts = {}
+    for invariant in (True, False):
+        monkeypatch.setattr(m.backend, "batch_invariant", invariant)
+        calls.clear()
+        gen, streams, keys = start(m.backend, m.vocab, ["A", "B", "C"], 80, cfg, stop=("e",))
+        got = {k: "" for k in keys}
+        for k, piece in run(gen, streams):
+            got[k] += piece
+        texts[invariant] = [got[k] for k in keys]
+        assert any(calls) == invariant  # one row left alone fuses either way
+    assert texts[True] == texts[False]  # the demo's file is invariant: the same text
+
+
+def test_run_grows_calls_only_while_they_stay_short(monkeypatch):
+    """A slow step: the compiled calls stop growing at about CHUNK_SECONDS, so text still
+    streams (a call of 64 steps of 10 ms would hold it back 0.64 s)."""
+    import time as _time
+
+    from charwright.runtime.generate import generator as g
+    from charwright.runtime.generate.text_stream import TextStream
+
+    class Slow(Failing):
+        def __init__(self):
+            super().__init__()
+            self.bufs = (np.zeros(1, np.int32), np.zeros((1, 4), np.float32),
+                         np.zeros((1, 65), np.float32), np.zeros((1, 4), np.float32))
+            self.vocab_size = 65
+
+        def invoke(self):
+            _time.sleep(0.004)
+
+    be = Slow()
+    gen = Generator(be)
+    keys = gen.add([np.array([1], np.int32)], make_sampler(SamplingConfig(seed=1), 65), 1,
+                   primed=(np.zeros((1, 65), np.float32), np.zeros((1, 4), np.float32)))
+    sizes = []
+    real = Generator.advance
+    monkeypatch.setattr(Generator, "advance",
+                        lambda self, limit, eos=-1: sizes.append(limit) or real(self, limit, eos))
+    vocab = load(None, backend="numpy").vocab
+    list(g.run(gen, {keys[0]: TextStream(vocab, 60)}))
+    assert max(sizes) <= 4  # 4 ms steps: calls of 1, 2 (8 ms), then no longer than ~10 ms

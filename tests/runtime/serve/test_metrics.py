@@ -29,7 +29,8 @@ def test_the_exposition_reads_every_engine_and_the_unrouted_counts():
                              prompt_ids_primed=7, prime_seconds=0.5, step_seconds=h,
                              batch_size=h, prompt_cache_hits=8, prompt_cache_misses=9,
                              prompt_cache_evictions=10, prompt_cache_bytes=11,
-                             prompt_cache_ids_reused=12, prompt_cache_max_bytes=13)
+                             prompt_cache_ids_reused=12, prompt_cache_max_bytes=13,
+                             passes=14)
     state = SimpleNamespace(
         models={"m": SimpleNamespace(name="m", engine=engine, requests={"200": 3, "499": 1})},
         rejected_unrouted={"401": 2})
@@ -52,7 +53,8 @@ def test_the_exposition_reads_every_engine_and_the_unrouted_counts():
                  'charwright_prompt_cache_evictions_total{model="m"} 10.0',
                  'charwright_prompt_cache_bytes{model="m"} 11.0',
                  'charwright_prompt_chars_reused_total{model="m"} 12.0',
-                 'charwright_prompt_cache_max_bytes{model="m"} 13.0'):
+                 'charwright_prompt_cache_max_bytes{model="m"} 13.0',
+                 'charwright_scheduler_passes_total{model="m"} 14.0'):
         assert line in text.splitlines(), line
     types = [line.split()[2:] for line in text.splitlines() if line.startswith("# TYPE")]
     # in FAMILIES' order (a counter's TYPE line names it with _total)
