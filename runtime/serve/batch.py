@@ -29,8 +29,10 @@ from charwright.runtime.serve.metrics import (
 )
 
 STEP_EWMA = 0.2  # weight of the newest step in the mean step time
-PASS_SECONDS = 0.001  # a multi-round pass (Generator.advance) runs about this long at most: new
-#   requests join, cancels and timeouts are read, and frames go out between passes
+PASS_SECONDS = 0.003  # a multi-round pass (Generator.advance) runs about this long at most: new
+#   requests join, cancels and timeouts are read, and frames go out between passes (3 ms, below
+#   the 5 ms frame interval: 64 clients 73% -> 79% of offline, 1 client 91% -> 96%, against
+#   1 ms; scripts/bench_serve.py, Intel Xeon, same sitting)
 MAX_ROUNDS = 64  # steps per pass at most (generator.CHUNK_MAX)
 
 

@@ -23,7 +23,7 @@ whatever its length (it primes about a third as fast as alone meanwhile); with n
 priming runs in slices of PRIME_IDLE_SECONDS. Where the batch takes it (one compiled sampler for
 every row, a backend with fused_io: onnxruntime or LiteRT), the "one batched step"
 is several, run in one compiled call (Generator.advance, batch.py): about batch.PASS_SECONDS of
-them (1 ms), so joins, cancels and timeouts wait at most that long; a pass that rows just
+them (3 ms), so joins, cancels and timeouts wait at most that long; a pass that rows just
 joined is one step, so their first text goes out at once. Then the new text of each request is appended to
 its events and `notify(touched requests)` is called once per pass (the HTTP layer turns that
 into one wake-up of its event loop). A request cancelled while it
