@@ -41,7 +41,9 @@
  * most values). The categorical sums run over the ids with a weight only (a zero adds nothing).
  * Measured on a 2-core Xeon (AVX-512), top-p 0.9 per draw through the extension
  * (scripts/bench_sampling.py, best of 3, another process running): V 65 0.95 us at batch 1,
- * 0.60 at batch 64 (1.03, 0.71 with every id sorted); V 5,000 15 us (23-24). */
+ * 0.60 at batch 64 (1.03, 0.71 with every id sorted); V 5,000 15 us (23-24).
+ * (About 950 lines, a third of them the two exp tables: one source on purpose, the chain and
+ * its helpers in SAMPLING.md's order, so that every compiled user includes exactly this.) */
 #ifndef CW_SAMPLER_H
 #define CW_SAMPLER_H
 #ifdef __FAST_MATH__

@@ -28,7 +28,10 @@
  *
  * Per-row state lives in C buffers: cw_row (key, coins drawn, the window's place) and the
  * windows, W int32 per row. The GIL is released around a large step (rows x V >= 16384);
- * a call made meanwhile from another thread raises RuntimeError instead of racing. */
+ * a call made meanwhile from another thread raises RuntimeError instead of racing. *
+ * (About 720 lines, one idea: the C type over the sampler's rows; its methods share the buffer
+ * checks and the busy guard, which a split would only pass around.)
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

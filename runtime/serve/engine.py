@@ -42,7 +42,7 @@ max_queue requests wait already, submit raises QueueFull at once (HTTP 429): the
 bounded, never a backlog. A request whose prompts hold more than max_prompt_chars characters is
 refused (ConfigError).
 
-(About 390 lines, one idea: the scheduler thread and its pass; the next split is the prompt
+(About 420 lines, one idea: the scheduler thread and its pass; the next split is the prompt
 cache's glue.)
 """
 

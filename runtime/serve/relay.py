@@ -31,7 +31,7 @@ priming. A client that stays but does not read is cut the same way, with its con
 behind a frame that waits (`_wake`). Text held by the frame interval is not "unsent" in this sense:
 only a write that the client's socket holds back counts. Needs the [serve] extra.
 
-(About 425 lines: the writer coroutine, direct writes, the frame clock and the write bounds
+(About 475 lines: the writer coroutine, direct writes, the frame clock and the write bounds
 share one connection's state; the next split is the frame clock into its own module.)
 """
 
