@@ -243,6 +243,11 @@ class Engine:
                 time.sleep(0)
             if touched:
                 self.notify(touched)
+                if admit:
+                    # rows joined this pass, and their first text is now the event loop's to
+                    # write: hand it the GIL before the next pass (a compiled call of up to
+                    # PASS_SECONDS that takes the GIL straight back after each step)
+                    time.sleep(0)
             now = time.monotonic()
             if now >= next_yield:
                 # and once every few ms while rows run: a scheduler stepping flat out (a small
