@@ -42,6 +42,9 @@ whether a file uses only those (the manifest's files[].portable).
 
 (Just over 300 lines, one idea: the exact-activation rewrite and the evaluator that checks
 it; apart, the graph rewrite would lose its oracle.)
+
+(About 320 lines, one idea: rewriting the graph's activations into once-rounding ops; the
+reference tanh and evaluator sit beside it because the tests and verify check one with the other.)
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ the rest is verbatim (runtime/js/) or JSON written by json.dumps from checked va
 directory is built beside DIR and moved into place in one step (files/atomic.atomic_dir).
 
 (Just over 300 lines, one flow: check the target, build, swap in atomically.)
+
+(About 310 lines, one idea: one emit-web output folder, built and guarded; the target checks
+belong to the writing they protect.)
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ answers, and how a /v1/completions body is read.
 Plain data and bytes: no web framework here (relay.py and app.py wrap these in responses).
 
 (Just over 300 lines, one idea: the OpenAI wire contract, field by field.)
+
+(About 310 lines, one idea: the OpenAI wire contract, request parsing and response shapes,
+each fact once; the guided-regex gate parses a request field, so it stays with the parsing.)
 """
 
 from __future__ import annotations
