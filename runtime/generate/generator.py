@@ -34,6 +34,7 @@ import numpy as np
 
 from charwright.runtime.errors import ConfigError
 from charwright.runtime.generate.priming import prime
+from charwright.runtime.generate.text_stream import TextStream
 
 
 class Generator:
@@ -57,6 +58,12 @@ class Generator:
 
     def is_done(self) -> bool:
         return not self.keys
+
+    @property
+    def joining(self) -> bool:
+        """Rows joined since the last step bring their own logits: advance() waits for a
+        step() to take them (unless every row joined)."""
+        return bool(self._fresh)
 
     def add(self, prompts: list, sampler, seed: int = 0, row_ids=None, primed=None,
             max_chars=None) -> list:
@@ -224,37 +231,28 @@ def run(gen: Generator, streams: dict) -> Iterator[tuple[int, str]]:
                 t0 = time.perf_counter()
                 block = gen.advance(limit, eos)
                 dt = time.perf_counter() - t0
-            fuse = block is not None or bool(gen._fresh)  # no: until the batch changes
+            fuse = block is not None or gen.joining  # no: until the batch changes
         if block is not None:
             # the next call: twice as long while calls stay short, half as long past the bound
             chunk = (min(2 * chunk, CHUNK_MAX) if dt < CHUNK_SECONDS / 2 else
                      max(1, chunk // 2) if dt > CHUNK_SECONDS else chunk)
-            keys, done = list(gen.keys), None
-            for j, (k, s) in enumerate(zip(keys, rows)):
-                piece = s.push_many(block[:, j].tolist())
+            keys, cols, push = list(gen.keys), block.T.tolist(), TextStream.push_many
+        else:
+            keys, ids = step()
+            if len(keys) == 1:  # one row (stream, generate, a session): no zip, no list of keys
+                k = keys[0]
+                s = streams[k]
+                piece = s.push(ids.item())
                 if piece:
                     yield k, piece
                 if s.finish_reason is not None:
-                    done = [k] if done is None else done + [k]
-            if done:
-                remove(done)
-            continue
-        # step() round by round: its own loops, not the block's (a list per row and push_many
-        # cost about 1 us a character more: scripts/bench_loop.py)
-        keys, ids = step()
-        if len(keys) == 1:  # one row (stream, generate, a session): no zip, no list of keys
-            k = keys[0]
-            s = streams[k]
-            piece = s.push(ids.item())
-            if piece:
-                yield k, piece
-            if s.finish_reason is not None:
-                remove((k,))
-            continue
+                    remove((k,))
+                continue
+            cols, push = ids.tolist(), TextStream.push  # one id per row: push, not push_many
         done = None
-        for k, t in zip(keys, ids.tolist()):
+        for k, t in zip(keys, cols):  # t: the row's ids of the call, or its one id
             s = streams[k]
-            piece = s.push(t)
+            piece = push(s, t)
             if piece:
                 yield k, piece
             if s.finish_reason is not None:

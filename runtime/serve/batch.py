@@ -107,7 +107,7 @@ class Batch:
             limit = self._rounds()  # first text goes out at once
             if limit > 1:
                 block = gen.advance(limit, self._eos)
-                if block is None and not getattr(gen, "_fresh", None):
+                if block is None and not gen.joining:
                     self._fuse = False  # not this batch: until a row joins or leaves
         if block is None:
             keys, ids = gen.step()
