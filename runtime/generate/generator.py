@@ -157,8 +157,9 @@ class Generator:
         its state is not the last step's."""
         if not self.keys or self._groups is not None or limit < 1:
             return None
-        core = getattr(self._samplers[0], "_core", None)
-        if core is None or getattr(self._samplers[0], "_mask", None) is not None:
+        loop_core = getattr(self._samplers[0], "loop_core", None)  # the compiled sampler's
+        core = loop_core() if loop_core is not None else None
+        if core is None:
             return None
         n = len(self.keys)
         z0 = None

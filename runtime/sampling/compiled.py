@@ -187,6 +187,11 @@ class CompiledSampler:
         self._core.set_fast(np.empty, _I64, _sample)
         self.sample = self._core.pick if self._mask is None else self.__call__
 
+    def loop_core(self):
+        """The C core that can run the generation loop itself (Generator.advance), or None:
+        a regex's mask is made in Python before each pick."""
+        return self._core if self._mask is None else None
+
     def join(self, prompts: list, seed: int, row_ids, max_chars=None) -> None:
         """Rows join at the end: prompts, one int array per row; row i draws from the stream
         of (seed, row_ids[i]). max_chars: the ids each row may take (Sampler.join's; a regex
